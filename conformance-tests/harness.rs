@@ -1,0 +1,259 @@
+//! Starts the real `carnet` binary on a free loopback port with a fresh database and talks
+//! HTTP to it. The backend comes from `CARNET_TEST_DATABASE_URL`: unset → a new SQLite file;
+//! `postgres://…` → a new database created on that server for this test and dropped after it.
+
+use diesel::prelude::*;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running server and the database it owns.
+pub struct Server {
+    pub base: String,
+    child: Option<Child>,
+    dir: PathBuf,
+    port: u16,
+    database_url: String,
+    postgres_admin: Option<(String, String)>,
+    extra_env: Vec<(String, String)>,
+    agent: ureq::Agent,
+}
+
+/// An HTTP answer.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    /// The body as JSON (panics with the body when it is not).
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    /// A header value, case-insensitive name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Asserts the status and that the body is an OperationOutcome; returns its first issue.
+    pub fn outcome(&self, status: u16) -> Value {
+        assert_eq!(self.status, status, "body: {}", self.body);
+        let json = self.json();
+        assert_eq!(json["resourceType"], "OperationOutcome", "{}", self.body);
+        let issue = json["issue"][0].clone();
+        assert!(
+            issue["severity"].is_string() && issue["code"].is_string(),
+            "{}",
+            self.body
+        );
+        assert!(issue["diagnostics"].is_string(), "{}", self.body);
+        issue
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Server {
+    /// Starts a server with default settings.
+    pub fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    /// Starts a server with extra `CARNET_*` settings.
+    pub fn start_with(env: &[(&str, &str)]) -> Server {
+        let name = format!("carnet_t_{}", uuid::Uuid::new_v4().simple());
+        let dir = std::env::temp_dir().join(&name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (database_url, postgres_admin) = match std::env::var("CARNET_TEST_DATABASE_URL") {
+            Ok(admin) if admin.starts_with("postgres") => {
+                let mut conn = PgConnection::establish(&admin)
+                    .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {admin}: {e}"));
+                diesel::sql_query(format!("CREATE DATABASE {name}"))
+                    .execute(&mut conn)
+                    .unwrap();
+                let (prefix, _) = admin.rsplit_once('/').expect("a database URL with a path");
+                (format!("{prefix}/{name}"), Some((admin, name.clone())))
+            }
+            _ => (format!("sqlite://{}/carnet.db", dir.display()), None),
+        };
+        let port = free_port();
+        let mut server = Server {
+            base: format!("http://127.0.0.1:{port}/fhir"),
+            child: None,
+            dir,
+            port,
+            database_url,
+            postgres_admin,
+            extra_env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            agent: ureq::AgentBuilder::new()
+                .timeout(Duration::from_secs(60))
+                .build(),
+        };
+        server.launch();
+        server
+    }
+
+    fn launch(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("server.log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_carnet"))
+            .arg("serve")
+            .current_dir(&self.dir)
+            .env("CARNET_LISTEN", format!("127.0.0.1:{}", self.port))
+            .env("CARNET_BASE_URL", &self.base)
+            .env("CARNET_DATABASE_URL", &self.database_url)
+            .envs(self.extra_env.iter().cloned())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = self.agent.get(&format!("{}/metadata", self.base)).call() {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("carnet exited with {status}: {}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "carnet did not start: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
+    /// `kill -9` the server, then start it again on the same database.
+    pub fn crash_and_restart(&mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        self.launch();
+    }
+
+    /// Sends a request; `path` is relative to the FHIR base (or absolute when it starts with http).
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Reply {
+        let url = if path.starts_with("http") {
+            path.to_owned()
+        } else {
+            format!("{}{path}", self.base)
+        };
+        let mut request = self.agent.request(method, &url);
+        for (k, v) in headers {
+            request = request.set(k, v);
+        }
+        let result = match body {
+            Some(b) => request.send_string(b),
+            None => request.call(),
+        };
+        let response = match result {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{method} {url}: {e}"),
+        };
+        let status = response.status();
+        let headers = response
+            .headers_names()
+            .into_iter()
+            .map(|n| {
+                let v = response.header(&n).unwrap_or_default().to_owned();
+                (n, v)
+            })
+            .collect();
+        let body = response.into_string().unwrap_or_default();
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Reply {
+        self.request("GET", path, &[], None)
+    }
+
+    /// POST/PUT FHIR JSON.
+    pub fn send(&self, method: &str, path: &str, body: &Value, headers: &[(&str, &str)]) -> Reply {
+        let mut all = vec![("Content-Type", "application/fhir+json")];
+        all.extend_from_slice(headers);
+        self.request(method, path, &all, Some(&body.to_string()))
+    }
+
+    /// Creates a resource and returns its JSON (asserting 201).
+    pub fn create(&self, resource: &Value) -> Value {
+        let kind = resource["resourceType"].as_str().unwrap();
+        let reply = self.send("POST", &format!("/{kind}"), resource, &[]);
+        assert_eq!(reply.status, 201, "{}", reply.body);
+        reply.json()
+    }
+
+    /// How many versions the whole server holds (to prove a refused request changed nothing).
+    pub fn version_count(&self) -> i64 {
+        self.get("/_history?_count=1").json()["total"]
+            .as_i64()
+            .unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some((admin, name)) = &self.postgres_admin {
+            if let Ok(mut conn) = PgConnection::establish(admin) {
+                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut conn);
+            }
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// A French patient with an INS-NIR.
+pub fn patient(nir: &str) -> Value {
+    serde_json::json!({
+        "resourceType": "Patient",
+        "identifier": [{"system": "urn:oid:1.2.250.1.213.1.4.8", "value": nir}],
+        "name": [{"family": "Lévy-Durand", "given": ["Éloïse", "Marie"]}],
+        "gender": "female",
+        "birthDate": "1984-02-29"
+    })
+}

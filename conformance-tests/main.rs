@@ -1,0 +1,11 @@
+//! Black-box conformance suite: the real `carnet` binary over HTTP, on SQLite by default and on
+//! PostgreSQL when `CARNET_TEST_DATABASE_URL=postgres://…` is set.
+
+mod harness;
+
+mod concurrency;
+mod crash;
+mod crud;
+mod errors;
+mod history;
+mod negotiation;

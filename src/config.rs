@@ -1,0 +1,262 @@
+//! Configuration: one TOML file (`--config`, default `./carnet.toml` when present), every key
+//! overridable by a `CARNET_*` environment variable (`[limits] binary_max_bytes` →
+//! `CARNET_LIMITS__BINARY_MAX_BYTES`). Defaults run a working server with no file at all.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The whole server configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address and port the HTTP server binds to.
+    pub listen: String,
+    /// Public FHIR base URL, used in `Location` headers and Bundle links.
+    pub base_url: String,
+    /// `sqlite://PATH` or `postgres://…`.
+    pub database_url: String,
+    /// Whether `PUT [type]/[id]` may create a resource with a client-chosen id.
+    pub update_create: bool,
+    /// Request size limits.
+    pub limits: Limits,
+    /// Search and history paging.
+    pub search: Search,
+}
+
+/// Request size limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Any request body above this size is refused with 413.
+    pub body_max_bytes: u64,
+    /// One Binary above this size is refused with 413.
+    pub binary_max_bytes: u64,
+    /// Most entries accepted in one Bundle.
+    pub bundle_max_entries: u64,
+}
+
+/// Paging of search and history results.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Search {
+    /// Page size when `_count` is absent.
+    pub default_count: u64,
+    /// Largest page size a client may ask for.
+    pub max_count: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".into(),
+            base_url: "http://127.0.0.1:8080/fhir".into(),
+            database_url: "sqlite://./data/carnet.db".into(),
+            update_create: false,
+            limits: Limits::default(),
+            search: Search::default(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            body_max_bytes: 32 * 1024 * 1024,
+            binary_max_bytes: 20 * 1024 * 1024,
+            bundle_max_entries: 1000,
+        }
+    }
+}
+
+impl Default for Search {
+    fn default() -> Self {
+        Search {
+            default_count: 20,
+            max_count: 100,
+        }
+    }
+}
+
+/// A configuration that cannot be used; the message says which key and why.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+/// Prefix of the environment variables that override configuration keys.
+const ENV_PREFIX: &str = "CARNET_";
+
+impl Config {
+    /// Loads the file (explicit path, or `./carnet.toml` if present), then applies the
+    /// `CARNET_*` variables of `env`.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let default_path = PathBuf::from("carnet.toml");
+        let file = match path {
+            Some(p) => Some(p.to_path_buf()),
+            None if default_path.exists() => Some(default_path),
+            None => None,
+        };
+        let mut table = match file {
+            Some(p) => {
+                let text = std::fs::read_to_string(&p)
+                    .map_err(|e| ConfigError(format!("cannot read {}: {e}", p.display())))?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError(format!("{}: {e}", p.display())))?
+            }
+            None => toml::Table::new(),
+        };
+        let schema = toml::Table::try_from(Config::default()).expect("defaults serialize");
+        for (name, value) in env {
+            let Some(key) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let path: Vec<String> = key.split("__").map(|s| s.to_ascii_lowercase()).collect();
+            match lookup(&schema, &path) {
+                Some(default) => set(&mut table, &path, typed(default, &value, &name)?),
+                // CARNET_* variables that are not configuration keys (e.g. for the test
+                // harness) are left alone, but say so in case of a typo.
+                None => tracing::debug!(variable = %name, "not a configuration key; ignored"),
+            }
+        }
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError(e.message().to_owned()))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        if !self.database_url.starts_with("sqlite://")
+            && !self.database_url.starts_with("postgres://")
+            && !self.database_url.starts_with("postgresql://")
+        {
+            return Err(ConfigError(
+                "database_url must start with sqlite:// or postgres://".into(),
+            ));
+        }
+        if !self.base_url.starts_with("http://") && !self.base_url.starts_with("https://") {
+            return Err(ConfigError("base_url must be an http(s) URL".into()));
+        }
+        if self.search.default_count == 0 || self.search.max_count < self.search.default_count {
+            return Err(ConfigError(
+                "search.default_count must be between 1 and search.max_count".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The base URL without a trailing slash.
+    pub fn base(&self) -> &str {
+        self.base_url.trim_end_matches('/')
+    }
+}
+
+fn lookup<'a>(table: &'a toml::Table, path: &[String]) -> Option<&'a toml::Value> {
+    let (first, rest) = path.split_first()?;
+    let value = table.get(first)?;
+    if rest.is_empty() {
+        return (!value.is_table()).then_some(value);
+    }
+    lookup(value.as_table()?, rest)
+}
+
+fn set(table: &mut toml::Table, path: &[String], value: toml::Value) {
+    let (first, rest) = path.split_first().expect("non-empty path");
+    if rest.is_empty() {
+        table.insert(first.clone(), value);
+        return;
+    }
+    let entry = table
+        .entry(first.clone())
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    if let toml::Value::Table(inner) = entry {
+        set(inner, rest, value);
+    }
+}
+
+/// Converts an environment string to the TOML type of the key's default value.
+fn typed(default: &toml::Value, raw: &str, name: &str) -> Result<toml::Value, ConfigError> {
+    let bad = |what: &str| ConfigError(format!("{name}={raw:?} is not {what}"));
+    Ok(match default {
+        toml::Value::Integer(_) => {
+            toml::Value::Integer(raw.parse().map_err(|_| bad("an integer"))?)
+        }
+        toml::Value::Boolean(_) => {
+            toml::Value::Boolean(raw.parse().map_err(|_| bad("true or false"))?)
+        }
+        _ => toml::Value::String(raw.to_owned()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_need_no_file() {
+        let c = Config::load(None, env(&[])).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8080");
+        assert_eq!(c.base_url, "http://127.0.0.1:8080/fhir");
+        assert_eq!(c.database_url, "sqlite://./data/carnet.db");
+        assert_eq!(c.limits.binary_max_bytes, 20 * 1024 * 1024);
+    }
+
+    #[test]
+    fn environment_overrides_file_and_nested_keys() {
+        let dir = std::env::temp_dir().join(format!("carnet-config-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("carnet.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\n[limits]\nbody_max_bytes = 10\n",
+        )
+        .unwrap();
+        let c = Config::load(
+            Some(&file),
+            env(&[
+                ("CARNET_LISTEN", "127.0.0.1:9001"),
+                ("CARNET_LIMITS__BINARY_MAX_BYTES", "77"),
+                ("CARNET_SEARCH__MAX_COUNT", "50"),
+                ("CARNET_TEST_SOMETHING", "ignored"),
+                ("PATH", "/bin"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.listen, "127.0.0.1:9001");
+        assert_eq!(c.limits.body_max_bytes, 10);
+        assert_eq!(c.limits.binary_max_bytes, 77);
+        assert_eq!(c.search.max_count, 50);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn wrong_types_and_unknown_keys_are_refused() {
+        let err =
+            Config::load(None, env(&[("CARNET_LIMITS__BODY_MAX_BYTES", "lots")])).unwrap_err();
+        assert!(err.to_string().contains("CARNET_LIMITS__BODY_MAX_BYTES"));
+        let dir = std::env::temp_dir().join(format!("carnet-config-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("carnet.toml");
+        std::fs::write(&file, "lisen = \"x\"\n").unwrap();
+        assert!(Config::load(Some(&file), env(&[]))
+            .unwrap_err()
+            .to_string()
+            .contains("lisen"));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn database_url_scheme_is_checked() {
+        let err = Config::load(None, env(&[("CARNET_DATABASE_URL", "mysql://x")])).unwrap_err();
+        assert!(err.to_string().contains("database_url"));
+    }
+}

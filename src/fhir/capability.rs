@@ -1,0 +1,81 @@
+//! The CapabilityStatement, generated from what the server implements.
+
+use super::registry::RESOURCES;
+use serde_json::{json, Value};
+
+/// Interactions every client-writable type supports.
+const WRITABLE: &[&str] = &[
+    "read",
+    "vread",
+    "update",
+    "delete",
+    "history-instance",
+    "history-type",
+    "create",
+];
+/// Interactions of server-written types (clients read only).
+const READ_ONLY: &[&str] = &["read", "vread", "history-instance", "history-type"];
+
+/// Builds the CapabilityStatement for a server at `base_url`, dated `date` (its start time).
+pub fn capability_statement(base_url: &str, update_create: bool, date: &str) -> Value {
+    let resources: Vec<Value> = RESOURCES
+        .iter()
+        .map(|kind| {
+            let interactions = if kind.server_written { READ_ONLY } else { WRITABLE };
+            json!({
+                "type": kind.name,
+                "interaction": interactions.iter().map(|code| json!({"code": code})).collect::<Vec<_>>(),
+                "versioning": "versioned-update",
+                "readHistory": true,
+                "updateCreate": update_create && !kind.server_written,
+                "conditionalCreate": false,
+                "conditionalRead": "not-supported",
+                "conditionalUpdate": false,
+                "conditionalDelete": "not-supported",
+            })
+        })
+        .collect();
+    json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": date,
+        "publisher": "Carnet",
+        "kind": "instance",
+        "software": {"name": "Carnet", "version": env!("CARGO_PKG_VERSION")},
+        "implementation": {"description": "Carnet FHIR R4 server", "url": base_url},
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "json"],
+        "rest": [{
+            "mode": "server",
+            "resource": resources,
+            "interaction": [{"code": "history-system"}],
+        }],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capability_statement_is_valid_and_honest() {
+        let cs = capability_statement("http://h/fhir", false, "2026-11-23T00:00:00Z");
+        assert!(
+            crate::fhir::validate::validate_resource(&cs).is_empty(),
+            "{:?}",
+            crate::fhir::validate::validate_resource(&cs)
+        );
+        let audit = cs["rest"][0]["resource"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["type"] == "AuditEvent")
+            .unwrap();
+        assert!(!audit["interaction"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["code"] == "create"));
+        assert!(cs["rest"][0].get("searchParam").is_none());
+    }
+}

@@ -1,0 +1,143 @@
+//! Turning a request body into a resource the server may store: strict parsing, structural
+//! validation against the R4 definitions, then the typed model as a second opinion.
+
+use super::outcome::OutcomeIssue;
+use super::{json, model, registry, validate};
+use serde_json::Value;
+
+/// A resource received from a client, valid against the R4 definitions.
+#[derive(Debug)]
+pub struct Incoming {
+    pub kind: &'static registry::ResourceKind,
+    /// The `id` the client put in the body, if any.
+    pub id: Option<String>,
+    /// The resource with numbers kept as written (see [`json`]).
+    pub document: Value,
+}
+
+/// Why a body was refused; nothing has been stored.
+#[derive(Debug)]
+pub struct Rejected {
+    /// 400 for unreadable or malformed content, 422 for content the server does not accept.
+    pub status: u16,
+    pub issues: Vec<OutcomeIssue>,
+}
+
+fn rejected(status: u16, issues: Vec<OutcomeIssue>) -> Rejected {
+    Rejected { status, issues }
+}
+
+/// Parses and validates a request body.
+pub fn parse(body: &[u8]) -> Result<Incoming, Rejected> {
+    let text = std::str::from_utf8(body).map_err(|e| {
+        rejected(
+            400,
+            vec![OutcomeIssue::error(
+                "structure",
+                format!("The body is not UTF-8: {e}"),
+            )],
+        )
+    })?;
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        rejected(
+            400,
+            vec![OutcomeIssue::error(
+                "structure",
+                format!("The body is not valid JSON: {e}"),
+            )],
+        )
+    })?;
+    let resource_type = value
+        .get("resourceType")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let issues = validate::validate_resource(&value);
+    if !issues.is_empty() {
+        return Err(rejected(
+            400,
+            issues
+                .into_iter()
+                .map(|i| OutcomeIssue::error(i.code.as_str(), i.diagnostics).at(i.expression))
+                .collect(),
+        ));
+    }
+    let Some(kind) = registry::lookup(&resource_type) else {
+        return Err(rejected(
+            422,
+            vec![OutcomeIssue::error(
+                "not-supported",
+                format!("Carnet does not store {resource_type} resources"),
+            )
+            .at(resource_type)],
+        ));
+    };
+    let typed = model::round_trip(&value).map_err(|e| {
+        rejected(
+            400,
+            vec![
+                OutcomeIssue::error("structure", format!("Invalid {resource_type}: {e}"))
+                    .at(resource_type.clone()),
+            ],
+        )
+    })?;
+    if let Some(path) = model::first_dropped_element(&value, &typed, &resource_type) {
+        return Err(rejected(
+            400,
+            vec![OutcomeIssue::error(
+                "structure",
+                format!("Element {path} is not part of the R4 {resource_type} model"),
+            )
+            .at(path)],
+        ));
+    }
+    let document = json::parse_lossless(text)
+        .map_err(|e| rejected(400, vec![OutcomeIssue::error("structure", e.to_string())]))?;
+    Ok(Incoming {
+        kind,
+        id: value.get("id").and_then(Value::as_str).map(str::to_owned),
+        document,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_valid_patient_is_accepted_with_exact_numbers() {
+        let body = br#"{"resourceType":"Patient","name":[{"family":"L\u00e9vy-Dupr\u00e9"}],
+            "extension":[{"url":"http://example.org/weight","valueDecimal":71.50}]}"#;
+        let incoming = parse(body).unwrap();
+        assert_eq!(incoming.kind.name, "Patient");
+        assert_eq!(incoming.id, None);
+        assert!(json::to_text(&incoming.document, false).contains("71.50"));
+    }
+
+    #[test]
+    fn errors_name_the_element() {
+        let err = parse(br#"{"resourceType":"Patient","birthDate":"1980-13-01"}"#).unwrap_err();
+        assert_eq!(err.status, 400);
+        assert_eq!(
+            err.issues[0].expression.as_deref(),
+            Some("Patient.birthDate")
+        );
+        let err = parse(br#"{"resourceType":"Patient","foo":1}"#).unwrap_err();
+        assert_eq!(err.issues[0].expression.as_deref(), Some("Patient.foo"));
+    }
+
+    #[test]
+    fn unreadable_bodies_are_refused() {
+        assert_eq!(parse(b"{").unwrap_err().status, 400);
+        assert_eq!(parse(b"\xff\xfe").unwrap_err().status, 400);
+        assert_eq!(parse(b"[]").unwrap_err().status, 400);
+    }
+
+    #[test]
+    fn types_outside_the_registry_are_refused() {
+        let err = parse(br#"{"resourceType":"Observation","status":"final","code":{"text":"x"}}"#)
+            .unwrap_err();
+        assert_eq!(err.status, 422);
+        assert_eq!(err.issues[0].code, "not-supported");
+    }
+}

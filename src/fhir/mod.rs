@@ -1,0 +1,15 @@
+//! FHIR knowledge: the resource registry, validation, the typed model, resources and bundles.
+
+pub mod bundle;
+pub mod capability;
+pub mod incoming;
+pub mod json;
+mod model;
+pub mod outcome;
+pub mod registry;
+pub mod resource;
+pub mod validate;
+pub mod writes;
+
+#[cfg(test)]
+mod definitions_gen;

@@ -1,0 +1,68 @@
+//! OperationOutcome: how every error reaches a client.
+
+use serde_json::{json, Value};
+
+/// One issue of an OperationOutcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutcomeIssue {
+    /// `fatal`, `error`, `warning` or `information`.
+    pub severity: &'static str,
+    /// A FHIR `issue-type` code (`invalid`, `structure`, `not-found`, `conflict`…).
+    pub code: &'static str,
+    pub diagnostics: String,
+    /// FHIRPath of the element at fault, when there is one.
+    pub expression: Option<String>,
+}
+
+impl OutcomeIssue {
+    /// An error-severity issue.
+    pub fn error(code: &'static str, diagnostics: impl Into<String>) -> Self {
+        OutcomeIssue {
+            severity: "error",
+            code,
+            diagnostics: diagnostics.into(),
+            expression: None,
+        }
+    }
+
+    /// The same issue, located at `expression`.
+    pub fn at(mut self, expression: impl Into<String>) -> Self {
+        self.expression = Some(expression.into());
+        self
+    }
+}
+
+/// Builds the OperationOutcome resource for `issues`.
+pub fn operation_outcome(issues: &[OutcomeIssue]) -> Value {
+    let issues: Vec<Value> = issues
+        .iter()
+        .map(|i| {
+            let mut issue = json!({
+                "severity": i.severity,
+                "code": i.code,
+                "diagnostics": i.diagnostics,
+            });
+            if let Some(expression) = &i.expression {
+                issue["expression"] = json!([expression]);
+            }
+            issue
+        })
+        .collect();
+    json!({"resourceType": "OperationOutcome", "issue": issues})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcome_is_a_valid_resource() {
+        let outcome = operation_outcome(&[
+            OutcomeIssue::error("structure", "Unknown element").at("Patient.foo"),
+            OutcomeIssue::error("not-found", "gone"),
+        ]);
+        assert!(crate::fhir::validate::validate_resource(&outcome).is_empty());
+        assert_eq!(outcome["issue"][0]["expression"][0], "Patient.foo");
+        assert!(outcome["issue"][1].get("expression").is_none());
+    }
+}

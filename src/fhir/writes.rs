@@ -1,0 +1,184 @@
+//! The write interactions (create, update, delete): versioning and optimistic concurrency.
+
+use super::incoming::Incoming;
+use super::json;
+use super::registry::ResourceKind;
+use super::resource::{compartment_patient, new_id, now_micros, stamp};
+use crate::store::{NewVersion, Store, StoreError, Version};
+
+/// Why a write did not happen; nothing was stored.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("not found")]
+    NotFound,
+    /// `If-Match` named another version than the current one (or a concurrent write won).
+    #[error("{0}")]
+    PreconditionFailed(String),
+    /// Update of an unknown id while client-assigned ids are not allowed.
+    #[error("{0}")]
+    NotAllowed(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// How many times a write without `If-Match` retries after losing a race.
+const ATTEMPTS: usize = 16;
+
+/// Server settings a write depends on.
+pub struct WriteContext<'a> {
+    pub store: &'a Store,
+    pub base_url: &'a str,
+    pub update_create: bool,
+}
+
+impl WriteContext<'_> {
+    /// Creates a new resource with a server-assigned id (any `id` in the body is ignored).
+    pub fn create(&self, incoming: Incoming) -> Result<Version, WriteError> {
+        let id = new_id();
+        self.install(
+            incoming.kind,
+            &id,
+            None,
+            1,
+            now_micros(),
+            incoming.document,
+            "POST",
+        )
+    }
+
+    /// Updates (or, where allowed, creates) `kind/id`; `if_match` pins the expected version.
+    /// Returns the new version and whether it was created.
+    pub fn update(
+        &self,
+        incoming: Incoming,
+        id: &str,
+        if_match: Option<i64>,
+    ) -> Result<(Version, bool), WriteError> {
+        for _ in 0..ATTEMPTS {
+            let current = self.store.current(incoming.kind.name, id)?;
+            let (expected, version_id, after) = match (current, if_match) {
+                (None, Some(_)) => {
+                    return Err(WriteError::PreconditionFailed(format!(
+                        "If-Match given but {}/{id} does not exist",
+                        incoming.kind.name
+                    )))
+                }
+                (None, None) if !self.update_create => {
+                    return Err(WriteError::NotAllowed(format!(
+                        "{}/{id} does not exist and this server assigns ids itself: use POST to create",
+                        incoming.kind.name
+                    )))
+                }
+                (None, None) => (None, 1, 0),
+                (Some(c), Some(wanted)) if c.version_id != wanted => {
+                    return Err(WriteError::PreconditionFailed(format!(
+                        "If-Match names version {wanted} but the current version is {}",
+                        c.version_id
+                    )))
+                }
+                (Some(c), _) => (Some(c.version_id), c.version_id + 1, c.last_updated),
+            };
+            // Versions of one resource never share or go back in time, whatever the clock does.
+            let last_updated = now_micros().max(after + 1);
+            match self.install(
+                incoming.kind,
+                id,
+                expected,
+                version_id,
+                last_updated,
+                incoming.document.clone(),
+                "PUT",
+            ) {
+                Err(WriteError::Store(StoreError::Conflict)) if if_match.is_some() => {
+                    return Err(WriteError::PreconditionFailed(
+                        "The resource was changed by another request".into(),
+                    ))
+                }
+                Err(WriteError::Store(StoreError::Conflict)) => continue,
+                other => return other.map(|v| (v, expected.is_none())),
+            }
+        }
+        Err(WriteError::Store(StoreError::Conflict))
+    }
+
+    /// Deletes `kind/id`. `Ok(false)`: it was already deleted.
+    pub fn delete(
+        &self,
+        kind: &'static ResourceKind,
+        id: &str,
+        if_match: Option<i64>,
+    ) -> Result<bool, WriteError> {
+        for _ in 0..ATTEMPTS {
+            let Some(current) = self.store.current(kind.name, id)? else {
+                return Err(WriteError::NotFound);
+            };
+            if let Some(wanted) = if_match.filter(|w| *w != current.version_id) {
+                return Err(WriteError::PreconditionFailed(format!(
+                    "If-Match names version {wanted} but the current version is {}",
+                    current.version_id
+                )));
+            }
+            if current.deleted {
+                return Ok(false);
+            }
+            let new = NewVersion {
+                resource_type: kind.name.to_owned(),
+                id: id.to_owned(),
+                version_id: current.version_id + 1,
+                last_updated: now_micros().max(current.last_updated + 1),
+                deleted: true,
+                method: "DELETE",
+                patient_id: None,
+                body: Vec::new(),
+            };
+            match self.store.write(Some(current.version_id), new) {
+                Err(StoreError::Conflict) if if_match.is_some() => {
+                    return Err(WriteError::PreconditionFailed(
+                        "The resource was changed by another request".into(),
+                    ))
+                }
+                Err(StoreError::Conflict) => continue,
+                other => return other.map(|()| true).map_err(WriteError::from),
+            }
+        }
+        Err(WriteError::Store(StoreError::Conflict))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn install(
+        &self,
+        kind: &'static ResourceKind,
+        id: &str,
+        expected: Option<i64>,
+        version_id: i64,
+        last_updated: i64,
+        mut document: serde_json::Value,
+        method: &'static str,
+    ) -> Result<Version, WriteError> {
+        stamp(&mut document, id, version_id, last_updated);
+        let patient_id = compartment_patient(kind, id, &document, self.base_url);
+        let body = json::to_text(&document, false).into_bytes();
+        self.store.write(
+            expected,
+            NewVersion {
+                resource_type: kind.name.to_owned(),
+                id: id.to_owned(),
+                version_id,
+                last_updated,
+                deleted: false,
+                method,
+                patient_id,
+                body: body.clone(),
+            },
+        )?;
+        Ok(Version {
+            resource_type: kind.name.to_owned(),
+            id: id.to_owned(),
+            version_id,
+            last_updated,
+            deleted: false,
+            method: method.to_owned(),
+            body,
+        })
+    }
+}

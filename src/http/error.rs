@@ -1,0 +1,92 @@
+//! Errors as HTTP responses: every one is an OperationOutcome.
+
+use crate::fhir::outcome::{operation_outcome, OutcomeIssue};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+
+/// An error answered to the client.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub issues: Vec<OutcomeIssue>,
+}
+
+impl ApiError {
+    /// An error with one issue.
+    pub fn new(status: u16, code: &'static str, diagnostics: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::from_u16(status).expect("valid status"),
+            issues: vec![OutcomeIssue::error(code, diagnostics)],
+        }
+    }
+
+    /// An error with the given issues.
+    pub fn with_issues(status: u16, issues: Vec<OutcomeIssue>) -> Self {
+        ApiError {
+            status: StatusCode::from_u16(status).expect("valid status"),
+            issues,
+        }
+    }
+
+    /// Locates the (first) issue at `expression`.
+    pub fn at(mut self, expression: impl Into<String>) -> Self {
+        if let Some(first) = self.issues.first_mut() {
+            first.expression = Some(expression.into());
+        }
+        self
+    }
+
+    /// 404 for a resource that does not exist (or that the caller may not know exists).
+    pub fn not_found(resource_type: &str, id: &str) -> Self {
+        ApiError::new(
+            404,
+            "not-found",
+            format!("{resource_type}/{id} is not known"),
+        )
+    }
+
+    /// 500: logs the cause under a fresh request id and tells the client only that id.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        let request_id = uuid::Uuid::new_v4();
+        tracing::error!(%request_id, error = %cause, "request failed");
+        ApiError::new(
+            500,
+            "exception",
+            format!("Internal error; request id {request_id}"),
+        )
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let first = self.issues.first().map(|i| i.diagnostics.as_str());
+        write!(f, "{}: {}", self.status, first.unwrap_or_default())
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status);
+        response.content_type(super::negotiate::FHIR_JSON);
+        if self.status == StatusCode::METHOD_NOT_ALLOWED {
+            response.insert_header(("Allow", "GET, POST, PUT, DELETE"));
+        }
+        response.body(operation_outcome(&self.issues).to_string())
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        ApiError::internal(e)
+    }
+}
+
+impl From<actix_web::error::BlockingError> for ApiError {
+    fn from(e: actix_web::error::BlockingError) -> Self {
+        ApiError::internal(e)
+    }
+}

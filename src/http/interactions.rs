@@ -1,0 +1,466 @@
+//! The REST interactions: create, read, vread, update, delete and history.
+
+use super::error::ApiError;
+use super::negotiate::{negotiate, require_json_body, Params, FORMAT_PARAMS};
+use super::respond::{self, Return};
+use super::{body, AppState};
+use crate::fhir::incoming::{self, Incoming};
+use crate::fhir::registry::{self, ResourceKind};
+use crate::fhir::resource::{is_valid_id, parse_instant};
+use crate::fhir::writes::WriteError;
+use crate::fhir::{bundle, json};
+use crate::store::HistoryScope;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+type Result<T> = std::result::Result<T, ApiError>;
+
+/// The registered kind for a URL type segment; unknown types are 404.
+fn kind_of(resource_type: &str) -> Result<&'static ResourceKind> {
+    registry::lookup(resource_type).ok_or_else(|| {
+        ApiError::new(
+            404,
+            "not-supported",
+            format!("Resource type {resource_type} is not served here"),
+        )
+    })
+}
+
+fn writable(kind: &ResourceKind) -> Result<()> {
+    if kind.server_written {
+        return Err(ApiError::new(
+            405,
+            "forbidden",
+            format!("{} resources are written by the server only", kind.name),
+        ));
+    }
+    Ok(())
+}
+
+/// Conditional interactions come with the search engine; until then they are refused rather
+/// than silently treated as unconditional.
+fn refuse_conditional(req: &HttpRequest) -> Result<()> {
+    if req.headers().contains_key("If-None-Exist") {
+        return Err(ApiError::new(
+            400,
+            "not-supported",
+            "Conditional create (If-None-Exist) is not supported yet",
+        ));
+    }
+    Ok(())
+}
+
+async fn parse_body(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<Incoming> {
+    require_json_body(req)?;
+    let bytes = body::read(req, payload, state.config.limits.body_max_bytes).await?;
+    web::block(move || incoming::parse(&bytes))
+        .await?
+        .map_err(|r| ApiError::with_issues(r.status, r.issues))
+}
+
+fn check_type(incoming: &Incoming, kind: &ResourceKind) -> Result<()> {
+    if incoming.kind.name != kind.name {
+        return Err(ApiError::new(
+            400,
+            "invalid",
+            format!(
+                "The body is a {} but the URL names {}",
+                incoming.kind.name, kind.name
+            ),
+        )
+        .at("resourceType"));
+    }
+    Ok(())
+}
+
+fn write_error(e: WriteError, kind: &ResourceKind, id: &str) -> ApiError {
+    match e {
+        WriteError::NotFound => ApiError::not_found(kind.name, id),
+        WriteError::PreconditionFailed(m) => ApiError::new(412, "conflict", m),
+        WriteError::NotAllowed(m) => ApiError::new(405, "not-supported", m),
+        WriteError::Store(e) => ApiError::internal(e),
+    }
+}
+
+fn location(state: &AppState, kind: &str, id: &str, version: i64) -> String {
+    format!("{}/{kind}/{id}/_history/{version}", state.config.base())
+}
+
+/// `POST [type]`
+pub async fn create(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse> {
+    let kind = kind_of(&path)?;
+    let params = Params::of(&req)?;
+    params.only(&FORMAT_PARAMS)?;
+    let format = negotiate(&req, &params)?;
+    let returning = Return::of(&req)?;
+    writable(kind)?;
+    refuse_conditional(&req)?;
+    let incoming = parse_body(&req, payload, &state).await?;
+    check_type(&incoming, kind)?;
+    let state2 = state.clone();
+    let version = web::block(move || state2.writes().create(incoming))
+        .await?
+        .map_err(|e| write_error(e, kind, ""))?;
+    let location = location(&state, kind.name, &version.id, version.version_id);
+    Ok(respond::resource(
+        StatusCode::CREATED,
+        &version,
+        format,
+        Some(location),
+        returning,
+    ))
+}
+
+/// `GET [type]/[id]`
+pub async fn read(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse> {
+    let (resource_type, id) = path.into_inner();
+    let kind = kind_of(&resource_type)?;
+    let params = Params::of(&req)?;
+    params.only(&FORMAT_PARAMS)?;
+    let format = negotiate(&req, &params)?;
+    if !is_valid_id(&id) {
+        return Err(ApiError::not_found(kind.name, &id));
+    }
+    let state2 = state.clone();
+    let id2 = id.clone();
+    let version = web::block(move || state2.store.read(kind.name, &id2)).await??;
+    match version {
+        None => Err(ApiError::not_found(kind.name, &id)),
+        Some(v) if v.deleted => Err(ApiError::new(
+            410,
+            "deleted",
+            format!("{}/{id} was deleted", kind.name),
+        )),
+        Some(v) => Ok(respond::resource(
+            StatusCode::OK,
+            &v,
+            format,
+            None,
+            Return::Representation,
+        )),
+    }
+}
+
+/// `GET [type]/[id]/_history/[vid]`
+pub async fn vread(
+    req: HttpRequest,
+    path: web::Path<(String, String, String)>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse> {
+    let (resource_type, id, vid) = path.into_inner();
+    let kind = kind_of(&resource_type)?;
+    let params = Params::of(&req)?;
+    params.only(&FORMAT_PARAMS)?;
+    let format = negotiate(&req, &params)?;
+    let missing = || {
+        ApiError::new(
+            404,
+            "not-found",
+            format!("{}/{id} has no version {vid}", kind.name),
+        )
+    };
+    let Ok(version_id) = vid.parse::<i64>() else {
+        return Err(missing());
+    };
+    if !is_valid_id(&id) {
+        return Err(missing());
+    }
+    let state2 = state.clone();
+    let id2 = id.clone();
+    let version = web::block(move || state2.store.vread(kind.name, &id2, version_id)).await??;
+    match version {
+        None => Err(missing()),
+        Some(v) if v.deleted => Err(ApiError::new(
+            410,
+            "deleted",
+            format!("Version {vid} of {}/{id} is a deletion", kind.name),
+        )),
+        Some(v) => Ok(respond::resource(
+            StatusCode::OK,
+            &v,
+            format,
+            None,
+            Return::Representation,
+        )),
+    }
+}
+
+/// `PUT [type]/[id]`
+pub async fn update(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse> {
+    let (resource_type, id) = path.into_inner();
+    let kind = kind_of(&resource_type)?;
+    let params = Params::of(&req)?;
+    params.only(&FORMAT_PARAMS)?;
+    let format = negotiate(&req, &params)?;
+    let returning = Return::of(&req)?;
+    writable(kind)?;
+    let if_match = respond::if_match(&req)?;
+    if !is_valid_id(&id) {
+        return Err(ApiError::new(
+            400,
+            "invalid",
+            format!("{id:?} is not a valid resource id"),
+        ));
+    }
+    let incoming = parse_body(&req, payload, &state).await?;
+    check_type(&incoming, kind)?;
+    match incoming.id.as_deref() {
+        Some(body_id) if body_id == id => {}
+        Some(body_id) => {
+            return Err(ApiError::new(
+                400,
+                "invalid",
+                format!("The body's id {body_id} does not match the URL's id {id}"),
+            )
+            .at(format!("{}.id", kind.name)))
+        }
+        None => {
+            return Err(ApiError::new(
+                400,
+                "required",
+                "An update must carry the resource id in the body",
+            )
+            .at(format!("{}.id", kind.name)))
+        }
+    }
+    let state2 = state.clone();
+    let id2 = id.clone();
+    let (version, created) = web::block(move || state2.writes().update(incoming, &id2, if_match))
+        .await?
+        .map_err(|e| write_error(e, kind, &id))?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let location = location(&state, kind.name, &id, version.version_id);
+    Ok(respond::resource(
+        status,
+        &version,
+        format,
+        Some(location),
+        returning,
+    ))
+}
+
+/// `DELETE [type]/[id]`
+pub async fn delete(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse> {
+    let (resource_type, id) = path.into_inner();
+    let kind = kind_of(&resource_type)?;
+    let params = Params::of(&req)?;
+    params.only(&FORMAT_PARAMS)?;
+    let format = negotiate(&req, &params)?;
+    let returning = Return::of(&req)?;
+    writable(kind)?;
+    let if_match = respond::if_match(&req)?;
+    if !is_valid_id(&id) {
+        return Err(ApiError::not_found(kind.name, &id));
+    }
+    let state2 = state.clone();
+    let id2 = id.clone();
+    web::block(move || state2.writes().delete(kind, &id2, if_match))
+        .await?
+        .map_err(|e| write_error(e, kind, &id))?;
+    if returning == Return::OperationOutcome {
+        let outcome =
+            crate::fhir::outcome::operation_outcome(&[crate::fhir::outcome::OutcomeIssue {
+                severity: "information",
+                code: "informational",
+                diagnostics: format!("{}/{id} is deleted", kind.name),
+                expression: None,
+            }]);
+        return Ok(HttpResponse::Ok()
+            .content_type(format.content_type)
+            .body(json::to_text(&outcome, format.pretty)));
+    }
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `GET [type]/[id]/_history`
+pub async fn history_instance(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse> {
+    let (resource_type, id) = path.into_inner();
+    let kind = kind_of(&resource_type)?;
+    if !is_valid_id(&id) {
+        return Err(ApiError::not_found(kind.name, &id));
+    }
+    let state2 = state.clone();
+    let id2 = id.clone();
+    if web::block(move || state2.store.current(kind.name, &id2))
+        .await??
+        .is_none()
+    {
+        return Err(ApiError::not_found(kind.name, &id));
+    }
+    let url = format!("{}/{}/{id}/_history", state.config.base(), kind.name);
+    history(
+        req,
+        state,
+        HistoryScope::Instance(kind.name.into(), id),
+        url,
+    )
+    .await
+}
+
+/// `GET [type]/_history`
+pub async fn history_type(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse> {
+    let kind = kind_of(&path)?;
+    let url = format!("{}/{}/_history", state.config.base(), kind.name);
+    history(req, state, HistoryScope::Type(kind.name.into()), url).await
+}
+
+/// `GET /_history`
+pub async fn history_system(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse> {
+    let url = format!("{}/_history", state.config.base());
+    history(req, state, HistoryScope::System, url).await
+}
+
+/// The paging cursor of history pages: versions written before this position.
+const CURSOR: &str = "_cursor";
+
+async fn history(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    scope: HistoryScope,
+    url: String,
+) -> Result<HttpResponse> {
+    let params = Params::of(&req)?;
+    params.only(&["_format", "_pretty", "_count", "_since", CURSOR])?;
+    let format = negotiate(&req, &params)?;
+    let limits = &state.config.search;
+    let count = match params.one("_count")? {
+        None => limits.default_count,
+        Some(c) => c
+            .parse::<u64>()
+            .map_err(|_| {
+                ApiError::new(
+                    400,
+                    "invalid",
+                    format!("_count must be a non-negative integer, not {c:?}"),
+                )
+                .at("_count")
+            })?
+            .min(limits.max_count),
+    };
+    let since = match params.one("_since")? {
+        None => None,
+        Some(s) => Some(parse_instant(s).ok_or_else(|| {
+            ApiError::new(
+                400,
+                "invalid",
+                format!("_since must be an instant, not {s:?}"),
+            )
+            .at("_since")
+        })?),
+    };
+    let before = match params.one(CURSOR)? {
+        None => None,
+        Some(c) => Some(c.parse::<i64>().map_err(|_| {
+            ApiError::new(
+                400,
+                "invalid",
+                format!("{CURSOR} {c:?} is not a page of this history"),
+            )
+            .at(CURSOR)
+        })?),
+    };
+    let state2 = state.clone();
+    let page =
+        web::block(move || state2.store.history(&scope, since, before, count as i64)).await??;
+    let mut pairs: Vec<(String, String)> = params
+        .0
+        .iter()
+        .filter(|(k, _)| k == "_count" || k == "_since" || k == "_format")
+        .cloned()
+        .collect();
+    let self_link = page_link(&url, &pairs, before);
+    if !pairs.iter().any(|(k, _)| k == "_count") {
+        pairs.push(("_count".into(), count.to_string()));
+    }
+    let next_link = page.next.map(|n| page_link(&url, &pairs, Some(n)));
+    let bundle = bundle::history(
+        state.config.base(),
+        &page.versions,
+        page.total,
+        &self_link,
+        next_link.as_deref(),
+    );
+    Ok(HttpResponse::Ok()
+        .content_type(format.content_type)
+        .body(json::to_text(&bundle, format.pretty)))
+}
+
+fn page_link(url: &str, pairs: &[(String, String)], cursor: Option<i64>) -> String {
+    let mut pairs = pairs.to_vec();
+    pairs.extend(cursor.map(|c| (CURSOR.to_owned(), c.to_string())));
+    if pairs.is_empty() {
+        return url.to_owned();
+    }
+    format!(
+        "{url}?{}",
+        serde_urlencoded::to_string(&pairs).expect("pairs encode")
+    )
+}
+
+/// `GET /metadata`
+pub async fn metadata(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse> {
+    let params = Params::of(&req)?;
+    params.only(&["_format", "_pretty", "mode"])?;
+    let format = negotiate(&req, &params)?;
+    match params.one("mode")? {
+        None | Some("full") => {}
+        Some(other) => {
+            return Err(ApiError::new(
+                400,
+                "not-supported",
+                format!("metadata mode {other} is not supported"),
+            )
+            .at("mode"))
+        }
+    }
+    Ok(HttpResponse::Ok()
+        .content_type(format.content_type)
+        .body(json::to_text(&state.capability_statement, format.pretty)))
+}
+
+/// Any other path or method.
+pub async fn unknown(req: HttpRequest) -> Result<HttpResponse> {
+    Err(ApiError::new(
+        404,
+        "not-supported",
+        format!(
+            "No interaction {} {} on this server",
+            req.method(),
+            req.path()
+        ),
+    ))
+}

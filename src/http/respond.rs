@@ -1,0 +1,116 @@
+//! Building responses that carry one resource version: headers and the `Prefer` header.
+
+use super::error::ApiError;
+use super::negotiate::Format;
+use crate::fhir::json;
+use crate::fhir::outcome::{operation_outcome, OutcomeIssue};
+use crate::fhir::resource::{http_date, instant};
+use crate::store::Version;
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse};
+
+/// What the client asked to get back after a write (`Prefer: return=…`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Return {
+    Minimal,
+    Representation,
+    OperationOutcome,
+}
+
+impl Return {
+    /// Reads `Prefer: return=…`; representation by default.
+    pub fn of(req: &HttpRequest) -> Result<Return, ApiError> {
+        let mut chosen = Return::Representation;
+        for header in req.headers().get_all("Prefer") {
+            let text = header
+                .to_str()
+                .map_err(|_| ApiError::new(400, "invalid", "The Prefer header is not readable"))?;
+            for preference in text.split(',').map(str::trim) {
+                if let Some(value) = preference.strip_prefix("return=") {
+                    chosen = match value.trim_matches('"') {
+                        "minimal" => Return::Minimal,
+                        "representation" => Return::Representation,
+                        "OperationOutcome" => Return::OperationOutcome,
+                        other => {
+                            return Err(ApiError::new(
+                                400,
+                                "invalid",
+                                format!("Prefer return={other} is not one of minimal, representation, OperationOutcome"),
+                            ))
+                        }
+                    };
+                }
+            }
+        }
+        Ok(chosen)
+    }
+}
+
+/// `W/"{version}"`.
+pub fn etag(version_id: i64) -> String {
+    format!("W/\"{version_id}\"")
+}
+
+/// Reads an `If-Match` header (`W/"3"` or `"3"`); 400 when malformed.
+pub fn if_match(req: &HttpRequest) -> Result<Option<i64>, ApiError> {
+    let Some(header) = req.headers().get("If-Match") else {
+        return Ok(None);
+    };
+    let bad = || ApiError::new(400, "invalid", "If-Match must be an ETag such as W/\"3\"");
+    let text = header.to_str().map_err(|_| bad())?.trim();
+    let quoted = text.strip_prefix("W/").unwrap_or(text);
+    let inner = quoted
+        .strip_prefix('"')
+        .and_then(|s| s.strip_suffix('"'))
+        .ok_or_else(bad)?;
+    inner.parse::<i64>().map(Some).map_err(|_| bad())
+}
+
+/// The body of a stored version, rendered in `format`.
+pub fn render_body(version: &Version, format: Format) -> Vec<u8> {
+    if format.pretty {
+        json::pretty(&String::from_utf8_lossy(&version.body)).into_bytes()
+    } else {
+        version.body.clone()
+    }
+}
+
+/// A response carrying `version` with its ETag and Last-Modified (and Location when given).
+pub fn resource(
+    status: StatusCode,
+    version: &Version,
+    format: Format,
+    location: Option<String>,
+    returning: Return,
+) -> HttpResponse {
+    let mut response = HttpResponse::build(status);
+    response
+        .insert_header(("ETag", etag(version.version_id)))
+        .insert_header(("Last-Modified", http_date(version.last_updated)));
+    if let Some(location) = location {
+        response.insert_header(("Location", location));
+    }
+    match returning {
+        Return::Minimal => response.finish(),
+        Return::Representation => response
+            .content_type(format.content_type)
+            .body(render_body(version, format)),
+        Return::OperationOutcome => {
+            let outcome = operation_outcome(&[OutcomeIssue {
+                severity: "information",
+                code: "informational",
+                diagnostics: format!(
+                    "{}/{} version {} stored at {}",
+                    version.resource_type,
+                    version.id,
+                    version.version_id,
+                    instant(version.last_updated)
+                ),
+                expression: None,
+            }]);
+            response
+                .content_type(format.content_type)
+                .body(json::to_text(&outcome, format.pretty))
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! Database connections: the two backends behind one connection type, their durability
+//! settings, and embedded migrations. Backend differences live here and nowhere else.
+
+use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
+use diesel::prelude::*;
+use diesel::r2d2::{self, R2D2Connection};
+use diesel::sql_types::Text;
+use diesel::sqlite::SqliteConnection;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use std::path::PathBuf;
+use std::time::Duration;
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// A connection to either backend; diesel queries written once run on both.
+#[derive(diesel::MultiConnection)]
+pub enum AnyConnection {
+    Postgresql(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+/// Where the data lives, parsed from `database_url`.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+/// The database cannot be used, and why.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot connect to the database: {0}")]
+    Connect(String),
+    #[error("refusing to run: {0}")]
+    Unsafe(String),
+    #[error("migration failed: {0}")]
+    Migration(String),
+}
+
+#[derive(QueryableByName)]
+struct Setting {
+    #[diesel(sql_type = Text)]
+    value: String,
+}
+
+/// Runs a query returning one text column named `value`.
+macro_rules! setting {
+    ($conn:expr, $query:expr) => {{
+        let query: &str = $query;
+        let rows: Vec<Setting> = diesel::sql_query(query)
+            .load($conn)
+            .map_err(|e| OpenError::Connect(format!("{query}: {e}")))?;
+        rows.into_iter()
+            .next()
+            .map(|s| s.value)
+            .ok_or_else(|| OpenError::Connect(format!("{query}: no value")))?
+    }};
+}
+
+impl Target {
+    /// Parses `sqlite://PATH` or `postgres://…`.
+    pub fn parse(url: &str) -> Result<Target, OpenError> {
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() || path.contains(":memory:") || path.starts_with("file:") {
+                return Err(OpenError::Unsafe(
+                    "SQLite needs a file path (in-memory databases lose acknowledged writes)"
+                        .into(),
+                ));
+            }
+            return Ok(Target::Sqlite(PathBuf::from(path)));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Target::Postgres(url.to_owned()));
+        }
+        Err(OpenError::Connect(
+            "database_url must be sqlite://PATH or postgres://…".into(),
+        ))
+    }
+
+    /// Opens one connection with the settings the server relies on.
+    pub fn connect(&self) -> Result<AnyConnection, OpenError> {
+        match self {
+            Target::Sqlite(path) => {
+                let path = path.to_str().ok_or_else(|| {
+                    OpenError::Connect("the SQLite path is not valid UTF-8".into())
+                })?;
+                let mut conn = SqliteConnection::establish(path)
+                    .map_err(|e| OpenError::Connect(e.to_string()))?;
+                // WAL + synchronous=FULL: a committed transaction survives a crash or power loss.
+                conn.batch_execute(
+                    "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
+                     PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+                )
+                .map_err(|e| OpenError::Connect(e.to_string()))?;
+                let mode = setting!(
+                    &mut conn,
+                    "SELECT journal_mode AS value FROM pragma_journal_mode()"
+                );
+                if !mode.eq_ignore_ascii_case("wal") {
+                    return Err(OpenError::Unsafe(format!(
+                        "SQLite journal_mode is {mode}, WAL is required"
+                    )));
+                }
+                Ok(AnyConnection::Sqlite(conn))
+            }
+            Target::Postgres(url) => {
+                let conn =
+                    PgConnection::establish(url).map_err(|e| OpenError::Connect(e.to_string()))?;
+                Ok(AnyConnection::Postgresql(conn))
+            }
+        }
+    }
+
+    /// Checks durability settings and applies pending migrations.
+    pub fn prepare(&self) -> Result<(), OpenError> {
+        if let Target::Sqlite(path) = self {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    OpenError::Connect(format!("cannot create {}: {e}", dir.display()))
+                })?;
+            }
+        }
+        match self.connect()? {
+            AnyConnection::Sqlite(mut conn) => {
+                conn.run_pending_migrations(SQLITE_MIGRATIONS)
+                    .map_err(|e| OpenError::Migration(e.to_string()))?;
+            }
+            AnyConnection::Postgresql(mut conn) => {
+                for name in ["fsync", "synchronous_commit", "full_page_writes"] {
+                    let value = setting!(
+                        &mut conn,
+                        &format!("SELECT current_setting('{name}') AS value")
+                    );
+                    if value.eq_ignore_ascii_case("off") {
+                        return Err(OpenError::Unsafe(format!(
+                            "PostgreSQL has {name}=off, which can lose acknowledged writes"
+                        )));
+                    }
+                }
+                conn.run_pending_migrations(POSTGRES_MIGRATIONS)
+                    .map_err(|e| OpenError::Migration(e.to_string()))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Builds pooled connections for one target.
+pub struct Manager(pub Target);
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = AnyConnection;
+    type Error = OpenError;
+
+    fn connect(&self) -> Result<AnyConnection, OpenError> {
+        self.0.connect()
+    }
+
+    fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), OpenError> {
+        conn.ping().map_err(|e| OpenError::Connect(e.to_string()))
+    }
+
+    fn has_broken(&self, conn: &mut AnyConnection) -> bool {
+        conn.is_broken()
+    }
+}
+
+/// A pool of connections to one target.
+pub type Pool = r2d2::Pool<Manager>;
+
+/// Builds a pool; `size` connections at most.
+pub fn pool(target: &Target, size: u32) -> Result<Pool, OpenError> {
+    r2d2::Pool::builder()
+        .max_size(size)
+        .connection_timeout(Duration::from_secs(30))
+        .build(Manager(target.clone()))
+        .map_err(|e| OpenError::Connect(e.to_string()))
+}

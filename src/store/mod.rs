@@ -1,0 +1,309 @@
+//! Storage: current and historical versions of every resource, over SQLite or PostgreSQL.
+//!
+//! Writes are optimistic: the caller reads the current version, prepares the next one and
+//! asks [`Store::write`] to install it only if the current version is still the one it read.
+//! A unique (type, id, version) key and a guarded update make a lost race a
+//! [`StoreError::Conflict`], on both backends, so versions never skip or repeat.
+
+pub mod codec;
+pub mod db;
+mod schema;
+
+use diesel::prelude::*;
+use schema::{resource_versions, resources};
+
+pub use db::{OpenError, Target};
+
+/// Storage failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another write installed a version first.
+    #[error("the resource was changed concurrently")]
+    Conflict,
+    #[error("database: {0}")]
+    Database(#[from] diesel::result::Error),
+    #[error("database pool: {0}")]
+    Pool(#[from] diesel::r2d2::PoolError),
+    #[error(transparent)]
+    Codec(#[from] codec::UnknownKey),
+}
+
+/// The state of a resource's current version, without its body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Current {
+    pub version_id: i64,
+    /// Microseconds since the Unix epoch.
+    pub last_updated: i64,
+    pub deleted: bool,
+}
+
+/// One stored version of a resource.
+#[derive(Debug, Clone)]
+pub struct Version {
+    pub resource_type: String,
+    pub id: String,
+    pub version_id: i64,
+    pub last_updated: i64,
+    pub deleted: bool,
+    /// The interaction that wrote this version: POST, PUT, PATCH or DELETE.
+    pub method: String,
+    /// The JSON text of the resource; empty for a deletion.
+    pub body: Vec<u8>,
+}
+
+/// A version to install, see [`Store::write`].
+#[derive(Debug, Clone)]
+pub struct NewVersion {
+    pub resource_type: String,
+    pub id: String,
+    pub version_id: i64,
+    pub last_updated: i64,
+    pub deleted: bool,
+    pub method: &'static str,
+    /// The patient whose compartment holds the resource, if any.
+    pub patient_id: Option<String>,
+    pub body: Vec<u8>,
+}
+
+/// Which versions a history request covers.
+#[derive(Debug, Clone)]
+pub enum HistoryScope {
+    System,
+    Type(String),
+    Instance(String, String),
+}
+
+/// One page of history, newest first.
+#[derive(Debug)]
+pub struct HistoryPage {
+    pub versions: Vec<Version>,
+    /// Pass as `before` to get the next (older) page; `None` on the last page.
+    pub next: Option<i64>,
+    /// Versions matching the scope and `since`, all pages together.
+    pub total: i64,
+}
+
+/// The resource store.
+pub struct Store {
+    reader: db::Pool,
+    /// SQLite allows one writer at a time: a one-connection pool queues writers instead of
+    /// letting their transactions fail on lock upgrades. PostgreSQL shares the reader pool.
+    writer: db::Pool,
+}
+
+type VersionRow = (String, String, i64, i64, bool, String, String, Vec<u8>);
+
+impl Store {
+    /// Checks the database's durability settings, applies migrations and opens the pools.
+    pub fn open(database_url: &str) -> Result<Store, OpenError> {
+        let target = Target::parse(database_url)?;
+        target.prepare()?;
+        let reader = db::pool(&target, 8)?;
+        let writer = match target {
+            Target::Sqlite(_) => db::pool(&target, 1)?,
+            Target::Postgres(_) => reader.clone(),
+        };
+        Ok(Store { reader, writer })
+    }
+
+    /// The current version's state, if the resource ever existed.
+    pub fn current(&self, resource_type: &str, id: &str) -> Result<Option<Current>, StoreError> {
+        let mut conn = self.reader.get()?;
+        let row = resources::table
+            .find((resource_type, id))
+            .select((
+                resources::version_id,
+                resources::last_updated,
+                resources::deleted,
+            ))
+            .first::<(i64, i64, bool)>(&mut conn)
+            .optional()?;
+        Ok(row.map(|(version_id, last_updated, deleted)| Current {
+            version_id,
+            last_updated,
+            deleted,
+        }))
+    }
+
+    /// The current version, deleted or not.
+    pub fn read(&self, resource_type: &str, id: &str) -> Result<Option<Version>, StoreError> {
+        let mut conn = self.reader.get()?;
+        let row = resource_versions::table
+            .inner_join(
+                resources::table.on(resources::resource_type
+                    .eq(resource_versions::resource_type)
+                    .and(resources::id.eq(resource_versions::id))
+                    .and(resources::version_id.eq(resource_versions::version_id))),
+            )
+            .filter(resources::resource_type.eq(resource_type))
+            .filter(resources::id.eq(id))
+            .select(version_columns())
+            .first::<VersionRow>(&mut conn)
+            .optional()?;
+        row.map(decode_version).transpose()
+    }
+
+    /// One version by number.
+    pub fn vread(
+        &self,
+        resource_type: &str,
+        id: &str,
+        version_id: i64,
+    ) -> Result<Option<Version>, StoreError> {
+        let mut conn = self.reader.get()?;
+        let row = resource_versions::table
+            .filter(resource_versions::resource_type.eq(resource_type))
+            .filter(resource_versions::id.eq(id))
+            .filter(resource_versions::version_id.eq(version_id))
+            .select(version_columns())
+            .first::<VersionRow>(&mut conn)
+            .optional()?;
+        row.map(decode_version).transpose()
+    }
+
+    /// Installs `new` if the resource's current version is still `expected`
+    /// (`None`: the resource must not exist yet); otherwise [`StoreError::Conflict`].
+    pub fn write(&self, expected: Option<i64>, new: NewVersion) -> Result<(), StoreError> {
+        let encoded = codec::encode(new.body);
+        let mut conn = self.writer.get()?;
+        let result = conn.transaction::<_, StoreError, _>(|conn| {
+            diesel::insert_into(resource_versions::table)
+                .values((
+                    resource_versions::resource_type.eq(&new.resource_type),
+                    resource_versions::id.eq(&new.id),
+                    resource_versions::version_id.eq(new.version_id),
+                    resource_versions::last_updated.eq(new.last_updated),
+                    resource_versions::deleted.eq(new.deleted),
+                    resource_versions::method.eq(new.method),
+                    resource_versions::patient_id.eq(&new.patient_id),
+                    resource_versions::key_id.eq(&encoded.key_id),
+                    resource_versions::body.eq(&encoded.bytes),
+                ))
+                .execute(conn)?;
+            let installed = match expected {
+                None => diesel::insert_into(resources::table)
+                    .values((
+                        resources::resource_type.eq(&new.resource_type),
+                        resources::id.eq(&new.id),
+                        resources::version_id.eq(new.version_id),
+                        resources::last_updated.eq(new.last_updated),
+                        resources::deleted.eq(new.deleted),
+                        resources::patient_id.eq(&new.patient_id),
+                    ))
+                    .execute(conn)?,
+                Some(version) => diesel::update(
+                    resources::table
+                        .find((&new.resource_type, &new.id))
+                        .filter(resources::version_id.eq(version)),
+                )
+                .set((
+                    resources::version_id.eq(new.version_id),
+                    resources::last_updated.eq(new.last_updated),
+                    resources::deleted.eq(new.deleted),
+                    resources::patient_id.eq(&new.patient_id),
+                ))
+                .execute(conn)?,
+            };
+            if installed == 1 {
+                Ok(())
+            } else {
+                Err(StoreError::Conflict)
+            }
+        });
+        match result {
+            Err(StoreError::Database(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _,
+            ))) => Err(StoreError::Conflict),
+            other => other,
+        }
+    }
+
+    /// One page of versions in `scope`, newest first, written at or after `since`
+    /// (microseconds) and older than the `before` cursor.
+    pub fn history(
+        &self,
+        scope: &HistoryScope,
+        since: Option<i64>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<HistoryPage, StoreError> {
+        let mut conn = self.reader.get()?;
+        let filtered = || {
+            let mut query = resource_versions::table.into_boxed();
+            match scope {
+                HistoryScope::System => {}
+                HistoryScope::Type(t) => {
+                    query = query.filter(resource_versions::resource_type.eq(t.clone()))
+                }
+                HistoryScope::Instance(t, id) => {
+                    query = query
+                        .filter(resource_versions::resource_type.eq(t.clone()))
+                        .filter(resource_versions::id.eq(id.clone()))
+                }
+            }
+            if let Some(since) = since {
+                query = query.filter(resource_versions::last_updated.ge(since));
+            }
+            query
+        };
+        let total: i64 = filtered().count().get_result(&mut conn)?;
+        let mut page = filtered();
+        if let Some(before) = before {
+            page = page.filter(resource_versions::seq.lt(before));
+        }
+        let rows: Vec<(i64, VersionRow)> = page
+            .order(resource_versions::seq.desc())
+            .limit(limit + 1)
+            .select((resource_versions::seq, version_columns()))
+            .load(&mut conn)?;
+        let more = rows.len() as i64 > limit;
+        let mut versions = Vec::with_capacity(rows.len());
+        let mut next = None;
+        for (seq, row) in rows.into_iter().take(limit as usize) {
+            versions.push(decode_version(row)?);
+            next = Some(seq);
+        }
+        Ok(HistoryPage {
+            versions,
+            next: if more { next } else { None },
+            total,
+        })
+    }
+}
+
+#[allow(clippy::type_complexity)]
+fn version_columns() -> (
+    resource_versions::resource_type,
+    resource_versions::id,
+    resource_versions::version_id,
+    resource_versions::last_updated,
+    resource_versions::deleted,
+    resource_versions::method,
+    resource_versions::key_id,
+    resource_versions::body,
+) {
+    (
+        resource_versions::resource_type,
+        resource_versions::id,
+        resource_versions::version_id,
+        resource_versions::last_updated,
+        resource_versions::deleted,
+        resource_versions::method,
+        resource_versions::key_id,
+        resource_versions::body,
+    )
+}
+
+fn decode_version(row: VersionRow) -> Result<Version, StoreError> {
+    let (resource_type, id, version_id, last_updated, deleted, method, key_id, body) = row;
+    Ok(Version {
+        resource_type,
+        id,
+        version_id,
+        last_updated,
+        deleted,
+        method,
+        body: codec::decode(&key_id, body)?,
+    })
+}

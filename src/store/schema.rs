@@ -1,0 +1,29 @@
+//! Diesel table definitions, shared by both backends (see `migrations/`).
+
+diesel::table! {
+    resources (resource_type, id) {
+        resource_type -> Text,
+        id -> Text,
+        version_id -> BigInt,
+        last_updated -> BigInt,
+        deleted -> Bool,
+        patient_id -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    resource_versions (seq) {
+        seq -> BigInt,
+        resource_type -> Text,
+        id -> Text,
+        version_id -> BigInt,
+        last_updated -> BigInt,
+        deleted -> Bool,
+        method -> Text,
+        patient_id -> Nullable<Text>,
+        key_id -> Text,
+        body -> Binary,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(resources, resource_versions);
