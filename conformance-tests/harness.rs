@@ -25,7 +25,9 @@ pub struct Server {
 pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
+    /// The body as text (lossy for binary content).
     pub body: String,
+    pub bytes: Vec<u8>,
 }
 
 impl Reply {
@@ -167,6 +169,17 @@ impl Server {
         headers: &[(&str, &str)],
         body: Option<&str>,
     ) -> Reply {
+        self.request_bytes(method, path, headers, body.map(str::as_bytes))
+    }
+
+    /// Like [`Server::request`], with a body of raw bytes.
+    pub fn request_bytes(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Reply {
         let url = if path.starts_with("http") {
             path.to_owned()
         } else {
@@ -177,7 +190,7 @@ impl Server {
             request = request.set(k, v);
         }
         let result = match body {
-            Some(b) => request.send_string(b),
+            Some(b) => request.send_bytes(b),
             None => request.call(),
         };
         let response = match result {
@@ -194,11 +207,14 @@ impl Server {
                 (n, v)
             })
             .collect();
-        let body = response.into_string().unwrap_or_default();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut response.into_reader(), &mut bytes).unwrap();
+        let body = String::from_utf8_lossy(&bytes).into_owned();
         Reply {
             status,
             headers,
             body,
+            bytes,
         }
     }
 

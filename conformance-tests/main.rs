@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod binary;
 mod concurrency;
 mod crash;
 mod crud;

@@ -2,7 +2,7 @@
 //! validation against the R4 definitions, then the typed model as a second opinion.
 
 use super::outcome::OutcomeIssue;
-use super::{json, model, registry, validate};
+use super::{binary, json, model, registry, validate};
 use serde_json::Value;
 
 /// A resource received from a client, valid against the R4 definitions.
@@ -11,8 +11,10 @@ pub struct Incoming {
     pub kind: &'static registry::ResourceKind,
     /// The `id` the client put in the body, if any.
     pub id: Option<String>,
-    /// The resource with numbers kept as written (see [`json`]).
+    /// The resource with numbers kept as written (see [`json`]); a Binary without its `data`.
     pub document: Value,
+    /// The bytes of a Binary.
+    pub content: Option<Vec<u8>>,
 }
 
 /// Why a body was refused; nothing has been stored.
@@ -91,13 +93,29 @@ pub fn parse(body: &[u8]) -> Result<Incoming, Rejected> {
             .at(path)],
         ));
     }
-    let document = json::parse_lossless(text)
+    let mut document = json::parse_lossless(text)
         .map_err(|e| rejected(400, vec![OutcomeIssue::error("structure", e.to_string())]))?;
+    let content = if kind.name == "Binary" {
+        binary::take_data(&mut document).map_err(|issue| rejected(400, vec![issue]))?
+    } else {
+        None
+    };
     Ok(Incoming {
         kind,
         id: value.get("id").and_then(Value::as_str).map(str::to_owned),
         document,
+        content,
     })
+}
+
+/// A Binary sent as raw bytes with their own content type (not as FHIR JSON).
+pub fn raw_binary(content_type: &str, bytes: Vec<u8>, id: Option<String>) -> Incoming {
+    Incoming {
+        kind: registry::lookup("Binary").expect("Binary is registered"),
+        id,
+        document: binary::raw_document(content_type),
+        content: Some(bytes),
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! FHIR knowledge: the resource registry, validation, the typed model, resources and bundles.
 
+pub mod binary;
 pub mod bundle;
 pub mod capability;
 pub mod incoming;

@@ -35,15 +35,7 @@ impl WriteContext<'_> {
     /// Creates a new resource with a server-assigned id (any `id` in the body is ignored).
     pub fn create(&self, incoming: Incoming) -> Result<Version, WriteError> {
         let id = new_id();
-        self.install(
-            incoming.kind,
-            &id,
-            None,
-            1,
-            now_micros(),
-            incoming.document,
-            "POST",
-        )
+        self.install(&incoming, &id, None, 1, now_micros(), "POST")
     }
 
     /// Updates (or, where allowed, creates) `kind/id`; `if_match` pins the expected version.
@@ -80,15 +72,7 @@ impl WriteContext<'_> {
             };
             // Versions of one resource never share or go back in time, whatever the clock does.
             let last_updated = now_micros().max(after + 1);
-            match self.install(
-                incoming.kind,
-                id,
-                expected,
-                version_id,
-                last_updated,
-                incoming.document.clone(),
-                "PUT",
-            ) {
+            match self.install(&incoming, id, expected, version_id, last_updated, "PUT") {
                 Err(WriteError::Store(StoreError::Conflict)) if if_match.is_some() => {
                     return Err(WriteError::PreconditionFailed(
                         "The resource was changed by another request".into(),
@@ -130,6 +114,7 @@ impl WriteContext<'_> {
                 method: "DELETE",
                 patient_id: None,
                 body: Vec::new(),
+                content: None,
             };
             match self.store.write(Some(current.version_id), new) {
                 Err(StoreError::Conflict) if if_match.is_some() => {
@@ -144,17 +129,17 @@ impl WriteContext<'_> {
         Err(WriteError::Store(StoreError::Conflict))
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn install(
         &self,
-        kind: &'static ResourceKind,
+        incoming: &Incoming,
         id: &str,
         expected: Option<i64>,
         version_id: i64,
         last_updated: i64,
-        mut document: serde_json::Value,
         method: &'static str,
     ) -> Result<Version, WriteError> {
+        let kind = incoming.kind;
+        let mut document = incoming.document.clone();
         stamp(&mut document, id, version_id, last_updated);
         let patient_id = compartment_patient(kind, id, &document, self.base_url);
         let body = json::to_text(&document, false).into_bytes();
@@ -169,6 +154,7 @@ impl WriteContext<'_> {
                 method,
                 patient_id,
                 body: body.clone(),
+                content: incoming.content.clone(),
             },
         )?;
         Ok(Version {

@@ -1,15 +1,17 @@
 //! The REST interactions: create, read, vread, update, delete and history.
 
 use super::error::ApiError;
-use super::negotiate::{negotiate, require_json_body, Params, FORMAT_PARAMS};
+use super::negotiate::{
+    body_media_type, negotiate, require_json_body, wants_fhir_binary, Params, FORMAT_PARAMS,
+};
 use super::respond::{self, Return};
 use super::{body, AppState};
 use crate::fhir::incoming::{self, Incoming};
 use crate::fhir::registry::{self, ResourceKind};
 use crate::fhir::resource::{is_valid_id, parse_instant};
 use crate::fhir::writes::WriteError;
-use crate::fhir::{bundle, json};
-use crate::store::HistoryScope;
+use crate::fhir::{binary, bundle, json};
+use crate::store::{HistoryScope, Version};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
@@ -50,16 +52,85 @@ fn refuse_conditional(req: &HttpRequest) -> Result<()> {
     Ok(())
 }
 
+/// Reads and validates the body of a create or update. A Binary may also come as raw bytes
+/// with their own content type.
 async fn parse_body(
     req: &HttpRequest,
     payload: web::Payload,
     state: &AppState,
+    kind: &ResourceKind,
+    url_id: Option<&str>,
 ) -> Result<Incoming> {
-    require_json_body(req)?;
-    let bytes = body::read(req, payload, state.config.limits.body_max_bytes).await?;
-    web::block(move || incoming::parse(&bytes))
-        .await?
-        .map_err(|r| ApiError::with_issues(r.status, r.issues))
+    let limits = &state.config.limits;
+    let media = body_media_type(req);
+    let incoming = match media {
+        Some(media) if kind.name == "Binary" && require_json_body(req).is_err() => {
+            let bytes = body::read(req, payload, limits.binary_max_bytes).await?;
+            incoming::raw_binary(&media, bytes.to_vec(), url_id.map(str::to_owned))
+        }
+        _ => {
+            require_json_body(req)?;
+            let bytes = body::read(req, payload, limits.body_max_bytes).await?;
+            web::block(move || incoming::parse(&bytes))
+                .await?
+                .map_err(|r| ApiError::with_issues(r.status, r.issues))?
+        }
+    };
+    if let Some(content) = &incoming.content {
+        if content.len() as u64 > limits.binary_max_bytes {
+            return Err(ApiError::new(
+                413,
+                "too-costly",
+                format!(
+                    "The Binary exceeds the limit of {} bytes",
+                    limits.binary_max_bytes
+                ),
+            )
+            .at("Binary.data"));
+        }
+    }
+    Ok(incoming)
+}
+
+/// The version as a client sees it: a Binary gets its bytes back as `data`.
+async fn representation(state: &web::Data<AppState>, version: Version) -> Result<Version> {
+    if version.resource_type != "Binary" || version.deleted {
+        return Ok(version);
+    }
+    let state = state.clone();
+    web::block(move || {
+        let content = state
+            .store
+            .binary_content(&version.id, version.version_id)?;
+        let Some(content) = content else {
+            return Ok(version);
+        };
+        let document = json::parse_lossless(&String::from_utf8_lossy(&version.body))
+            .map_err(|e| ApiError::internal(format!("stored Binary body: {e}")))?;
+        let body = json::to_text(&binary::with_data(&document, &content), false).into_bytes();
+        Ok(Version { body, ..version })
+    })
+    .await?
+}
+
+/// The raw bytes of a Binary version, served with its own content type.
+async fn raw_binary(state: &web::Data<AppState>, version: Version) -> Result<HttpResponse> {
+    let state2 = state.clone();
+    let (id, version_id) = (version.id.clone(), version.version_id);
+    let content = web::block(move || state2.store.binary_content(&id, version_id)).await??;
+    let document = json::parse_lossless(&String::from_utf8_lossy(&version.body))
+        .map_err(|e| ApiError::internal(format!("stored Binary body: {e}")))?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("ETag", respond::etag(version.version_id)))
+        .insert_header((
+            "Last-Modified",
+            crate::fhir::resource::http_date(version.last_updated),
+        ))
+        // Stored documents must never run as active content in the server's origin.
+        .insert_header(("X-Content-Type-Options", "nosniff"))
+        .insert_header(("Content-Security-Policy", "sandbox"))
+        .content_type(binary::content_type(&document))
+        .body(content.unwrap_or_default()))
 }
 
 fn check_type(incoming: &Incoming, kind: &ResourceKind) -> Result<()> {
@@ -104,12 +175,13 @@ pub async fn create(
     let returning = Return::of(&req)?;
     writable(kind)?;
     refuse_conditional(&req)?;
-    let incoming = parse_body(&req, payload, &state).await?;
+    let incoming = parse_body(&req, payload, &state, kind, None).await?;
     check_type(&incoming, kind)?;
     let state2 = state.clone();
     let version = web::block(move || state2.writes().create(incoming))
         .await?
         .map_err(|e| write_error(e, kind, ""))?;
+    let version = representation(&state, version).await?;
     let location = location(&state, kind.name, &version.id, version.version_id);
     Ok(respond::resource(
         StatusCode::CREATED,
@@ -130,7 +202,6 @@ pub async fn read(
     let kind = kind_of(&resource_type)?;
     let params = Params::of(&req)?;
     params.only(&FORMAT_PARAMS)?;
-    let format = negotiate(&req, &params)?;
     if !is_valid_id(&id) {
         return Err(ApiError::not_found(kind.name, &id));
     }
@@ -144,14 +215,29 @@ pub async fn read(
             "deleted",
             format!("{}/{id} was deleted", kind.name),
         )),
-        Some(v) => Ok(respond::resource(
-            StatusCode::OK,
-            &v,
-            format,
-            None,
-            Return::Representation,
-        )),
+        Some(v) => show(&req, &params, &state, v).await,
     }
+}
+
+/// Answers a read or vread of `version`: a Binary as raw bytes unless FHIR JSON is asked for.
+async fn show(
+    req: &HttpRequest,
+    params: &Params,
+    state: &web::Data<AppState>,
+    version: Version,
+) -> Result<HttpResponse> {
+    if version.resource_type == "Binary" && !wants_fhir_binary(req, params) {
+        return raw_binary(state, version).await;
+    }
+    let format = negotiate(req, params)?;
+    let version = representation(state, version).await?;
+    Ok(respond::resource(
+        StatusCode::OK,
+        &version,
+        format,
+        None,
+        Return::Representation,
+    ))
 }
 
 /// `GET [type]/[id]/_history/[vid]`
@@ -164,7 +250,6 @@ pub async fn vread(
     let kind = kind_of(&resource_type)?;
     let params = Params::of(&req)?;
     params.only(&FORMAT_PARAMS)?;
-    let format = negotiate(&req, &params)?;
     let missing = || {
         ApiError::new(
             404,
@@ -188,13 +273,7 @@ pub async fn vread(
             "deleted",
             format!("Version {vid} of {}/{id} is a deletion", kind.name),
         )),
-        Some(v) => Ok(respond::resource(
-            StatusCode::OK,
-            &v,
-            format,
-            None,
-            Return::Representation,
-        )),
+        Some(v) => show(&req, &params, &state, v).await,
     }
 }
 
@@ -220,7 +299,7 @@ pub async fn update(
             format!("{id:?} is not a valid resource id"),
         ));
     }
-    let incoming = parse_body(&req, payload, &state).await?;
+    let incoming = parse_body(&req, payload, &state, kind, Some(&id)).await?;
     check_type(&incoming, kind)?;
     match incoming.id.as_deref() {
         Some(body_id) if body_id == id => {}
@@ -246,6 +325,7 @@ pub async fn update(
     let (version, created) = web::block(move || state2.writes().update(incoming, &id2, if_match))
         .await?
         .map_err(|e| write_error(e, kind, &id))?;
+    let version = representation(&state, version).await?;
     let status = if created {
         StatusCode::CREATED
     } else {

@@ -122,10 +122,17 @@ pub fn negotiate(req: &HttpRequest, params: &Params) -> Result<Format, ApiError>
     ))
 }
 
-/// Checks that a request body is FHIR JSON (415 otherwise).
-pub fn require_json_body(req: &HttpRequest) -> Result<(), ApiError> {
-    let content_type = req
-        .headers()
+/// Media types that mean FHIR JSON in a request or an `Accept` header.
+fn is_fhir_json(media: &str) -> bool {
+    matches!(
+        media,
+        "application/fhir+json" | "application/json" | "application/json+fhir"
+    )
+}
+
+/// The request body's media type (without parameters), lower case.
+pub fn body_media_type(req: &HttpRequest) -> Option<String> {
+    req.headers()
         .get("Content-Type")
         .and_then(|h| h.to_str().ok())
         .map(|h| {
@@ -134,9 +141,36 @@ pub fn require_json_body(req: &HttpRequest) -> Result<(), ApiError> {
                 .unwrap_or("")
                 .trim()
                 .to_ascii_lowercase()
-        });
-    match content_type.as_deref() {
-        Some("application/fhir+json" | "application/json" | "application/json+fhir") => Ok(()),
+        })
+}
+
+/// Whether a Binary read asks for the FHIR JSON form (`_format`, or FHIR JSON named in
+/// `Accept`) rather than the raw content.
+pub fn wants_fhir_binary(req: &HttpRequest, params: &Params) -> bool {
+    if params.0.iter().any(|(k, _)| k == "_format") {
+        return true;
+    }
+    req.headers()
+        .get("Accept")
+        .and_then(|h| h.to_str().ok())
+        .is_some_and(|accept| {
+            accept
+                .split(',')
+                .map(|m| {
+                    m.split(';')
+                        .next()
+                        .unwrap_or("")
+                        .trim()
+                        .to_ascii_lowercase()
+                })
+                .any(|m| is_fhir_json(&m))
+        })
+}
+
+/// Checks that a request body is FHIR JSON (415 otherwise).
+pub fn require_json_body(req: &HttpRequest) -> Result<(), ApiError> {
+    match body_media_type(req).as_deref() {
+        Some(media) if is_fhir_json(media) => Ok(()),
         Some(other) => Err(ApiError::new(
             415,
             "not-supported",

@@ -10,7 +10,7 @@ pub mod db;
 mod schema;
 
 use diesel::prelude::*;
-use schema::{resource_versions, resources};
+use schema::{binary_contents, resource_versions, resources};
 
 pub use db::{OpenError, Target};
 
@@ -63,6 +63,8 @@ pub struct NewVersion {
     /// The patient whose compartment holds the resource, if any.
     pub patient_id: Option<String>,
     pub body: Vec<u8>,
+    /// The bytes of a Binary, stored apart from its JSON body.
+    pub content: Option<Vec<u8>>,
 }
 
 /// Which versions a history request covers.
@@ -161,10 +163,24 @@ impl Store {
         row.map(decode_version).transpose()
     }
 
+    /// The bytes of version `version_id` of `Binary/{id}`, if it has any.
+    pub fn binary_content(&self, id: &str, version_id: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut conn = self.reader.get()?;
+        let row = binary_contents::table
+            .find((id, version_id))
+            .select((binary_contents::key_id, binary_contents::content))
+            .first::<(String, Vec<u8>)>(&mut conn)
+            .optional()?;
+        Ok(row
+            .map(|(key_id, bytes)| codec::decode(&key_id, bytes))
+            .transpose()?)
+    }
+
     /// Installs `new` if the resource's current version is still `expected`
     /// (`None`: the resource must not exist yet); otherwise [`StoreError::Conflict`].
     pub fn write(&self, expected: Option<i64>, new: NewVersion) -> Result<(), StoreError> {
         let encoded = codec::encode(new.body);
+        let content = new.content.map(codec::encode);
         let mut conn = self.writer.get()?;
         let result = conn.transaction::<_, StoreError, _>(|conn| {
             diesel::insert_into(resource_versions::table)
@@ -180,6 +196,16 @@ impl Store {
                     resource_versions::body.eq(&encoded.bytes),
                 ))
                 .execute(conn)?;
+            if let Some(content) = &content {
+                diesel::insert_into(binary_contents::table)
+                    .values((
+                        binary_contents::id.eq(&new.id),
+                        binary_contents::version_id.eq(new.version_id),
+                        binary_contents::key_id.eq(&content.key_id),
+                        binary_contents::content.eq(&content.bytes),
+                    ))
+                    .execute(conn)?;
+            }
             let installed = match expected {
                 None => diesel::insert_into(resources::table)
                     .values((

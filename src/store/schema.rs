@@ -26,4 +26,13 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(resources, resource_versions);
+diesel::table! {
+    binary_contents (id, version_id) {
+        id -> Text,
+        version_id -> BigInt,
+        key_id -> Text,
+        content -> Binary,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(resources, resource_versions, binary_contents);
