@@ -92,3 +92,20 @@ fn metadata_describes_what_is_implemented() {
     );
     assert_eq!(patient["conditionalCreate"], false);
 }
+
+#[test]
+fn api_docs_are_served_without_external_assets() {
+    let s = Server::start();
+    let root = s.base.trim_end_matches("/fhir").to_owned();
+    let page = s.get(&format!("{root}/docs"));
+    assert_eq!(page.status, 200);
+    assert!(page
+        .header("Content-Type")
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(page.body.contains("<code>POST /fhir/{type}</code>"));
+    assert!(!page.body.contains("<script src=\"http"));
+    let served = s.get(&format!("{root}/docs/openapi.json"));
+    let committed = include_str!("../openapi/carnet.openapi.json");
+    assert_eq!(served.body, committed);
+}

@@ -1,6 +1,7 @@
 //! Carnet: the FHIR R4 server behind a patient-controlled national health record.
 
 pub mod config;
+pub mod docs;
 pub mod fhir;
 pub mod http;
 pub mod store;

@@ -162,6 +162,15 @@ fn location(state: &AppState, kind: &str, id: &str, version: i64) -> String {
 }
 
 /// `POST [type]`
+#[utoipa::path(post, path = "/fhir/{type}", tag = "type",
+    params(("type" = String, Path, description = "Resource type, e.g. Patient, DocumentReference, Binary"), ("_format" = Option<String>, Query, description = "json or application/fhir+json (overrides Accept)"), ("_pretty" = Option<bool>, Query, description = "Indent the JSON"), ("Prefer" = Option<String>, Header, description = "return=minimal|representation|OperationOutcome")),
+    request_body(content = serde_json::Value, content_type = "application/fhir+json", description = "The resource; a Binary may also be sent as raw bytes with its own Content-Type"),
+    responses((status = 201, description = "Created; Location, ETag and Last-Modified set", body = serde_json::Value, content_type = "application/fhir+json"),
+        (status = 400, description = "Invalid request or resource (OperationOutcome)", body = serde_json::Value, content_type = "application/fhir+json"), (status = 406, description = "Unsupported Accept or _format (OperationOutcome)", body = serde_json::Value, content_type = "application/fhir+json"),
+        (status = 404, description = "Unknown resource type (OperationOutcome)", body = serde_json::Value),
+        (status = 405, description = "The type is written by the server only (OperationOutcome)", body = serde_json::Value),
+        (status = 413, description = "Body or Binary over the configured limit (OperationOutcome)", body = serde_json::Value),
+        (status = 415, description = "Body is not FHIR JSON (OperationOutcome)", body = serde_json::Value)))]
 pub async fn create(
     req: HttpRequest,
     path: web::Path<String>,
@@ -193,6 +202,12 @@ pub async fn create(
 }
 
 /// `GET [type]/[id]`
+#[utoipa::path(get, path = "/fhir/{type}/{id}", tag = "instance",
+    params(("type" = String, Path, description = "Resource type, e.g. Patient, DocumentReference, Binary"), ("id" = String, Path, description = "Logical id"), ("_format" = Option<String>, Query, description = "json or application/fhir+json (overrides Accept)"), ("_pretty" = Option<bool>, Query, description = "Indent the JSON")),
+    responses((status = 200, description = "The current version (a Binary: its raw bytes unless FHIR JSON is asked for)", body = serde_json::Value, content_type = "application/fhir+json"),
+        (status = 400, description = "Invalid request or resource (OperationOutcome)", body = serde_json::Value, content_type = "application/fhir+json"), (status = 406, description = "Unsupported Accept or _format (OperationOutcome)", body = serde_json::Value, content_type = "application/fhir+json"),
+        (status = 404, description = "Unknown resource (OperationOutcome)", body = serde_json::Value),
+        (status = 410, description = "Deleted (OperationOutcome)", body = serde_json::Value)))]
 pub async fn read(
     req: HttpRequest,
     path: web::Path<(String, String)>,
@@ -241,6 +256,12 @@ async fn show(
 }
 
 /// `GET [type]/[id]/_history/[vid]`
+#[utoipa::path(get, path = "/fhir/{type}/{id}/_history/{vid}", tag = "instance",
+    params(("type" = String, Path, description = "Resource type, e.g. Patient, DocumentReference, Binary"), ("id" = String, Path, description = "Logical id"), ("vid" = String, Path, description = "Version id"), ("_format" = Option<String>, Query, description = "json or application/fhir+json (overrides Accept)"), ("_pretty" = Option<bool>, Query, description = "Indent the JSON")),
+    responses((status = 200, description = "That version", body = serde_json::Value, content_type = "application/fhir+json"),
+        (status = 400, description = "Invalid request or resource (OperationOutcome)", body = serde_json::Value, content_type = "application/fhir+json"), (status = 406, description = "Unsupported Accept or _format (OperationOutcome)", body = serde_json::Value, content_type = "application/fhir+json"),
+        (status = 404, description = "Unknown resource or version (OperationOutcome)", body = serde_json::Value),
+        (status = 410, description = "That version is a deletion (OperationOutcome)", body = serde_json::Value)))]
 pub async fn vread(
     req: HttpRequest,
     path: web::Path<(String, String, String)>,
@@ -278,6 +299,16 @@ pub async fn vread(
 }
 
 /// `PUT [type]/[id]`
+#[utoipa::path(put, path = "/fhir/{type}/{id}", tag = "instance",
+    params(("type" = String, Path, description = "Resource type, e.g. Patient, DocumentReference, Binary"), ("id" = String, Path, description = "Logical id"), ("_format" = Option<String>, Query, description = "json or application/fhir+json (overrides Accept)"), ("_pretty" = Option<bool>, Query, description = "Indent the JSON"), ("If-Match" = Option<String>, Header, description = "ETag of the version being replaced, e.g. W/\"3\""), ("Prefer" = Option<String>, Header, description = "return=minimal|representation|OperationOutcome")),
+    request_body(content = serde_json::Value, content_type = "application/fhir+json", description = "The resource, with the URL's id"),
+    responses((status = 200, description = "Updated", body = serde_json::Value, content_type = "application/fhir+json"),
+        (status = 201, description = "Created with the client's id (update_create)", body = serde_json::Value, content_type = "application/fhir+json"),
+        (status = 400, description = "Invalid request or resource (OperationOutcome)", body = serde_json::Value, content_type = "application/fhir+json"), (status = 406, description = "Unsupported Accept or _format (OperationOutcome)", body = serde_json::Value, content_type = "application/fhir+json"),
+        (status = 405, description = "Unknown id without update_create, or a server-written type (OperationOutcome)", body = serde_json::Value),
+        (status = 412, description = "If-Match names another version (OperationOutcome)", body = serde_json::Value),
+        (status = 413, description = "Body over the configured limit (OperationOutcome)", body = serde_json::Value),
+        (status = 415, description = "Body is not FHIR JSON (OperationOutcome)", body = serde_json::Value)))]
 pub async fn update(
     req: HttpRequest,
     path: web::Path<(String, String)>,
@@ -342,6 +373,13 @@ pub async fn update(
 }
 
 /// `DELETE [type]/[id]`
+#[utoipa::path(delete, path = "/fhir/{type}/{id}", tag = "instance",
+    params(("type" = String, Path, description = "Resource type, e.g. Patient, DocumentReference, Binary"), ("id" = String, Path, description = "Logical id"), ("If-Match" = Option<String>, Header, description = "ETag of the version being deleted")),
+    responses((status = 204, description = "Deleted (or already deleted)"),
+        (status = 200, description = "Deleted, with Prefer: return=OperationOutcome", body = serde_json::Value),
+        (status = 404, description = "Unknown resource (OperationOutcome)", body = serde_json::Value),
+        (status = 405, description = "The type is written by the server only (OperationOutcome)", body = serde_json::Value),
+        (status = 412, description = "If-Match names another version (OperationOutcome)", body = serde_json::Value)))]
 pub async fn delete(
     req: HttpRequest,
     path: web::Path<(String, String)>,
@@ -379,6 +417,10 @@ pub async fn delete(
 }
 
 /// `GET [type]/[id]/_history`
+#[utoipa::path(get, path = "/fhir/{type}/{id}/_history", tag = "instance",
+    params(("type" = String, Path, description = "Resource type, e.g. Patient, DocumentReference, Binary"), ("id" = String, Path, description = "Logical id"), ("_count" = Option<u64>, Query, description = "Page size (capped by search.max_count)"), ("_since" = Option<String>, Query, description = "Only versions written at or after this instant"), ("_cursor" = Option<String>, Query, description = "Opaque position, from a next link"), ("_format" = Option<String>, Query, description = "json or application/fhir+json (overrides Accept)"), ("_pretty" = Option<bool>, Query, description = "Indent the JSON")),
+    responses((status = 200, description = "history Bundle, newest first", body = serde_json::Value, content_type = "application/fhir+json"),
+        (status = 400, description = "Invalid request or resource (OperationOutcome)", body = serde_json::Value, content_type = "application/fhir+json"), (status = 406, description = "Unsupported Accept or _format (OperationOutcome)", body = serde_json::Value, content_type = "application/fhir+json"), (status = 404, description = "Unknown resource (OperationOutcome)", body = serde_json::Value)))]
 pub async fn history_instance(
     req: HttpRequest,
     path: web::Path<(String, String)>,
@@ -408,6 +450,9 @@ pub async fn history_instance(
 }
 
 /// `GET [type]/_history`
+#[utoipa::path(get, path = "/fhir/{type}/_history", tag = "type",
+    params(("type" = String, Path, description = "Resource type, e.g. Patient, DocumentReference, Binary"), ("_count" = Option<u64>, Query, description = "Page size (capped by search.max_count)"), ("_since" = Option<String>, Query, description = "Only versions written at or after this instant"), ("_cursor" = Option<String>, Query, description = "Opaque position, from a next link"), ("_format" = Option<String>, Query, description = "json or application/fhir+json (overrides Accept)"), ("_pretty" = Option<bool>, Query, description = "Indent the JSON")),
+    responses((status = 200, description = "history Bundle, newest first", body = serde_json::Value, content_type = "application/fhir+json"), (status = 400, description = "Invalid request or resource (OperationOutcome)", body = serde_json::Value, content_type = "application/fhir+json"), (status = 406, description = "Unsupported Accept or _format (OperationOutcome)", body = serde_json::Value, content_type = "application/fhir+json")))]
 pub async fn history_type(
     req: HttpRequest,
     path: web::Path<String>,
@@ -419,6 +464,9 @@ pub async fn history_type(
 }
 
 /// `GET /_history`
+#[utoipa::path(get, path = "/fhir/_history", tag = "system",
+    params(("_count" = Option<u64>, Query, description = "Page size (capped by search.max_count)"), ("_since" = Option<String>, Query, description = "Only versions written at or after this instant"), ("_cursor" = Option<String>, Query, description = "Opaque position, from a next link"), ("_format" = Option<String>, Query, description = "json or application/fhir+json (overrides Accept)"), ("_pretty" = Option<bool>, Query, description = "Indent the JSON")),
+    responses((status = 200, description = "history Bundle, newest first", body = serde_json::Value, content_type = "application/fhir+json"), (status = 400, description = "Invalid request or resource (OperationOutcome)", body = serde_json::Value, content_type = "application/fhir+json"), (status = 406, description = "Unsupported Accept or _format (OperationOutcome)", body = serde_json::Value, content_type = "application/fhir+json")))]
 pub async fn history_system(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse> {
     let url = format!("{}/_history", state.config.base());
     history(req, state, HistoryScope::System, url).await
@@ -512,6 +560,9 @@ fn page_link(url: &str, pairs: &[(String, String)], cursor: Option<i64>) -> Stri
 }
 
 /// `GET /metadata`
+#[utoipa::path(get, path = "/fhir/metadata", tag = "system",
+    params(("_format" = Option<String>, Query, description = "json or application/fhir+json (overrides Accept)"), ("_pretty" = Option<bool>, Query, description = "Indent the JSON"), ("mode" = Option<String>, Query, description = "full (the only mode)")),
+    responses((status = 200, description = "The CapabilityStatement", body = serde_json::Value, content_type = "application/fhir+json"), (status = 400, description = "Invalid request or resource (OperationOutcome)", body = serde_json::Value, content_type = "application/fhir+json"), (status = 406, description = "Unsupported Accept or _format (OperationOutcome)", body = serde_json::Value, content_type = "application/fhir+json")))]
 pub async fn metadata(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse> {
     let params = Params::of(&req)?;
     params.only(&["_format", "_pretty", "mode"])?;

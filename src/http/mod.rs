@@ -2,7 +2,7 @@
 
 mod body;
 pub mod error;
-mod interactions;
+pub mod interactions;
 pub mod negotiate;
 mod respond;
 
@@ -46,5 +46,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/{type}/{id}/_history", web::get().to(history_instance))
             .route("/{type}/{id}/_history/{vid}", web::get().to(vread)),
     )
+    .route("/docs", web::get().to(crate::docs::page))
+    .route("/docs/openapi.json", web::get().to(crate::docs::openapi))
     .default_service(web::to(unknown));
 }
