@@ -44,7 +44,7 @@ fn read_returns_exactly_what_create_returned() {
 #[test]
 fn decimals_and_primitive_extensions_are_kept_as_sent() {
     let s = Server::start();
-    let text = r#"{"resourceType":"Patient","birthDate":"1990-01-01","_birthDate":{"extension":[{"url":"http://example.org/precision","valueDecimal":1.50}]},"extension":[{"url":"http://example.org/weight","valueDecimal":71.500}]}"#;
+    let text = r#"{"resourceType":"Patient","identifier":[{"system":"urn:oid:1.2.250.1.213.1.4.8","value":"190017512345678"}],"birthDate":"1990-01-01","_birthDate":{"extension":[{"url":"http://example.org/precision","valueDecimal":1.50}]},"extension":[{"url":"http://example.org/weight","valueDecimal":71.500}]}"#;
     let reply = s.request(
         "POST",
         "/Patient",
@@ -311,4 +311,30 @@ fn unknown_types_and_ids_are_404_outcomes() {
     s.get("/Patient/does-not-exist").outcome(404);
     s.get("/Patient/bad%20id").outcome(404);
     s.get("/nowhere/at/all/here/x").outcome(404);
+}
+
+#[test]
+fn patients_must_carry_an_ins() {
+    let s = Server::start();
+    let cs = s.get("/metadata").json();
+    let profile = cs["rest"][0]["resource"][0]["profile"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(profile.ends_with("carnet-patient"));
+    let anonymous = json!({"resourceType": "Patient", "name": [{"family": "Anonyme"}]});
+    let reply = s.send("POST", "/Patient", &anonymous, &[]);
+    reply.outcome(422);
+    let issues = reply.json()["issue"].clone();
+    assert!(
+        issues
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["code"] == "invariant"
+                && i["diagnostics"].as_str().unwrap().contains(&profile))
+    );
+    let nia = json!({"resourceType": "Patient", "identifier": [{"system": "urn:oid:1.2.250.1.213.1.4.9", "value": "0123456789"}]});
+    assert_eq!(s.send("POST", "/Patient", &nia, &[]).status, 201);
+    assert_eq!(s.version_count(), 1);
 }

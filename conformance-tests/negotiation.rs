@@ -109,3 +109,41 @@ fn api_docs_are_served_without_external_assets() {
     let committed = include_str!("../openapi/carnet.openapi.json");
     assert_eq!(served.body, committed);
 }
+
+#[test]
+fn summary_and_elements_subset_a_read() {
+    let s = Server::start();
+    let mut p = patient("1");
+    p["text"] = serde_json::json!({"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">Éloïse</div>"});
+    p["photo"] = serde_json::json!([{"contentType": "image/png", "data": "iVBORw=="}]);
+    let created = s.create(&p);
+    let id = created["id"].as_str().unwrap();
+    let subsetted = |r: &serde_json::Value| {
+        r["meta"]["tag"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|t| t["code"] == "SUBSETTED"))
+    };
+    let summary = s.get(&format!("/Patient/{id}?_summary=true")).json();
+    assert!(summary.get("photo").is_none() && summary.get("text").is_none());
+    assert_eq!(summary["identifier"], created["identifier"]);
+    assert!(subsetted(&summary));
+    let data = s.get(&format!("/Patient/{id}?_summary=data")).json();
+    assert!(data.get("text").is_none() && data.get("photo").is_some());
+    let elements = s.get(&format!("/Patient/{id}?_elements=birthDate")).json();
+    assert_eq!(elements["birthDate"], "1984-02-29");
+    assert!(elements.get("name").is_none() && elements.get("identifier").is_none());
+    assert_eq!(elements["id"], id);
+    assert!(subsetted(&elements));
+    let full = s.get(&format!("/Patient/{id}?_summary=false")).json();
+    assert_eq!(full, created);
+    let v1 = s
+        .get(&format!("/Patient/{id}/_history/1?_elements=gender"))
+        .json();
+    assert_eq!(v1["gender"], "female");
+    assert!(v1.get("birthDate").is_none());
+    let issue = s
+        .get(&format!("/Patient/{id}?_elements=status"))
+        .outcome(400);
+    assert_eq!(issue["expression"][0], "_elements");
+    s.get(&format!("/Patient/{id}?_summary=maybe")).outcome(400);
+}

@@ -20,6 +20,8 @@ pub enum StartError {
     Store(#[from] store::OpenError),
     #[error("{0}")]
     Listen(String),
+    #[error("fhir-profiles: {0}")]
+    Profiles(String),
 }
 
 /// Resolves `listen` and refuses non-loopback addresses: until authentication is in place the
@@ -46,6 +48,7 @@ pub fn migrate(config: &Config) -> Result<(), StartError> {
 /// Runs the server until SIGTERM/SIGINT (graceful: in-flight requests finish).
 pub async fn serve(config: Config) -> Result<(), StartError> {
     let addresses = listen_addresses(&config.listen)?;
+    fhir::profiles::load().map_err(StartError::Profiles)?;
     let store = Arc::new(store::Store::open(&config.database_url)?);
     let started = fhir::resource::instant(fhir::resource::now_micros());
     let state = web::Data::new(http::AppState {

@@ -22,7 +22,10 @@ pub fn capability_statement(base_url: &str, update_create: bool, date: &str) -> 
         .iter()
         .map(|kind| {
             let interactions = if kind.server_written { READ_ONLY } else { WRITABLE };
-            json!({
+            let profiles: Vec<&str> = super::profiles::for_type(kind.name)
+                .map(|p| p.url.as_str())
+                .collect();
+            let mut resource = json!({
                 "type": kind.name,
                 "interaction": interactions.iter().map(|code| json!({"code": code})).collect::<Vec<_>>(),
                 "versioning": "versioned-update",
@@ -32,7 +35,13 @@ pub fn capability_statement(base_url: &str, update_create: bool, date: &str) -> 
                 "conditionalRead": "not-supported",
                 "conditionalUpdate": false,
                 "conditionalDelete": "not-supported",
-            })
+            });
+            // Carnet's profiles apply to every instance of their type.
+            if let Some(first) = profiles.first() {
+                resource["profile"] = json!(first);
+                resource["supportedProfile"] = json!(profiles);
+            }
+            resource
         })
         .collect();
     json!({
@@ -77,5 +86,11 @@ mod tests {
             .iter()
             .any(|i| i["code"] == "create"));
         assert!(cs["rest"][0].get("searchParam").is_none());
+        let patient = &cs["rest"][0]["resource"][0];
+        assert_eq!(patient["type"], "Patient");
+        assert_eq!(
+            patient["profile"],
+            "https://carnet.sante.fr/fhir/StructureDefinition/carnet-patient"
+        );
     }
 }

@@ -16,14 +16,16 @@
 //!     "HumanName": {"id": "0..1 string", "extension": "0..* Extension", "given": "0..* string", ...}
 //!   },
 //!   "resources": {               // per concrete resource type, sorted by name
-//!     "Consent": {"provision": "0..1 BackboneElement", "provision.provision": "0..* #provision", ...}
+//!     "Consent": {"provision": "0..1 BackboneElement Σ", "provision.provision": "0..* #provision", ...}
 //!   }
 //! }
 //! ```
 //!
 //! Element keys are snapshot paths without the type name, in snapshot order. Each value reads
 //! `min..max` then either the allowed type codes joined by `|`, or `#path` for a
-//! `contentReference` to another element of the same type. A primitive's `json` is the JSON
+//! `contentReference` to another element of the same type, then ` Σ` when a resource's element
+//! is marked `isSummary` (what `_summary=true` returns, see `fhir::subset`). Datatypes carry
+//! no marker: `_summary` keeps or drops a datatype value whole. A primitive's `json` is the JSON
 //! kind carrying its value (`boolean`, `number` or `string`) and `regex` the pattern its
 //! value must match as a whole; its `elements` describe the `_name` companion object.
 //!
@@ -49,8 +51,10 @@ const SYSTEM_TYPE_PREFIX: &str = "http://hl7.org/fhirpath/System.";
 const STRUCTURE_DEFINITION_PREFIX: &str = "http://hl7.org/fhir/StructureDefinition/";
 /// Type code of elements holding any resource (`contained`, `Bundle.entry.resource`).
 const ANY_RESOURCE: &str = "Resource";
+/// Ends the description of a resource element marked `isSummary`, as in the FHIR tables.
+const SUMMARY_MARK: &str = " Σ";
 
-/// Element path (without the type name) and its `min..max types` description.
+/// Element path (without the type name) and its `min..max types[ Σ]` description.
 type Elements = Vec<(String, String)>;
 
 /// What the validator needs to know about one primitive type.
@@ -211,7 +215,7 @@ fn elements(sd: &Value, name: &str, is_resource: bool) -> Result<Elements, Strin
     Ok(out)
 }
 
-/// `min..max types` for one element, e.g. `0..* HumanName` or `0..* #provision`.
+/// `min..max types[ Σ]` for one element, e.g. `0..* HumanName Σ` or `0..* #provision`.
 fn describe(
     element: &Value,
     name: &str,
@@ -229,7 +233,10 @@ fn describe(
             .and_then(|r| r.strip_prefix(name))
             .and_then(|r| r.strip_prefix('.'))
             .ok_or_else(|| format!("{path} refers outside its type: {reference}"))?;
-        return Ok(format!("{min}..{max} #{target}"));
+        return Ok(format!(
+            "{min}..{max} #{target}{}",
+            summary_mark(element, is_resource)
+        ));
     }
     let types = element["type"]
         .as_array()
@@ -246,7 +253,21 @@ fn describe(
     } else {
         codes
     };
-    Ok(format!("{min}..{max} {}", codes.join("|")))
+    Ok(format!(
+        "{min}..{max} {}{}",
+        codes.join("|"),
+        summary_mark(element, is_resource)
+    ))
+}
+
+/// The summary marker when a resource's element is marked `isSummary`, else nothing. Only
+/// resources need it: `_summary` never looks inside datatypes.
+fn summary_mark(element: &Value, is_resource: bool) -> &'static str {
+    if is_resource && element["isSummary"] == true {
+        SUMMARY_MARK
+    } else {
+        ""
+    }
 }
 
 /// FHIR type code of one `ElementDefinition.type`, mapping FHIRPath system types back to
@@ -289,6 +310,9 @@ fn check_type_codes(compact: &Compact) -> Result<(), String> {
         .chain(&compact.resources);
     for (name, elements) in all_elements {
         for (path, description) in elements {
+            let description = description
+                .strip_suffix(SUMMARY_MARK)
+                .unwrap_or(description);
             let types = description.split_once(' ').map_or("", |(_, types)| types);
             if types.starts_with('#') {
                 continue;

@@ -2,7 +2,7 @@
 //! validation against the R4 definitions, then the typed model as a second opinion.
 
 use super::outcome::OutcomeIssue;
-use super::{binary, json, model, registry, validate};
+use super::{binary, json, model, profiles, registry, validate};
 use serde_json::Value;
 
 /// A resource received from a client, valid against the R4 definitions.
@@ -93,6 +93,10 @@ pub fn parse(body: &[u8]) -> Result<Incoming, Rejected> {
             .at(path)],
         ));
     }
+    let violations = profiles::check(&value);
+    if !violations.is_empty() {
+        return Err(rejected(422, violations));
+    }
     let mut document = json::parse_lossless(text)
         .map_err(|e| rejected(400, vec![OutcomeIssue::error("structure", e.to_string())]))?;
     let content = if kind.name == "Binary" {
@@ -125,6 +129,7 @@ mod tests {
     #[test]
     fn a_valid_patient_is_accepted_with_exact_numbers() {
         let body = br#"{"resourceType":"Patient","name":[{"family":"L\u00e9vy-Dupr\u00e9"}],
+            "identifier":[{"system":"urn:oid:1.2.250.1.213.1.4.8","value":"284022912345678"}],
             "extension":[{"url":"http://example.org/weight","valueDecimal":71.50}]}"#;
         let incoming = parse(body).unwrap();
         assert_eq!(incoming.kind.name, "Patient");
@@ -149,6 +154,13 @@ mod tests {
         assert_eq!(parse(b"{").unwrap_err().status, 400);
         assert_eq!(parse(b"\xff\xfe").unwrap_err().status, 400);
         assert_eq!(parse(b"[]").unwrap_err().status, 400);
+    }
+
+    #[test]
+    fn profile_violations_are_422() {
+        let err = parse(br#"{"resourceType":"Patient","active":true}"#).unwrap_err();
+        assert_eq!(err.status, 422);
+        assert!(err.issues.iter().any(|i| i.code == "invariant"));
     }
 
     #[test]

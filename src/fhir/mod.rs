@@ -7,8 +7,10 @@ pub mod incoming;
 pub mod json;
 mod model;
 pub mod outcome;
+pub mod profiles;
 pub mod registry;
 pub mod resource;
+pub mod subset;
 pub mod validate;
 pub mod writes;
 

@@ -74,6 +74,49 @@ pub fn is_known_resource_type(name: &str) -> bool {
     DEFINITIONS.resources.contains_key(name)
 }
 
+/// Every resource type the definitions include, in no particular order.
+pub fn resource_types() -> impl Iterator<Item = &'static str> {
+    DEFINITIONS.resources.keys().map(String::as_str)
+}
+
+/// What the definitions say about one element of a resource, for `_summary` and `_elements`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ElementInfo {
+    /// Name as defined: `birthDate`, `deceased[x]`.
+    pub name: &'static str,
+    /// Minimum cardinality: 1 or more for mandatory elements.
+    pub min: u32,
+    /// Marked `isSummary`: part of what `_summary=true` returns.
+    pub is_summary: bool,
+    /// Defined inline (a BackboneElement or a `contentReference` to one), so its children
+    /// have definitions of their own; datatypes and resources are opaque here.
+    pub is_backbone: bool,
+}
+
+/// The element `path` leads to in `resource_type`, going down through backbone elements:
+/// `["contact", "name"]` in `Patient`. Steps are JSON property names (`deceasedBoolean`; no
+/// leading `_`), or a choice element's base name (`deceased`). `None` when the type or an
+/// element is unknown, or the path goes into a datatype.
+pub fn element_info(resource_type: &str, path: &[&str]) -> Option<ElementInfo> {
+    let definitions: &'static Definitions = &DEFINITIONS;
+    let mut shape = definitions.resources.get(resource_type).copied();
+    let mut info = None;
+    for step in path {
+        let (element, target) = definitions.shapes[shape?].element_named(step)?;
+        shape = match target {
+            Some(Target::Complex(inner)) if element.backbone => Some(inner),
+            _ => None,
+        };
+        info = Some(ElementInfo {
+            name: &element.name,
+            min: element.min,
+            is_summary: element.summary,
+            is_backbone: element.backbone,
+        });
+    }
+    info
+}
+
 /// Past this many issues the resource is clearly broken; more would only flood the client.
 const MAX_ISSUES: usize = 100;
 
@@ -128,6 +171,10 @@ struct ElementDef {
     max: Option<u32>,
     /// The single type of a plain element, or one entry per allowed type of a choice.
     variants: Vec<Variant>,
+    /// Marked `isSummary` (only ever set on resource elements).
+    summary: bool,
+    /// Defined inline rather than by a named type: its shape belongs to this resource.
+    backbone: bool,
 }
 
 impl ElementDef {
@@ -204,6 +251,8 @@ impl ExtraCheck {
 
 /// Type code of elements holding any resource.
 const ANY_RESOURCE: &str = "Resource";
+/// Ends the description of an element marked `isSummary`.
+const SUMMARY_MARK: &str = " Σ";
 
 impl Definitions {
     /// Reads the compact JSON form (see `definitions_gen.rs` for its layout).
@@ -330,6 +379,21 @@ impl Shape {
         Ok(())
     }
 
+    /// The element a JSON property name stands for, with that property's target; a choice's
+    /// base name (`value` for `value[x]`) finds the element without a target.
+    fn element_named(&self, name: &str) -> Option<(&ElementDef, Option<Target>)> {
+        if let Some(&(index, variant)) = self.properties.get(name) {
+            let element = &self.elements[index];
+            return Some((element, Some(element.variants[variant].target)));
+        }
+        let choice = format!("{name}[x]");
+        let element = self
+            .elements
+            .iter()
+            .find(|element| element.name == choice)?;
+        Some((element, None))
+    }
+
     /// The choice element (`value[x]`) whose JSON names `property` would belong to, going by
     /// its prefix; for explaining an unknown type suffix such as `valueFoo`.
     fn choice_for(&self, property: &str) -> Option<&ElementDef> {
@@ -343,7 +407,7 @@ impl Shape {
     }
 }
 
-/// Parses `min..max types` into an element. `inline` is the element's own shape when it
+/// Parses `min..max types[ Σ]` into an element. `inline` is the element's own shape when it
 /// has children; `shapes` maps this type's backbone paths for `#path` references.
 fn parse_element(
     name: &str,
@@ -352,6 +416,10 @@ fn parse_element(
     shapes: &HashMap<&str, ShapeId>,
     named: &HashMap<&str, Target>,
 ) -> Result<ElementDef, String> {
+    let (description, summary) = match description.strip_suffix(SUMMARY_MARK) {
+        Some(rest) => (rest, true),
+        None => (description, false),
+    };
     let (cardinality, types) = description
         .split_once(' ')
         .ok_or("expected `min..max types`")?;
@@ -361,6 +429,7 @@ fn parse_element(
         "*" => None,
         n => Some(n.parse().map_err(|_| "bad max")?),
     };
+    let backbone = inline.is_some() || types.starts_with('#');
     let targets: Vec<(&str, Target)> = if let Some(&shape) = inline {
         vec![("", Target::Complex(shape))]
     } else if let Some(reference) = types.strip_prefix('#') {
@@ -398,6 +467,8 @@ fn parse_element(
         min,
         max,
         variants,
+        summary,
+        backbone,
     })
 }
 
@@ -1345,6 +1416,38 @@ mod tests {
         assert!(!is_known_resource_type("Questionnaire"));
         assert_eq!(IssueCode::NotSupported.as_str(), "not-supported");
         assert_eq!(IssueCode::Required.as_str(), "required");
+    }
+
+    #[test]
+    fn element_info_follows_backbones_only() {
+        let info = |path: &[&str]| element_info("DocumentReference", path);
+        let content = info(&["content"]).unwrap();
+        assert_eq!(
+            (content.min, content.is_summary, content.is_backbone),
+            (1, true, true)
+        );
+        let attachment = info(&["content", "attachment"]).unwrap();
+        assert_eq!(
+            (attachment.is_summary, attachment.is_backbone),
+            (true, false)
+        );
+        assert!(!info(&["content", "id"]).unwrap().is_summary);
+        assert!(!info(&["custodian"]).unwrap().is_summary);
+        assert_eq!(
+            info(&["content", "attachment", "url"]),
+            None,
+            "inside a datatype"
+        );
+        assert_eq!(info(&["content", "nope"]), None);
+        assert_eq!(element_info("Nope", &["id"]), None);
+        // Choice elements answer to their JSON names and to their base name.
+        let deceased = element_info("Patient", &["deceasedDateTime"]).unwrap();
+        assert_eq!(deceased.name, "deceased[x]");
+        assert_eq!(element_info("Patient", &["deceased"]), Some(deceased));
+        // A contentReference leads back into the referenced backbone.
+        let nested = element_info("Consent", &["provision", "provision", "actor"]).unwrap();
+        assert!(nested.is_backbone);
+        assert!(resource_types().any(|name| name == "Consent"));
     }
 
     // --- resourceType ------------------------------------------------------------------------

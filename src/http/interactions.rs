@@ -9,6 +9,7 @@ use super::{body, AppState};
 use crate::fhir::incoming::{self, Incoming};
 use crate::fhir::registry::{self, ResourceKind};
 use crate::fhir::resource::{is_valid_id, parse_instant};
+use crate::fhir::subset::{self, Subset};
 use crate::fhir::writes::WriteError;
 use crate::fhir::{binary, bundle, json};
 use crate::store::{HistoryScope, Version};
@@ -201,9 +202,13 @@ pub async fn create(
     ))
 }
 
+/// Parameters of read and vread.
+const READ_PARAMS: [&str; 4] = ["_format", "_pretty", "_summary", "_elements"];
+
 /// `GET [type]/[id]`
 #[utoipa::path(get, path = "/fhir/{type}/{id}", tag = "instance",
-    params(("type" = String, Path, description = "Resource type, e.g. Patient, DocumentReference, Binary"), ("id" = String, Path, description = "Logical id"), ("_format" = Option<String>, Query, description = "json or application/fhir+json (overrides Accept)"), ("_pretty" = Option<bool>, Query, description = "Indent the JSON")),
+    params(("type" = String, Path, description = "Resource type, e.g. Patient, DocumentReference, Binary"), ("id" = String, Path, description = "Logical id"), ("_format" = Option<String>, Query, description = "json or application/fhir+json (overrides Accept)"), ("_pretty" = Option<bool>, Query, description = "Indent the JSON"),
+        ("_summary" = Option<String>, Query, description = "true, text, data or false"), ("_elements" = Option<String>, Query, description = "Comma-separated top-level elements to return")),
     responses((status = 200, description = "The current version (a Binary: its raw bytes unless FHIR JSON is asked for)", body = serde_json::Value, content_type = "application/fhir+json"),
         (status = 400, description = "Invalid request or resource (OperationOutcome)", body = serde_json::Value, content_type = "application/fhir+json"), (status = 406, description = "Unsupported Accept or _format (OperationOutcome)", body = serde_json::Value, content_type = "application/fhir+json"),
         (status = 404, description = "Unknown resource (OperationOutcome)", body = serde_json::Value),
@@ -216,7 +221,7 @@ pub async fn read(
     let (resource_type, id) = path.into_inner();
     let kind = kind_of(&resource_type)?;
     let params = Params::of(&req)?;
-    params.only(&FORMAT_PARAMS)?;
+    params.only(&READ_PARAMS)?;
     if !is_valid_id(&id) {
         return Err(ApiError::not_found(kind.name, &id));
     }
@@ -245,7 +250,23 @@ async fn show(
         return raw_binary(state, version).await;
     }
     let format = negotiate(req, params)?;
-    let version = representation(state, version).await?;
+    let subset = subset::parse(params.one("_summary")?, params.one("_elements")?)
+        .and_then(|subset| subset.check(&version.resource_type).map(|()| subset))
+        .map_err(|e| {
+            let at = if params.0.iter().any(|(k, _)| k == "_elements") {
+                "_elements"
+            } else {
+                "_summary"
+            };
+            ApiError::new(400, "invalid", e).at(at)
+        })?;
+    let mut version = representation(state, version).await?;
+    if subset != Subset::Full {
+        let mut document = json::parse_lossless(&String::from_utf8_lossy(&version.body))
+            .map_err(|e| ApiError::internal(format!("stored body: {e}")))?;
+        subset::apply(&mut document, &subset);
+        version.body = json::to_text(&document, false).into_bytes();
+    }
     Ok(respond::resource(
         StatusCode::OK,
         &version,
@@ -257,7 +278,8 @@ async fn show(
 
 /// `GET [type]/[id]/_history/[vid]`
 #[utoipa::path(get, path = "/fhir/{type}/{id}/_history/{vid}", tag = "instance",
-    params(("type" = String, Path, description = "Resource type, e.g. Patient, DocumentReference, Binary"), ("id" = String, Path, description = "Logical id"), ("vid" = String, Path, description = "Version id"), ("_format" = Option<String>, Query, description = "json or application/fhir+json (overrides Accept)"), ("_pretty" = Option<bool>, Query, description = "Indent the JSON")),
+    params(("type" = String, Path, description = "Resource type, e.g. Patient, DocumentReference, Binary"), ("id" = String, Path, description = "Logical id"), ("vid" = String, Path, description = "Version id"), ("_format" = Option<String>, Query, description = "json or application/fhir+json (overrides Accept)"), ("_pretty" = Option<bool>, Query, description = "Indent the JSON"),
+        ("_summary" = Option<String>, Query, description = "true, text, data or false"), ("_elements" = Option<String>, Query, description = "Comma-separated top-level elements to return")),
     responses((status = 200, description = "That version", body = serde_json::Value, content_type = "application/fhir+json"),
         (status = 400, description = "Invalid request or resource (OperationOutcome)", body = serde_json::Value, content_type = "application/fhir+json"), (status = 406, description = "Unsupported Accept or _format (OperationOutcome)", body = serde_json::Value, content_type = "application/fhir+json"),
         (status = 404, description = "Unknown resource or version (OperationOutcome)", body = serde_json::Value),
@@ -270,7 +292,7 @@ pub async fn vread(
     let (resource_type, id, vid) = path.into_inner();
     let kind = kind_of(&resource_type)?;
     let params = Params::of(&req)?;
-    params.only(&FORMAT_PARAMS)?;
+    params.only(&READ_PARAMS)?;
     let missing = || {
         ApiError::new(
             404,
