@@ -6,6 +6,7 @@ use diesel::prelude::*;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 /// A running server and the database it owns.
@@ -30,10 +31,59 @@ pub struct Reply {
     pub bytes: Vec<u8>,
 }
 
+/// The official FHIR R4 JSON schema, compiled once per test run.
+static FHIR_SCHEMA: LazyLock<jsonschema::Validator> = LazyLock::new(|| {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/fhir-r4/fhir.schema.json"
+    );
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("the FHIR JSON schema is expected at {path}: {e}"));
+    let mut schema: Value = serde_json::from_str(&text).unwrap();
+    add_fhir_version_4_0_1(&mut schema);
+    jsonschema::draft6::new(&schema).expect("the FHIR schema compiles")
+});
+
+/// The published R4 schema's FHIR version enums stop at 4.0.0 (a known defect of the 4.0.1
+/// release files): add 4.0.1 wherever 4.0.0 is listed, and nothing else.
+fn add_fhir_version_4_0_1(schema: &mut Value) {
+    match schema {
+        Value::Object(fields) => {
+            if let Some(Value::Array(values)) = fields.get_mut("enum") {
+                if values.iter().any(|v| v == "4.0.0") && !values.iter().any(|v| v == "4.0.1") {
+                    values.push(Value::String("4.0.1".into()));
+                }
+            }
+            fields.values_mut().for_each(add_fhir_version_4_0_1);
+        }
+        Value::Array(items) => items.iter_mut().for_each(add_fhir_version_4_0_1),
+        _ => {}
+    }
+}
+
+/// Panics unless `resource` is valid against the official FHIR R4 JSON schema.
+pub fn assert_schema_valid(resource: &Value) {
+    let errors: Vec<String> = FHIR_SCHEMA
+        .iter_errors(resource)
+        .take(5)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "not valid FHIR R4 JSON: {errors:?}\n{resource}"
+    );
+}
+
 impl Reply {
-    /// The body as JSON (panics with the body when it is not).
+    /// The body as JSON (panics with the body when it is not); every FHIR resource the
+    /// server returns is also checked against the official R4 JSON schema.
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+        let value: Value = serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body));
+        if value.get("resourceType").is_some() {
+            assert_schema_valid(&value);
+        }
+        value
     }
 
     /// A header value, case-insensitive name.

@@ -147,3 +147,12 @@ fn summary_and_elements_subset_a_read() {
     assert_eq!(issue["expression"][0], "_elements");
     s.get(&format!("/Patient/{id}?_summary=maybe")).outcome(400);
 }
+
+/// The schema check applied to every response must be able to fail.
+#[test]
+#[should_panic(expected = "not valid FHIR R4 JSON")]
+fn the_schema_check_catches_invalid_resources() {
+    crate::harness::assert_schema_valid(
+        &serde_json::json!({"resourceType": "Patient", "gender": 3}),
+    );
+}
