@@ -257,19 +257,6 @@ fn bad_headers_and_parameters_are_400() {
 }
 
 #[test]
-fn conditional_create_is_refused_until_supported() {
-    let s = Server::start();
-    let reply = s.send(
-        "POST",
-        "/Patient",
-        &patient("1"),
-        &[("If-None-Exist", "identifier=urn:oid:1.2.250.1.213.1.4.8|1")],
-    );
-    reply.outcome(400);
-    assert_eq!(s.version_count(), 0);
-}
-
-#[test]
 fn unknown_contained_types_are_refused() {
     let s = Server::start();
     let body = r#"{"resourceType":"Patient","contained":[{"resourceType":"Medication","id":"m"}]}"#;

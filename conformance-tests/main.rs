@@ -5,6 +5,7 @@ mod harness;
 
 mod binary;
 mod concurrency;
+mod conditional;
 mod crash;
 mod crud;
 mod errors;

@@ -90,7 +90,13 @@ fn metadata_describes_what_is_implemented() {
         !codes.contains(&"search-type"),
         "search is not implemented yet"
     );
-    assert_eq!(patient["conditionalCreate"], false);
+    assert_eq!(patient["conditionalCreate"], true);
+    assert_eq!(patient["conditionalDelete"], "single");
+    let audit = resources
+        .iter()
+        .find(|r| r["type"] == "AuditEvent")
+        .unwrap();
+    assert_eq!(audit["conditionalCreate"], false);
 }
 
 #[test]

@@ -31,10 +31,10 @@ pub fn capability_statement(base_url: &str, update_create: bool, date: &str) -> 
                 "versioning": "versioned-update",
                 "readHistory": true,
                 "updateCreate": update_create && !kind.server_written,
-                "conditionalCreate": false,
+                "conditionalCreate": !kind.server_written,
                 "conditionalRead": "not-supported",
-                "conditionalUpdate": false,
-                "conditionalDelete": "not-supported",
+                "conditionalUpdate": !kind.server_written,
+                "conditionalDelete": if kind.server_written { "not-supported" } else { "single" },
             });
             // Carnet's profiles apply to every instance of their type.
             if let Some(first) = profiles.first() {

@@ -3,6 +3,7 @@
 pub mod binary;
 pub mod bundle;
 pub mod capability;
+pub mod conditional;
 pub mod incoming;
 pub mod json;
 mod model;

@@ -7,6 +7,9 @@ pub struct ResourceKind {
     /// Reference elements (paths below the resource) that place it in a patient's compartment,
     /// from the patient CompartmentDefinition; `Patient` is its own compartment.
     pub compartment: &'static [&'static str],
+    /// Elements (of type Identifier) behind the `identifier` search parameter, which
+    /// conditional interactions use.
+    pub identifier: &'static [&'static str],
     /// Written by the server only: clients may read, never write.
     pub server_written: bool,
 }
@@ -14,34 +17,52 @@ pub struct ResourceKind {
 const fn kind(
     name: &'static str,
     compartment: &'static [&'static str],
+    identifier: &'static [&'static str],
     server_written: bool,
 ) -> ResourceKind {
     ResourceKind {
         name,
         compartment,
+        identifier,
         server_written,
     }
 }
 
 /// Every resource type Carnet serves.
 pub static RESOURCES: &[ResourceKind] = &[
-    kind("Patient", &[], false),
-    kind("DocumentReference", &["subject", "author"], false),
+    kind("Patient", &[], &["identifier"], false),
+    kind(
+        "DocumentReference",
+        &["subject", "author"],
+        &["masterIdentifier", "identifier"],
+        false,
+    ),
     kind(
         "AllergyIntolerance",
         &["patient", "recorder", "asserter"],
+        &["identifier"],
         false,
     ),
-    kind("Consent", &["patient"], false),
-    kind("Communication", &["subject", "sender", "recipient"], false),
-    kind("Appointment", &["participant.actor"], false),
-    kind("Binary", &[], false),
-    kind("List", &["subject", "source"], false),
-    kind("Practitioner", &[], false),
-    kind("PractitionerRole", &[], false),
-    kind("Organization", &[], false),
-    kind("RelatedPerson", &["patient"], false),
-    kind("AuditEvent", &["agent.who", "entity.what"], true),
+    kind("Consent", &["patient"], &["identifier"], false),
+    kind(
+        "Communication",
+        &["subject", "sender", "recipient"],
+        &["identifier"],
+        false,
+    ),
+    kind(
+        "Appointment",
+        &["participant.actor"],
+        &["identifier"],
+        false,
+    ),
+    kind("Binary", &[], &[], false),
+    kind("List", &["subject", "source"], &["identifier"], false),
+    kind("Practitioner", &[], &["identifier"], false),
+    kind("PractitionerRole", &[], &["identifier"], false),
+    kind("Organization", &[], &["identifier"], false),
+    kind("RelatedPerson", &["patient"], &["identifier"], false),
+    kind("AuditEvent", &["agent.who", "entity.what"], &[], true),
 ];
 
 /// The kind registered under `name`, if Carnet serves that type.
@@ -99,6 +120,28 @@ mod tests {
                 }
             }
             assert_eq!(kind.compartment, paths.as_slice(), "{}", kind.name);
+        }
+    }
+
+    /// The identifier paths above must be exactly the `identifier` search parameter's.
+    #[test]
+    fn identifier_paths_match_the_search_parameter() {
+        let parameters = shared("search-parameters.json");
+        for kind in RESOURCES {
+            let prefix = format!("{}.", kind.name);
+            let paths: Vec<&str> = parameters["entry"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| &e["resource"])
+                .filter(|r| {
+                    r["code"] == "identifier"
+                        && r["base"].as_array().unwrap().iter().any(|b| b == kind.name)
+                })
+                .flat_map(|r| r["expression"].as_str().unwrap().split(" | "))
+                .filter_map(|e| e.strip_prefix(&prefix))
+                .collect();
+            assert_eq!(kind.identifier, paths.as_slice(), "{}", kind.name);
         }
     }
 

@@ -1,10 +1,11 @@
 //! The write interactions (create, update, delete): versioning and optimistic concurrency.
 
+use super::conditional::Condition;
 use super::incoming::Incoming;
 use super::json;
 use super::registry::ResourceKind;
-use super::resource::{compartment_patient, new_id, now_micros, stamp};
-use crate::store::{NewVersion, Store, StoreError, Version};
+use super::resource::{compartment_patient, new_id, now_micros, stamp, tokens};
+use crate::store::{NewVersion, Store, StoreError, TokenQuery, Version};
 
 /// Why a write did not happen; nothing was stored.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +22,14 @@ pub enum WriteError {
     Store(#[from] StoreError),
 }
 
+/// The result of a (conditional) create.
+#[derive(Debug)]
+pub enum Created {
+    New(Version),
+    /// `If-None-Exist` matched this resource; nothing was written.
+    Existing(String),
+}
+
 /// How many times a write without `If-Match` retries after losing a race.
 const ATTEMPTS: usize = 16;
 
@@ -32,10 +41,108 @@ pub struct WriteContext<'a> {
 }
 
 impl WriteContext<'_> {
-    /// Creates a new resource with a server-assigned id (any `id` in the body is ignored).
-    pub fn create(&self, incoming: Incoming) -> Result<Version, WriteError> {
+    /// Creates a new resource with a server-assigned id (any `id` in the body is ignored);
+    /// with `unless` (`If-None-Exist`), only when no resource matches it, atomically.
+    pub fn create(
+        &self,
+        incoming: Incoming,
+        unless: Option<&Condition>,
+    ) -> Result<Created, WriteError> {
         let id = new_id();
-        self.install(&incoming, &id, None, 1, now_micros(), "POST")
+        let query = match unless {
+            None => None,
+            Some(Condition::Token(query)) => Some(query),
+            Some(Condition::Id(existing)) => {
+                return match self.store.current(incoming.kind.name, existing)? {
+                    Some(c) if !c.deleted => Ok(Created::Existing(existing.clone())),
+                    _ => self
+                        .install(&incoming, &id, None, 1, now_micros(), "POST", None)
+                        .map(Created::New),
+                }
+            }
+        };
+        match self.install(&incoming, &id, None, 1, now_micros(), "POST", query) {
+            Ok(version) => Ok(Created::New(version)),
+            Err(WriteError::Store(StoreError::Matches(ids))) if ids.len() == 1 => {
+                Ok(Created::Existing(ids.into_iter().next().expect("one id")))
+            }
+            Err(WriteError::Store(StoreError::Matches(_))) => Err(several()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Ids of current resources matching `condition` (two at most: enough to tell 0, 1, many).
+    fn matching(
+        &self,
+        kind: &ResourceKind,
+        condition: &Condition,
+    ) -> Result<Vec<String>, WriteError> {
+        Ok(match condition {
+            Condition::Token(query) => self.store.find_ids(query, 2)?,
+            Condition::Id(id) => match self.store.current(kind.name, id)? {
+                Some(c) if !c.deleted => vec![id.clone()],
+                _ => vec![],
+            },
+        })
+    }
+
+    /// `PUT [type]?criteria`: updates the one match, creates when there is none.
+    pub fn conditional_update(
+        &self,
+        incoming: Incoming,
+        condition: &Condition,
+        if_match: Option<i64>,
+    ) -> Result<(Version, bool), WriteError> {
+        let ids = self.matching(incoming.kind, condition)?;
+        match ids.as_slice() {
+            [] => match (&incoming.id, condition) {
+                // A client id: the ordinary update-as-create rules apply.
+                (Some(id), _) => {
+                    let id = id.clone();
+                    self.update(incoming, &id, if_match)
+                }
+                (None, Condition::Token(query)) => {
+                    let id = new_id();
+                    match self.install(&incoming, &id, None, 1, now_micros(), "PUT", Some(query)) {
+                        Err(WriteError::Store(StoreError::Matches(_))) => {
+                            Err(WriteError::PreconditionFailed(
+                                "A matching resource was created concurrently; retry".into(),
+                            ))
+                        }
+                        other => other.map(|v| (v, true)),
+                    }
+                }
+                (None, Condition::Id(id)) => {
+                    let id = id.clone();
+                    self.update(incoming, &id, if_match)
+                }
+            },
+            [id] => {
+                if incoming.id.as_ref().is_some_and(|body_id| body_id != id) {
+                    return Err(WriteError::PreconditionFailed(format!(
+                        "The criteria match {}/{id}, not the id in the body",
+                        incoming.kind.name
+                    )));
+                }
+                let id = id.clone();
+                self.update(incoming, &id, if_match)
+            }
+            _ => Err(several()),
+        }
+    }
+
+    /// `DELETE [type]?criteria`: deletes the one match; nothing to do when there is none.
+    /// `Ok(false)`: nothing matched.
+    pub fn conditional_delete(
+        &self,
+        kind: &'static ResourceKind,
+        condition: &Condition,
+    ) -> Result<bool, WriteError> {
+        match self.matching(kind, condition)?.as_slice() {
+            [] => Ok(false),
+            [id] => self.delete(kind, id, None),
+            _ => Err(several()),
+        }
     }
 
     /// Updates (or, where allowed, creates) `kind/id`; `if_match` pins the expected version.
@@ -72,7 +179,15 @@ impl WriteContext<'_> {
             };
             // Versions of one resource never share or go back in time, whatever the clock does.
             let last_updated = now_micros().max(after + 1);
-            match self.install(&incoming, id, expected, version_id, last_updated, "PUT") {
+            match self.install(
+                &incoming,
+                id,
+                expected,
+                version_id,
+                last_updated,
+                "PUT",
+                None,
+            ) {
                 Err(WriteError::Store(StoreError::Conflict)) if if_match.is_some() => {
                     return Err(WriteError::PreconditionFailed(
                         "The resource was changed by another request".into(),
@@ -115,8 +230,9 @@ impl WriteContext<'_> {
                 patient_id: None,
                 body: Vec::new(),
                 content: None,
+                tokens: Vec::new(),
             };
-            match self.store.write(Some(current.version_id), new) {
+            match self.store.write(Some(current.version_id), new, None) {
                 Err(StoreError::Conflict) if if_match.is_some() => {
                     return Err(WriteError::PreconditionFailed(
                         "The resource was changed by another request".into(),
@@ -129,6 +245,7 @@ impl WriteContext<'_> {
         Err(WriteError::Store(StoreError::Conflict))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn install(
         &self,
         incoming: &Incoming,
@@ -137,11 +254,13 @@ impl WriteContext<'_> {
         version_id: i64,
         last_updated: i64,
         method: &'static str,
+        unless: Option<&TokenQuery>,
     ) -> Result<Version, WriteError> {
         let kind = incoming.kind;
         let mut document = incoming.document.clone();
         stamp(&mut document, id, version_id, last_updated);
         let patient_id = compartment_patient(kind, id, &document, self.base_url);
+        let tokens = tokens(kind, &document);
         let body = json::to_text(&document, false).into_bytes();
         self.store.write(
             expected,
@@ -155,7 +274,9 @@ impl WriteContext<'_> {
                 patient_id,
                 body: body.clone(),
                 content: incoming.content.clone(),
+                tokens,
             },
+            unless,
         )?;
         Ok(Version {
             resource_type: kind.name.to_owned(),
@@ -167,4 +288,10 @@ impl WriteContext<'_> {
             body,
         })
     }
+}
+
+fn several() -> WriteError {
+    WriteError::PreconditionFailed(
+        "The criteria match more than one resource: make them more selective".into(),
+    )
 }

@@ -6,11 +6,12 @@ use super::negotiate::{
 };
 use super::respond::{self, Return};
 use super::{body, AppState};
+use crate::fhir::conditional::{self, Condition};
 use crate::fhir::incoming::{self, Incoming};
 use crate::fhir::registry::{self, ResourceKind};
 use crate::fhir::resource::{is_valid_id, parse_instant};
 use crate::fhir::subset::{self, Subset};
-use crate::fhir::writes::WriteError;
+use crate::fhir::writes::{Created, WriteError};
 use crate::fhir::{binary, bundle, json};
 use crate::store::{HistoryScope, Version};
 use actix_web::http::StatusCode;
@@ -40,17 +41,28 @@ fn writable(kind: &ResourceKind) -> Result<()> {
     Ok(())
 }
 
-/// Conditional interactions come with the search engine; until then they are refused rather
-/// than silently treated as unconditional.
-fn refuse_conditional(req: &HttpRequest) -> Result<()> {
-    if req.headers().contains_key("If-None-Exist") {
-        return Err(ApiError::new(
-            400,
-            "not-supported",
-            "Conditional create (If-None-Exist) is not supported yet",
-        ));
-    }
-    Ok(())
+/// The criteria of a conditional interaction: the `If-None-Exist` header of a create, or the
+/// query of `PUT/DELETE [type]?…` (less the format parameters).
+fn condition_of(kind: &ResourceKind, criteria: Vec<(String, String)>) -> Result<Condition> {
+    let criteria: Vec<(String, String)> = criteria
+        .into_iter()
+        .filter(|(k, _)| !FORMAT_PARAMS.contains(&k.as_str()))
+        .collect();
+    conditional::parse(kind.name, &criteria)
+        .map_err(|issue| ApiError::with_issues(400, vec![issue]))
+}
+
+fn if_none_exist(req: &HttpRequest, kind: &ResourceKind) -> Result<Option<Condition>> {
+    let Some(header) = req.headers().get("If-None-Exist") else {
+        return Ok(None);
+    };
+    let text = header
+        .to_str()
+        .map_err(|_| ApiError::new(400, "invalid", "If-None-Exist is not readable"))?;
+    let query = text.split_once('?').map_or(text, |(_, q)| q);
+    let criteria: Vec<(String, String)> = serde_urlencoded::from_str(query)
+        .map_err(|e| ApiError::new(400, "invalid", format!("If-None-Exist is not a query: {e}")))?;
+    condition_of(kind, criteria).map(Some)
 }
 
 /// Reads and validates the body of a create or update. A Binary may also come as raw bytes
@@ -164,9 +176,12 @@ fn location(state: &AppState, kind: &str, id: &str, version: i64) -> String {
 
 /// `POST [type]`
 #[utoipa::path(post, path = "/fhir/{type}", tag = "type",
-    params(("type" = String, Path, description = "Resource type, e.g. Patient, DocumentReference, Binary"), ("_format" = Option<String>, Query, description = "json or application/fhir+json (overrides Accept)"), ("_pretty" = Option<bool>, Query, description = "Indent the JSON"), ("Prefer" = Option<String>, Header, description = "return=minimal|representation|OperationOutcome")),
+    params(("type" = String, Path, description = "Resource type, e.g. Patient, DocumentReference, Binary"), ("_format" = Option<String>, Query, description = "json or application/fhir+json (overrides Accept)"), ("_pretty" = Option<bool>, Query, description = "Indent the JSON"), ("Prefer" = Option<String>, Header, description = "return=minimal|representation|OperationOutcome"),
+        ("If-None-Exist" = Option<String>, Header, description = "Conditional create: identifier=system|value (or _id=…); an existing match is returned with 200 and nothing is created")),
     request_body(content = serde_json::Value, content_type = "application/fhir+json", description = "The resource; a Binary may also be sent as raw bytes with its own Content-Type"),
     responses((status = 201, description = "Created; Location, ETag and Last-Modified set", body = serde_json::Value, content_type = "application/fhir+json"),
+        (status = 200, description = "If-None-Exist matched one resource, returned as is", body = serde_json::Value, content_type = "application/fhir+json"),
+        (status = 412, description = "If-None-Exist matched several resources (OperationOutcome)", body = serde_json::Value),
         (status = 400, description = "Invalid request or resource (OperationOutcome)", body = serde_json::Value, content_type = "application/fhir+json"), (status = 406, description = "Unsupported Accept or _format (OperationOutcome)", body = serde_json::Value, content_type = "application/fhir+json"),
         (status = 404, description = "Unknown resource type (OperationOutcome)", body = serde_json::Value),
         (status = 405, description = "The type is written by the server only (OperationOutcome)", body = serde_json::Value),
@@ -184,13 +199,31 @@ pub async fn create(
     let format = negotiate(&req, &params)?;
     let returning = Return::of(&req)?;
     writable(kind)?;
-    refuse_conditional(&req)?;
+    let condition = if_none_exist(&req, kind)?;
     let incoming = parse_body(&req, payload, &state, kind, None).await?;
     check_type(&incoming, kind)?;
     let state2 = state.clone();
-    let version = web::block(move || state2.writes().create(incoming))
+    let created = web::block(move || state2.writes().create(incoming, condition.as_ref()))
         .await?
         .map_err(|e| write_error(e, kind, ""))?;
+    let version = match created {
+        Created::New(version) => version,
+        Created::Existing(id) => {
+            // If-None-Exist matched: answer 200 with the existing resource, store nothing.
+            let state2 = state.clone();
+            let existing = web::block(move || state2.store.read(kind.name, &id))
+                .await??
+                .ok_or_else(|| ApiError::internal("a matched resource vanished"))?;
+            let existing = representation(&state, existing).await?;
+            return Ok(respond::resource(
+                StatusCode::OK,
+                &existing,
+                format,
+                None,
+                returning,
+            ));
+        }
+    };
     let version = representation(&state, version).await?;
     let location = location(&state, kind.name, &version.id, version.version_id);
     Ok(respond::resource(
@@ -435,6 +468,80 @@ pub async fn delete(
             .content_type(format.content_type)
             .body(json::to_text(&outcome, format.pretty)));
     }
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[utoipa::path(put, path = "/fhir/{type}", tag = "type",
+    params(("type" = String, Path, description = "Resource type"),
+        ("identifier" = Option<String>, Query, description = "Criteria: system|value of the one resource to update (or _id)"),
+        ("If-Match" = Option<String>, Header, description = "ETag of the version being replaced"),
+        ("Prefer" = Option<String>, Header, description = "return=minimal|representation|OperationOutcome")),
+    request_body(content = serde_json::Value, content_type = "application/fhir+json", description = "The resource"),
+    responses((status = 200, description = "The one match was updated", body = serde_json::Value, content_type = "application/fhir+json"),
+        (status = 201, description = "No match: created", body = serde_json::Value, content_type = "application/fhir+json"),
+        (status = 400, description = "Missing or unsupported criteria, invalid resource (OperationOutcome)", body = serde_json::Value),
+        (status = 412, description = "Several matches, or If-Match names another version (OperationOutcome)", body = serde_json::Value)))]
+/// `PUT [type]?criteria`
+pub async fn conditional_update(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse> {
+    let kind = kind_of(&path)?;
+    let params = Params::of(&req)?;
+    let format = negotiate(&req, &params)?;
+    let returning = Return::of(&req)?;
+    writable(kind)?;
+    let if_match = respond::if_match(&req)?;
+    let condition = condition_of(kind, params.0)?;
+    let incoming = parse_body(&req, payload, &state, kind, None).await?;
+    check_type(&incoming, kind)?;
+    let state2 = state.clone();
+    let (version, created) = web::block(move || {
+        state2
+            .writes()
+            .conditional_update(incoming, &condition, if_match)
+    })
+    .await?
+    .map_err(|e| write_error(e, kind, ""))?;
+    let version = representation(&state, version).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let location = location(&state, kind.name, &version.id, version.version_id);
+    Ok(respond::resource(
+        status,
+        &version,
+        format,
+        Some(location),
+        returning,
+    ))
+}
+
+#[utoipa::path(delete, path = "/fhir/{type}", tag = "type",
+    params(("type" = String, Path, description = "Resource type"),
+        ("identifier" = Option<String>, Query, description = "Criteria: system|value of the one resource to delete (or _id)")),
+    responses((status = 204, description = "The one match was deleted, or nothing matched"),
+        (status = 400, description = "Missing or unsupported criteria (OperationOutcome)", body = serde_json::Value),
+        (status = 412, description = "Several matches (OperationOutcome)", body = serde_json::Value)))]
+/// `DELETE [type]?criteria`
+pub async fn conditional_delete(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse> {
+    let kind = kind_of(&path)?;
+    let params = Params::of(&req)?;
+    negotiate(&req, &params)?;
+    writable(kind)?;
+    let condition = condition_of(kind, params.0)?;
+    let state2 = state.clone();
+    web::block(move || state2.writes().conditional_delete(kind, &condition))
+        .await?
+        .map_err(|e| write_error(e, kind, ""))?;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -39,6 +39,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/metadata", web::get().to(metadata))
             .route("/_history", web::get().to(history_system))
             .route("/{type}", web::post().to(create))
+            .route("/{type}", web::put().to(conditional_update))
+            .route("/{type}", web::delete().to(conditional_delete))
             .route("/{type}/_history", web::get().to(history_type))
             .route("/{type}/{id}", web::get().to(read))
             .route("/{type}/{id}", web::put().to(update))

@@ -147,6 +147,27 @@ impl Target {
     }
 }
 
+/// Serializes conditional writes on the same condition until the transaction ends.
+/// SQLite needs nothing: its single writer connection already serializes every write.
+pub fn lock_condition(conn: &mut AnyConnection, condition: &str) -> QueryResult<()> {
+    if let AnyConnection::Postgresql(pg) = conn {
+        diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+            .bind::<diesel::sql_types::BigInt, _>(fnv1a(condition))
+            .execute(pg)?;
+    }
+    Ok(())
+}
+
+/// A stable 64-bit hash (FNV-1a): the advisory lock key of a condition.
+fn fnv1a(text: &str) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in text.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash as i64
+}
+
 /// Builds pooled connections for one target.
 pub struct Manager(pub Target);
 

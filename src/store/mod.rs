@@ -10,7 +10,7 @@ pub mod db;
 mod schema;
 
 use diesel::prelude::*;
-use schema::{binary_contents, resource_versions, resources};
+use schema::{binary_contents, resource_versions, resources, search_tokens};
 
 pub use db::{OpenError, Target};
 
@@ -26,6 +26,38 @@ pub enum StoreError {
     Pool(#[from] diesel::r2d2::PoolError),
     #[error(transparent)]
     Codec(#[from] codec::UnknownKey),
+    /// A conditional write found resources matching its condition (their ids).
+    #[error("{} resource(s) match the condition", .0.len())]
+    Matches(Vec<String>),
+}
+
+/// One indexed token value of a resource (an identifier, a code).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenValue {
+    /// The search parameter, e.g. `identifier`.
+    pub param: &'static str,
+    pub system: Option<String>,
+    pub code: String,
+}
+
+/// Which systems a token query accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SystemMatch {
+    /// `code`: any system or none.
+    Any,
+    /// `|code`: values without a system.
+    Absent,
+    /// `system|code`.
+    Is(String),
+}
+
+/// Current resources of one type having a token value.
+#[derive(Debug, Clone)]
+pub struct TokenQuery {
+    pub resource_type: String,
+    pub param: String,
+    pub system: SystemMatch,
+    pub code: String,
 }
 
 /// The state of a resource's current version, without its body.
@@ -65,6 +97,8 @@ pub struct NewVersion {
     pub body: Vec<u8>,
     /// The bytes of a Binary, stored apart from its JSON body.
     pub content: Option<Vec<u8>>,
+    /// Its token index values (none for a deletion).
+    pub tokens: Vec<TokenValue>,
 }
 
 /// Which versions a history request covers.
@@ -176,13 +210,36 @@ impl Store {
             .transpose()?)
     }
 
+    /// Ids of current resources matching `query` (at most `limit`).
+    pub fn find_ids(&self, query: &TokenQuery, limit: i64) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.reader.get()?;
+        Ok(token_matches(&mut conn, query, limit)?)
+    }
+
     /// Installs `new` if the resource's current version is still `expected`
     /// (`None`: the resource must not exist yet); otherwise [`StoreError::Conflict`].
-    pub fn write(&self, expected: Option<i64>, new: NewVersion) -> Result<(), StoreError> {
+    /// With `unless`, the write happens only if no current resource matches that query,
+    /// checked atomically with the write; otherwise [`StoreError::Matches`].
+    pub fn write(
+        &self,
+        expected: Option<i64>,
+        new: NewVersion,
+        unless: Option<&TokenQuery>,
+    ) -> Result<(), StoreError> {
         let encoded = codec::encode(new.body);
         let content = new.content.map(codec::encode);
         let mut conn = self.writer.get()?;
         let result = conn.transaction::<_, StoreError, _>(|conn| {
+            if let Some(query) = unless {
+                db::lock_condition(
+                    conn,
+                    &format!("{}|{}|{}", query.resource_type, query.param, query.code),
+                )?;
+                let found = token_matches(conn, query, 2)?;
+                if !found.is_empty() {
+                    return Err(StoreError::Matches(found));
+                }
+            }
             diesel::insert_into(resource_versions::table)
                 .values((
                     resource_versions::resource_type.eq(&new.resource_type),
@@ -230,11 +287,28 @@ impl Store {
                 ))
                 .execute(conn)?,
             };
-            if installed == 1 {
-                Ok(())
-            } else {
-                Err(StoreError::Conflict)
+            if installed != 1 {
+                return Err(StoreError::Conflict);
             }
+            diesel::delete(
+                search_tokens::table
+                    .filter(search_tokens::resource_type.eq(&new.resource_type))
+                    .filter(search_tokens::id.eq(&new.id)),
+            )
+            .execute(conn)?;
+            for token in &new.tokens {
+                diesel::insert_into(search_tokens::table)
+                    .values((
+                        search_tokens::resource_type.eq(&new.resource_type),
+                        search_tokens::id.eq(&new.id),
+                        search_tokens::param.eq(token.param),
+                        search_tokens::system.eq(&token.system),
+                        search_tokens::code.eq(&token.code),
+                        search_tokens::patient_id.eq(&new.patient_id),
+                    ))
+                    .execute(conn)?;
+            }
+            Ok(())
         });
         match result {
             Err(StoreError::Database(diesel::result::Error::DatabaseError(
@@ -319,6 +393,26 @@ fn version_columns() -> (
         resource_versions::key_id,
         resource_versions::body,
     )
+}
+
+fn token_matches(
+    conn: &mut db::AnyConnection,
+    query: &TokenQuery,
+    limit: i64,
+) -> diesel::QueryResult<Vec<String>> {
+    let mut select = search_tokens::table
+        .filter(search_tokens::resource_type.eq(query.resource_type.clone()))
+        .filter(search_tokens::param.eq(query.param.clone()))
+        .filter(search_tokens::code.eq(query.code.clone()))
+        .select(search_tokens::id)
+        .distinct()
+        .into_boxed();
+    select = match &query.system {
+        SystemMatch::Any => select,
+        SystemMatch::Absent => select.filter(search_tokens::system.is_null()),
+        SystemMatch::Is(system) => select.filter(search_tokens::system.eq(system.clone())),
+    };
+    select.order(search_tokens::id).limit(limit).load(conn)
 }
 
 fn decode_version(row: VersionRow) -> Result<Version, StoreError> {

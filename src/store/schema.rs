@@ -35,4 +35,20 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(resources, resource_versions, binary_contents);
+diesel::allow_tables_to_appear_in_same_query!(
+    resources,
+    resource_versions,
+    binary_contents,
+    search_tokens
+);
+
+diesel::table! {
+    search_tokens (resource_type, id, param, code) {
+        resource_type -> Text,
+        id -> Text,
+        param -> Text,
+        system -> Nullable<Text>,
+        code -> Text,
+        patient_id -> Nullable<Text>,
+    }
+}

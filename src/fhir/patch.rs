@@ -1,0 +1,3301 @@
+//! PATCH bodies: RFC 6902 JSON Patch and FHIRPath Patch (<http://hl7.org/fhir/R4/fhirpatch.html>).
+//!
+//! Both formats work on the lossless JSON form of a resource (see [`super::json`]): numbers are
+//! marked strings holding their exact text, so values are only moved around, never converted.
+//! A patch is applied to a copy of the resource, which replaces the original only when every
+//! operation succeeded; failures are [`OutcomeIssue`]s whose expression points into the patch
+//! document (`[2].path`, `Parameters.parameter[1].part[2]`).
+//!
+//! FHIR JSON has no empty arrays or objects, so arrays and objects a patch empties are dropped
+//! (deleting the only `name` removes `name`; deleting a contact's only property removes the
+//! contact), and `_name` companions of primitives (their `id`/`extension`) follow their values.
+//!
+//! Issue codes: `invalid` (malformed patch document), `not-supported` (FHIRPath beyond the
+//! subset below), `not-found` (a path or pointer that does not resolve in the resource),
+//! `value` (an index out of range) and `processing` (the resource's content forbids the
+//! operation: a failed JSON Patch `test`, several matches where one is required, `add` to an
+//! element that already has its single value).
+//!
+//! FHIRPath subset: a path may start with the resource type (`Patient.name`) and is made of
+//! element names, indexers `[n]`, `first()`, `last()`, `ofType(Type)` and `where(condition)`,
+//! where a condition compares a relative path (or `$this`) with a string or boolean literal
+//! using `=`, combined with `and`/`or` and parentheses. A comparison holds when any value the
+//! path reaches equals the literal. A choice element is navigated by its base name
+//! (`Observation.value` reaches `valueQuantity`).
+
+use super::outcome::OutcomeIssue;
+use serde_json::{Map, Value};
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+/// First character of a string carrying a number's source text (see `json::parse_lossless`).
+const NUMBER_MARK: char = '\u{0}';
+
+/// Expression used when the problem is the patch document as a whole.
+const ROOT_EXPRESSION: &str = "$this";
+
+const INVALID: &str = "invalid";
+const NOT_SUPPORTED: &str = "not-supported";
+const NOT_FOUND: &str = "not-found";
+const VALUE: &str = "value";
+const PROCESSING: &str = "processing";
+
+/// Deepest nesting of parentheses and `where()` accepted in a FHIRPath; deeper input is refused
+/// rather than risking the stack on a hostile path.
+const MAX_FHIRPATH_DEPTH: usize = 32;
+
+/// Applies an RFC 6902 JSON Patch document (a JSON array of operations) to `resource`.
+///
+/// All six operations are supported; JSON Pointers use `~0`/`~1` escaping and `-` to append to
+/// an array. Arrays and objects left empty by the patch are removed at the end (FHIR forbids
+/// them), so removing the last `identifier` removes the `identifier` property. `test` compares
+/// numbers by value (`1.0` equals `1.00`) and objects regardless of member order.
+///
+/// On error `resource` is unchanged; malformed operations are all reported, otherwise the
+/// first operation that fails is.
+pub fn apply_json_patch(resource: &mut Value, patch: &Value) -> Result<(), Vec<OutcomeIssue>> {
+    let Some(items) = patch.as_array() else {
+        let message = "A JSON Patch document must be a JSON array of operations";
+        return Err(vec![
+            OutcomeIssue::error(INVALID, message).at(ROOT_EXPRESSION)
+        ]);
+    };
+    let operations = parse_json_operations(items)?;
+    let mut patched = resource.clone();
+    for (position, operation) in operations.iter().enumerate() {
+        operation
+            .apply(&mut patched)
+            .map_err(|failure| vec![failure.in_json_patch(position)])?;
+    }
+    tidy(&mut patched);
+    *resource = patched;
+    Ok(())
+}
+
+/// Applies a FHIRPath Patch (a FHIR `Parameters` resource, <http://hl7.org/fhir/R4/fhirpatch.html>)
+/// to `resource`.
+///
+/// Operations `add`, `insert`, `delete`, `replace` and `move` are supported; values are any
+/// `value[x]`, a `resource`, or nested `part`s naming the properties of a complex value.
+///
+/// `is_repeating` tells whether an element is a list (max cardinality above 1). It is asked
+/// only about elements absent from the resource (an existing element repeats when it is a JSON
+/// array), with the dot-joined JSON property names leading to it from its resource type:
+/// `Patient.name`, `DocumentReference.securityLabel.coding`, `Observation.valueQuantity.extension`,
+/// `Patient.birthDate.extension` (for the `_birthDate` companion); inside a contained resource
+/// the path starts over from that resource's type (`Practitioner.name`).
+///
+/// On error `resource` is unchanged; malformed operations are all reported, otherwise the
+/// first operation that fails is.
+pub fn apply_fhirpath_patch(
+    resource: &mut Value,
+    parameters: &Value,
+    is_repeating: &dyn Fn(&str) -> bool,
+) -> Result<(), Vec<OutcomeIssue>> {
+    let operations = parse_fhirpath_operations(parameters)?;
+    let mut patched = resource.clone();
+    for operation in &operations {
+        operation
+            .apply(&mut patched, is_repeating)
+            .map_err(|failure| vec![operation.parts.locate(failure)])?;
+        // Later paths must see the resource as FHIR would hold it, without emptied elements.
+        tidy(&mut patched);
+    }
+    *resource = patched;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Failures, before they are located in the patch document.
+
+/// Why an operation failed.
+#[derive(Debug)]
+struct Failure {
+    code: &'static str,
+    diagnostics: String,
+    /// The JSON Patch member or FHIRPath Patch part at fault; `None` for the whole operation.
+    member: Option<&'static str>,
+}
+
+impl Failure {
+    fn new(code: &'static str, diagnostics: impl Into<String>) -> Self {
+        Failure {
+            code,
+            diagnostics: diagnostics.into(),
+            member: None,
+        }
+    }
+
+    /// The same failure, blamed on `member` (unless a more precise member was already named).
+    fn on(mut self, member: &'static str) -> Self {
+        self.member.get_or_insert(member);
+        self
+    }
+
+    fn in_json_patch(self, position: usize) -> OutcomeIssue {
+        let expression = match self.member {
+            Some(member) => format!("[{position}].{member}"),
+            None => format!("[{position}]"),
+        };
+        OutcomeIssue::error(self.code, self.diagnostics).at(expression)
+    }
+}
+
+/// Lets `?` turn a plain message into a failure of a given code and member.
+trait OrFail<T> {
+    fn or_fail(self, code: &'static str, member: &'static str) -> Result<T, Failure>;
+}
+
+impl<T> OrFail<T> for Result<T, String> {
+    fn or_fail(self, code: &'static str, member: &'static str) -> Result<T, Failure> {
+        self.map_err(|message| Failure::new(code, message).on(member))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON Patch.
+
+/// One parsed JSON Patch operation; values are borrowed from the patch document.
+enum JsonOperation<'a> {
+    Add { path: Pointer, value: &'a Value },
+    Remove { path: Pointer },
+    Replace { path: Pointer, value: &'a Value },
+    Move { from: Pointer, path: Pointer },
+    Copy { from: Pointer, path: Pointer },
+    Test { path: Pointer, value: &'a Value },
+}
+
+/// A parsed JSON Pointer (RFC 6901) with its text, kept for messages.
+struct Pointer {
+    text: String,
+    tokens: Vec<String>,
+}
+
+fn parse_json_operations(items: &[Value]) -> Result<Vec<JsonOperation<'_>>, Vec<OutcomeIssue>> {
+    let mut operations = Vec::with_capacity(items.len());
+    let mut issues = Vec::new();
+    for (position, item) in items.iter().enumerate() {
+        match parse_json_operation(item) {
+            Ok(operation) => operations.push(operation),
+            Err(failure) => issues.push(failure.in_json_patch(position)),
+        }
+    }
+    if issues.is_empty() {
+        Ok(operations)
+    } else {
+        Err(issues)
+    }
+}
+
+fn parse_json_operation(item: &Value) -> Result<JsonOperation<'_>, Failure> {
+    let Some(member) = item.as_object() else {
+        return Err(Failure::new(INVALID, "An operation must be a JSON object"));
+    };
+    let operation = match string_member(member, "op")? {
+        "add" => JsonOperation::Add {
+            path: pointer_member(member, "path")?,
+            value: value_member(member)?,
+        },
+        "remove" => JsonOperation::Remove {
+            path: pointer_member(member, "path")?,
+        },
+        "replace" => JsonOperation::Replace {
+            path: pointer_member(member, "path")?,
+            value: value_member(member)?,
+        },
+        "move" => JsonOperation::Move {
+            from: pointer_member(member, "from")?,
+            path: pointer_member(member, "path")?,
+        },
+        "copy" => JsonOperation::Copy {
+            from: pointer_member(member, "from")?,
+            path: pointer_member(member, "path")?,
+        },
+        "test" => JsonOperation::Test {
+            path: pointer_member(member, "path")?,
+            value: value_member(member)?,
+        },
+        other => {
+            let message =
+                format!("Unknown op '{other}': expected add, remove, replace, move, copy or test");
+            return Err(Failure::new(INVALID, message).on("op"));
+        }
+    };
+    Ok(operation)
+}
+
+/// A required string member; a missing one is blamed on the operation, a wrong one on itself.
+fn string_member<'a>(
+    operation: &'a Map<String, Value>,
+    name: &'static str,
+) -> Result<&'a str, Failure> {
+    match operation.get(name) {
+        None => Err(Failure::new(
+            INVALID,
+            format!("The operation has no '{name}' member"),
+        )),
+        Some(Value::String(text)) if !text.starts_with(NUMBER_MARK) => Ok(text),
+        Some(_) => Err(Failure::new(INVALID, format!("'{name}' must be a string")).on(name)),
+    }
+}
+
+fn pointer_member(operation: &Map<String, Value>, name: &'static str) -> Result<Pointer, Failure> {
+    let text = string_member(operation, name)?;
+    parse_pointer(text).or_fail(INVALID, name)
+}
+
+/// The `value` member: present even when `null`, which is a legitimate JSON value.
+fn value_member(operation: &Map<String, Value>) -> Result<&Value, Failure> {
+    operation
+        .get("value")
+        .ok_or_else(|| Failure::new(INVALID, "The operation has no 'value' member"))
+}
+
+fn parse_pointer(text: &str) -> Result<Pointer, String> {
+    let tokens = if text.is_empty() {
+        Vec::new()
+    } else {
+        let Some(rest) = text.strip_prefix('/') else {
+            return Err(format!(
+                "'{text}' is not a JSON Pointer: it must be empty or start with '/'"
+            ));
+        };
+        rest.split('/')
+            .map(|token| unescape_token(text, token))
+            .collect::<Result<_, _>>()?
+    };
+    Ok(Pointer {
+        text: text.to_owned(),
+        tokens,
+    })
+}
+
+/// Decodes `~1` to `/` and `~0` to `~`, in one pass so `~01` stays `~1`.
+fn unescape_token(text: &str, token: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(token.len());
+    let mut chars = token.chars();
+    while let Some(c) = chars.next() {
+        if c != '~' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('0') => out.push('~'),
+            Some('1') => out.push('/'),
+            _ => {
+                return Err(format!(
+                    "'{text}' is not a JSON Pointer: '~' must be followed by 0 or 1"
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl JsonOperation<'_> {
+    fn apply(&self, doc: &mut Value) -> Result<(), Failure> {
+        match self {
+            JsonOperation::Add { path, value } => add_at(doc, path, (*value).clone()),
+            JsonOperation::Remove { path } => remove_at(doc, path).map(drop),
+            JsonOperation::Replace { path, value } => replace_at(doc, path, (*value).clone()),
+            JsonOperation::Move { from, path } => move_value(doc, from, path),
+            JsonOperation::Copy { from, path } => {
+                let value = resolve(doc, from).or_fail(NOT_FOUND, "from")?.clone();
+                add_at(doc, path, value)
+            }
+            JsonOperation::Test { path, value } => test_value(doc, path, value),
+        }
+    }
+}
+
+fn add_at(doc: &mut Value, path: &Pointer, value: Value) -> Result<(), Failure> {
+    let Some((last, parent_tokens)) = path.tokens.split_last() else {
+        *doc = value;
+        return Ok(());
+    };
+    let parent = resolve_tokens_mut(doc, parent_tokens, &path.text).or_fail(NOT_FOUND, "path")?;
+    match parent {
+        Value::Object(map) => {
+            map.insert(last.clone(), value);
+        }
+        Value::Array(items) => {
+            let index = insertion_index(last, items.len(), &path.text).or_fail(VALUE, "path")?;
+            items.insert(index, value);
+        }
+        _ => {
+            let message = format!(
+                "'{}' does not exist: its parent is neither an object nor an array",
+                path.text
+            );
+            return Err(Failure::new(NOT_FOUND, message).on("path"));
+        }
+    }
+    Ok(())
+}
+
+fn remove_at(doc: &mut Value, path: &Pointer) -> Result<Value, Failure> {
+    let Some((last, parent_tokens)) = path.tokens.split_last() else {
+        return Err(Failure::new(INVALID, "The whole resource cannot be removed").on("path"));
+    };
+    let missing = || Failure::new(NOT_FOUND, format!("'{}' does not exist", path.text));
+    let parent = resolve_tokens_mut(doc, parent_tokens, &path.text).or_fail(NOT_FOUND, "path")?;
+    let removed = match parent {
+        Value::Object(map) => map.shift_remove(last.as_str()),
+        Value::Array(items) => array_index(last)
+            .filter(|index| *index < items.len())
+            .map(|index| items.remove(index)),
+        _ => None,
+    };
+    removed.ok_or_else(|| missing().on("path"))
+}
+
+fn replace_at(doc: &mut Value, path: &Pointer, value: Value) -> Result<(), Failure> {
+    *resolve_mut(doc, path).or_fail(NOT_FOUND, "path")? = value;
+    Ok(())
+}
+
+fn move_value(doc: &mut Value, from: &Pointer, path: &Pointer) -> Result<(), Failure> {
+    if path.tokens.len() > from.tokens.len() && path.tokens.starts_with(&from.tokens) {
+        let message = format!(
+            "Cannot move '{}' into its own descendant '{}'",
+            from.text, path.text
+        );
+        return Err(Failure::new(INVALID, message).on("from"));
+    }
+    if from.tokens == path.tokens {
+        // Moving a value onto itself changes nothing, but the value must exist.
+        return resolve(doc, from).or_fail(NOT_FOUND, "from").map(drop);
+    }
+    let value = remove_at(doc, from).map_err(|failure| Failure {
+        member: Some("from"),
+        ..failure
+    })?;
+    add_at(doc, path, value)
+}
+
+fn test_value(doc: &Value, path: &Pointer, expected: &Value) -> Result<(), Failure> {
+    let actual = resolve(doc, path).map_err(|message| {
+        Failure::new(PROCESSING, format!("Test failed: {message}")).on("path")
+    })?;
+    if json_equal(actual, expected) {
+        Ok(())
+    } else {
+        let message = format!(
+            "Test failed: the value at '{}' differs from the expected one",
+            path.text
+        );
+        Err(Failure::new(PROCESSING, message).on("value"))
+    }
+}
+
+fn resolve<'v>(doc: &'v Value, path: &Pointer) -> Result<&'v Value, String> {
+    let mut current = doc;
+    for (depth, token) in path.tokens.iter().enumerate() {
+        let next = match current {
+            Value::Object(map) => map.get(token.as_str()),
+            Value::Array(items) => array_index(token).and_then(|index| items.get(index)),
+            _ => None,
+        };
+        current = next.ok_or_else(|| missing_step(&path.text, &path.tokens[..=depth]))?;
+    }
+    Ok(current)
+}
+
+fn resolve_mut<'v>(doc: &'v mut Value, path: &Pointer) -> Result<&'v mut Value, String> {
+    resolve_tokens_mut(doc, &path.tokens, &path.text)
+}
+
+fn resolve_tokens_mut<'v>(
+    doc: &'v mut Value,
+    tokens: &[String],
+    text: &str,
+) -> Result<&'v mut Value, String> {
+    let mut current = doc;
+    for (depth, token) in tokens.iter().enumerate() {
+        let next = match current {
+            Value::Object(map) => map.get_mut(token.as_str()),
+            Value::Array(items) => array_index(token).and_then(|index| items.get_mut(index)),
+            _ => None,
+        };
+        current = next.ok_or_else(|| missing_step(text, &tokens[..=depth]))?;
+    }
+    Ok(current)
+}
+
+/// Says which prefix of `text` failed to resolve, re-escaping the tokens that reached it.
+fn missing_step(text: &str, reached: &[String]) -> String {
+    let prefix: String = reached
+        .iter()
+        .map(|token| format!("/{}", token.replace('~', "~0").replace('/', "~1")))
+        .collect();
+    if prefix == text {
+        format!("'{text}' does not exist")
+    } else {
+        format!("'{text}' does not exist: nothing at '{prefix}'")
+    }
+}
+
+/// An array index token: `0` or digits without a leading zero (RFC 6901 §4).
+fn array_index(token: &str) -> Option<usize> {
+    let digits = token.bytes().all(|b| b.is_ascii_digit());
+    let canonical = token == "0" || !token.starts_with('0');
+    if token.is_empty() || !digits || !canonical {
+        return None;
+    }
+    token.parse().ok()
+}
+
+/// Where `add` puts a new array item: `-` appends, an index may equal the length.
+fn insertion_index(token: &str, len: usize, text: &str) -> Result<usize, String> {
+    if token == "-" {
+        return Ok(len);
+    }
+    match array_index(token) {
+        Some(index) if index <= len => Ok(index),
+        Some(index) => Err(format!(
+            "'{text}': index {index} is beyond the end of the array ({len} items)"
+        )),
+        None => Err(format!("'{text}': '{token}' is not an array index")),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Value comparison for JSON Patch `test`.
+
+/// JSON equality as RFC 6902 defines it: numbers by value, objects regardless of member order.
+fn json_equal(a: &Value, b: &Value) -> bool {
+    if let (Some(x), Some(y)) = (number_text(a), number_text(b)) {
+        return same_number(&x, &y);
+    }
+    match (a, b) {
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(v, w)| json_equal(v, w))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(key, v)| y.get(key).is_some_and(|w| json_equal(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+/// The source text of a number: a marked string from `parse_lossless`, or a plain JSON number.
+fn number_text(value: &Value) -> Option<Cow<'_, str>> {
+    match value {
+        Value::String(text) => text.strip_prefix(NUMBER_MARK).map(Cow::Borrowed),
+        Value::Number(number) => Some(Cow::Owned(number.to_string())),
+        _ => None,
+    }
+}
+
+fn same_number(x: &str, y: &str) -> bool {
+    match (decimal(x), decimal(y)) {
+        (Some(a), Some(b)) => a == b,
+        _ => x == y,
+    }
+}
+
+/// A number's exact value as (negative, significant digits, exponent of the last digit), so
+/// `1.50`, `15e-1` and `1.5` compare equal without going through binary floating point.
+fn decimal(text: &str) -> Option<(bool, String, i64)> {
+    let (negative, unsigned) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (mantissa, exponent) = match unsigned.split_once(['e', 'E']) {
+        Some((mantissa, exponent)) => (mantissa, exponent.parse::<i64>().ok()?),
+        None => (unsigned, 0),
+    };
+    let (integer, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = format!("{integer}{fraction}");
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let significant = digits.trim_start_matches('0');
+    if significant.is_empty() {
+        return Some((false, String::new(), 0));
+    }
+    let trimmed = significant.trim_end_matches('0');
+    let shift = i64::try_from(significant.len() - trimmed.len()).ok()?;
+    let fraction_len = i64::try_from(fraction.len()).ok()?;
+    let exponent = exponent.checked_sub(fraction_len)?.checked_add(shift)?;
+    Some((negative, trimmed.to_owned(), exponent))
+}
+
+// ---------------------------------------------------------------------------------------------
+// FHIRPath Patch: reading the Parameters resource.
+
+/// The part names an operation may carry.
+const PART_NAMES: &[&str] = &[
+    "type",
+    "path",
+    "name",
+    "value",
+    "index",
+    "source",
+    "destination",
+];
+
+/// One parsed FHIRPath Patch operation.
+struct Operation<'a> {
+    parts: Parts<'a>,
+    path: FhirPath,
+    action: Action<'a>,
+}
+
+/// What an operation does, with the parts its type requires.
+enum Action<'a> {
+    Add {
+        name: &'a str,
+        value: PatchValue<'a>,
+    },
+    Insert {
+        value: PatchValue<'a>,
+        index: usize,
+    },
+    Delete,
+    Replace {
+        value: PatchValue<'a>,
+    },
+    Move {
+        source: usize,
+        destination: usize,
+    },
+}
+
+/// The parts of one `operation` parameter, by name, remembering their positions for messages.
+struct Parts<'a> {
+    /// Position of the parameter in `Parameters.parameter`.
+    position: usize,
+    found: Vec<(&'a str, usize, &'a Map<String, Value>)>,
+}
+
+impl<'a> Parts<'a> {
+    fn expression(&self) -> String {
+        format!("Parameters.parameter[{}]", self.position)
+    }
+
+    fn part_expression(&self, index: usize) -> String {
+        format!("{}.part[{index}]", self.expression())
+    }
+
+    /// Places a failure on the part it names, or on the whole operation.
+    fn locate(&self, failure: Failure) -> OutcomeIssue {
+        let part = failure
+            .member
+            .and_then(|member| self.found.iter().find(|(name, ..)| *name == member));
+        let expression = match part {
+            Some((_, index, _)) => self.part_expression(*index),
+            None => self.expression(),
+        };
+        OutcomeIssue::error(failure.code, failure.diagnostics).at(expression)
+    }
+
+    fn get(&self, name: &str) -> Option<&'a Map<String, Value>> {
+        self.found
+            .iter()
+            .find(|(found, ..)| *found == name)
+            .map(|(_, _, part)| *part)
+    }
+
+    fn require(&self, name: &'static str, kind: &str) -> Result<&'a Map<String, Value>, Failure> {
+        self.get(name).ok_or_else(|| {
+            Failure::new(
+                INVALID,
+                format!("The {kind} operation needs a '{name}' part"),
+            )
+        })
+    }
+
+    /// The operation type, from the `type` part.
+    fn kind(&self) -> Result<&'a str, Failure> {
+        let part = self
+            .get("type")
+            .ok_or_else(|| Failure::new(INVALID, "The operation needs a 'type' part"))?;
+        part_text(part).or_fail(INVALID, "type")
+    }
+
+    fn text(&self, name: &'static str, kind: &str) -> Result<&'a str, Failure> {
+        part_text(self.require(name, kind)?).or_fail(INVALID, name)
+    }
+
+    fn integer(&self, name: &'static str, kind: &str) -> Result<usize, Failure> {
+        part_integer(self.require(name, kind)?).or_fail(VALUE, name)
+    }
+
+    fn value(&self, kind: &str) -> Result<PatchValue<'a>, Failure> {
+        patch_value(self.require("value", kind)?).or_fail(INVALID, "value")
+    }
+}
+
+fn parse_fhirpath_operations(parameters: &Value) -> Result<Vec<Operation<'_>>, Vec<OutcomeIssue>> {
+    let not_parameters = || {
+        let message = "A FHIRPath Patch must be a Parameters resource";
+        vec![OutcomeIssue::error(INVALID, message).at(ROOT_EXPRESSION)]
+    };
+    let document = parameters.as_object().ok_or_else(not_parameters)?;
+    if document.get("resourceType").and_then(Value::as_str) != Some("Parameters") {
+        return Err(not_parameters());
+    }
+    let Some(list) = document.get("parameter") else {
+        return Ok(Vec::new());
+    };
+    let Some(list) = list.as_array() else {
+        let message = "'parameter' must be an array";
+        return Err(vec![
+            OutcomeIssue::error(INVALID, message).at("Parameters.parameter")
+        ]);
+    };
+    let mut operations = Vec::with_capacity(list.len());
+    let mut issues = Vec::new();
+    for (position, parameter) in list.iter().enumerate() {
+        match parse_operation(position, parameter) {
+            Ok(operation) => operations.push(operation),
+            Err(issue) => issues.push(issue),
+        }
+    }
+    if issues.is_empty() {
+        Ok(operations)
+    } else {
+        Err(issues)
+    }
+}
+
+fn parse_operation(position: usize, parameter: &Value) -> Result<Operation<'_>, OutcomeIssue> {
+    let parts = collect_parts(position, parameter)?;
+    match parse_parts(&parts) {
+        Ok((path, action)) => Ok(Operation {
+            parts,
+            path,
+            action,
+        }),
+        Err(failure) => Err(parts.locate(failure)),
+    }
+}
+
+/// The path and the action an operation's parts describe.
+fn parse_parts<'a>(parts: &Parts<'a>) -> Result<(FhirPath, Action<'a>), Failure> {
+    let kind = parts.kind()?;
+    let (text, action) = parse_action(parts, kind)?;
+    let path = parse_fhirpath(text).map_err(|failure| failure.on("path"))?;
+    Ok((path, action))
+}
+
+/// Checks the parameter's shape and indexes its parts by name.
+fn collect_parts(position: usize, parameter: &Value) -> Result<Parts<'_>, OutcomeIssue> {
+    let mut parts = Parts {
+        position,
+        found: Vec::new(),
+    };
+    let here = parts.expression();
+    let Some(parameter) = parameter.as_object() else {
+        return Err(OutcomeIssue::error(INVALID, "A parameter must be a JSON object").at(here));
+    };
+    if parameter.get("name").and_then(Value::as_str) != Some("operation") {
+        let message = "Every parameter of a FHIRPath Patch must be named 'operation'";
+        return Err(OutcomeIssue::error(INVALID, message).at(format!("{here}.name")));
+    }
+    let Some(list) = parameter.get("part").and_then(Value::as_array) else {
+        let message = "An operation must have parts (type, path…)";
+        return Err(OutcomeIssue::error(INVALID, message).at(here));
+    };
+    for (index, part) in list.iter().enumerate() {
+        let at = parts.part_expression(index);
+        let Some(part) = part.as_object() else {
+            return Err(OutcomeIssue::error(INVALID, "A part must be a JSON object").at(at));
+        };
+        let name = part.get("name").and_then(Value::as_str).unwrap_or("");
+        let Some(known) = PART_NAMES.iter().find(|known| **known == name) else {
+            let message = format!(
+                "Unknown part '{name}': expected type, path, name, value, index, source or destination"
+            );
+            return Err(OutcomeIssue::error(INVALID, message).at(at));
+        };
+        if parts.get(known).is_some() {
+            let message = format!("The operation has more than one '{name}' part");
+            return Err(OutcomeIssue::error(INVALID, message).at(at));
+        }
+        parts.found.push((*known, index, part));
+    }
+    Ok(parts)
+}
+
+/// Reads the parts the operation type needs; returns the path text and the action.
+fn parse_action<'a>(parts: &Parts<'a>, kind: &str) -> Result<(&'a str, Action<'a>), Failure> {
+    let action = match kind {
+        "add" => Action::Add {
+            name: parts.text("name", kind)?,
+            value: parts.value(kind)?,
+        },
+        "insert" => Action::Insert {
+            value: parts.value(kind)?,
+            index: parts.integer("index", kind)?,
+        },
+        "delete" => Action::Delete,
+        "replace" => Action::Replace {
+            value: parts.value(kind)?,
+        },
+        "move" => Action::Move {
+            source: parts.integer("source", kind)?,
+            destination: parts.integer("destination", kind)?,
+        },
+        other => {
+            let message = format!(
+                "Unknown operation type '{other}': expected add, insert, delete, replace or move"
+            );
+            return Err(Failure::new(INVALID, message).on("type"));
+        }
+    };
+    Ok((parts.text("path", kind)?, action))
+}
+
+/// The `value[x]` of a part: its type name (`String`, `CodeableConcept`…) and JSON value.
+fn typed_value(part: &Map<String, Value>) -> Result<Option<(&str, &Value)>, String> {
+    let mut found = None;
+    for (key, value) in part {
+        let Some(type_name) = key.strip_prefix("value") else {
+            continue;
+        };
+        if type_name.starts_with(|c: char| c.is_ascii_uppercase())
+            && found.replace((type_name, value)).is_some()
+        {
+            return Err("The part has more than one value[x]".to_owned());
+        }
+    }
+    Ok(found)
+}
+
+/// A string-valued part (`valueString`, `valueCode`…).
+fn part_text(part: &Map<String, Value>) -> Result<&str, String> {
+    match typed_value(part)? {
+        Some((_, Value::String(text))) if !text.starts_with(NUMBER_MARK) => Ok(text),
+        _ => Err("The part needs a string value (valueString or valueCode)".to_owned()),
+    }
+}
+
+/// An integer-valued part (`valueInteger`), which must not be negative.
+fn part_integer(part: &Map<String, Value>) -> Result<usize, String> {
+    let text = typed_value(part)?.and_then(|(_, value)| number_text(value));
+    let Some(text) = text else {
+        return Err("The part needs a valueInteger".to_owned());
+    };
+    if text.starts_with('-') {
+        return Err(format!("The index must not be negative (got {text})"));
+    }
+    text.parse()
+        .map_err(|_| format!("The index must be a whole number (got {text})"))
+}
+
+/// A value given by a patch, before it is placed in the resource.
+#[derive(Clone, Copy)]
+enum PatchValue<'a> {
+    /// `value[x]`: JSON of the named type, with its `_value[x]` companion if any.
+    Typed {
+        type_name: &'a str,
+        value: &'a Value,
+        companion: Option<&'a Value>,
+    },
+    /// Nested parts naming the properties of a complex value (e.g. a `contact`).
+    Parts(&'a [Value]),
+    /// A whole resource, e.g. for `contained`.
+    Resource(&'a Value),
+}
+
+impl PatchValue<'_> {
+    fn type_name(&self) -> Option<&str> {
+        match self {
+            PatchValue::Typed { type_name, .. } => Some(*type_name),
+            _ => None,
+        }
+    }
+}
+
+fn patch_value(part: &Map<String, Value>) -> Result<PatchValue<'_>, String> {
+    if let Some((type_name, value)) = typed_value(part)? {
+        let companion = part.get(&format!("_value{type_name}"));
+        return Ok(PatchValue::Typed {
+            type_name,
+            value,
+            companion,
+        });
+    }
+    if let Some(resource) = part.get("resource") {
+        return Ok(PatchValue::Resource(resource));
+    }
+    match part.get("part").and_then(Value::as_array) {
+        Some(parts) => Ok(PatchValue::Parts(parts)),
+        None => Err("The value part needs a value[x], a resource or parts".to_owned()),
+    }
+}
+
+/// A value ready to be stored: the JSON value and its `_name` companion (primitives only).
+struct Item {
+    value: Value,
+    companion: Option<Value>,
+}
+
+/// Builds the JSON for a patch value that will sit at `definition` (see [`apply_fhirpath_patch`]).
+fn materialize(
+    value: PatchValue<'_>,
+    definition: &str,
+    is_repeating: &dyn Fn(&str) -> bool,
+) -> Result<Item, String> {
+    let value = match value {
+        PatchValue::Typed {
+            value, companion, ..
+        } => {
+            return Ok(Item {
+                value: value.clone(),
+                companion: companion.cloned(),
+            })
+        }
+        PatchValue::Resource(resource) => resource.clone(),
+        PatchValue::Parts(parts) => Value::Object(build_object(parts, definition, is_repeating)?),
+    };
+    Ok(Item {
+        value,
+        companion: None,
+    })
+}
+
+/// Turns nested parts into an object: each part is a property; a name given twice, or one the
+/// definitions say repeats, becomes an array.
+fn build_object(
+    parts: &[Value],
+    definition: &str,
+    is_repeating: &dyn Fn(&str) -> bool,
+) -> Result<Map<String, Value>, String> {
+    let mut properties: Vec<(String, Item)> = Vec::with_capacity(parts.len());
+    for part in parts {
+        let part = part
+            .as_object()
+            .ok_or("A value part must be a JSON object")?;
+        let name = part
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or("A value part needs a name")?;
+        let value = patch_value(part).map_err(|message| format!("In part '{name}': {message}"))?;
+        let key = property_key(name, &value)?;
+        let item = materialize(value, &format!("{definition}.{key}"), is_repeating)?;
+        properties.push((key, item));
+    }
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for (key, _) in &properties {
+        *counts.entry(key.clone()).or_default() += 1;
+    }
+    let mut object = Map::new();
+    for (key, item) in properties {
+        let given_twice = counts.get(&key).is_some_and(|count| *count > 1);
+        if given_twice || is_repeating(&format!("{definition}.{key}")) {
+            list_push(&mut object, &key, item);
+        } else {
+            set_single(&mut object, &key, item);
+        }
+    }
+    Ok(object)
+}
+
+/// The JSON property for `name`: `deceased[x]` takes the value's type (`deceasedBoolean`).
+fn property_key(name: &str, value: &PatchValue<'_>) -> Result<String, String> {
+    let (base, choice) = match name.strip_suffix("[x]") {
+        Some(base) => (base, true),
+        None => (name, false),
+    };
+    let well_formed = base.starts_with(|c: char| c.is_ascii_alphabetic())
+        && base.chars().all(|c| c.is_ascii_alphanumeric());
+    if !well_formed {
+        return Err(format!("'{name}' is not an element name"));
+    }
+    match (choice, value.type_name()) {
+        (false, _) => Ok(base.to_owned()),
+        (true, Some(type_name)) => Ok(format!("{base}{type_name}")),
+        (true, None) => Err(format!(
+            "'{name}' is a choice element: its value must be a value[x] naming the type"
+        )),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// FHIRPath Patch: the operations.
+
+impl Operation<'_> {
+    fn apply(&self, root: &mut Value, is_repeating: &dyn Fn(&str) -> bool) -> Result<(), Failure> {
+        match self.action {
+            Action::Add { name, value } => add(root, &self.path, name, value, is_repeating),
+            Action::Insert { value, index } => insert(root, &self.path, value, index, is_repeating),
+            Action::Delete => delete(root, &self.path),
+            Action::Replace { value } => replace(root, &self.path, value, is_repeating),
+            Action::Move {
+                source,
+                destination,
+            } => move_item(root, &self.path, source, destination),
+        }
+    }
+}
+
+/// `add`: sets property `name` of the single element at `path`, or appends to it if it repeats.
+fn add(
+    root: &mut Value,
+    path: &FhirPath,
+    name: &str,
+    value: PatchValue<'_>,
+    is_repeating: &dyn Fn(&str) -> bool,
+) -> Result<(), Failure> {
+    let node = select_one(root, path, "add")?;
+    let key = property_key(name, &value).or_fail(INVALID, "name")?;
+    let holder = child_holder(root, &node).or_fail(PROCESSING, "path")?;
+    let definition = format!("{}.{key}", definition_path(root, &holder));
+    let item = materialize(value, &definition, is_repeating).or_fail(INVALID, "value")?;
+    let map = object_at(root, &holder).or_fail(PROCESSING, "path")?;
+    let base = name.strip_suffix("[x]").unwrap_or(name);
+    if let Some(existing) = choice_key(map, base).filter(|_| !has_property(map, &key)) {
+        // A choice element holds one type: `deceased[x]` cannot join a `deceasedDateTime`.
+        let message = format!(
+            "'{}' already has {existing}: a choice element holds one value; use replace",
+            path.text
+        );
+        return Err(Failure::new(PROCESSING, message).on("name"));
+    }
+    if list_len(map, &key).is_some() {
+        list_push(map, &key, item);
+    } else if has_property(map, &key) {
+        let message = format!(
+            "'{}' already has a {key}: add only appends to repeating elements; use replace",
+            path.text
+        );
+        return Err(Failure::new(PROCESSING, message).on("name"));
+    } else if is_repeating(&definition) {
+        list_push(map, &key, item);
+    } else {
+        set_single(map, &key, item);
+    }
+    Ok(())
+}
+
+/// `insert`: puts the value at `index` of the list `path` names (which may not exist yet).
+fn insert(
+    root: &mut Value,
+    path: &FhirPath,
+    value: PatchValue<'_>,
+    index: usize,
+    is_repeating: &dyn Fn(&str) -> bool,
+) -> Result<(), Failure> {
+    let (holder, key) = list_holder(root, path, "insert")?;
+    let definition = format!("{}.{key}", definition_path(root, &holder));
+    let item = materialize(value, &definition, is_repeating).or_fail(INVALID, "value")?;
+    let map = object_at(root, &holder).or_fail(PROCESSING, "path")?;
+    let len = match list_len(map, &key) {
+        Some(len) => len,
+        None if has_property(map, &key) => return Err(not_a_list(path)),
+        None if is_repeating(&definition) => 0,
+        None => return Err(not_a_list(path)),
+    };
+    if index > len {
+        let message = format!(
+            "Index {index} is beyond the end of '{}' ({len} items)",
+            path.text
+        );
+        return Err(Failure::new(VALUE, message).on("index"));
+    }
+    list_insert(map, &key, index, item);
+    Ok(())
+}
+
+/// `delete`: removes the element at `path`; nothing to delete is fine, several is an error.
+fn delete(root: &mut Value, path: &FhirPath) -> Result<(), Failure> {
+    let mut nodes = evaluate(root, path)?;
+    if nodes.len() > 1 {
+        return Err(several_matches(path, nodes.len(), "delete"));
+    }
+    let Some(node) = nodes.pop() else {
+        return Ok(());
+    };
+    let (parent, key, index) = split(&node.ptr).ok_or_else(|| whole_resource("deleted"))?;
+    let map = object_at(root, parent).or_fail(PROCESSING, "path")?;
+    match index {
+        Some(index) => drop(list_remove(map, key, index)),
+        None => {
+            map.shift_remove(key);
+            map.shift_remove(&companion_key(key));
+        }
+    }
+    Ok(())
+}
+
+/// `replace`: swaps the single element at `path` for the value; a choice element takes the
+/// value's type (`deceasedBoolean` becomes `deceasedDateTime`).
+fn replace(
+    root: &mut Value,
+    path: &FhirPath,
+    value: PatchValue<'_>,
+    is_repeating: &dyn Fn(&str) -> bool,
+) -> Result<(), Failure> {
+    let node = select_one(root, path, "replace")?;
+    let (parent, key, index) = split(&node.ptr).ok_or_else(|| whole_resource("replaced"))?;
+    let new_key = match (&node.choice_base, value.type_name()) {
+        (Some(base), Some(type_name)) => format!("{base}{type_name}"),
+        _ => key.to_owned(),
+    };
+    let definition = format!("{}.{new_key}", definition_path(root, parent));
+    let item = materialize(value, &definition, is_repeating).or_fail(INVALID, "value")?;
+    let map = object_at(root, parent).or_fail(PROCESSING, "path")?;
+    match index {
+        Some(index) => list_set(map, key, index, item),
+        None => replace_property(map, key, &new_key, item),
+    }
+    Ok(())
+}
+
+/// `move`: moves item `source` of the list `path` names to position `destination`.
+fn move_item(
+    root: &mut Value,
+    path: &FhirPath,
+    source: usize,
+    destination: usize,
+) -> Result<(), Failure> {
+    let (holder, key) = list_holder(root, path, "move")?;
+    let map = object_at(root, &holder).or_fail(PROCESSING, "path")?;
+    let len = match list_len(map, &key) {
+        Some(len) => len,
+        None if has_property(map, &key) => return Err(not_a_list(path)),
+        None => {
+            let message = format!("'{}' has no items to move", path.text);
+            return Err(Failure::new(NOT_FOUND, message).on("path"));
+        }
+    };
+    for (index, part) in [(source, "source"), (destination, "destination")] {
+        if index >= len {
+            let message = format!(
+                "Index {index} is beyond the end of '{}' ({len} items)",
+                path.text
+            );
+            return Err(Failure::new(VALUE, message).on(part));
+        }
+    }
+    let item = list_remove(map, &key, source);
+    list_insert(map, &key, destination, item);
+    Ok(())
+}
+
+/// The single element `path` selects, for operations that need exactly one.
+fn select_one(root: &Value, path: &FhirPath, kind: &str) -> Result<Node, Failure> {
+    let mut nodes = evaluate(root, path)?;
+    match nodes.len() {
+        0 => {
+            let message = format!("'{}' matches nothing in the resource", path.text);
+            Err(Failure::new(NOT_FOUND, message).on("path"))
+        }
+        1 => Ok(nodes.remove(0)),
+        n => Err(several_matches(path, n, kind)),
+    }
+}
+
+/// For `insert` and `move`, `path` names a list (`Patient.identifier`) that may be empty: it is
+/// found as the element before the last name (which must select one element) and that name.
+fn list_holder(root: &mut Value, path: &FhirPath, kind: &str) -> Result<(Ptr, String), Failure> {
+    let Some((Step::Child(key), steps)) = path.steps.split_last() else {
+        let message = format!(
+            "'{}' must name a list by ending with an element name, e.g. Patient.identifier",
+            path.text
+        );
+        return Err(Failure::new(INVALID, message).on("path"));
+    };
+    let parent = FhirPath {
+        text: path.text.clone(),
+        root_type: path.root_type.clone(),
+        steps: steps.to_vec(),
+    };
+    let node = select_one(root, &parent, kind)?;
+    let holder = child_holder(root, &node).or_fail(PROCESSING, "path")?;
+    Ok((holder, key.clone()))
+}
+
+fn several_matches(path: &FhirPath, count: usize, kind: &str) -> Failure {
+    let message = format!(
+        "'{}' matches {count} elements; {kind} needs exactly one",
+        path.text
+    );
+    Failure::new(PROCESSING, message).on("path")
+}
+
+fn not_a_list(path: &FhirPath) -> Failure {
+    let message = format!("'{}' is not a list; use add or replace", path.text);
+    Failure::new(INVALID, message).on("path")
+}
+
+fn whole_resource(what: &str) -> Failure {
+    let message = format!("The whole resource cannot be {what} by a patch");
+    Failure::new(INVALID, message).on("path")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Locations in the resource.
+
+/// One step from a JSON value to a child.
+#[derive(Clone, Debug, PartialEq)]
+enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+/// Where a value sits in the resource.
+type Ptr = Vec<Seg>;
+
+/// An element a FHIRPath selected.
+#[derive(Clone, Debug)]
+struct Node {
+    /// Ends with `Key(name)`, or `Key(name), Index(i)` for an item of a list; empty for the root.
+    ptr: Ptr,
+    /// For a choice element reached by its base name (`deceased` → `deceasedBoolean`), the base.
+    choice_base: Option<String>,
+}
+
+fn get<'v>(root: &'v Value, ptr: &[Seg]) -> Option<&'v Value> {
+    ptr.iter().try_fold(root, |value, seg| match seg {
+        Seg::Key(key) => value.get(key.as_str()),
+        Seg::Index(index) => value.get(*index),
+    })
+}
+
+fn get_mut<'v>(root: &'v mut Value, ptr: &[Seg]) -> Option<&'v mut Value> {
+    ptr.iter().try_fold(root, |value, seg| match seg {
+        Seg::Key(key) => value.get_mut(key.as_str()),
+        Seg::Index(index) => value.get_mut(*index),
+    })
+}
+
+fn object_at<'v>(root: &'v mut Value, ptr: &[Seg]) -> Result<&'v mut Map<String, Value>, String> {
+    get_mut(root, ptr)
+        .and_then(Value::as_object_mut)
+        .ok_or_else(|| "The element is not a JSON object".to_owned())
+}
+
+/// A node's place: the object holding it, its property name, and its index within a list.
+fn split(ptr: &[Seg]) -> Option<(&[Seg], &str, Option<usize>)> {
+    match ptr {
+        [parent @ .., Seg::Key(key)] => Some((parent, key, None)),
+        [parent @ .., Seg::Key(key), Seg::Index(index)] => Some((parent, key, Some(*index))),
+        _ => None,
+    }
+}
+
+fn join(parent: &[Seg], key: &str, index: Option<usize>) -> Ptr {
+    let mut ptr = parent.to_vec();
+    ptr.push(Seg::Key(key.to_owned()));
+    ptr.extend(index.map(Seg::Index));
+    ptr
+}
+
+/// The property holding a primitive's `id` and `extension`: `_birthDate` for `birthDate`.
+fn companion_key(key: &str) -> String {
+    format!("_{key}")
+}
+
+fn companion_ptr(ptr: &[Seg]) -> Option<Ptr> {
+    let (parent, key, index) = split(ptr)?;
+    Some(join(parent, &companion_key(key), index))
+}
+
+/// The object children of a node live in: the node itself, or a primitive's companion.
+fn element_object<'v>(root: &'v Value, ptr: &[Seg]) -> Option<(Ptr, &'v Map<String, Value>)> {
+    if let Some(map) = get(root, ptr).and_then(Value::as_object) {
+        return Some((ptr.to_vec(), map));
+    }
+    let companion = companion_ptr(ptr)?;
+    let map = get(root, &companion)?.as_object()?;
+    Some((companion, map))
+}
+
+/// Like [`element_object`], creating an empty companion for a primitive, so `add` can give
+/// `Patient.birthDate` an extension.
+fn child_holder(root: &mut Value, node: &Node) -> Result<Ptr, String> {
+    if get(root, &node.ptr).is_some_and(Value::is_object) {
+        return Ok(node.ptr.clone());
+    }
+    let Some((parent, key, index)) = split(&node.ptr) else {
+        return Err("The resource is not a JSON object".to_owned());
+    };
+    let map = object_at(root, parent)?;
+    let companion = companion_key(key);
+    match index {
+        None if !map.get(&companion).is_some_and(Value::is_object) => {
+            put(map, &companion, Value::Object(Map::new()));
+        }
+        None => {}
+        Some(index) => {
+            let len = list_len(map, key).unwrap_or(0);
+            edit_array(map, &companion, len, |items| {
+                if let Some(slot) = items.get_mut(index).filter(|slot| !slot.is_object()) {
+                    *slot = Value::Object(Map::new());
+                }
+            });
+        }
+    }
+    Ok(join(parent, &companion, index))
+}
+
+/// The element path `is_repeating` is asked about: JSON property names from the resource type
+/// (restarting at a contained resource), without indexes or companion underscores.
+fn definition_path(root: &Value, ptr: &[Seg]) -> String {
+    let mut path = resource_type(root).to_owned();
+    let mut current = Some(root);
+    for seg in ptr {
+        current = current.and_then(|value| get(value, std::slice::from_ref(seg)));
+        if let Seg::Key(key) = seg {
+            path.push('.');
+            path.push_str(key.trim_start_matches('_'));
+        }
+        if let Some(value) = current.filter(|value| value.get("resourceType").is_some()) {
+            path = resource_type(value).to_owned();
+        }
+    }
+    path
+}
+
+fn resource_type(value: &Value) -> &str {
+    value
+        .get("resourceType")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Properties and lists inside an object, keeping `name` and `_name` aligned.
+
+/// Whether `key` is present, by value or by companion alone (an extension without a value).
+fn has_property(map: &Map<String, Value>, key: &str) -> bool {
+    map.contains_key(key) || map.contains_key(&companion_key(key))
+}
+
+/// The item count of a repeating element, or `None` when it is absent or a single value.
+fn list_len(map: &Map<String, Value>, key: &str) -> Option<usize> {
+    let len = |key: &str| map.get(key).and_then(Value::as_array).map(Vec::len);
+    match (len(key), len(&companion_key(key))) {
+        (None, None) => None,
+        (value, companion) => Some(value.unwrap_or(0).max(companion.unwrap_or(0))),
+    }
+}
+
+fn list_push(map: &mut Map<String, Value>, key: &str, item: Item) {
+    let len = list_len(map, key).unwrap_or(0);
+    list_insert(map, key, len, item);
+}
+
+/// Inserts at `index` (callers check it is at most the length; past it, the item is appended).
+fn list_insert(map: &mut Map<String, Value>, key: &str, index: usize, item: Item) {
+    let len = list_len(map, key).unwrap_or(0);
+    let index = index.min(len);
+    edit_array(map, key, len, |items| items.insert(index, item.value));
+    let companion = companion_key(key);
+    if item.companion.is_some() || map.get(&companion).is_some_and(Value::is_array) {
+        let value = item.companion.unwrap_or(Value::Null);
+        edit_array(map, &companion, len, |items| items.insert(index, value));
+    }
+}
+
+fn list_set(map: &mut Map<String, Value>, key: &str, index: usize, item: Item) {
+    let len = list_len(map, key).unwrap_or(0);
+    let set = |value: Value| {
+        move |items: &mut Vec<Value>| {
+            if let Some(slot) = items.get_mut(index) {
+                *slot = value;
+            }
+        }
+    };
+    edit_array(map, key, len, set(item.value));
+    let companion = companion_key(key);
+    // The old item's extensions go with the value being replaced: null unless the patch
+    // brings a companion of its own.
+    if item.companion.is_some() || map.get(&companion).is_some_and(Value::is_array) {
+        edit_array(
+            map,
+            &companion,
+            len,
+            set(item.companion.unwrap_or(Value::Null)),
+        );
+    }
+}
+
+fn list_remove(map: &mut Map<String, Value>, key: &str, index: usize) -> Item {
+    let mut take = |key: &str| {
+        map.get_mut(key)
+            .and_then(Value::as_array_mut)
+            .filter(|items| index < items.len())
+            .map(|items| items.remove(index))
+    };
+    let value = take(key).unwrap_or(Value::Null);
+    let companion = take(&companion_key(key)).filter(|companion| !companion.is_null());
+    Item { value, companion }
+}
+
+fn set_single(map: &mut Map<String, Value>, key: &str, item: Item) {
+    put(map, key, item.value);
+    match item.companion {
+        Some(companion) => put(map, &companion_key(key), companion),
+        None => drop(map.shift_remove(&companion_key(key))),
+    }
+}
+
+/// Replaces a single-valued property, possibly under a new name (another choice type), at
+/// the same position; the old value's extensions go with it.
+fn replace_property(map: &mut Map<String, Value>, old_key: &str, new_key: &str, item: Item) {
+    let old_companion = companion_key(old_key);
+    let position = map
+        .keys()
+        .position(|key| key == old_key || *key == old_companion);
+    map.shift_remove(old_key);
+    map.shift_remove(&old_companion);
+    match position {
+        Some(position) => {
+            map.shift_insert(position.min(map.len()), new_key.to_owned(), item.value);
+        }
+        None => {
+            map.insert(new_key.to_owned(), item.value);
+        }
+    }
+    if let Some(companion) = item.companion {
+        put(map, &companion_key(new_key), companion);
+    }
+}
+
+/// Sets `key`, placing a new `_name` companion right after its `name` (order is cosmetic in
+/// JSON, but that is where readers look for it).
+fn put(map: &mut Map<String, Value>, key: &str, value: Value) {
+    if let Some(slot) = map.get_mut(key) {
+        *slot = value;
+        return;
+    }
+    let after = key
+        .strip_prefix('_')
+        .and_then(|main| map.keys().position(|existing| existing == main));
+    match after {
+        Some(position) => drop(map.shift_insert(position + 1, key.to_owned(), value)),
+        None => drop(map.insert(key.to_owned(), value)),
+    }
+}
+
+/// Edits the array at `key` (created if absent), first padded with nulls to `len` items so a
+/// companion array lines up with its values.
+fn edit_array<R>(
+    map: &mut Map<String, Value>,
+    key: &str,
+    len: usize,
+    edit: impl FnOnce(&mut Vec<Value>) -> R,
+) -> R {
+    let mut items = match map.get_mut(key).map(Value::take) {
+        Some(Value::Array(items)) => items,
+        _ => Vec::new(),
+    };
+    if items.len() < len {
+        items.resize(len, Value::Null);
+    }
+    let result = edit(&mut items);
+    put(map, key, Value::Array(items));
+    result
+}
+
+// ---------------------------------------------------------------------------------------------
+// Removing what a patch emptied.
+
+/// Drops empty arrays and objects, bottom-up, as FHIR JSON has none; keeps `name`/`_name`
+/// arrays aligned, dropping items that have neither a value nor a companion.
+fn tidy(value: &mut Value) {
+    match value {
+        Value::Object(map) => tidy_object(map),
+        Value::Array(items) => items.iter_mut().for_each(tidy),
+        _ => {}
+    }
+}
+
+fn tidy_object(map: &mut Map<String, Value>) {
+    map.values_mut().for_each(tidy);
+    // Each element once: a `_name` companion is handled with its `name` when that exists.
+    let names: Vec<String> = map
+        .keys()
+        .filter(|key| {
+            !key.strip_prefix('_')
+                .is_some_and(|main| map.contains_key(main))
+        })
+        .map(|key| key.strip_prefix('_').unwrap_or(key).to_owned())
+        .collect();
+    for name in names {
+        tidy_property(map, &name);
+    }
+}
+
+fn tidy_property(map: &mut Map<String, Value>, name: &str) {
+    let companion = companion_key(name);
+    match map.get_mut(&companion) {
+        Some(Value::Array(items)) => {
+            for item in items.iter_mut().filter(|item| is_empty(item)) {
+                *item = Value::Null;
+            }
+        }
+        Some(item) if is_empty(item) => *item = Value::Null,
+        _ => {}
+    }
+    drop_empty_items(map, name, &companion);
+    if map.get(name).is_some_and(is_empty) {
+        map.shift_remove(name);
+    }
+    // A companion with nothing left (all its items null) carries nothing.
+    let bare = match map.get(&companion) {
+        Some(Value::Array(items)) => items.iter().all(Value::is_null),
+        Some(value) => value.is_null(),
+        None => false,
+    };
+    if bare {
+        map.shift_remove(&companion);
+    }
+}
+
+/// Removes list items left with neither value nor companion, from both arrays at once.
+fn drop_empty_items(map: &mut Map<String, Value>, name: &str, companion: &str) {
+    let Some(len) = list_len(map, name) else {
+        return;
+    };
+    let blank = |key: &str, index: usize| {
+        map.get(key)
+            .and_then(|list| list.get(index))
+            .is_none_or(|item| item.is_null() || is_empty(item))
+    };
+    let keep: Vec<bool> = (0..len)
+        .map(|index| !(blank(name, index) && blank(companion, index)))
+        .collect();
+    if keep.iter().all(|kept| *kept) {
+        return;
+    }
+    for key in [name, companion] {
+        if let Some(items) = map.get_mut(key).and_then(Value::as_array_mut) {
+            let mut flags = keep.iter();
+            items.retain(|_| flags.next().copied().unwrap_or(true));
+        }
+    }
+}
+
+fn is_empty(value: &Value) -> bool {
+    match value {
+        Value::Object(map) => map.is_empty(),
+        Value::Array(items) => items.is_empty(),
+        _ => false,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// FHIRPath: the subset patches use.
+
+/// A parsed path.
+#[derive(Clone, Debug)]
+struct FhirPath {
+    /// Source text, for messages (empty for paths inside `where()`).
+    text: String,
+    /// The resource type the path starts with, if it does (`Patient` in `Patient.name`).
+    root_type: Option<String>,
+    steps: Vec<Step>,
+}
+
+#[derive(Clone, Debug)]
+enum Step {
+    Child(String),
+    Index(usize),
+    First,
+    Last,
+    Where(Condition),
+    OfType(String),
+}
+
+/// A `where()` condition. `and`/`or` chains are flat lists, so a long chain costs no recursion.
+#[derive(Clone, Debug)]
+enum Condition {
+    Equals(FhirPath, Literal),
+    /// Holds when every member holds.
+    All(Vec<Condition>),
+    /// Holds when some member holds.
+    Any(Vec<Condition>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Literal {
+    String(String),
+    Boolean(bool),
+}
+
+/// Evaluates a path against the resource at `root`.
+fn evaluate(root: &Value, path: &FhirPath) -> Result<Vec<Node>, Failure> {
+    if let Some(expected) = &path.root_type {
+        let actual = resource_type(root);
+        if expected != actual {
+            let message = format!(
+                "'{}' starts with {expected} but the resource is a {actual}",
+                path.text
+            );
+            return Err(Failure::new(INVALID, message).on("path"));
+        }
+    }
+    let start = Node {
+        ptr: Vec::new(),
+        choice_base: None,
+    };
+    Ok(navigate(root, vec![start], &path.steps))
+}
+
+fn navigate(root: &Value, mut nodes: Vec<Node>, steps: &[Step]) -> Vec<Node> {
+    for step in steps {
+        nodes = match step {
+            Step::Child(name) => nodes
+                .iter()
+                .flat_map(|node| children(root, node, name))
+                .collect(),
+            Step::Index(index) => nodes.into_iter().nth(*index).into_iter().collect(),
+            Step::First => nodes.into_iter().take(1).collect(),
+            Step::Last => nodes.pop().into_iter().collect(),
+            Step::Where(condition) => nodes
+                .into_iter()
+                .filter(|node| holds(root, node, condition))
+                .collect(),
+            Step::OfType(type_name) => nodes
+                .into_iter()
+                .filter(|node| is_of_type(node, type_name))
+                .collect(),
+        };
+    }
+    nodes
+}
+
+/// The elements called `name` under `node`, one per list item.
+fn children(root: &Value, node: &Node, name: &str) -> Vec<Node> {
+    let Some((ptr, map)) = element_object(root, &node.ptr) else {
+        return Vec::new();
+    };
+    let (key, choice_base) = if has_property(map, name) {
+        (name.to_owned(), None)
+    } else if let Some(key) = choice_key(map, name) {
+        (key, Some(name.to_owned()))
+    } else {
+        return Vec::new();
+    };
+    let node = |index| Node {
+        ptr: join(&ptr, &key, index),
+        choice_base: choice_base.clone(),
+    };
+    match list_len(map, &key) {
+        Some(len) => (0..len).map(|index| node(Some(index))).collect(),
+        None => vec![node(None)],
+    }
+}
+
+/// The property that holds choice element `base` (`deceased` → `deceasedBoolean`), if any.
+fn choice_key(map: &Map<String, Value>, base: &str) -> Option<String> {
+    map.keys()
+        .map(|key| key.strip_prefix('_').unwrap_or(key))
+        .find(|key| key.strip_prefix(base).is_some_and(is_type_suffix))
+        .map(str::to_owned)
+}
+
+/// Data types a choice element can take in R4, as they end its JSON name. A fixed list rather
+/// than "any capitalised suffix", so `periodUnit` is never taken for a `period` choice.
+const CHOICE_TYPES: &str = "\
+    Base64Binary Boolean Canonical Code Date DateTime Decimal Id Instant Integer \
+    Markdown Oid PositiveInt String Time UnsignedInt Uri Url Uuid Address Age \
+    Annotation Attachment CodeableConcept Coding ContactPoint Count Distance \
+    Duration HumanName Identifier Money Period Quantity Range Ratio Reference \
+    SampledData Signature Timing ContactDetail Contributor DataRequirement \
+    Expression ParameterDefinition RelatedArtifact TriggerDefinition UsageContext \
+    Dosage Meta";
+
+fn is_type_suffix(suffix: &str) -> bool {
+    CHOICE_TYPES.split_whitespace().any(|name| name == suffix)
+}
+
+/// `ofType(Quantity)` keeps a choice element holding that type (`valueQuantity`).
+fn is_of_type(node: &Node, type_name: &str) -> bool {
+    let (Some(base), Some((_, key, _))) = (&node.choice_base, split(&node.ptr)) else {
+        return false;
+    };
+    let mut chars = type_name.chars();
+    let capitalised: String = chars
+        .next()
+        .map(|first| first.to_ascii_uppercase())
+        .into_iter()
+        .chain(chars)
+        .collect();
+    key.strip_prefix(base.as_str()) == Some(capitalised.as_str())
+}
+
+fn holds(root: &Value, node: &Node, condition: &Condition) -> bool {
+    match condition {
+        Condition::All(members) => members.iter().all(|member| holds(root, node, member)),
+        Condition::Any(members) => members.iter().any(|member| holds(root, node, member)),
+        Condition::Equals(path, literal) => navigate(root, vec![node.clone()], &path.steps)
+            .iter()
+            .any(|found| get(root, &found.ptr).is_some_and(|value| equals(value, literal))),
+    }
+}
+
+fn equals(value: &Value, literal: &Literal) -> bool {
+    match (value, literal) {
+        // A marked string is a number, which a string literal never equals.
+        (Value::String(text), Literal::String(expected)) => {
+            !text.starts_with(NUMBER_MARK) && text == expected
+        }
+        (Value::Bool(flag), Literal::Boolean(expected)) => flag == expected,
+        _ => false,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// FHIRPath: tokens and parser.
+
+#[derive(Clone, Debug, PartialEq)]
+enum Token {
+    Identifier(String),
+    String(String),
+    Integer(usize),
+    Dot,
+    OpenParen,
+    CloseParen,
+    OpenBracket,
+    CloseBracket,
+    Equals,
+    Comma,
+}
+
+fn parse_fhirpath(text: &str) -> Result<FhirPath, Failure> {
+    let tokens = tokenize(text)?;
+    let mut parser = Parser {
+        text,
+        tokens: &tokens,
+        position: 0,
+        depth: 0,
+    };
+    let path = parser.path(true)?;
+    match parser.peek() {
+        None => Ok(path),
+        Some(Token::Identifier(word)) => Err(parser.unsupported(&format!("'{word}' here"))),
+        Some(Token::Equals) => Err(parser.unsupported("a comparison outside where()")),
+        Some(token) => Err(parser.syntax(&format!("unexpected {}", describe(token)))),
+    }
+}
+
+fn tokenize(text: &str) -> Result<Vec<Token>, Failure> {
+    let mut tokens = Vec::new();
+    let mut chars = text.char_indices().peekable();
+    while let Some((start, c)) = chars.next() {
+        let token = match c {
+            c if c.is_whitespace() => continue,
+            '.' => Token::Dot,
+            '(' => Token::OpenParen,
+            ')' => Token::CloseParen,
+            '[' => Token::OpenBracket,
+            ']' => Token::CloseBracket,
+            '=' => Token::Equals,
+            ',' => Token::Comma,
+            '\'' => Token::String(string_literal(text, &mut chars)?),
+            '`' => Token::Identifier(delimited_identifier(text, &mut chars)?),
+            c if c.is_ascii_digit() => Token::Integer(integer_literal(text, start, &mut chars)?),
+            c if c.is_ascii_alphabetic() || c == '_' || c == '$' => {
+                let mut end = start + c.len_utf8();
+                while let Some((at, next)) = chars.peek().copied() {
+                    if !(next.is_ascii_alphanumeric() || next == '_') {
+                        break;
+                    }
+                    end = at + next.len_utf8();
+                    chars.next();
+                }
+                Token::Identifier(text[start..end].to_owned())
+            }
+            '!' | '<' | '>' | '|' | '+' | '-' | '*' | '/' | '&' | '~' | '%' | '@' => {
+                let message = format!(
+                    "'{text}': '{c}' (operators other than '=', variables and date literals) is not supported in patch paths"
+                );
+                return Err(Failure::new(NOT_SUPPORTED, message));
+            }
+            other => {
+                let message = format!("'{text}' is not a valid FHIRPath: unexpected '{other}'");
+                return Err(Failure::new(INVALID, message));
+            }
+        };
+        tokens.push(token);
+    }
+    Ok(tokens)
+}
+
+type Chars<'t> = std::iter::Peekable<std::str::CharIndices<'t>>;
+
+/// A `'…'` literal with FHIRPath escapes, the opening quote already read.
+fn string_literal(text: &str, chars: &mut Chars<'_>) -> Result<String, Failure> {
+    let mut out = String::new();
+    loop {
+        match chars.next().map(|(_, c)| c) {
+            None => break,
+            Some('\'') => return Ok(out),
+            Some('\\') => out.push(escaped_char(text, chars)?),
+            Some(c) => out.push(c),
+        }
+    }
+    let message = format!("'{text}' is not a valid FHIRPath: a string is not closed");
+    Err(Failure::new(INVALID, message))
+}
+
+fn escaped_char(text: &str, chars: &mut Chars<'_>) -> Result<char, Failure> {
+    let bad = || {
+        let message = format!("'{text}' is not a valid FHIRPath: bad escape in a string");
+        Failure::new(INVALID, message)
+    };
+    let c = match chars.next().map(|(_, c)| c).ok_or_else(bad)? {
+        'n' => '\n',
+        'r' => '\r',
+        't' => '\t',
+        'f' => '\u{c}',
+        'u' => {
+            let hex: String = (0..4)
+                .filter_map(|_| chars.next().map(|(_, c)| c))
+                .collect();
+            let code = u32::from_str_radix(&hex, 16).map_err(|_| bad())?;
+            char::from_u32(code).ok_or_else(bad)?
+        }
+        c @ ('\'' | '"' | '`' | '\\' | '/') => c,
+        _ => return Err(bad()),
+    };
+    Ok(c)
+}
+
+/// A `` `…` `` identifier (for names clashing with keywords), the opening backtick already read.
+fn delimited_identifier(text: &str, chars: &mut Chars<'_>) -> Result<String, Failure> {
+    let mut out = String::new();
+    for (_, c) in chars.by_ref() {
+        if c == '`' {
+            return Ok(out);
+        }
+        out.push(c);
+    }
+    let message = format!("'{text}' is not a valid FHIRPath: a `name` is not closed");
+    Err(Failure::new(INVALID, message))
+}
+
+fn integer_literal(text: &str, start: usize, chars: &mut Chars<'_>) -> Result<usize, Failure> {
+    let mut end = start + 1;
+    while let Some((at, c)) = chars.peek().copied() {
+        if !c.is_ascii_digit() {
+            break;
+        }
+        end = at + 1;
+        chars.next();
+    }
+    text[start..end].parse().map_err(|_| {
+        let message = format!("'{text}': the number {} is too large", &text[start..end]);
+        Failure::new(INVALID, message)
+    })
+}
+
+fn describe(token: &Token) -> String {
+    match token {
+        Token::Identifier(name) => format!("'{name}'"),
+        Token::String(text) => format!("the string '{text}'"),
+        Token::Integer(number) => format!("the number {number}"),
+        Token::Dot => "'.'".to_owned(),
+        Token::OpenParen => "'('".to_owned(),
+        Token::CloseParen => "')'".to_owned(),
+        Token::OpenBracket => "'['".to_owned(),
+        Token::CloseBracket => "']'".to_owned(),
+        Token::Equals => "'='".to_owned(),
+        Token::Comma => "','".to_owned(),
+    }
+}
+
+/// The only condition of a list, or the list combined by `combine`.
+fn single_or(mut members: Vec<Condition>, combine: fn(Vec<Condition>) -> Condition) -> Condition {
+    match members.len() {
+        1 => members.remove(0),
+        _ => combine(members),
+    }
+}
+
+/// Recursive descent over the tokens of one path.
+struct Parser<'p> {
+    text: &'p str,
+    tokens: &'p [Token],
+    position: usize,
+    /// Current nesting of `where()` and parentheses, bounded by [`MAX_FHIRPATH_DEPTH`].
+    depth: usize,
+}
+
+impl Parser<'_> {
+    fn peek(&self) -> Option<&Token> {
+        self.tokens.get(self.position)
+    }
+
+    fn next(&mut self) -> Option<Token> {
+        let token = self.tokens.get(self.position).cloned();
+        self.position += 1;
+        token
+    }
+
+    fn eat(&mut self, token: &Token) -> bool {
+        let found = self.peek() == Some(token);
+        if found {
+            self.position += 1;
+        }
+        found
+    }
+
+    fn expect(&mut self, token: &Token) -> Result<(), Failure> {
+        if self.eat(token) {
+            return Ok(());
+        }
+        let found = self.peek().map_or("the end".to_owned(), describe);
+        Err(self.syntax(&format!("expected {} but found {found}", describe(token))))
+    }
+
+    fn syntax(&self, problem: &str) -> Failure {
+        let message = format!("'{}' is not a valid FHIRPath: {problem}", self.text);
+        Failure::new(INVALID, message)
+    }
+
+    fn unsupported(&self, what: &str) -> Failure {
+        let message = format!(
+            "'{}': {what} is not supported in patch paths (supported: element names, [n], first(), last(), ofType(), where() comparing an element with a string or boolean using =, and, or)",
+            self.text
+        );
+        Failure::new(NOT_SUPPORTED, message)
+    }
+
+    fn nest(&mut self) -> Result<(), Failure> {
+        self.depth += 1;
+        if self.depth > MAX_FHIRPATH_DEPTH {
+            return Err(self.unsupported("nesting this deep"));
+        }
+        Ok(())
+    }
+
+    /// `top_level`: a leading capitalised name is the resource type, not an element.
+    fn path(&mut self, top_level: bool) -> Result<FhirPath, Failure> {
+        let mut path = FhirPath {
+            // Only the whole path's text appears in messages; copying it for every path inside
+            // where() would make long conditions quadratic.
+            text: if top_level {
+                self.text.to_owned()
+            } else {
+                String::new()
+            },
+            root_type: None,
+            steps: Vec::new(),
+        };
+        match self.next() {
+            Some(Token::Identifier(name)) if name == "$this" => {}
+            Some(Token::Identifier(name)) if name.starts_with('$') => {
+                return Err(self.unsupported(&format!("the variable {name}")))
+            }
+            Some(Token::Identifier(name))
+                if top_level && name.starts_with(|c: char| c.is_ascii_uppercase()) =>
+            {
+                path.root_type = Some(name);
+            }
+            Some(Token::Identifier(name)) => self.invocation(name, &mut path.steps)?,
+            Some(token) => {
+                return Err(self.syntax(&format!(
+                    "a path must start with a name, not {}",
+                    describe(&token)
+                )))
+            }
+            None => return Err(self.syntax("the path is empty")),
+        }
+        self.steps(&mut path.steps)?;
+        Ok(path)
+    }
+
+    fn steps(&mut self, steps: &mut Vec<Step>) -> Result<(), Failure> {
+        loop {
+            if self.eat(&Token::Dot) {
+                match self.next() {
+                    Some(Token::Identifier(name)) if !name.starts_with('$') => {
+                        self.invocation(name, steps)?
+                    }
+                    _ => return Err(self.syntax("expected a name after '.'")),
+                }
+            } else if self.eat(&Token::OpenBracket) {
+                match self.next() {
+                    Some(Token::Integer(index)) => steps.push(Step::Index(index)),
+                    _ => return Err(self.unsupported("an index that is not a number")),
+                }
+                self.expect(&Token::CloseBracket)?;
+            } else {
+                return Ok(());
+            }
+        }
+    }
+
+    fn invocation(&mut self, name: String, steps: &mut Vec<Step>) -> Result<(), Failure> {
+        if !self.eat(&Token::OpenParen) {
+            steps.push(Step::Child(name));
+            return Ok(());
+        }
+        let step = match name.as_str() {
+            "first" => Step::First,
+            "last" => Step::Last,
+            "where" => {
+                self.nest()?;
+                let condition = self.condition()?;
+                self.depth -= 1;
+                Step::Where(condition)
+            }
+            "ofType" => Step::OfType(self.type_name()?),
+            other => return Err(self.unsupported(&format!("the function {other}()"))),
+        };
+        self.expect(&Token::CloseParen)?;
+        steps.push(step);
+        Ok(())
+    }
+
+    /// `Quantity`, or a qualified `FHIR.Quantity` of which the last name counts.
+    fn type_name(&mut self) -> Result<String, Failure> {
+        loop {
+            let Some(Token::Identifier(name)) = self.next() else {
+                return Err(self.syntax("ofType() needs a type name"));
+            };
+            if !self.eat(&Token::Dot) {
+                return Ok(name);
+            }
+        }
+    }
+
+    fn condition(&mut self) -> Result<Condition, Failure> {
+        let mut members = vec![self.conjunction()?];
+        while self.eat(&Token::Identifier("or".to_owned())) {
+            members.push(self.conjunction()?);
+        }
+        Ok(single_or(members, Condition::Any))
+    }
+
+    fn conjunction(&mut self) -> Result<Condition, Failure> {
+        let mut members = vec![self.comparison()?];
+        while self.eat(&Token::Identifier("and".to_owned())) {
+            members.push(self.comparison()?);
+        }
+        Ok(single_or(members, Condition::All))
+    }
+
+    /// `path = literal`, `literal = path` or a parenthesised condition.
+    fn comparison(&mut self) -> Result<Condition, Failure> {
+        if self.eat(&Token::OpenParen) {
+            self.nest()?;
+            let condition = self.condition()?;
+            self.depth -= 1;
+            self.expect(&Token::CloseParen)?;
+            return Ok(condition);
+        }
+        if let Some(literal) = self.literal()? {
+            self.expect_equals()?;
+            let path = self.path(false)?;
+            return Ok(Condition::Equals(path, literal));
+        }
+        let path = self.path(false)?;
+        self.expect_equals()?;
+        match self.literal()? {
+            Some(literal) => Ok(Condition::Equals(path, literal)),
+            None => Err(self.unsupported("comparing with something other than a literal")),
+        }
+    }
+
+    fn expect_equals(&mut self) -> Result<(), Failure> {
+        if self.eat(&Token::Equals) {
+            return Ok(());
+        }
+        match self.peek() {
+            Some(Token::CloseParen) | None => {
+                Err(self.unsupported("a where() condition without '='"))
+            }
+            Some(token) => {
+                let token = describe(token);
+                Err(self.syntax(&format!("expected '=' but found {token}")))
+            }
+        }
+    }
+
+    fn literal(&mut self) -> Result<Option<Literal>, Failure> {
+        let literal = match self.peek() {
+            Some(Token::String(text)) => Literal::String(text.clone()),
+            Some(Token::Identifier(word)) if word == "true" || word == "false" => {
+                Literal::Boolean(word == "true")
+            }
+            Some(Token::Integer(_)) => return Err(self.unsupported("a number literal")),
+            _ => return Ok(None),
+        };
+        self.position += 1;
+        Ok(Some(literal))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fhir::json;
+    use serde_json::json;
+
+    fn lossless(text: &str) -> Value {
+        json::parse_lossless(text).unwrap()
+    }
+
+    /// Stands in for the StructureDefinitions: the repeating elements the tests touch.
+    fn repeating(path: &str) -> bool {
+        const LISTS: &[&str] = &[
+            "Patient.identifier",
+            "Patient.name",
+            "Patient.name.given",
+            "Patient.telecom",
+            "Patient.contact",
+            "Patient.contact.name.given",
+            "Patient.contact.telecom",
+            "Patient.extension",
+            "Patient.birthDate.extension",
+            "Patient.contained",
+            "Practitioner.name",
+            "DocumentReference.securityLabel",
+            "DocumentReference.securityLabel.coding",
+            "Observation.component",
+        ];
+        LISTS.contains(&path)
+    }
+
+    fn one_issue(result: Result<Value, Vec<OutcomeIssue>>, code: &str, at: &str) -> String {
+        let issues = result.expect_err("the patch should fail");
+        assert_eq!(issues.len(), 1, "{issues:?}");
+        assert_eq!(issues[0].severity, "error");
+        assert_eq!(issues[0].code, code, "{issues:?}");
+        assert_eq!(issues[0].expression.as_deref(), Some(at), "{issues:?}");
+        issues[0].diagnostics.clone()
+    }
+
+    // -- JSON Patch -------------------------------------------------------------------------
+
+    fn json_patch(resource: &str, patch: &str) -> Result<Value, Vec<OutcomeIssue>> {
+        let mut value = lossless(resource);
+        apply_json_patch(&mut value, &lossless(patch)).map(|()| value)
+    }
+
+    const JIM: &str = r#"{"resourceType":"Patient","gender":"male","name":[{"family":"A"}]}"#;
+
+    #[test]
+    fn json_add_sets_members_and_inserts_into_arrays() {
+        let patched = json_patch(
+            JIM,
+            r#"[{"op":"add","path":"/birthDate","value":"1974-12-25"},
+                {"op":"add","path":"/name/0/given","value":["Jim"]},
+                {"op":"add","path":"/name/-","value":{"family":"C"}},
+                {"op":"add","path":"/name/1","value":{"family":"B"}}]"#,
+        )
+        .unwrap();
+        assert_eq!(patched["birthDate"], "1974-12-25");
+        assert_eq!(
+            patched["name"],
+            json!([{"family": "A", "given": ["Jim"]}, {"family": "B"}, {"family": "C"}])
+        );
+    }
+
+    #[test]
+    fn json_add_replaces_an_existing_member_in_place() {
+        let patched = json_patch(JIM, r#"[{"op":"add","path":"/gender","value":"female"}]"#);
+        assert_eq!(
+            json::to_text(&patched.unwrap(), false),
+            r#"{"resourceType":"Patient","gender":"female","name":[{"family":"A"}]}"#
+        );
+    }
+
+    #[test]
+    fn json_remove_drops_members_items_and_what_they_emptied() {
+        let resource = r#"{"resourceType":"Patient","gender":"male",
+            "name":[{"family":"A"},{"family":"B"}],"maritalStatus":{"text":"M"}}"#;
+        let patched = json_patch(
+            resource,
+            r#"[{"op":"remove","path":"/name/0"},{"op":"remove","path":"/gender"}]"#,
+        )
+        .unwrap();
+        assert_eq!(patched["name"], json!([{"family": "B"}]));
+        assert!(patched.get("gender").is_none());
+        // FHIR JSON has no empty arrays or objects: emptying one removes it.
+        let patched = json_patch(
+            resource,
+            r#"[{"op":"remove","path":"/name/1"},{"op":"remove","path":"/name/0"},
+                {"op":"remove","path":"/maritalStatus/text"}]"#,
+        )
+        .unwrap();
+        assert_eq!(
+            patched,
+            json!({"resourceType": "Patient", "gender": "male"})
+        );
+    }
+
+    #[test]
+    fn json_emptied_arrays_survive_until_the_end_of_the_patch() {
+        let patched = json_patch(
+            JIM,
+            r#"[{"op":"remove","path":"/name/0"},{"op":"test","path":"/name","value":[]},
+                {"op":"add","path":"/name/-","value":{"family":"Z"}}]"#,
+        );
+        assert_eq!(patched.unwrap()["name"], json!([{"family": "Z"}]));
+    }
+
+    #[test]
+    fn json_replace_values_items_and_the_whole_document() {
+        let patched = json_patch(
+            JIM,
+            r#"[{"op":"replace","path":"/gender","value":"other"},
+                {"op":"replace","path":"/name/0","value":{"text":"Jim"}}]"#,
+        )
+        .unwrap();
+        assert_eq!(patched["gender"], "other");
+        assert_eq!(patched["name"], json!([{"text": "Jim"}]));
+        let patched = json_patch(
+            JIM,
+            r#"[{"op":"replace","path":"","value":{"resourceType":"Patient"}}]"#,
+        );
+        assert_eq!(patched.unwrap(), json!({"resourceType": "Patient"}));
+    }
+
+    #[test]
+    fn json_move_between_members_and_within_arrays() {
+        let resource = r#"{"resourceType":"Patient","name":[{"family":"A"},{"family":"B"}]}"#;
+        let patched = json_patch(
+            resource,
+            r#"[{"op":"move","from":"/name/1","path":"/name/0"},
+                {"op":"move","from":"/name/1/family","path":"/name/0/text"},
+                {"op":"move","from":"/name/0","path":"/name/0"}]"#,
+        )
+        .unwrap();
+        assert_eq!(patched["name"], json!([{"family": "B", "text": "A"}]));
+    }
+
+    #[test]
+    fn json_copy_duplicates_a_value() {
+        let patched = json_patch(
+            JIM,
+            r#"[{"op":"copy","from":"/name/0","path":"/name/-"},
+                {"op":"copy","from":"/gender","path":"/name/1/text"}]"#,
+        )
+        .unwrap();
+        assert_eq!(
+            patched["name"],
+            json!([{"family": "A"}, {"family": "A", "text": "male"}])
+        );
+    }
+
+    #[test]
+    fn json_test_compares_numbers_by_value_and_objects_in_any_order() {
+        let resource =
+            r#"{"resourceType":"Observation","valueQuantity":{"value":1.50,"unit":"mg"}}"#;
+        let patch = r#"[{"op":"test","path":"/valueQuantity/value","value":1.5},
+            {"op":"test","path":"/valueQuantity/value","value":15e-1},
+            {"op":"test","path":"/valueQuantity","value":{"unit":"mg","value":0.150E1}}]"#;
+        assert!(json_patch(resource, patch).is_ok());
+        let patch = r#"[{"op":"test","path":"/valueQuantity/value","value":"1.50"}]"#;
+        one_issue(json_patch(resource, patch), "processing", "[0].value");
+        let patch = r#"[{"op":"test","path":"/valueQuantity/value","value":1.51}]"#;
+        one_issue(json_patch(resource, patch), "processing", "[0].value");
+    }
+
+    #[test]
+    fn json_test_passes_on_an_equal_value() {
+        let patch = r#"[{"op":"test","path":"/name/0","value":{"family":"A"}},
+            {"op":"replace","path":"/gender","value":"female"}]"#;
+        assert_eq!(json_patch(JIM, patch).unwrap()["gender"], "female");
+    }
+
+    #[test]
+    fn json_pointers_unescape_tilde_and_slash() {
+        let resource = r#"{"resourceType":"Basic","a/b":1,"m~n":2,"~1":3}"#;
+        let patched = json_patch(
+            resource,
+            r#"[{"op":"replace","path":"/a~1b","value":10},
+                {"op":"remove","path":"/m~0n"},
+                {"op":"test","path":"/~01","value":3}]"#,
+        )
+        .unwrap();
+        assert_eq!(
+            json::to_text(&patched, false),
+            r#"{"resourceType":"Basic","a/b":10,"~1":3}"#
+        );
+    }
+
+    #[test]
+    fn json_numbers_keep_their_exact_text() {
+        let resource = r#"{"resourceType":"Observation","valueQuantity":{"value":1.50}}"#;
+        let patched = json_patch(
+            resource,
+            r#"[{"op":"copy","from":"/valueQuantity","path":"/referenceRange"},
+                {"op":"add","path":"/valueQuantity/value","value":12345678901234567890.000}]"#,
+        )
+        .unwrap();
+        assert_eq!(
+            json::to_text(&patched, false),
+            r#"{"resourceType":"Observation","valueQuantity":{"value":12345678901234567890.000},"referenceRange":{"value":1.50}}"#
+        );
+    }
+
+    #[test]
+    fn json_patch_must_be_an_array() {
+        let diagnostics = one_issue(json_patch(JIM, r#"{"op":"remove"}"#), "invalid", "$this");
+        assert!(diagnostics.contains("array"), "{diagnostics}");
+    }
+
+    #[test]
+    fn json_malformed_operations_are_all_reported() {
+        let patch = r#"["remove",
+            {"path":"/gender"},
+            {"op":"jump","path":"/gender"},
+            {"op":"add","path":"/gender"},
+            {"op":"add","path":"gender","value":"x"},
+            {"op":"remove","path":"/a~2"},
+            {"op":"add","path":5,"value":"x"},
+            {"op":"move","path":"/gender"}]"#;
+        let issues = json_patch(JIM, patch).unwrap_err();
+        let found: Vec<(&str, &str)> = issues
+            .iter()
+            .map(|issue| (issue.code, issue.expression.as_deref().unwrap()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("invalid", "[0]"),
+                ("invalid", "[1]"),
+                ("invalid", "[2].op"),
+                ("invalid", "[3]"),
+                ("invalid", "[4].path"),
+                ("invalid", "[5].path"),
+                ("invalid", "[6].path"),
+                ("invalid", "[7]"),
+            ]
+        );
+        assert!(issues[1].diagnostics.contains("'op'"));
+        assert!(issues[2].diagnostics.contains("jump"));
+        assert!(issues[3].diagnostics.contains("'value'"));
+        assert!(issues[7].diagnostics.contains("'from'"));
+    }
+
+    #[test]
+    fn json_missing_targets_are_not_found() {
+        let cases = [
+            (r#"{"op":"remove","path":"/birthDate"}"#, "[0].path"),
+            (
+                r#"{"op":"replace","path":"/name/3","value":{}}"#,
+                "[0].path",
+            ),
+            (
+                r#"{"op":"replace","path":"/name/0/given/0","value":"x"}"#,
+                "[0].path",
+            ),
+            (
+                r#"{"op":"add","path":"/contact/0/name","value":{}}"#,
+                "[0].path",
+            ),
+            (r#"{"op":"add","path":"/gender/x","value":"y"}"#, "[0].path"),
+            (
+                r#"{"op":"move","from":"/birthDate","path":"/x"}"#,
+                "[0].from",
+            ),
+            (r#"{"op":"copy","from":"/name/1","path":"/x"}"#, "[0].from"),
+            (r#"{"op":"remove","path":"/name/-"}"#, "[0].path"),
+        ];
+        for (operation, at) in cases {
+            let diagnostics =
+                one_issue(json_patch(JIM, &format!("[{operation}]")), "not-found", at);
+            assert!(diagnostics.contains("does not exist"), "{diagnostics}");
+        }
+        let diagnostics = one_issue(
+            json_patch(JIM, r#"[{"op":"remove","path":"/name/0/given/0"}]"#),
+            "not-found",
+            "[0].path",
+        );
+        assert!(
+            diagnostics.contains("nothing at '/name/0/given'"),
+            "{diagnostics}"
+        );
+    }
+
+    #[test]
+    fn json_bad_insertion_indexes_are_value_errors() {
+        for path in ["/name/2", "/name/01", "/name/x", "/name/-1"] {
+            let patch = format!(r#"[{{"op":"add","path":"{path}","value":{{}}}}]"#);
+            one_issue(json_patch(JIM, &patch), "value", "[0].path");
+        }
+        let patch = r#"[{"op":"add","path":"/name/1","value":{"family":"B"}}]"#;
+        assert!(json_patch(JIM, patch).is_ok(), "index = length appends");
+    }
+
+    #[test]
+    fn json_failed_test_is_processing() {
+        let patch = r#"[{"op":"replace","path":"/gender","value":"female"},
+            {"op":"test","path":"/gender","value":"male"}]"#;
+        let diagnostics = one_issue(json_patch(JIM, patch), "processing", "[1].value");
+        assert!(diagnostics.contains("Test failed"), "{diagnostics}");
+        let patch = r#"[{"op":"test","path":"/birthDate","value":"1974"}]"#;
+        one_issue(json_patch(JIM, patch), "processing", "[0].path");
+    }
+
+    #[test]
+    fn json_structural_mistakes_are_invalid() {
+        let patch = r#"[{"op":"move","from":"/name","path":"/name/0/x"}]"#;
+        one_issue(json_patch(JIM, patch), "invalid", "[0].from");
+        let patch = r#"[{"op":"remove","path":""}]"#;
+        one_issue(json_patch(JIM, patch), "invalid", "[0].path");
+    }
+
+    #[test]
+    fn json_error_leaves_the_resource_unchanged() {
+        let mut resource = lossless(JIM);
+        let before = resource.clone();
+        let patch = lossless(
+            r#"[{"op":"replace","path":"/gender","value":"female"},
+                {"op":"remove","path":"/name/0"},
+                {"op":"remove","path":"/birthDate"}]"#,
+        );
+        let issues = apply_json_patch(&mut resource, &patch).unwrap_err();
+        assert_eq!(issues[0].expression.as_deref(), Some("[2].path"));
+        assert_eq!(resource, before);
+        assert_eq!(json::to_text(&resource, false), JIM);
+    }
+
+    // -- FHIRPath Patch ---------------------------------------------------------------------
+
+    /// An `operation` parameter: type and path parts, then `more` parts.
+    fn operation(kind: &str, path: &str, more: Value) -> Value {
+        let mut parts = vec![
+            json!({"name": "type", "valueCode": kind}),
+            json!({"name": "path", "valueString": path}),
+        ];
+        parts.extend(more.as_array().cloned().unwrap_or_default());
+        json!({"name": "operation", "part": parts})
+    }
+
+    fn integer(name: &str, value: i64) -> Value {
+        json!({"name": name, "valueInteger": json::number(value)})
+    }
+
+    fn parameters(operations: Vec<Value>) -> Value {
+        json!({"resourceType": "Parameters", "parameter": operations})
+    }
+
+    fn fhir_patch(resource: &str, operations: Vec<Value>) -> Result<Value, Vec<OutcomeIssue>> {
+        let mut value = lossless(resource);
+        apply_fhirpath_patch(&mut value, &parameters(operations), &repeating).map(|()| value)
+    }
+
+    const CONTACT: &str = r#"{"resourceType":"Patient","birthDate":"1920-01-01",
+        "contact":[{"name":{"text":"a name"},"gender":"male"}]}"#;
+
+    const IDENTIFIERS: &str = r#"{"resourceType":"Patient","identifier":[
+        {"system":"http://example.org","value":"value 1"},
+        {"system":"http://example.org","value":"value 2"},
+        {"system":"http://example.org","value":"value 3"},
+        {"system":"http://example.org","value":"value 4"}]}"#;
+
+    fn identifier_values(resource: &Value) -> Vec<&str> {
+        resource["identifier"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|identifier| identifier["value"].as_str().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn fhirpath_replace_primitives_and_complex_values() {
+        let patched = fhir_patch(
+            CONTACT,
+            vec![
+                operation(
+                    "replace",
+                    "Patient.birthDate",
+                    json!([{"name": "value", "valueDate": "1930-01-01"}]),
+                ),
+                operation(
+                    "replace",
+                    "Patient.contact[0].gender",
+                    json!([{"name": "value", "valueCode": "female"}]),
+                ),
+                operation(
+                    "replace",
+                    "Patient.contact.name",
+                    json!([{"name": "value", "valueHumanName": {"family": "B"}}]),
+                ),
+            ],
+        )
+        .unwrap();
+        assert_eq!(patched["birthDate"], "1930-01-01");
+        assert_eq!(
+            patched["contact"],
+            json!([{"name": {"family": "B"}, "gender": "female"}])
+        );
+    }
+
+    #[test]
+    fn fhirpath_delete_removes_elements_and_what_they_emptied() {
+        let patched = fhir_patch(
+            CONTACT,
+            vec![
+                operation("delete", "Patient.birthDate", json!([])),
+                operation("delete", "Patient.contact[0].name.text", json!([])),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            patched,
+            json!({"resourceType": "Patient", "contact": [{"gender": "male"}]})
+        );
+        let patched = fhir_patch(
+            CONTACT,
+            vec![operation("delete", "Patient.contact[0]", json!([]))],
+        );
+        assert_eq!(
+            patched.unwrap(),
+            json!({"resourceType": "Patient", "birthDate": "1920-01-01"})
+        );
+    }
+
+    #[test]
+    fn fhirpath_delete_of_nothing_is_a_no_op_but_of_several_an_error() {
+        let patched = fhir_patch(
+            IDENTIFIERS,
+            vec![
+                operation(
+                    "delete",
+                    "Patient.identifier.where(value = 'value 9')",
+                    json!([]),
+                ),
+                operation("delete", "Patient.telecom", json!([])),
+            ],
+        );
+        assert_eq!(patched.unwrap(), lossless(IDENTIFIERS));
+        let result = fhir_patch(
+            IDENTIFIERS,
+            vec![operation("delete", "Patient.identifier", json!([]))],
+        );
+        let diagnostics = one_issue(result, "processing", "Parameters.parameter[0].part[1]");
+        assert!(diagnostics.contains("matches 4 elements"), "{diagnostics}");
+    }
+
+    #[test]
+    fn fhirpath_delete_from_a_list() {
+        let patched = fhir_patch(
+            IDENTIFIERS,
+            vec![
+                operation("delete", "Patient.identifier[1]", json!([])),
+                operation(
+                    "delete",
+                    "Patient.identifier.where(value = 'value 4')",
+                    json!([]),
+                ),
+            ],
+        )
+        .unwrap();
+        assert_eq!(identifier_values(&patched), ["value 1", "value 3"]);
+    }
+
+    #[test]
+    fn fhirpath_add_primitive_and_complex_values() {
+        let patched = fhir_patch(
+            r#"{"resourceType":"Patient","contact":[{"name":{"text":"a name"}}]}"#,
+            vec![
+                operation("add", "Patient", json!([{"name": "name", "valueString": "birthDate"}, {"name": "value", "valueDate": "1930-01-01"}])),
+                operation("add", "Patient.contact[0]", json!([{"name": "name", "valueString": "gender"}, {"name": "value", "valueCode": "male"}])),
+                operation("add", "Patient", json!([{"name": "name", "valueString": "maritalStatus"}, {"name": "value", "valueCodeableConcept": {"text": "married"}}])),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            patched,
+            json!({
+                "resourceType": "Patient",
+                "contact": [{"name": {"text": "a name"}, "gender": "male"}],
+                "birthDate": "1930-01-01",
+                "maritalStatus": {"text": "married"}
+            })
+        );
+    }
+
+    #[test]
+    fn fhirpath_add_builds_complex_values_from_parts() {
+        let value = json!({"name": "value", "part": [
+            {"name": "name", "part": [
+                {"name": "family", "valueString": "du Marché"},
+                {"name": "given", "valueString": "Bénédicte"},
+            ]},
+            {"name": "gender", "valueCode": "female"},
+            {"name": "telecom", "valueContactPoint": {"system": "phone", "value": "+33 1"}},
+            {"name": "telecom", "valueContactPoint": {"system": "email", "value": "b@example.org"}},
+        ]});
+        let patched = fhir_patch(
+            r#"{"resourceType":"Patient"}"#,
+            vec![operation(
+                "add",
+                "Patient",
+                json!([{"name": "name", "valueString": "contact"}, value]),
+            )],
+        )
+        .unwrap();
+        assert_eq!(
+            patched["contact"],
+            json!([{
+                "name": {"family": "du Marché", "given": ["Bénédicte"]},
+                "gender": "female",
+                "telecom": [
+                    {"system": "phone", "value": "+33 1"},
+                    {"system": "email", "value": "b@example.org"}
+                ]
+            }])
+        );
+    }
+
+    #[test]
+    fn fhirpath_add_appends_to_lists_and_creates_them() {
+        let identifier = json!({"name": "value", "valueIdentifier": {"system": "http://example.org", "value": "value 5"}});
+        let add = operation(
+            "add",
+            "Patient",
+            json!([{"name": "name", "valueString": "identifier"}, identifier]),
+        );
+        let patched = fhir_patch(IDENTIFIERS, vec![add.clone()]).unwrap();
+        assert_eq!(
+            identifier_values(&patched),
+            ["value 1", "value 2", "value 3", "value 4", "value 5"]
+        );
+        let patched = fhir_patch(r#"{"resourceType":"Patient"}"#, vec![add]).unwrap();
+        assert_eq!(
+            patched["identifier"],
+            json!([{"system": "http://example.org", "value": "value 5"}])
+        );
+    }
+
+    #[test]
+    fn fhirpath_add_to_a_single_value_that_exists_is_an_error() {
+        let add = operation(
+            "add",
+            "Patient",
+            json!([{"name": "name", "valueString": "birthDate"}, {"name": "value", "valueDate": "1930-01-01"}]),
+        );
+        let diagnostics = one_issue(
+            fhir_patch(CONTACT, vec![add]),
+            "processing",
+            "Parameters.parameter[0].part[2]",
+        );
+        assert!(diagnostics.contains("use replace"), "{diagnostics}");
+    }
+
+    #[test]
+    fn fhirpath_add_needs_exactly_one_target() {
+        let add = |path: &str| {
+            operation(
+                "add",
+                path,
+                json!([{"name": "name", "valueString": "end"}, {"name": "value", "valueDate": "2021-12-01"}]),
+            )
+        };
+        let resource = r#"{"resourceType":"Patient","identifier":[{"use":"official","value":"123"},{"value":"456"}]}"#;
+        let result = fhir_patch(
+            resource,
+            vec![add("Patient.identifier.where(use = 'official').period")],
+        );
+        let diagnostics = one_issue(result, "not-found", "Parameters.parameter[0].part[1]");
+        assert!(diagnostics.contains("matches nothing"), "{diagnostics}");
+        let result = fhir_patch(resource, vec![add("Patient.identifier")]);
+        one_issue(result, "processing", "Parameters.parameter[0].part[1]");
+    }
+
+    #[test]
+    fn fhirpath_add_choice_element_by_its_x_name() {
+        let add = operation(
+            "add",
+            "Patient",
+            json!([{"name": "name", "valueString": "deceased[x]"}, {"name": "value", "valueBoolean": false}]),
+        );
+        let patched = fhir_patch(r#"{"resourceType":"Patient"}"#, vec![add.clone()]).unwrap();
+        assert_eq!(
+            patched,
+            json!({"resourceType": "Patient", "deceasedBoolean": false})
+        );
+        let resource = r#"{"resourceType":"Patient","deceasedDateTime":"2020-01-01"}"#;
+        one_issue(
+            fhir_patch(resource, vec![add]),
+            "processing",
+            "Parameters.parameter[0].part[2]",
+        );
+        let bare = operation(
+            "add",
+            "Patient",
+            json!([{"name": "name", "valueString": "deceased"}, {"name": "value", "valueBoolean": true}]),
+        );
+        let result = fhir_patch(resource, vec![bare]);
+        let diagnostics = one_issue(result, "processing", "Parameters.parameter[0].part[2]");
+        assert!(diagnostics.contains("deceasedDateTime"), "{diagnostics}");
+    }
+
+    #[test]
+    fn fhirpath_insert_into_lists() {
+        let value = |v: &str| json!({"name": "value", "valueIdentifier": {"system": "http://example.org", "value": v}});
+        let insert = |v: &str, at: i64| {
+            operation(
+                "insert",
+                "Patient.identifier",
+                json!([value(v), integer("index", at)]),
+            )
+        };
+        let patched = fhir_patch(
+            IDENTIFIERS,
+            vec![insert("first", 0), insert("second", 1), insert("last", 6)],
+        )
+        .unwrap();
+        assert_eq!(
+            identifier_values(&patched),
+            ["first", "second", "value 1", "value 2", "value 3", "value 4", "last"]
+        );
+        let patched = fhir_patch(r#"{"resourceType":"Patient"}"#, vec![insert("only", 0)]).unwrap();
+        assert_eq!(identifier_values(&patched), ["only"]);
+    }
+
+    #[test]
+    fn fhirpath_insert_errors() {
+        let value = json!({"name": "value", "valueString": "x"});
+        let insert = |path: &str, at: i64| {
+            operation("insert", path, json!([value.clone(), integer("index", at)]))
+        };
+        let result = fhir_patch(IDENTIFIERS, vec![insert("Patient.identifier", 5)]);
+        let diagnostics = one_issue(result, "value", "Parameters.parameter[0].part[3]");
+        assert!(diagnostics.contains("beyond the end"), "{diagnostics}");
+        let result = fhir_patch(
+            r#"{"resourceType":"Patient"}"#,
+            vec![insert("Patient.identifier", 1)],
+        );
+        one_issue(result, "value", "Parameters.parameter[0].part[3]");
+        let result = fhir_patch(CONTACT, vec![insert("Patient.birthDate", 0)]);
+        one_issue(result, "invalid", "Parameters.parameter[0].part[1]");
+        let result = fhir_patch(
+            r#"{"resourceType":"Patient"}"#,
+            vec![insert("Patient.gender", 0)],
+        );
+        one_issue(result, "invalid", "Parameters.parameter[0].part[1]");
+        let result = fhir_patch(IDENTIFIERS, vec![insert("Patient.identifier[0]", 0)]);
+        one_issue(result, "invalid", "Parameters.parameter[0].part[1]");
+        let result = fhir_patch(IDENTIFIERS, vec![insert("Patient.contact[0].telecom", 0)]);
+        one_issue(result, "not-found", "Parameters.parameter[0].part[1]");
+    }
+
+    #[test]
+    fn fhirpath_move_reorders_a_list() {
+        let mv = |from: i64, to: i64| {
+            operation(
+                "move",
+                "Patient.identifier",
+                json!([integer("source", from), integer("destination", to)]),
+            )
+        };
+        let cases: [(Vec<Value>, [&str; 4]); 4] = [
+            (vec![mv(3, 1)], ["value 1", "value 4", "value 2", "value 3"]),
+            (vec![mv(3, 0)], ["value 4", "value 1", "value 2", "value 3"]),
+            (vec![mv(0, 3)], ["value 2", "value 3", "value 4", "value 1"]),
+            (
+                vec![mv(3, 0), mv(3, 1), mv(3, 2)],
+                ["value 4", "value 3", "value 2", "value 1"],
+            ),
+        ];
+        for (operations, expected) in cases {
+            let patched = fhir_patch(IDENTIFIERS, operations).unwrap();
+            assert_eq!(identifier_values(&patched), expected);
+        }
+        let result = fhir_patch(IDENTIFIERS, vec![mv(4, 0)]);
+        one_issue(result, "value", "Parameters.parameter[0].part[2]");
+        let result = fhir_patch(IDENTIFIERS, vec![mv(0, 4)]);
+        one_issue(result, "value", "Parameters.parameter[0].part[3]");
+        let result = fhir_patch(r#"{"resourceType":"Patient"}"#, vec![mv(0, 0)]);
+        one_issue(result, "not-found", "Parameters.parameter[0].part[1]");
+    }
+
+    #[test]
+    fn fhirpath_replace_needs_exactly_one_target() {
+        let replace = |path: &str| {
+            operation(
+                "replace",
+                path,
+                json!([{"name": "value", "valueString": "x"}]),
+            )
+        };
+        let result = fhir_patch(IDENTIFIERS, vec![replace("Patient.identifier.value")]);
+        one_issue(result, "processing", "Parameters.parameter[0].part[1]");
+        let result = fhir_patch(IDENTIFIERS, vec![replace("Patient.name.family")]);
+        one_issue(result, "not-found", "Parameters.parameter[0].part[1]");
+        let result = fhir_patch(IDENTIFIERS, vec![replace("Patient")]);
+        one_issue(result, "invalid", "Parameters.parameter[0].part[1]");
+        let result = fhir_patch(IDENTIFIERS, vec![operation("delete", "Patient", json!([]))]);
+        one_issue(result, "invalid", "Parameters.parameter[0].part[1]");
+    }
+
+    #[test]
+    fn fhirpath_where_with_and_or_parentheses_and_booleans() {
+        let resource = r#"{"resourceType":"Patient","identifier":[
+            {"system":"a","value":"1"},{"system":"b","value":"1"},{"system":"b","value":"2"}],
+            "telecom":[{"value":"x","period":{"start":"2020"}},{"value":"y"}],
+            "link":[{"other":{"reference":"Patient/1"},"type":"seealso"}],
+            "communication":[{"language":{"text":"fr"},"preferred":true},{"language":{"text":"en"},"preferred":false}]}"#;
+        let replace = |path: &str| {
+            operation(
+                "replace",
+                path,
+                json!([{"name": "value", "valueString": "new"}]),
+            )
+        };
+        let patched = fhir_patch(
+            resource,
+            vec![
+                replace("Patient.identifier.where(system = 'b' and value = '1').value"),
+                replace("Patient.identifier.where(('a' = system or value = '2') and system = 'b').system"),
+                replace("Patient.communication.where(preferred = true).language.text"),
+                replace("Patient.telecom.where(period.start = '2020').value"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            patched["identifier"],
+            json!([{"system": "a", "value": "1"}, {"system": "b", "value": "new"}, {"system": "new", "value": "2"}])
+        );
+        assert_eq!(patched["communication"][0]["language"]["text"], "new");
+        assert_eq!(patched["communication"][1]["language"]["text"], "en");
+        assert_eq!(patched["telecom"][0]["value"], "new");
+    }
+
+    #[test]
+    fn fhirpath_first_last_this_and_indexers_work_on_collections() {
+        let resource = r#"{"resourceType":"Patient","name":[
+            {"family":"A","given":["Peter","James"]},{"family":"B","given":["Jim"]}]}"#;
+        let replace = |path: &str, value: &str| {
+            operation(
+                "replace",
+                path,
+                json!([{"name": "value", "valueString": value}]),
+            )
+        };
+        let patched = fhir_patch(
+            resource,
+            vec![
+                // The indexer selects from the whole collection, across both names.
+                replace("Patient.name.given[2]", "Jimmy"),
+                replace("Patient.name.first().family", "First"),
+                replace("Patient.name.last().family", "Last"),
+                replace("Patient.name.given.where($this = 'James')", "Jacques"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            patched["name"],
+            json!([
+                {"family": "First", "given": ["Peter", "Jacques"]},
+                {"family": "Last", "given": ["Jimmy"]}
+            ])
+        );
+    }
+
+    #[test]
+    fn fhirpath_choice_elements_are_reached_by_their_base_name() {
+        let observation = r#"{"resourceType":"Observation","status":"final",
+            "valueQuantity":{"value":1.50,"unit":"mg"},"note":[{"text":"n"}]}"#;
+        let replace = |path: &str, value: Value| operation("replace", path, json!([value]));
+        let patched = fhir_patch(
+            observation,
+            vec![replace(
+                "Observation.value.ofType(Quantity).unit",
+                json!({"name": "value", "valueString": "g"}),
+            )],
+        )
+        .unwrap();
+        assert_eq!(patched["valueQuantity"]["unit"], "g");
+        // Replacing with another type renames the property, in place.
+        let patched = fhir_patch(
+            observation,
+            vec![replace(
+                "Observation.value",
+                json!({"name": "value", "valueString": "high"}),
+            )],
+        )
+        .unwrap();
+        assert_eq!(
+            json::to_text(&patched, false),
+            r#"{"resourceType":"Observation","status":"final","valueString":"high","note":[{"text":"n"}]}"#
+        );
+        let result = fhir_patch(
+            observation,
+            vec![replace(
+                "Observation.value.ofType(string)",
+                json!({"name": "value", "valueString": "x"}),
+            )],
+        );
+        one_issue(result, "not-found", "Parameters.parameter[0].part[1]");
+        let patched = fhir_patch(
+            observation,
+            vec![operation("delete", "Observation.value", json!([]))],
+        );
+        assert!(patched.unwrap().get("valueQuantity").is_none());
+    }
+
+    #[test]
+    fn fhirpath_choice_base_names_do_not_match_unrelated_properties() {
+        // `periodUnit` is not a `period` choice: the path matches nothing.
+        let resource = r#"{"resourceType":"Patient","extension":[{"url":"u","periodUnit":"d"}]}"#;
+        let result = fhir_patch(
+            resource,
+            vec![operation(
+                "replace",
+                "Patient.extension.period",
+                json!([{"name": "value", "valueString": "x"}]),
+            )],
+        );
+        one_issue(result, "not-found", "Parameters.parameter[0].part[1]");
+    }
+
+    #[test]
+    fn fhirpath_primitive_companions_stay_aligned() {
+        let resource = r#"{"resourceType":"Patient","name":[{"given":["Peter","James"],
+            "_given":[null,{"extension":[{"url":"http://example.org/x","valueString":"y"}]}]}],
+            "birthDate":"1974-12-25"}"#;
+        let patched = fhir_patch(
+            resource,
+            vec![operation("delete", "Patient.name.given[0]", json!([]))],
+        )
+        .unwrap();
+        assert_eq!(
+            patched["name"][0],
+            json!({"given": ["James"], "_given": [{"extension": [{"url": "http://example.org/x", "valueString": "y"}]}]})
+        );
+        let patched = fhir_patch(
+            resource,
+            vec![operation("delete", "Patient.name.given[1]", json!([]))],
+        )
+        .unwrap();
+        assert_eq!(patched["name"][0], json!({"given": ["Peter"]}));
+        let patched = fhir_patch(
+            resource,
+            vec![operation(
+                "replace",
+                "Patient.name.given[1]",
+                json!([{"name": "value", "valueString": "Jim"}]),
+            )],
+        )
+        .unwrap();
+        assert_eq!(patched["name"][0], json!({"given": ["Peter", "Jim"]}));
+        let patched = fhir_patch(
+            resource,
+            vec![operation(
+                "insert",
+                "Patient.name[0].given",
+                json!([{"name": "value", "valueString": "Jo"}, integer("index", 0)]),
+            )],
+        )
+        .unwrap();
+        assert_eq!(patched["name"][0]["given"], json!(["Jo", "Peter", "James"]));
+        assert_eq!(
+            patched["name"][0]["_given"][2]["extension"][0]["valueString"],
+            "y"
+        );
+        // A primitive takes extensions through its `_name` companion, created next to it.
+        let extension = json!({"name": "value", "valueExtension": {"url": "http://hl7.org/fhir/StructureDefinition/patient-birthTime", "valueDateTime": "1974-12-25T14:35:45-05:00"}});
+        let patched = fhir_patch(
+            resource,
+            vec![operation(
+                "add",
+                "Patient.birthDate",
+                json!([{"name": "name", "valueString": "extension"}, extension]),
+            )],
+        )
+        .unwrap();
+        let text = json::to_text(&patched, false);
+        assert!(
+            text.ends_with(r#""birthDate":"1974-12-25","_birthDate":{"extension":[{"url":"http://hl7.org/fhir/StructureDefinition/patient-birthTime","valueDateTime":"1974-12-25T14:35:45-05:00"}]}}"#),
+            "{text}"
+        );
+        let patched = fhir_patch(
+            &text,
+            vec![operation(
+                "delete",
+                "Patient.birthDate.extension",
+                json!([]),
+            )],
+        )
+        .unwrap();
+        assert!(patched.get("_birthDate").is_none());
+        assert_eq!(patched["birthDate"], "1974-12-25");
+    }
+
+    #[test]
+    fn fhirpath_numbers_keep_their_exact_text() {
+        let resource = r#"{"resourceType":"Observation","valueQuantity":{"value":1.50},
+            "component":[{"valueInteger":7},{"valueDecimal":0.10}]}"#;
+        let patch = r#"{"resourceType":"Parameters","parameter":[
+            {"name":"operation","part":[{"name":"type","valueCode":"replace"},
+                {"name":"path","valueString":"Observation.value.value"},
+                {"name":"value","valueDecimal":2.500}]},
+            {"name":"operation","part":[{"name":"type","valueCode":"move"},
+                {"name":"path","valueString":"Observation.component"},
+                {"name":"source","valueInteger":1},{"name":"destination","valueInteger":0}]}]}"#;
+        let mut patched = lossless(resource);
+        apply_fhirpath_patch(&mut patched, &lossless(patch), &repeating).unwrap();
+        assert_eq!(
+            json::to_text(&patched, false),
+            r#"{"resourceType":"Observation","valueQuantity":{"value":2.500},"component":[{"valueDecimal":0.10},{"valueInteger":7}]}"#
+        );
+    }
+
+    #[test]
+    fn fhirpath_error_leaves_the_resource_unchanged() {
+        let mut resource = lossless(IDENTIFIERS);
+        let before = resource.clone();
+        let patch = parameters(vec![
+            operation("delete", "Patient.identifier[0]", json!([])),
+            operation(
+                "replace",
+                "Patient.identifier[0].value",
+                json!([{"name": "value", "valueString": "x"}]),
+            ),
+            operation(
+                "replace",
+                "Patient.birthDate",
+                json!([{"name": "value", "valueDate": "2000"}]),
+            ),
+        ]);
+        let issues = apply_fhirpath_patch(&mut resource, &patch, &repeating).unwrap_err();
+        assert_eq!(
+            issues[0].expression.as_deref(),
+            Some("Parameters.parameter[2].part[1]")
+        );
+        assert_eq!(resource, before);
+    }
+
+    #[test]
+    fn fhirpath_empty_parameters_change_nothing() {
+        let mut resource = lossless(CONTACT);
+        let before = resource.clone();
+        apply_fhirpath_patch(
+            &mut resource,
+            &json!({"resourceType": "Parameters"}),
+            &repeating,
+        )
+        .unwrap();
+        assert_eq!(resource, before);
+    }
+
+    /// The ANS use case: masking a document from health professionals, then unmasking it.
+    #[test]
+    fn ans_document_reference_masking() {
+        const SYSTEM: &str = "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument";
+        let document = r#"{"resourceType":"DocumentReference","status":"current",
+            "content":[{"attachment":{"contentType":"application/pdf","size":1024}}]}"#;
+        let status = operation(
+            "replace",
+            "DocumentReference.status",
+            json!([{"name": "value", "valueCode": "entered-in-error"}]),
+        );
+        let label = json!({"name": "value", "valueCodeableConcept": {"coding": [{"system": SYSTEM, "code": "MASQUE_PS"}]}});
+        let mask = operation(
+            "add",
+            "DocumentReference",
+            json!([{"name": "name", "valueString": "securityLabel"}, label]),
+        );
+        let patched = fhir_patch(document, vec![status, mask]).unwrap();
+        assert_eq!(patched["status"], "entered-in-error");
+        assert_eq!(
+            patched["securityLabel"],
+            json!([{"coding": [{"system": SYSTEM, "code": "MASQUE_PS"}]}])
+        );
+        assert!(json::to_text(&patched, false).contains(r#""size":1024"#));
+
+        let unmask = operation(
+            "delete",
+            "DocumentReference.securityLabel.where(coding.code='MASQUE_PS')",
+            json!([]),
+        );
+        let unmasked = fhir_patch(&json::to_text(&patched, false), vec![unmask.clone()]).unwrap();
+        assert!(unmasked.get("securityLabel").is_none(), "{unmasked}");
+        // Unmasking an unmasked document is a no-op.
+        let again = fhir_patch(&json::to_text(&unmasked, false), vec![unmask]).unwrap();
+        assert_eq!(again, unmasked);
+    }
+
+    #[test]
+    fn ans_security_label_coding_added_from_parts() {
+        let document = r#"{"resourceType":"DocumentReference","status":"current",
+            "securityLabel":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v3-Confidentiality","code":"N"}]}]}"#;
+        let coding = json!({"name": "value", "part": [
+            {"name": "system", "valueUri": "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument"},
+            {"name": "code", "valueCode": "MASQUE_PS"},
+        ]});
+        let add = operation(
+            "add",
+            "DocumentReference.securityLabel[0]",
+            json!([{"name": "name", "valueString": "coding"}, coding]),
+        );
+        let patched = fhir_patch(document, vec![add]).unwrap();
+        let codes: Vec<&Value> = patched["securityLabel"][0]["coding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|coding| &coding["code"])
+            .collect();
+        assert_eq!(codes, [&json!("N"), &json!("MASQUE_PS")]);
+        // A new label built from nested parts: its coding is a list as the definitions say.
+        let label = json!({"name": "value", "part": [{"name": "coding", "part": [
+            {"name": "system", "valueUri": "urn:x"}, {"name": "code", "valueCode": "MASQUE_PS"}]}]});
+        let add = operation(
+            "add",
+            "DocumentReference",
+            json!([{"name": "name", "valueString": "securityLabel"}, label]),
+        );
+        let patched = fhir_patch(document, vec![add]).unwrap();
+        assert_eq!(
+            patched["securityLabel"][1],
+            json!({"coding": [{"system": "urn:x", "code": "MASQUE_PS"}]})
+        );
+    }
+
+    #[test]
+    fn is_repeating_is_asked_with_definition_paths() {
+        let asked = std::cell::RefCell::new(Vec::new());
+        let record = |path: &str| {
+            asked.borrow_mut().push(path.to_owned());
+            repeating(path)
+        };
+        let mut resource = lossless(
+            r#"{"resourceType":"Patient","birthDate":"1974","contained":[{"resourceType":"Practitioner","id":"p"}]}"#,
+        );
+        let contact = json!({"name": "value", "part": [{"name": "telecom", "valueContactPoint": {"value": "1"}}]});
+        let patch = parameters(vec![
+            operation(
+                "add",
+                "Patient",
+                json!([{"name": "name", "valueString": "contact"}, contact]),
+            ),
+            operation(
+                "add",
+                "Patient.birthDate",
+                json!([{"name": "name", "valueString": "extension"}, {"name": "value", "valueExtension": {"url": "u", "valueString": "v"}}]),
+            ),
+            operation(
+                "add",
+                "Patient.contained[0]",
+                json!([{"name": "name", "valueString": "name"}, {"name": "value", "valueHumanName": {"text": "Dr"}}]),
+            ),
+        ]);
+        apply_fhirpath_patch(&mut resource, &patch, &record).unwrap();
+        assert_eq!(
+            *asked.borrow(),
+            [
+                "Patient.contact.telecom",
+                "Patient.contact",
+                "Patient.birthDate.extension",
+                "Practitioner.name"
+            ]
+        );
+        assert_eq!(resource["contained"][0]["name"], json!([{"text": "Dr"}]));
+        assert_eq!(resource["contact"], json!([{"telecom": [{"value": "1"}]}]));
+    }
+
+    #[test]
+    fn fhirpath_document_must_be_parameters() {
+        let mut resource = lossless(CONTACT);
+        for patch in [json!([]), json!({"resourceType": "Patient"})] {
+            let issues = apply_fhirpath_patch(&mut resource, &patch, &repeating).unwrap_err();
+            assert_eq!(
+                (issues[0].code, issues[0].expression.as_deref()),
+                ("invalid", Some("$this"))
+            );
+        }
+        let patch = json!({"resourceType": "Parameters", "parameter": {}});
+        let issues = apply_fhirpath_patch(&mut resource, &patch, &repeating).unwrap_err();
+        assert_eq!(
+            issues[0].expression.as_deref(),
+            Some("Parameters.parameter")
+        );
+    }
+
+    #[test]
+    fn fhirpath_malformed_operations_are_all_reported() {
+        let issues = fhir_patch(
+            CONTACT,
+            vec![
+                json!({"name": "op", "part": []}),
+                json!({"name": "operation"}),
+                operation("add", "Patient", json!([{"name": "colour", "valueString": "x"}])),
+                operation("upsert", "Patient", json!([])),
+                operation("replace", "Patient.birthDate", json!([])),
+                operation("add", "Patient", json!([{"name": "value", "valueString": "x"}])),
+                operation("insert", "Patient.x", json!([{"name": "value", "valueString": "x"}, integer("index", -1)])),
+                operation("replace", "Patient.x", json!([{"name": "value", "valueString": "x", "valueCode": "y"}])),
+                operation("replace", "Patient.x", json!([{"name": "value"}])),
+                operation("delete", "Patient.x", json!([{"name": "path", "valueString": "Patient.y"}])),
+                json!({"name": "operation", "part": [{"name": "path", "valueString": "Patient"}]}),
+                json!({"name": "operation", "part": [{"name": "type", "valueInteger": json::number(1)}]}),
+            ],
+        )
+        .unwrap_err();
+        let found: Vec<(&str, &str)> = issues
+            .iter()
+            .map(|issue| (issue.code, issue.expression.as_deref().unwrap()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("invalid", "Parameters.parameter[0].name"),
+                ("invalid", "Parameters.parameter[1]"),
+                ("invalid", "Parameters.parameter[2].part[2]"),
+                ("invalid", "Parameters.parameter[3].part[0]"),
+                ("invalid", "Parameters.parameter[4]"),
+                ("invalid", "Parameters.parameter[5]"),
+                ("value", "Parameters.parameter[6].part[3]"),
+                ("invalid", "Parameters.parameter[7].part[2]"),
+                ("invalid", "Parameters.parameter[8].part[2]"),
+                ("invalid", "Parameters.parameter[9].part[2]"),
+                ("invalid", "Parameters.parameter[10]"),
+                ("invalid", "Parameters.parameter[11].part[0]"),
+            ]
+        );
+        assert!(
+            issues[4].diagnostics.contains("'value'"),
+            "{}",
+            issues[4].diagnostics
+        );
+        assert!(
+            issues[5].diagnostics.contains("'name'"),
+            "{}",
+            issues[5].diagnostics
+        );
+        assert!(
+            issues[6].diagnostics.contains("negative"),
+            "{}",
+            issues[6].diagnostics
+        );
+    }
+
+    #[test]
+    fn fhirpath_values_and_names_are_checked() {
+        let add = |name: &str, value: Value| {
+            operation(
+                "add",
+                "Patient",
+                json!([{"name": "name", "valueString": name}, value]),
+            )
+        };
+        let result = fhir_patch(
+            CONTACT,
+            vec![add("deceased[x]", json!({"name": "value", "part": []}))],
+        );
+        one_issue(result, "invalid", "Parameters.parameter[0].part[2]");
+        let result = fhir_patch(
+            CONTACT,
+            vec![add(
+                "bad name",
+                json!({"name": "value", "valueString": "x"}),
+            )],
+        );
+        one_issue(result, "invalid", "Parameters.parameter[0].part[2]");
+        let nested = json!({"name": "value", "part": [{"name": "telecom"}]});
+        let diagnostics = one_issue(
+            fhir_patch(CONTACT, vec![add("contact", nested)]),
+            "invalid",
+            "Parameters.parameter[0].part[3]",
+        );
+        assert!(diagnostics.contains("telecom"), "{diagnostics}");
+    }
+
+    #[test]
+    fn fhirpath_paths_are_checked() {
+        let cases = [
+            ("Observation.status", "invalid", "Observation"),
+            ("Patient.name.exists()", "not-supported", "exists()"),
+            ("Patient.name | Patient.contact", "not-supported", "'|'"),
+            ("Patient.name.where(use != 'x')", "not-supported", "'!'"),
+            (
+                "Patient.name.where(period.start > '2020')",
+                "not-supported",
+                "'>'",
+            ),
+            (
+                "Patient.name.where(use = 1)",
+                "not-supported",
+                "number literal",
+            ),
+            ("Patient.name.where(use = %x)", "not-supported", "'%'"),
+            ("Patient.name.where(active)", "not-supported", "without '='"),
+            ("Patient.name[$this]", "not-supported", "index"),
+            ("$index", "not-supported", "variable"),
+            ("Patient.name = 'x'", "not-supported", "outside where()"),
+            ("Patient.name[0", "invalid", "expected ']'"),
+            ("Patient.name.where(use = 'x'", "invalid", "expected ')'"),
+            ("Patient.name.where(use = 'x)", "invalid", "not closed"),
+            ("Patient..name", "invalid", "after '.'"),
+            ("", "invalid", "empty"),
+            ("Patient.name#", "invalid", "'#'"),
+        ];
+        for (path, code, hint) in cases {
+            let result = fhir_patch(CONTACT, vec![operation("delete", path, json!([]))]);
+            let diagnostics = one_issue(result, code, "Parameters.parameter[0].part[1]");
+            assert!(diagnostics.contains(hint), "{path}: {diagnostics}");
+        }
+    }
+
+    #[test]
+    fn fhirpath_deep_nesting_is_refused_not_a_crash() {
+        let deep = format!(
+            "Patient.name.where({}use = 'x'{})",
+            "(".repeat(5000),
+            ")".repeat(5000)
+        );
+        let result = fhir_patch(CONTACT, vec![operation("delete", &deep, json!([]))]);
+        one_issue(result, "not-supported", "Parameters.parameter[0].part[1]");
+    }
+
+    #[test]
+    fn fhirpath_long_condition_chains_are_flat() {
+        let chain = vec!["system = 'x'"; 20_000].join(" or ");
+        let path = format!("Patient.identifier.where({chain} or value = 'value 2')");
+        let patched = fhir_patch(IDENTIFIERS, vec![operation("delete", &path, json!([]))]).unwrap();
+        assert_eq!(
+            identifier_values(&patched),
+            ["value 1", "value 3", "value 4"]
+        );
+    }
+
+    #[test]
+    fn fhirpath_string_escapes_and_backtick_names() {
+        let resource =
+            r#"{"resourceType":"Patient","name":[{"family":"O'Brien"},{"family":"D\\A"}]}"#;
+        let patched = fhir_patch(
+            resource,
+            vec![
+                operation(
+                    "delete",
+                    r"Patient.name.where(family = 'O\'Brien')",
+                    json!([]),
+                ),
+                operation(
+                    "replace",
+                    r"Patient.`name`.where(`family` = 'D\\A').family",
+                    json!([{"name": "value", "valueString": "\u{e9}"}]),
+                ),
+            ],
+        )
+        .unwrap();
+        assert_eq!(patched["name"], json!([{"family": "é"}]));
+    }
+
+    #[test]
+    fn numbers_compare_by_value_without_floats() {
+        assert!(same_number("1.50", "1.5"));
+        assert!(same_number("150e-2", "1.5"));
+        assert!(same_number("0", "-0.000"));
+        assert!(same_number(
+            "12345678901234567890123",
+            "1.2345678901234567890123e22"
+        ));
+        assert!(!same_number(
+            "12345678901234567890123",
+            "12345678901234567890124"
+        ));
+        assert!(!same_number("-1", "1"));
+        assert!(!same_number("1e400", "1e401"));
+    }
+}
