@@ -11,3 +11,4 @@ mod crud;
 mod errors;
 mod history;
 mod negotiation;
+mod patch;

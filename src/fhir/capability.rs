@@ -8,6 +8,7 @@ const WRITABLE: &[&str] = &[
     "read",
     "vread",
     "update",
+    "patch",
     "delete",
     "history-instance",
     "history-type",
@@ -21,7 +22,12 @@ pub fn capability_statement(base_url: &str, update_create: bool, date: &str) -> 
     let resources: Vec<Value> = RESOURCES
         .iter()
         .map(|kind| {
-            let interactions = if kind.server_written { READ_ONLY } else { WRITABLE };
+            let interactions: Vec<&str> = if kind.server_written { READ_ONLY } else { WRITABLE }
+                .iter()
+                .copied()
+                // Binary content is replaced with PUT; it has no JSON elements to patch.
+                .filter(|code| !(kind.name == "Binary" && *code == "patch"))
+                .collect();
             let profiles: Vec<&str> = super::profiles::for_type(kind.name)
                 .map(|p| p.url.as_str())
                 .collect();
@@ -54,6 +60,7 @@ pub fn capability_statement(base_url: &str, update_create: bool, date: &str) -> 
         "implementation": {"description": "Carnet FHIR R4 server", "url": base_url},
         "fhirVersion": "4.0.1",
         "format": ["application/fhir+json", "json"],
+        "patchFormat": ["application/json-patch+json", "application/fhir+json"],
         "rest": [{
             "mode": "server",
             "resource": resources,

@@ -8,6 +8,7 @@ pub mod incoming;
 pub mod json;
 mod model;
 pub mod outcome;
+pub mod patch;
 pub mod profiles;
 pub mod registry;
 pub mod resource;

@@ -117,6 +117,38 @@ pub fn element_info(resource_type: &str, path: &[&str]) -> Option<ElementInfo> {
     info
 }
 
+/// Whether the element at a dotted path of JSON property names (`Patient.contact.name.given`,
+/// `Patient.birthDate.extension`), walked through backbone elements and datatypes alike, is
+/// a JSON array. Unknown paths are `false`: validation reports them afterwards.
+pub fn is_repeating(path: &str) -> bool {
+    let definitions: &'static Definitions = &DEFINITIONS;
+    let mut steps = path.split('.');
+    let Some(mut shape) = steps
+        .next()
+        .and_then(|t| definitions.resources.get(t).copied())
+    else {
+        return false;
+    };
+    let mut steps = steps.peekable();
+    while let Some(step) = steps.next() {
+        let Some((element, target)) = definitions.shapes[shape].element_named(step) else {
+            return false;
+        };
+        if steps.peek().is_none() {
+            return element.repeats();
+        }
+        match target {
+            Some(Target::Complex(inner)) => shape = inner,
+            // Below a primitive only `id` and `extension` exist (in its `_name` companion).
+            Some(Target::Primitive(_)) => {
+                return steps.next() == Some("extension") && steps.peek().is_none()
+            }
+            _ => return false,
+        }
+    }
+    false
+}
+
 /// Past this many issues the resource is clearly broken; more would only flood the client.
 const MAX_ISSUES: usize = 100;
 
@@ -1416,6 +1448,18 @@ mod tests {
         assert!(!is_known_resource_type("Questionnaire"));
         assert_eq!(IssueCode::NotSupported.as_str(), "not-supported");
         assert_eq!(IssueCode::Required.as_str(), "required");
+    }
+
+    #[test]
+    fn is_repeating_walks_datatypes() {
+        assert!(is_repeating("Patient.name"));
+        assert!(is_repeating("Patient.contact.name.given"));
+        assert!(!is_repeating("Patient.contact.name.family"));
+        assert!(!is_repeating("Patient.birthDate"));
+        assert!(is_repeating("Patient.birthDate.extension"));
+        assert!(is_repeating("DocumentReference.securityLabel.coding"));
+        assert!(!is_repeating("DocumentReference.status"));
+        assert!(!is_repeating("Patient.nothing"));
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! The write interactions (create, update, delete): versioning and optimistic concurrency.
 
 use super::conditional::Condition;
-use super::incoming::Incoming;
+use super::incoming::{self, Incoming};
 use super::json;
+use super::outcome::OutcomeIssue;
 use super::registry::ResourceKind;
 use super::resource::{compartment_patient, new_id, now_micros, stamp, tokens};
 use crate::store::{NewVersion, Store, StoreError, TokenQuery, Version};
+use serde_json::Value;
 
 /// Why a write did not happen; nothing was stored.
 #[derive(Debug, thiserror::Error)]
@@ -18,9 +20,21 @@ pub enum WriteError {
     /// Update of an unknown id while client-assigned ids are not allowed.
     #[error("{0}")]
     NotAllowed(String),
+    /// The resource is deleted.
+    #[error("gone")]
+    Gone,
+    /// The content (e.g. a patched resource) is not acceptable.
+    #[error("rejected")]
+    Rejected {
+        status: u16,
+        issues: Vec<OutcomeIssue>,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
+
+/// What applying a patch gave: nothing, or the HTTP status and issues of its refusal.
+pub type PatchOutcome = Result<(), (u16, Vec<OutcomeIssue>)>;
 
 /// The result of a (conditional) create.
 #[derive(Debug)]
@@ -127,6 +141,84 @@ impl WriteContext<'_> {
                 let id = id.clone();
                 self.update(incoming, &id, if_match)
             }
+            _ => Err(several()),
+        }
+    }
+
+    /// Applies `patch` to the current version of `kind/id` and stores the result, which is
+    /// validated like any incoming resource. Retries on a concurrent write unless `if_match`.
+    pub fn patch(
+        &self,
+        kind: &'static ResourceKind,
+        id: &str,
+        patch: &dyn Fn(&mut Value) -> PatchOutcome,
+        if_match: Option<i64>,
+    ) -> Result<Version, WriteError> {
+        for _ in 0..ATTEMPTS {
+            let current = match self.store.read(kind.name, id)? {
+                None => return Err(WriteError::NotFound),
+                Some(v) if v.deleted => return Err(WriteError::Gone),
+                Some(v) => v,
+            };
+            if let Some(wanted) = if_match.filter(|w| *w != current.version_id) {
+                return Err(WriteError::PreconditionFailed(format!(
+                    "If-Match names version {wanted} but the current version is {}",
+                    current.version_id
+                )));
+            }
+            let mut document = json::parse_lossless(&String::from_utf8_lossy(&current.body))
+                .map_err(|e| WriteError::Store(StoreError::Corrupt(e.to_string())))?;
+            patch(&mut document)
+                .map_err(|(status, issues)| WriteError::Rejected { status, issues })?;
+            if document["resourceType"] != kind.name || document["id"] != id {
+                return Err(WriteError::Rejected {
+                    status: 400,
+                    issues: vec![OutcomeIssue::error(
+                        "invalid",
+                        "A patch may not change resourceType or id",
+                    )],
+                });
+            }
+            let incoming =
+                incoming::parse(json::to_text(&document, false).as_bytes()).map_err(|r| {
+                    WriteError::Rejected {
+                        status: 422,
+                        issues: r.issues,
+                    }
+                })?;
+            let last_updated = now_micros().max(current.last_updated + 1);
+            let next = current.version_id + 1;
+            match self.install(
+                &incoming,
+                id,
+                Some(current.version_id),
+                next,
+                last_updated,
+                "PATCH",
+                None,
+            ) {
+                Err(WriteError::Store(StoreError::Conflict)) if if_match.is_some() => {
+                    return Err(WriteError::PreconditionFailed(
+                        "The resource was changed by another request".into(),
+                    ))
+                }
+                Err(WriteError::Store(StoreError::Conflict)) => continue,
+                other => return other,
+            }
+        }
+        Err(WriteError::Store(StoreError::Conflict))
+    }
+
+    /// The one current resource matching `condition` (conditional patch):
+    /// none → [`WriteError::NotFound`], several → 412.
+    pub fn single_match(
+        &self,
+        kind: &ResourceKind,
+        condition: &Condition,
+    ) -> Result<String, WriteError> {
+        match self.matching(kind, condition)?.as_slice() {
+            [] => Err(WriteError::NotFound),
+            [id] => Ok(id.clone()),
             _ => Err(several()),
         }
     }

@@ -41,10 +41,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/{type}", web::post().to(create))
             .route("/{type}", web::put().to(conditional_update))
             .route("/{type}", web::delete().to(conditional_delete))
+            .route("/{type}", web::patch().to(conditional_patch))
             .route("/{type}/_history", web::get().to(history_type))
             .route("/{type}/{id}", web::get().to(read))
             .route("/{type}/{id}", web::put().to(update))
             .route("/{type}/{id}", web::delete().to(delete))
+            .route("/{type}/{id}", web::patch().to(patch))
             .route("/{type}/{id}/_history", web::get().to(history_instance))
             .route("/{type}/{id}/_history/{vid}", web::get().to(vread)),
     )

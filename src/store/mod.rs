@@ -26,6 +26,9 @@ pub enum StoreError {
     Pool(#[from] diesel::r2d2::PoolError),
     #[error(transparent)]
     Codec(#[from] codec::UnknownKey),
+    /// A stored body could not be read back.
+    #[error("stored body: {0}")]
+    Corrupt(String),
     /// A conditional write found resources matching its condition (their ids).
     #[error("{} resource(s) match the condition", .0.len())]
     Matches(Vec<String>),
