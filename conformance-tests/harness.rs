@@ -203,6 +203,17 @@ impl Server {
         std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
     }
 
+    /// Sends SIGTERM and waits for the server to exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        child.wait().unwrap()
+    }
+
     /// `kill -9` the server, then start it again on the same database.
     pub fn crash_and_restart(&mut self) {
         let mut child = self.child.take().unwrap();
@@ -322,4 +333,22 @@ pub fn patient(nir: &str) -> Value {
         "gender": "female",
         "birthDate": "1984-02-29"
     })
+}
+
+/// Runs `carnet ARGS` to completion in a fresh directory with `env`; returns exit success and
+/// standard error.
+pub fn run_carnet(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let dir = std::env::temp_dir().join(format!("carnet_cli_{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_carnet"))
+        .args(args)
+        .current_dir(&dir)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }

@@ -4,6 +4,7 @@
 mod harness;
 
 mod binary;
+mod cli;
 mod concurrency;
 mod conditional;
 mod crash;

@@ -63,6 +63,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .wrap(actix_web::middleware::from_fn(http::panics::catch_panics))
             .wrap(actix_web::middleware::Logger::new("%r %s %Dms").log_target("carnet::access"))
             .configure(http::routes)
     })

@@ -4,6 +4,7 @@ mod body;
 pub mod error;
 pub mod interactions;
 pub mod negotiate;
+pub mod panics;
 mod respond;
 
 use crate::config::Config;
