@@ -71,11 +71,15 @@ fn versions_keep_their_own_bytes() {
     let reply = s.request_bytes(
         "PUT",
         &format!("/Binary/{id}"),
-        &[("Content-Type", "text/plain")],
+        &[("Content-Type", "text/plain; charset=utf-8")],
         Some(b"version two"),
     );
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(s.get(&format!("/Binary/{id}")).bytes, b"version two");
+    assert_eq!(
+        s.get(&format!("/Binary/{id}")).header("Content-Type"),
+        Some("text/plain; charset=utf-8")
+    );
     assert_eq!(
         s.get(&format!("/Binary/{id}/_history/1")).bytes,
         b"version one"
@@ -85,6 +89,9 @@ fn versions_keep_their_own_bytes() {
             .header("Content-Type"),
         Some("application/pdf")
     );
+    let history = s.get(&format!("/Binary/{id}/_history")).json();
+    assert_eq!(history["entry"][0]["resource"]["data"], "dmVyc2lvbiB0d28=");
+    assert_eq!(history["entry"][1]["resource"]["data"], "dmVyc2lvbiBvbmU=");
 }
 
 #[test]

@@ -78,9 +78,17 @@ async fn parse_body(
     let limits = &state.config.limits;
     let media = body_media_type(req);
     let incoming = match media {
-        Some(media) if kind.name == "Binary" && require_json_body(req).is_err() => {
+        Some(_) if kind.name == "Binary" && require_json_body(req).is_err() => {
+            // The whole header (parameters such as charset included) is the contentType.
+            let content_type = req
+                .headers()
+                .get("Content-Type")
+                .and_then(|h| h.to_str().ok())
+                .map(str::trim)
+                .unwrap_or_default()
+                .to_owned();
             let bytes = body::read(req, payload, limits.binary_max_bytes).await?;
-            incoming::raw_binary(&media, bytes.to_vec(), url_id.map(str::to_owned))
+            incoming::raw_binary(&content_type, bytes.to_vec(), url_id.map(str::to_owned))
         }
         _ => {
             require_json_body(req)?;
@@ -827,8 +835,16 @@ async fn history(
         })?),
     };
     let state2 = state.clone();
-    let page =
+    let mut page =
         web::block(move || state2.store.history(&scope, since, before, count as i64)).await??;
+    // Binary versions carry their bytes, as in a read.
+    for version in page
+        .versions
+        .iter_mut()
+        .filter(|v| v.resource_type == "Binary")
+    {
+        *version = representation(&state, version.clone()).await?;
+    }
     let mut pairs: Vec<(String, String)> = params
         .0
         .iter()
