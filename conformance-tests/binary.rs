@@ -122,3 +122,27 @@ fn deleted_binaries_are_gone() {
     );
     s.get(&format!("/Binary/{id}")).outcome(410);
 }
+
+#[test]
+fn raw_uploads_need_a_media_type_and_empty_content_has_no_data() {
+    let s = Server::start();
+    s.request_bytes("POST", "/Binary", &[("Content-Type", ";x=1")], Some(b"x"))
+        .outcome(415);
+    assert_eq!(s.version_count(), 0);
+    let reply = s.request_bytes(
+        "POST",
+        "/Binary",
+        &[("Content-Type", "text/plain")],
+        Some(b""),
+    );
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    assert!(reply.json().get("data").is_none());
+    let wrapped =
+        json!({"resourceType": "Binary", "contentType": "text/plain", "data": "Qm9u\nam91cg=="});
+    let created = s.create(&wrapped);
+    assert_eq!(
+        s.get(&format!("/Binary/{}", created["id"].as_str().unwrap()))
+            .bytes,
+        b"Bonjour"
+    );
+}

@@ -126,7 +126,7 @@ fn conditional_update_creates_then_updates_by_business_identifier() {
     stale.outcome(412);
     let mut wrong_id = appointment("rdv-42", "booked");
     wrong_id["id"] = json!("someone-else");
-    s.send("PUT", url, &wrong_id, &[]).outcome(412);
+    s.send("PUT", url, &wrong_id, &[]).outcome(400);
 }
 
 #[test]
@@ -212,4 +212,55 @@ fn the_identifier_index_follows_updates_and_deletes() {
         after_delete.status, 201,
         "a deleted resource does not match"
     );
+}
+
+#[test]
+fn conditional_update_never_touches_a_resource_the_criteria_did_not_select() {
+    let s = Server::start();
+    let victim = s.create(&patient("1"));
+    let victim_id = victim["id"].as_str().unwrap().to_owned();
+    let mut hijack = patient("1");
+    hijack["id"] = json!(victim_id.clone());
+    hijack["gender"] = json!("male");
+    let url = format!("/Patient?identifier={NIR}|nomatch");
+    s.send("PUT", &url, &hijack, &[]).outcome(405);
+    let s2 = Server::start_with(&[("CARNET_UPDATE_CREATE", "true")]);
+    let victim2 = s2.create(&patient("1"));
+    hijack["id"] = victim2["id"].clone();
+    s2.send("PUT", &url, &hijack, &[]).outcome(409);
+    assert_eq!(s2.version_count(), 1);
+    assert_eq!(
+        s.get(&format!("/Patient/{victim_id}")).json()["gender"],
+        "female"
+    );
+    let mut other = patient("1");
+    other["id"] = json!("b");
+    s2.send("PUT", "/Patient?_id=a", &other, &[]).outcome(400);
+    s.send("PUT", &url, &patient("1"), &[("If-Match", "W/\"1\"")])
+        .outcome(412);
+    assert_eq!(s.version_count(), 1);
+}
+
+#[test]
+fn invalid_ids_in_criteria_are_refused() {
+    let s = Server::start_with(&[("CARNET_UPDATE_CREATE", "true")]);
+    let issue = s
+        .send("PUT", "/Patient?_id=a%20b%2Fc", &patient("1"), &[])
+        .outcome(400);
+    assert_eq!(issue["expression"][0], "_id");
+    s.send(
+        "PUT",
+        "/Patient?_id=a%0D%0AX-Injected:%201",
+        &patient("1"),
+        &[],
+    )
+    .outcome(400);
+    s.send(
+        "POST",
+        "/Binary",
+        &json!({"resourceType": "Binary", "contentType": "text/plain"}),
+        &[("If-None-Exist", "identifier=x")],
+    )
+    .outcome(400);
+    assert_eq!(s.version_count(), 0);
 }

@@ -245,8 +245,6 @@ fn bad_headers_and_parameters_are_400() {
         &[("If-Match", "version one")],
     )
     .outcome(400);
-    s.send("POST", "/Patient", &p, &[("Prefer", "return=everything")])
-        .outcome(400);
     let issue = s.get(&format!("/Patient/{id}?_foo=1")).outcome(400);
     assert_eq!(issue["expression"][0], "_foo");
     s.get(&format!("/Patient/{id}?_pretty=maybe")).outcome(400);
@@ -261,4 +259,52 @@ fn unknown_contained_types_are_refused() {
     let s = Server::start();
     let body = r#"{"resourceType":"Patient","contained":[{"resourceType":"Medication","id":"m"}]}"#;
     refused(&s, body, 400, "not-supported", Some("Patient.contained[0]"));
+}
+
+#[test]
+fn lenient_where_the_standards_say_so_strict_elsewhere() {
+    let s = Server::start();
+    // RFC 7240: unknown preference parameters and values are ignored.
+    let minimal = s.send(
+        "POST",
+        "/Patient",
+        &patient("1"),
+        &[("Prefer", "return=minimal; foo=bar")],
+    );
+    assert_eq!(minimal.status, 201);
+    assert!(minimal.body.is_empty());
+    let unknown = s.send(
+        "POST",
+        "/Patient",
+        &patient("2"),
+        &[("Prefer", "return=headers-only, respond-async")],
+    );
+    assert_eq!(unknown.json()["resourceType"], "Patient");
+    let id = unknown.json()["id"].as_str().unwrap().to_owned();
+    // An unencoded + in _format decodes to a space.
+    assert_eq!(
+        s.get(&format!("/Patient/{id}?_format=application/fhir+json"))
+            .status,
+        200
+    );
+    // Version ids are digits only.
+    s.get(&format!("/Patient/{id}/_history/+1")).outcome(404);
+    s.send(
+        "PUT",
+        &format!("/Patient/{id}"),
+        &unknown.json(),
+        &[("If-Match", "W/\"+1\"")],
+    )
+    .outcome(400);
+    // A body of another type than the URL's is 400, whatever the type.
+    let issue = s
+        .send(
+            "POST",
+            "/Patient",
+            &json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}}),
+            &[],
+        )
+        .outcome(400);
+    assert_eq!(issue["expression"][0], "resourceType");
+    assert_eq!(s.version_count(), 2);
 }

@@ -183,3 +183,22 @@ fn patch_targets_must_exist_and_be_patchable() {
     )
     .outcome(405);
 }
+
+#[test]
+fn a_patch_cannot_blow_up_the_resource() {
+    let s = Server::start_with(&[("CARNET_LIMITS__BODY_MAX_BYTES", "100000")]);
+    let p = s.create(&patient("1"));
+    let doubling: Vec<Value> = (0..30)
+        .map(|_| json!({"op": "copy", "from": "/name", "path": "/name/-"}))
+        .collect();
+    let issue = patch(
+        &s,
+        &format!("/Patient/{}", p["id"].as_str().unwrap()),
+        JSON_PATCH,
+        &Value::Array(doubling),
+        &[],
+    )
+    .outcome(413);
+    assert_eq!(issue["code"], "too-costly");
+    assert_eq!(s.version_count(), 1);
+}

@@ -9,7 +9,13 @@ pub fn take_data(document: &mut Value) -> Result<Option<Vec<u8>>, OutcomeIssue> 
     let Some(data) = document.as_object_mut().and_then(|o| o.remove("data")) else {
         return Ok(None);
     };
-    let text = data.as_str().unwrap_or_default();
+    // base64Binary allows whitespace (MIME line wrapping); the decoder does not.
+    let text: String = data
+        .as_str()
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
     base64::engine::general_purpose::STANDARD
         .decode(text)
         .map(Some)
@@ -24,9 +30,16 @@ pub fn raw_document(content_type: &str) -> Value {
     json!({"resourceType": "Binary", "contentType": content_type})
 }
 
-/// Puts `content` back into a stored Binary document as base64 `data`, in element order.
+/// Whether a Content-Type header names a media type (`type/subtype`, parameters allowed).
+pub fn is_media_type(header: &str) -> bool {
+    let essence = header.split(';').next().unwrap_or("").trim();
+    matches!(essence.split_once('/'), Some((t, s)) if !t.is_empty() && !s.is_empty())
+}
+
+/// Puts `content` back into a stored Binary document as base64 `data`, in element order
+/// (no `data` for empty content: FHIR forbids empty strings).
 pub fn with_data(document: &Value, content: &[u8]) -> Value {
-    let Some(fields) = document.as_object() else {
+    let Some(fields) = document.as_object().filter(|_| !content.is_empty()) else {
         return document.clone();
     };
     let mut out = Map::new();
@@ -66,6 +79,15 @@ mod tests {
         assert_eq!(content_type(&doc), "text/plain");
         let odd = json!({"contentType": "texte/é"});
         assert_eq!(content_type(&odd), "application/octet-stream");
+    }
+
+    #[test]
+    fn wrapped_base64_and_media_types() {
+        let mut doc = json!({"resourceType": "Binary", "contentType": "text/plain", "data": "Qm9u\nam91cg=="});
+        assert_eq!(take_data(&mut doc).unwrap().unwrap(), b"Bonjour");
+        assert!(is_media_type("text/plain; charset=utf-8"));
+        assert!(!is_media_type(";x=1") && !is_media_type("text") && !is_media_type(""));
+        assert!(with_data(&doc, b"").get("data").is_none());
     }
 
     #[test]

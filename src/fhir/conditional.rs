@@ -4,6 +4,8 @@
 //! `|value` or `value`) or one `_id`; anything else is refused, never ignored.
 
 use super::outcome::OutcomeIssue;
+use super::registry::ResourceKind;
+use super::resource::is_valid_id;
 use crate::store::{SystemMatch, TokenQuery};
 
 /// What a conditional interaction matches on.
@@ -13,9 +15,9 @@ pub enum Condition {
     Token(TokenQuery),
 }
 
-/// Parses criteria (decoded query pairs, without `_format`/`_pretty`) for `resource_type`.
+/// Parses criteria (decoded query pairs, without `_format`/`_pretty`) for `kind`.
 pub fn parse(
-    resource_type: &str,
+    kind: &ResourceKind,
     criteria: &[(String, String)],
 ) -> Result<Condition, OutcomeIssue> {
     let unsupported = |name: &str, why: &str| {
@@ -41,7 +43,14 @@ pub fn parse(
         return Err(unsupported(name, "several values (a,b) are not supported"));
     }
     match name.as_str() {
-        "_id" => Ok(Condition::Id(value.clone())),
+        "_id" if is_valid_id(value) => Ok(Condition::Id(value.clone())),
+        "_id" => {
+            Err(OutcomeIssue::error("invalid", format!("{value:?} is not a valid id")).at("_id"))
+        }
+        "identifier" if kind.identifier.is_empty() => Err(unsupported(
+            name,
+            &format!("{} has no identifier search parameter", kind.name),
+        )),
         "identifier" => {
             let parts = split_unescaped(value, '|');
             let (system, code) = match parts.as_slice() {
@@ -62,7 +71,7 @@ pub fn parse(
                 ));
             }
             Ok(Condition::Token(TokenQuery {
-                resource_type: resource_type.to_owned(),
+                resource_type: kind.name.to_owned(),
                 param: "identifier".into(),
                 system,
                 code,
@@ -122,8 +131,12 @@ mod tests {
             .collect()
     }
 
+    fn patient_kind() -> &'static ResourceKind {
+        crate::fhir::registry::lookup("Patient").unwrap()
+    }
+
     fn token(value: &str) -> TokenQuery {
-        match parse("Patient", &pairs(&[("identifier", value)])).unwrap() {
+        match parse(patient_kind(), &pairs(&[("identifier", value)])).unwrap() {
             Condition::Token(q) => q,
             other => panic!("{other:?}"),
         }
@@ -150,19 +163,19 @@ mod tests {
             ("identifier", "a,b"),
             ("identifier", "sys|"),
         ] {
-            let issue = parse("Patient", &pairs(&[(name, value)])).unwrap_err();
+            let issue = parse(patient_kind(), &pairs(&[(name, value)])).unwrap_err();
             assert_eq!(issue.code, "not-supported", "{name}={value}");
             assert_eq!(issue.expression.as_deref(), Some(name));
         }
-        assert_eq!(parse("Patient", &[]).unwrap_err().code, "invalid");
+        assert_eq!(parse(patient_kind(), &[]).unwrap_err().code, "invalid");
         assert_eq!(
-            parse("Patient", &pairs(&[("_id", "a"), ("identifier", "b")]))
+            parse(patient_kind(), &pairs(&[("_id", "a"), ("identifier", "b")]))
                 .unwrap_err()
                 .code,
             "invalid"
         );
         assert!(
-            matches!(parse("Patient", &pairs(&[("_id", "a")])).unwrap(), Condition::Id(id) if id == "a")
+            matches!(parse(patient_kind(), &pairs(&[("_id", "a")])).unwrap(), Condition::Id(id) if id == "a")
         );
     }
 }

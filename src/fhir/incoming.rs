@@ -29,8 +29,8 @@ fn rejected(status: u16, issues: Vec<OutcomeIssue>) -> Rejected {
     Rejected { status, issues }
 }
 
-/// Parses and validates a request body.
-pub fn parse(body: &[u8]) -> Result<Incoming, Rejected> {
+/// Parses and validates a request body sent to the `expected` resource type's URL.
+pub fn parse(body: &[u8], expected: &str) -> Result<Incoming, Rejected> {
     let text = std::str::from_utf8(body).map_err(|e| {
         rejected(
             400,
@@ -54,6 +54,16 @@ pub fn parse(body: &[u8]) -> Result<Incoming, Rejected> {
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
+    if value.get("resourceType").is_some() && resource_type != expected {
+        return Err(rejected(
+            400,
+            vec![OutcomeIssue::error(
+                "invalid",
+                format!("The body is a {resource_type} but the URL names {expected}"),
+            )
+            .at("resourceType")],
+        ));
+    }
     let issues = validate::validate_resource(&value);
     if !issues.is_empty() {
         return Err(rejected(
@@ -131,7 +141,7 @@ mod tests {
         let body = br#"{"resourceType":"Patient","name":[{"family":"L\u00e9vy-Dupr\u00e9"}],
             "identifier":[{"system":"urn:oid:1.2.250.1.213.1.4.8","value":"284022912345678"}],
             "extension":[{"url":"http://example.org/weight","valueDecimal":71.50}]}"#;
-        let incoming = parse(body).unwrap();
+        let incoming = parse(body, "Patient").unwrap();
         assert_eq!(incoming.kind.name, "Patient");
         assert_eq!(incoming.id, None);
         assert!(json::to_text(&incoming.document, false).contains("71.50"));
@@ -139,34 +149,48 @@ mod tests {
 
     #[test]
     fn errors_name_the_element() {
-        let err = parse(br#"{"resourceType":"Patient","birthDate":"1980-13-01"}"#).unwrap_err();
+        let err = parse(
+            br#"{"resourceType":"Patient","birthDate":"1980-13-01"}"#,
+            "Patient",
+        )
+        .unwrap_err();
         assert_eq!(err.status, 400);
         assert_eq!(
             err.issues[0].expression.as_deref(),
             Some("Patient.birthDate")
         );
-        let err = parse(br#"{"resourceType":"Patient","foo":1}"#).unwrap_err();
+        let err = parse(br#"{"resourceType":"Patient","foo":1}"#, "Patient").unwrap_err();
         assert_eq!(err.issues[0].expression.as_deref(), Some("Patient.foo"));
     }
 
     #[test]
     fn unreadable_bodies_are_refused() {
-        assert_eq!(parse(b"{").unwrap_err().status, 400);
-        assert_eq!(parse(b"\xff\xfe").unwrap_err().status, 400);
-        assert_eq!(parse(b"[]").unwrap_err().status, 400);
+        assert_eq!(parse(b"{", "Patient").unwrap_err().status, 400);
+        assert_eq!(parse(b"\xff\xfe", "Patient").unwrap_err().status, 400);
+        assert_eq!(parse(b"[]", "Patient").unwrap_err().status, 400);
     }
 
     #[test]
     fn profile_violations_are_422() {
-        let err = parse(br#"{"resourceType":"Patient","active":true}"#).unwrap_err();
+        let err = parse(br#"{"resourceType":"Patient","active":true}"#, "Patient").unwrap_err();
         assert_eq!(err.status, 422);
         assert!(err.issues.iter().any(|i| i.code == "invariant"));
     }
 
     #[test]
+    fn a_body_of_another_type_is_400_at_resource_type() {
+        let err = parse(br#"{"resourceType":"Observation"}"#, "Patient").unwrap_err();
+        assert_eq!(err.status, 400);
+        assert_eq!(err.issues[0].expression.as_deref(), Some("resourceType"));
+    }
+
+    #[test]
     fn types_outside_the_registry_are_refused() {
-        let err = parse(br#"{"resourceType":"Observation","status":"final","code":{"text":"x"}}"#)
-            .unwrap_err();
+        let err = parse(
+            br#"{"resourceType":"Observation","status":"final","code":{"text":"x"}}"#,
+            "Observation",
+        )
+        .unwrap_err();
         assert_eq!(err.status, 422);
         assert_eq!(err.issues[0].code, "not-supported");
     }

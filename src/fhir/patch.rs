@@ -53,7 +53,14 @@ const MAX_FHIRPATH_DEPTH: usize = 32;
 ///
 /// On error `resource` is unchanged; malformed operations are all reported, otherwise the
 /// first operation that fails is.
-pub fn apply_json_patch(resource: &mut Value, patch: &Value) -> Result<(), Vec<OutcomeIssue>> {
+///
+/// A patch may not grow the resource past `max_bytes` (approximate JSON size): `copy` and
+/// `add` can double a document with each operation.
+pub fn apply_json_patch(
+    resource: &mut Value,
+    patch: &Value,
+    max_bytes: usize,
+) -> Result<(), Vec<OutcomeIssue>> {
     let Some(items) = patch.as_array() else {
         let message = "A JSON Patch document must be a JSON array of operations";
         return Err(vec![
@@ -66,6 +73,7 @@ pub fn apply_json_patch(resource: &mut Value, patch: &Value) -> Result<(), Vec<O
         operation
             .apply(&mut patched)
             .map_err(|failure| vec![failure.in_json_patch(position)])?;
+        check_size(&patched, max_bytes).map_err(|issue| vec![issue.at(format!("[{position}]"))])?;
     }
     tidy(&mut patched);
     *resource = patched;
@@ -87,22 +95,64 @@ pub fn apply_json_patch(resource: &mut Value, patch: &Value) -> Result<(), Vec<O
 ///
 /// On error `resource` is unchanged; malformed operations are all reported, otherwise the
 /// first operation that fails is.
+///
+/// A patch may not grow the resource past `max_bytes` (approximate JSON size).
 pub fn apply_fhirpath_patch(
     resource: &mut Value,
     parameters: &Value,
     is_repeating: &dyn Fn(&str) -> bool,
+    max_bytes: usize,
 ) -> Result<(), Vec<OutcomeIssue>> {
     let operations = parse_fhirpath_operations(parameters)?;
     let mut patched = resource.clone();
-    for operation in &operations {
+    for (position, operation) in operations.iter().enumerate() {
         operation
             .apply(&mut patched, is_repeating)
             .map_err(|failure| vec![operation.parts.locate(failure)])?;
+        check_size(&patched, max_bytes)
+            .map_err(|issue| vec![issue.at(format!("Parameters.parameter[{position}]"))])?;
         // Later paths must see the resource as FHIR would hold it, without emptied elements.
         tidy(&mut patched);
     }
     *resource = patched;
     Ok(())
+}
+
+/// Refuses a document whose approximate JSON size passes `max_bytes`; stops counting as soon
+/// as it does, so the check stays cheap on huge documents.
+fn check_size(document: &Value, max_bytes: usize) -> Result<(), OutcomeIssue> {
+    fn spend(value: &Value, budget: &mut isize) -> bool {
+        *budget -= 8;
+        match value {
+            Value::String(s) => *budget -= s.len() as isize,
+            Value::Array(items) => {
+                for item in items {
+                    if !spend(item, budget) {
+                        return false;
+                    }
+                }
+            }
+            Value::Object(fields) => {
+                for (key, item) in fields {
+                    *budget -= key.len() as isize;
+                    if !spend(item, budget) {
+                        return false;
+                    }
+                }
+            }
+            _ => {}
+        }
+        *budget >= 0
+    }
+    let mut budget = max_bytes as isize;
+    if spend(document, &mut budget) {
+        Ok(())
+    } else {
+        Err(OutcomeIssue::error(
+            "too-costly",
+            format!("The patched resource would exceed {max_bytes} bytes"),
+        ))
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2029,6 +2079,25 @@ impl Parser<'_> {
 
 #[cfg(test)]
 mod tests {
+    /// Size limit used by the tests (the server passes `limits.body_max_bytes`).
+    const TEST_MAX: usize = 1 << 20;
+
+    #[test]
+    fn a_patch_cannot_grow_the_resource_past_the_limit() {
+        let mut resource = json!({"resourceType": "Patient", "name": [{"family": "Durand"}]});
+        let doubling: Vec<Value> = (0..40)
+            .map(|_| json!({"op": "copy", "from": "/name", "path": "/name/-"}))
+            .collect();
+        let issues =
+            apply_json_patch(&mut resource, &Value::Array(doubling), 64 * 1024).unwrap_err();
+        assert_eq!(issues[0].code, "too-costly");
+        assert_eq!(
+            resource["name"].as_array().unwrap().len(),
+            1,
+            "unchanged on error"
+        );
+    }
+
     use super::*;
     use crate::fhir::json;
     use serde_json::json;
@@ -2071,7 +2140,7 @@ mod tests {
 
     fn json_patch(resource: &str, patch: &str) -> Result<Value, Vec<OutcomeIssue>> {
         let mut value = lossless(resource);
-        apply_json_patch(&mut value, &lossless(patch)).map(|()| value)
+        apply_json_patch(&mut value, &lossless(patch), TEST_MAX).map(|()| value)
     }
 
     const JIM: &str = r#"{"resourceType":"Patient","gender":"male","name":[{"family":"A"}]}"#;
@@ -2349,7 +2418,7 @@ mod tests {
                 {"op":"remove","path":"/name/0"},
                 {"op":"remove","path":"/birthDate"}]"#,
         );
-        let issues = apply_json_patch(&mut resource, &patch).unwrap_err();
+        let issues = apply_json_patch(&mut resource, &patch, TEST_MAX).unwrap_err();
         assert_eq!(issues[0].expression.as_deref(), Some("[2].path"));
         assert_eq!(resource, before);
         assert_eq!(json::to_text(&resource, false), JIM);
@@ -2377,7 +2446,8 @@ mod tests {
 
     fn fhir_patch(resource: &str, operations: Vec<Value>) -> Result<Value, Vec<OutcomeIssue>> {
         let mut value = lossless(resource);
-        apply_fhirpath_patch(&mut value, &parameters(operations), &repeating).map(|()| value)
+        apply_fhirpath_patch(&mut value, &parameters(operations), &repeating, TEST_MAX)
+            .map(|()| value)
     }
 
     const CONTACT: &str = r#"{"resourceType":"Patient","birthDate":"1920-01-01",
@@ -2934,7 +3004,7 @@ mod tests {
                 {"name":"path","valueString":"Observation.component"},
                 {"name":"source","valueInteger":1},{"name":"destination","valueInteger":0}]}]}"#;
         let mut patched = lossless(resource);
-        apply_fhirpath_patch(&mut patched, &lossless(patch), &repeating).unwrap();
+        apply_fhirpath_patch(&mut patched, &lossless(patch), &repeating, TEST_MAX).unwrap();
         assert_eq!(
             json::to_text(&patched, false),
             r#"{"resourceType":"Observation","valueQuantity":{"value":2.500},"component":[{"valueDecimal":0.10},{"valueInteger":7}]}"#
@@ -2958,7 +3028,7 @@ mod tests {
                 json!([{"name": "value", "valueDate": "2000"}]),
             ),
         ]);
-        let issues = apply_fhirpath_patch(&mut resource, &patch, &repeating).unwrap_err();
+        let issues = apply_fhirpath_patch(&mut resource, &patch, &repeating, TEST_MAX).unwrap_err();
         assert_eq!(
             issues[0].expression.as_deref(),
             Some("Parameters.parameter[2].part[1]")
@@ -2974,6 +3044,7 @@ mod tests {
             &mut resource,
             &json!({"resourceType": "Parameters"}),
             &repeating,
+            TEST_MAX,
         )
         .unwrap();
         assert_eq!(resource, before);
@@ -3080,7 +3151,7 @@ mod tests {
                 json!([{"name": "name", "valueString": "name"}, {"name": "value", "valueHumanName": {"text": "Dr"}}]),
             ),
         ]);
-        apply_fhirpath_patch(&mut resource, &patch, &record).unwrap();
+        apply_fhirpath_patch(&mut resource, &patch, &record, TEST_MAX).unwrap();
         assert_eq!(
             *asked.borrow(),
             [
@@ -3098,14 +3169,15 @@ mod tests {
     fn fhirpath_document_must_be_parameters() {
         let mut resource = lossless(CONTACT);
         for patch in [json!([]), json!({"resourceType": "Patient"})] {
-            let issues = apply_fhirpath_patch(&mut resource, &patch, &repeating).unwrap_err();
+            let issues =
+                apply_fhirpath_patch(&mut resource, &patch, &repeating, TEST_MAX).unwrap_err();
             assert_eq!(
                 (issues[0].code, issues[0].expression.as_deref()),
                 ("invalid", Some("$this"))
             );
         }
         let patch = json!({"resourceType": "Parameters", "parameter": {}});
-        let issues = apply_fhirpath_patch(&mut resource, &patch, &repeating).unwrap_err();
+        let issues = apply_fhirpath_patch(&mut resource, &patch, &repeating, TEST_MAX).unwrap_err();
         assert_eq!(
             issues[0].expression.as_deref(),
             Some("Parameters.parameter")

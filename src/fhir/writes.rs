@@ -5,7 +5,7 @@ use super::incoming::{self, Incoming};
 use super::json;
 use super::outcome::OutcomeIssue;
 use super::registry::ResourceKind;
-use super::resource::{compartment_patient, new_id, now_micros, stamp, tokens};
+use super::resource::{compartment_patient, is_valid_id, new_id, now_micros, stamp, tokens};
 use crate::store::{NewVersion, Store, StoreError, TokenQuery, Version};
 use serde_json::Value;
 
@@ -108,14 +108,24 @@ impl WriteContext<'_> {
         if_match: Option<i64>,
     ) -> Result<(Version, bool), WriteError> {
         let ids = self.matching(incoming.kind, condition)?;
-        match ids.as_slice() {
-            [] => match (&incoming.id, condition) {
-                // A client id: the ordinary update-as-create rules apply.
-                (Some(id), _) => {
-                    let id = id.clone();
-                    self.update(incoming, &id, if_match)
+        let name = incoming.kind.name;
+        match (ids.as_slice(), condition) {
+            ([], _) if if_match.is_some() => Err(WriteError::PreconditionFailed(
+                "If-Match given but nothing matches the criteria".into(),
+            )),
+            // `_id` names the resource: creating it is an update-as-create of that id.
+            ([], Condition::Id(id)) => {
+                if incoming.id.as_ref().is_some_and(|body_id| body_id != id) {
+                    return Err(rejected(
+                        400,
+                        format!("The body's id is not the _id of the criteria ({id})"),
+                    ));
                 }
-                (None, Condition::Token(query)) => {
+                let id = id.clone();
+                self.update(incoming, &id, None)
+            }
+            ([], Condition::Token(query)) => match incoming.id.clone() {
+                None => {
                     let id = new_id();
                     match self.install(&incoming, &id, None, 1, now_micros(), "PUT", Some(query)) {
                         Err(WriteError::Store(StoreError::Matches(_))) => {
@@ -126,17 +136,25 @@ impl WriteContext<'_> {
                         other => other.map(|v| (v, true)),
                     }
                 }
-                (None, Condition::Id(id)) => {
-                    let id = id.clone();
-                    self.update(incoming, &id, if_match)
-                }
+                // A client id with no match: update-as-create, never an update of a resource
+                // the criteria did not select.
+                Some(_) if !self.update_create => Err(WriteError::NotAllowed(format!(
+                    "Nothing matches the criteria and this server assigns {name} ids itself"
+                ))),
+                Some(id) => match self.store.current(name, &id)? {
+                    Some(c) if !c.deleted => Err(rejected(
+                        409,
+                        format!("{name}/{id} exists but does not match the criteria"),
+                    )),
+                    _ => self.update(incoming, &id, None),
+                },
             },
-            [id] => {
+            ([id], _) => {
                 if incoming.id.as_ref().is_some_and(|body_id| body_id != id) {
-                    return Err(WriteError::PreconditionFailed(format!(
-                        "The criteria match {}/{id}, not the id in the body",
-                        incoming.kind.name
-                    )));
+                    return Err(rejected(
+                        400,
+                        format!("The criteria match {name}/{id}, not the id in the body"),
+                    ));
                 }
                 let id = id.clone();
                 self.update(incoming, &id, if_match)
@@ -179,13 +197,11 @@ impl WriteContext<'_> {
                     )],
                 });
             }
-            let incoming =
-                incoming::parse(json::to_text(&document, false).as_bytes()).map_err(|r| {
-                    WriteError::Rejected {
-                        status: 422,
-                        issues: r.issues,
-                    }
-                })?;
+            let incoming = incoming::parse(json::to_text(&document, false).as_bytes(), kind.name)
+                .map_err(|r| WriteError::Rejected {
+                status: 422,
+                issues: r.issues,
+            })?;
             let last_updated = now_micros().max(current.last_updated + 1);
             let next = current.version_id + 1;
             match self.install(
@@ -349,6 +365,9 @@ impl WriteContext<'_> {
         unless: Option<&TokenQuery>,
     ) -> Result<Version, WriteError> {
         let kind = incoming.kind;
+        if !is_valid_id(id) {
+            return Err(rejected(400, format!("{id:?} is not a valid resource id")));
+        }
         let mut document = incoming.document.clone();
         stamp(&mut document, id, version_id, last_updated);
         let patient_id = compartment_patient(kind, id, &document, self.base_url);
@@ -379,6 +398,13 @@ impl WriteContext<'_> {
             method: method.to_owned(),
             body,
         })
+    }
+}
+
+fn rejected(status: u16, message: String) -> WriteError {
+    WriteError::Rejected {
+        status,
+        issues: vec![OutcomeIssue::error("invalid", message)],
     }
 }
 

@@ -49,8 +49,7 @@ fn condition_of(kind: &ResourceKind, criteria: Vec<(String, String)>) -> Result<
         .into_iter()
         .filter(|(k, _)| !FORMAT_PARAMS.contains(&k.as_str()))
         .collect();
-    conditional::parse(kind.name, &criteria)
-        .map_err(|issue| ApiError::with_issues(400, vec![issue]))
+    conditional::parse(kind, &criteria).map_err(|issue| ApiError::with_issues(400, vec![issue]))
 }
 
 fn if_none_exist(req: &HttpRequest, kind: &ResourceKind) -> Result<Option<Condition>> {
@@ -87,13 +86,21 @@ async fn parse_body(
                 .map(str::trim)
                 .unwrap_or_default()
                 .to_owned();
+            if !binary::is_media_type(&content_type) {
+                return Err(ApiError::new(
+                    415,
+                    "not-supported",
+                    format!("{content_type:?} is not a media type (type/subtype)"),
+                ));
+            }
             let bytes = body::read(req, payload, limits.binary_max_bytes).await?;
             incoming::raw_binary(&content_type, bytes.to_vec(), url_id.map(str::to_owned))
         }
         _ => {
             require_json_body(req)?;
             let bytes = body::read(req, payload, limits.body_max_bytes).await?;
-            web::block(move || incoming::parse(&bytes))
+            let expected = kind.name;
+            web::block(move || incoming::parse(&bytes, expected))
                 .await?
                 .map_err(|r| ApiError::with_issues(r.status, r.issues))?
         }
@@ -346,7 +353,7 @@ pub async fn vread(
             format!("{}/{id} has no version {vid}", kind.name),
         )
     };
-    let Ok(version_id) = vid.parse::<i64>() else {
+    let Some(version_id) = respond::version_number(&vid) else {
         return Err(missing());
     };
     if !is_valid_id(&id) {
@@ -565,18 +572,22 @@ enum PatchDocument {
 }
 
 impl PatchDocument {
-    fn apply(&self, resource: &mut serde_json::Value) -> PatchOutcome {
+    fn apply(&self, resource: &mut serde_json::Value, max_bytes: usize) -> PatchOutcome {
         let result = match self {
-            PatchDocument::Json(ops) => patch::apply_json_patch(resource, ops),
-            PatchDocument::FhirPath(parameters) => {
-                patch::apply_fhirpath_patch(resource, parameters, &validate::is_repeating)
-            }
+            PatchDocument::Json(ops) => patch::apply_json_patch(resource, ops, max_bytes),
+            PatchDocument::FhirPath(parameters) => patch::apply_fhirpath_patch(
+                resource,
+                parameters,
+                &validate::is_repeating,
+                max_bytes,
+            ),
         };
         result.map_err(|issues| {
             // A failed `test` or an ambiguous target conflicts with the resource's state;
             // a path that resolves nowhere cannot be processed; a malformed patch is 400.
             let status = match issues.first().map(|i| i.code) {
                 Some("processing") => 409,
+                Some("too-costly") => 413,
                 Some("not-found" | "value") => 422,
                 _ => 400,
             };
@@ -655,6 +666,10 @@ async fn patch_resource(
     }
     let if_match = respond::if_match(&req)?;
     let document = patch_document(&req, payload, &state).await?;
+    let shown_id = match &target {
+        Ok(id) => id.clone(),
+        Err(_) => "(the resource matching the criteria)".to_owned(),
+    };
     let state2 = state.clone();
     let version = web::block(move || {
         let writes = state2.writes();
@@ -662,10 +677,16 @@ async fn patch_resource(
             Ok(id) => id,
             Err(condition) => writes.single_match(kind, &condition)?,
         };
-        writes.patch(kind, &id, &|resource| document.apply(resource), if_match)
+        let max_bytes = state2.config.limits.body_max_bytes as usize;
+        writes.patch(
+            kind,
+            &id,
+            &|resource| document.apply(resource, max_bytes),
+            if_match,
+        )
     })
     .await?
-    .map_err(|e| write_error(e, kind, "(matched)"))?;
+    .map_err(|e| write_error(e, kind, &shown_id))?;
     let location = location(&state, kind.name, &version.id, version.version_id);
     Ok(respond::resource(
         StatusCode::OK,
@@ -848,7 +869,7 @@ async fn history(
     let mut pairs: Vec<(String, String)> = params
         .0
         .iter()
-        .filter(|(k, _)| k == "_count" || k == "_since" || k == "_format")
+        .filter(|(k, _)| ["_count", "_since", "_format", "_pretty"].contains(&k.as_str()))
         .cloned()
         .collect();
     let self_link = page_link(&url, &pairs, before);

@@ -99,7 +99,9 @@ pub fn negotiate(req: &HttpRequest, params: &Params) -> Result<Format, ApiError>
     }
     for media in &requested {
         let content_type = match media.as_str() {
+            // `+` in an unencoded `_format=application/fhir+json` arrives as a space.
             "application/fhir+json"
+            | "application/fhir json"
             | "json"
             | "application/json+fhir"
             | "application/*"

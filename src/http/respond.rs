@@ -26,18 +26,14 @@ impl Return {
                 .to_str()
                 .map_err(|_| ApiError::new(400, "invalid", "The Prefer header is not readable"))?;
             for preference in text.split(',').map(str::trim) {
+                // RFC 7240: parameters after ';' and unknown preferences or values are ignored.
+                let preference = preference.split(';').next().unwrap_or("").trim();
                 if let Some(value) = preference.strip_prefix("return=") {
                     chosen = match value.trim_matches('"') {
                         "minimal" => Return::Minimal,
                         "representation" => Return::Representation,
                         "OperationOutcome" => Return::OperationOutcome,
-                        other => {
-                            return Err(ApiError::new(
-                                400,
-                                "invalid",
-                                format!("Prefer return={other} is not one of minimal, representation, OperationOutcome"),
-                            ))
-                        }
+                        _ => chosen,
                     };
                 }
             }
@@ -63,7 +59,15 @@ pub fn if_match(req: &HttpRequest) -> Result<Option<i64>, ApiError> {
         .strip_prefix('"')
         .and_then(|s| s.strip_suffix('"'))
         .ok_or_else(bad)?;
-    inner.parse::<i64>().map(Some).map_err(|_| bad())
+    version_number(inner).map(Some).ok_or_else(bad)
+}
+
+/// A version id as the server writes them: digits only (no sign, no spaces).
+pub fn version_number(text: &str) -> Option<i64> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
 }
 
 /// The body of a stored version, rendered in `format`.
