@@ -308,3 +308,20 @@ fn lenient_where_the_standards_say_so_strict_elsewhere() {
     assert_eq!(issue["expression"][0], "resourceType");
     assert_eq!(s.version_count(), 2);
 }
+
+#[test]
+fn unsafe_narratives_nested_contained_and_duplicate_keys_are_400() {
+    let s = Server::start();
+    let script = r#"{"resourceType":"Patient","identifier":[{"system":"urn:oid:1.2.250.1.213.1.4.8","value":"1"}],"text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><img src=\"x\" onerror=\"alert(1)\"/></div>"}}"#;
+    refused(&s, script, 400, "invariant", Some("Patient.text.div"));
+    let nested = r#"{"resourceType":"Patient","identifier":[{"system":"urn:oid:1.2.250.1.213.1.4.8","value":"1"}],"contained":[{"resourceType":"Organization","id":"o","contained":[{"resourceType":"Organization","id":"p"}]}]}"#;
+    refused(
+        &s,
+        nested,
+        400,
+        "invariant",
+        Some("Patient.contained[0].contained"),
+    );
+    let twice = r#"{"resourceType":"Patient","identifier":[{"system":"urn:oid:1.2.250.1.213.1.4.8","value":"1"}],"gender":"male","gender":"female"}"#;
+    refused(&s, twice, 400, "structure", Some("Patient.gender"));
+}

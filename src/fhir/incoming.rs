@@ -2,7 +2,7 @@
 //! validation against the R4 definitions, then the typed model as a second opinion.
 
 use super::outcome::OutcomeIssue;
-use super::{binary, json, model, profiles, registry, validate};
+use super::{binary, json, model, narrative, profiles, registry, validate};
 use serde_json::Value;
 
 /// A resource received from a client, valid against the R4 definitions.
@@ -64,6 +64,16 @@ pub fn parse(body: &[u8], expected: &str) -> Result<Incoming, Rejected> {
             .at("resourceType")],
         ));
     }
+    if let Some(path) = json::first_duplicate_key(text) {
+        let at = format!("{resource_type}.{path}");
+        return Err(rejected(
+            400,
+            vec![
+                OutcomeIssue::error("structure", format!("{at} appears twice in one object"))
+                    .at(at),
+            ],
+        ));
+    }
     let issues = validate::validate_resource(&value);
     if !issues.is_empty() {
         return Err(rejected(
@@ -103,6 +113,10 @@ pub fn parse(body: &[u8], expected: &str) -> Result<Incoming, Rejected> {
             .at(path)],
         ));
     }
+    let invariants = resource_invariants(&value, &resource_type);
+    if !invariants.is_empty() {
+        return Err(rejected(400, invariants));
+    }
     let violations = profiles::check(&value);
     if !violations.is_empty() {
         return Err(rejected(422, violations));
@@ -120,6 +134,39 @@ pub fn parse(body: &[u8], expected: &str) -> Result<Incoming, Rejected> {
         document,
         content,
     })
+}
+
+/// Core invariants the structure check does not cover: safe narratives (txt-1) and no
+/// contained resource inside a contained resource (dom-2).
+fn resource_invariants(value: &Value, resource_type: &str) -> Vec<OutcomeIssue> {
+    let mut issues = Vec::new();
+    let check_narrative = |resource: &Value, at: &str, issues: &mut Vec<OutcomeIssue>| {
+        if let Some(problem) = resource["text"]["div"]
+            .as_str()
+            .and_then(narrative::problem)
+        {
+            issues.push(
+                OutcomeIssue::error("invariant", format!("txt-1: {problem}"))
+                    .at(format!("{at}.text.div")),
+            );
+        }
+    };
+    check_narrative(value, resource_type, &mut issues);
+    let contained = value["contained"].as_array().cloned().unwrap_or_default();
+    for (i, resource) in contained.iter().enumerate() {
+        let at = format!("{resource_type}.contained[{i}]");
+        check_narrative(resource, &at, &mut issues);
+        if resource.get("contained").is_some() {
+            issues.push(
+                OutcomeIssue::error(
+                    "invariant",
+                    "dom-2: a contained resource cannot contain resources",
+                )
+                .at(format!("{at}.contained")),
+            );
+        }
+    }
+    issues
 }
 
 /// A Binary sent as raw bytes with their own content type (not as FHIR JSON).
@@ -175,6 +222,29 @@ mod tests {
         let err = parse(br#"{"resourceType":"Patient","active":true}"#, "Patient").unwrap_err();
         assert_eq!(err.status, 422);
         assert!(err.issues.iter().any(|i| i.code == "invariant"));
+    }
+
+    #[test]
+    fn invariants_and_duplicate_keys_are_refused_at_their_element() {
+        let script = br#"{"resourceType":"Patient","text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><script>x()</script></div>"}}"#;
+        let err = parse(script, "Patient").unwrap_err();
+        assert_eq!(
+            err.issues[0].expression.as_deref(),
+            Some("Patient.text.div")
+        );
+        let nested = br#"{"resourceType":"Patient","contained":[{"resourceType":"Organization","id":"o","contained":[{"resourceType":"Organization","id":"p"}]}]}"#;
+        let err = parse(nested, "Patient").unwrap_err();
+        assert_eq!(
+            err.issues[0].expression.as_deref(),
+            Some("Patient.contained[0].contained")
+        );
+        let twice =
+            br#"{"resourceType":"Patient","birthDate":"1990-01-01","birthDate":"2000-01-01"}"#;
+        let err = parse(twice, "Patient").unwrap_err();
+        assert_eq!(
+            err.issues[0].expression.as_deref(),
+            Some("Patient.birthDate")
+        );
     }
 
     #[test]

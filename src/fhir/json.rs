@@ -54,6 +54,85 @@ pub fn pretty(text: &str) -> String {
     }
 }
 
+/// The first key that appears twice in one JSON object, with its location (`name[0].given`);
+/// serde_json would silently keep only the last value. Text that is not JSON gives `None`.
+pub fn first_duplicate_key(text: &str) -> Option<String> {
+    use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+
+    /// Walks a JSON value; `Err(path)` carries the duplicate found.
+    struct Walk(String);
+
+    impl<'de> DeserializeSeed<'de> for Walk {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Walk {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("JSON")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let mut i = 0;
+            while seq
+                .next_element_seed(Walk(format!("{}[{i}]", self.0)))?
+                .is_some()
+            {
+                i += 1;
+            }
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                let path = if self.0.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{}.{key}", self.0)
+                };
+                if !seen.insert(key) {
+                    return Err(serde::de::Error::custom(format!("\u{1}{path}")));
+                }
+                map.next_value_seed(Walk(path))?;
+            }
+            Ok(())
+        }
+    }
+
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    match Walk(String::new()).deserialize(&mut deserializer) {
+        Err(e) => {
+            let message = e.to_string();
+            let start = message.find('\u{1}')? + 1;
+            let end = message[start..]
+                .find(" at line")
+                .map_or(message.len(), |i| start + i);
+            Some(message[start..end].to_owned())
+        }
+        Ok(()) => None,
+    }
+}
+
 /// Marks a plain number (for values the server itself writes, e.g. `Bundle.total`).
 pub fn number(n: impl std::fmt::Display) -> Value {
     Value::String(format!("{NUMBER_MARK}{n}"))
@@ -186,6 +265,22 @@ mod tests {
         assert!(pretty_text.contains("\"a\": 1.50"));
         let reparsed: Value = serde_json::from_str(&pretty_text).unwrap();
         assert_eq!(reparsed["s"], "1.50 \\\" é");
+    }
+
+    #[test]
+    fn duplicate_keys_are_found_with_their_path() {
+        assert_eq!(
+            first_duplicate_key(r#"{"a":1,"b":{"c":[{"d":1,"d":2}]}}"#).as_deref(),
+            Some("b.c[0].d")
+        );
+        assert_eq!(
+            first_duplicate_key(r#"{"a":1,"a":1}"#).as_deref(),
+            Some("a")
+        );
+        assert_eq!(
+            first_duplicate_key(r#"{"a":{"a":1},"b":[{"a":1},{"a":2}]}"#),
+            None
+        );
     }
 
     #[test]

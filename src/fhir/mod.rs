@@ -7,6 +7,7 @@ pub mod conditional;
 pub mod incoming;
 pub mod json;
 mod model;
+pub mod narrative;
 pub mod outcome;
 pub mod patch;
 pub mod profiles;
