@@ -338,3 +338,21 @@ fn patients_must_carry_an_ins() {
     assert_eq!(s.send("POST", "/Patient", &nia, &[]).status, 201);
     assert_eq!(s.version_count(), 1);
 }
+
+#[test]
+fn unsupported_methods_are_405_with_allow() {
+    let s = Server::start();
+    let p = s.create(&patient("1"));
+    let id = p["id"].as_str().unwrap();
+    let reply = s.request("POST", &format!("/Patient/{id}"), &[], Some("{}"));
+    reply.outcome(405);
+    assert_eq!(reply.header("Allow"), Some("GET, PUT, DELETE, PATCH"));
+    let reply = s.request("DELETE", "/metadata", &[], None);
+    reply.outcome(405);
+    assert_eq!(reply.header("Allow"), Some("GET"));
+    let event = json!({"resourceType": "AuditEvent"});
+    let reply = s.send("POST", "/AuditEvent", &event, &[]);
+    reply.outcome(405);
+    assert_eq!(reply.header("Allow"), Some("GET"));
+    assert_eq!(s.version_count(), 1);
+}

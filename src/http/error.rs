@@ -9,6 +9,8 @@ use actix_web::{HttpResponse, ResponseError};
 pub struct ApiError {
     pub status: StatusCode,
     pub issues: Vec<OutcomeIssue>,
+    /// The methods the target supports, sent as `Allow` with a 405.
+    pub allow: Option<&'static str>,
 }
 
 impl ApiError {
@@ -17,6 +19,7 @@ impl ApiError {
         ApiError {
             status: StatusCode::from_u16(status).expect("valid status"),
             issues: vec![OutcomeIssue::error(code, diagnostics)],
+            allow: None,
         }
     }
 
@@ -25,6 +28,7 @@ impl ApiError {
         ApiError {
             status: StatusCode::from_u16(status).expect("valid status"),
             issues,
+            allow: None,
         }
     }
 
@@ -33,6 +37,12 @@ impl ApiError {
         if let Some(first) = self.issues.first_mut() {
             first.expression = Some(expression.into());
         }
+        self
+    }
+
+    /// Sets the `Allow` header of a 405.
+    pub fn allowing(mut self, methods: &'static str) -> Self {
+        self.allow = Some(methods);
         self
     }
 
@@ -73,7 +83,8 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status);
         response.content_type(super::negotiate::FHIR_JSON);
         if self.status == StatusCode::METHOD_NOT_ALLOWED {
-            response.insert_header(("Allow", "GET, POST, PUT, DELETE"));
+            // HTTP requires Allow with a 405; reading is what every FHIR path supports.
+            response.insert_header(("Allow", self.allow.unwrap_or("GET")));
         }
         response.body(operation_outcome(&self.issues).to_string())
     }

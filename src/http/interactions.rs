@@ -184,7 +184,9 @@ fn write_error(e: WriteError, kind: &ResourceKind, id: &str) -> ApiError {
             ApiError::new(410, "deleted", format!("{}/{id} was deleted", kind.name))
         }
         WriteError::PreconditionFailed(m) => ApiError::new(412, "conflict", m),
-        WriteError::NotAllowed(m) => ApiError::new(405, "not-supported", m),
+        WriteError::NotAllowed(m) => {
+            ApiError::new(405, "not-supported", m).allowing(INSTANCE_METHODS)
+        }
         WriteError::Rejected { status, issues } => ApiError::with_issues(status, issues),
         WriteError::Store(e) => ApiError::internal(e),
     }
@@ -923,6 +925,25 @@ pub async fn metadata(req: HttpRequest, state: web::Data<AppState>) -> Result<Ht
     Ok(HttpResponse::Ok()
         .content_type(format.content_type)
         .body(json::to_text(&state.capability_statement, format.pretty)))
+}
+
+/// Methods of `[type]/[id]`.
+pub const INSTANCE_METHODS: &str = "GET, PUT, DELETE, PATCH";
+/// Methods of `[type]`.
+pub const TYPE_METHODS: &str = "POST, PUT, DELETE, PATCH";
+
+/// A method a path does not support: 405 with the methods it does.
+pub fn method_not_allowed(
+    allow: &'static str,
+) -> impl Fn(HttpRequest) -> std::future::Ready<Result<HttpResponse>> + Clone {
+    move |req: HttpRequest| {
+        std::future::ready(Err(ApiError::new(
+            405,
+            "not-supported",
+            format!("{} is not supported on {}", req.method(), req.path()),
+        )
+        .allowing(allow)))
+    }
 }
 
 /// Any other path or method.

@@ -37,19 +37,47 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     use interactions::*;
     cfg.service(
         web::scope("/fhir")
-            .route("/metadata", web::get().to(metadata))
-            .route("/_history", web::get().to(history_system))
-            .route("/{type}", web::post().to(create))
-            .route("/{type}", web::put().to(conditional_update))
-            .route("/{type}", web::delete().to(conditional_delete))
-            .route("/{type}", web::patch().to(conditional_patch))
-            .route("/{type}/_history", web::get().to(history_type))
-            .route("/{type}/{id}", web::get().to(read))
-            .route("/{type}/{id}", web::put().to(update))
-            .route("/{type}/{id}", web::delete().to(delete))
-            .route("/{type}/{id}", web::patch().to(patch))
-            .route("/{type}/{id}/_history", web::get().to(history_instance))
-            .route("/{type}/{id}/_history/{vid}", web::get().to(vread)),
+            .service(
+                web::resource("/metadata")
+                    .route(web::get().to(metadata))
+                    .default_service(web::to(method_not_allowed("GET"))),
+            )
+            .service(
+                web::resource("/_history")
+                    .route(web::get().to(history_system))
+                    .default_service(web::to(method_not_allowed("GET"))),
+            )
+            .service(
+                web::resource("/{type}")
+                    .route(web::post().to(create))
+                    .route(web::put().to(conditional_update))
+                    .route(web::delete().to(conditional_delete))
+                    .route(web::patch().to(conditional_patch))
+                    .default_service(web::to(method_not_allowed(TYPE_METHODS))),
+            )
+            .service(
+                web::resource("/{type}/_history")
+                    .route(web::get().to(history_type))
+                    .default_service(web::to(method_not_allowed("GET"))),
+            )
+            .service(
+                web::resource("/{type}/{id}")
+                    .route(web::get().to(read))
+                    .route(web::put().to(update))
+                    .route(web::delete().to(delete))
+                    .route(web::patch().to(patch))
+                    .default_service(web::to(method_not_allowed(INSTANCE_METHODS))),
+            )
+            .service(
+                web::resource("/{type}/{id}/_history")
+                    .route(web::get().to(history_instance))
+                    .default_service(web::to(method_not_allowed("GET"))),
+            )
+            .service(
+                web::resource("/{type}/{id}/_history/{vid}")
+                    .route(web::get().to(vread))
+                    .default_service(web::to(method_not_allowed("GET"))),
+            ),
     )
     .route("/docs", web::get().to(crate::docs::page))
     .route("/docs/openapi.json", web::get().to(crate::docs::openapi))
