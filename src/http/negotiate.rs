@@ -80,13 +80,7 @@ pub fn negotiate(req: &HttpRequest, params: &Params) -> Result<Format, ApiError>
                 .to_str()
                 .map_err(|_| ApiError::new(400, "invalid", "The Accept header is not readable"))?
                 .split(',')
-                .map(|m| {
-                    m.split(';')
-                        .next()
-                        .unwrap_or("")
-                        .trim()
-                        .to_ascii_lowercase()
-                })
+                .map(essence)
                 .filter(|m| !m.is_empty())
                 .collect(),
         },
@@ -124,6 +118,16 @@ pub fn negotiate(req: &HttpRequest, params: &Params) -> Result<Format, ApiError>
     ))
 }
 
+/// A media type without its parameters, lower case (`Application/JSON; q=1` → `application/json`).
+fn essence(media: &str) -> String {
+    media
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
 /// Media types that mean FHIR JSON in a request or an `Accept` header.
 fn is_fhir_json(media: &str) -> bool {
     matches!(
@@ -137,13 +141,7 @@ pub fn body_media_type(req: &HttpRequest) -> Option<String> {
     req.headers()
         .get("Content-Type")
         .and_then(|h| h.to_str().ok())
-        .map(|h| {
-            h.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
+        .map(essence)
 }
 
 /// Whether a Binary read asks for the FHIR JSON form (`_format`, or FHIR JSON named in
@@ -155,18 +153,7 @@ pub fn wants_fhir_binary(req: &HttpRequest, params: &Params) -> bool {
     req.headers()
         .get("Accept")
         .and_then(|h| h.to_str().ok())
-        .is_some_and(|accept| {
-            accept
-                .split(',')
-                .map(|m| {
-                    m.split(';')
-                        .next()
-                        .unwrap_or("")
-                        .trim()
-                        .to_ascii_lowercase()
-                })
-                .any(|m| is_fhir_json(&m))
-        })
+        .is_some_and(|accept| accept.split(',').map(essence).any(|m| is_fhir_json(&m)))
 }
 
 /// Checks that a request body is FHIR JSON (415 otherwise).
