@@ -1,0 +1,159 @@
+//! The REST interactions, one file per family; the helpers they share live here.
+
+use super::error::ApiError;
+use super::negotiate::{
+    body_media_type, negotiate, require_json_body, wants_fhir_binary, Params, FORMAT_PARAMS,
+};
+use super::respond::{self, Return};
+use super::{body, AppState};
+use crate::fhir::conditional::{self, Condition};
+use crate::fhir::incoming::{self, Incoming};
+use crate::fhir::outcome::OutcomeIssue;
+use crate::fhir::registry::{self, ResourceKind};
+use crate::fhir::resource::{is_valid_id, parse_instant};
+use crate::fhir::subset::{self, Subset};
+use crate::fhir::writes::{Created, PatchOutcome, WriteError};
+use crate::fhir::{binary, bundle, json, patch, validate};
+use crate::store::{HistoryScope, Version};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+type Result<T> = std::result::Result<T, ApiError>;
+
+mod history;
+mod patching;
+mod read;
+mod write;
+
+pub use history::*;
+pub use patching::*;
+pub use read::*;
+pub use write::*;
+
+/// The registered kind for a URL type segment; unknown types are 404.
+fn kind_of(resource_type: &str) -> Result<&'static ResourceKind> {
+    registry::lookup(resource_type).ok_or_else(|| {
+        ApiError::new(
+            404,
+            "not-supported",
+            format!("Resource type {resource_type} is not served here"),
+        )
+    })
+}
+
+fn writable(kind: &ResourceKind) -> Result<()> {
+    if kind.server_written {
+        return Err(ApiError::new(
+            405,
+            "forbidden",
+            format!("{} resources are written by the server only", kind.name),
+        ));
+    }
+    Ok(())
+}
+
+/// The criteria of a conditional interaction: the `If-None-Exist` header of a create, or the
+/// query of `PUT/DELETE [type]?…` (less the format parameters).
+fn condition_of(kind: &ResourceKind, criteria: Vec<(String, String)>) -> Result<Condition> {
+    let criteria: Vec<(String, String)> = criteria
+        .into_iter()
+        .filter(|(k, _)| !FORMAT_PARAMS.contains(&k.as_str()))
+        .collect();
+    conditional::parse(kind, &criteria).map_err(|issue| ApiError::with_issues(400, vec![issue]))
+}
+
+/// The version as a client sees it: a Binary gets its bytes back as `data`.
+async fn representation(state: &web::Data<AppState>, version: Version) -> Result<Version> {
+    if version.resource_type != "Binary" || version.deleted {
+        return Ok(version);
+    }
+    let state = state.clone();
+    web::block(move || {
+        let content = state
+            .store
+            .binary_content(&version.id, version.version_id)?;
+        let Some(content) = content else {
+            return Ok(version);
+        };
+        let document = json::parse_lossless(&String::from_utf8_lossy(&version.body))
+            .map_err(|e| ApiError::internal(format!("stored Binary body: {e}")))?;
+        let body = json::to_text(&binary::with_data(&document, &content), false).into_bytes();
+        Ok(Version { body, ..version })
+    })
+    .await?
+}
+
+fn write_error(e: WriteError, kind: &ResourceKind, id: &str) -> ApiError {
+    match e {
+        WriteError::NotFound => ApiError::not_found(kind.name, id),
+        WriteError::Gone => {
+            ApiError::new(410, "deleted", format!("{}/{id} was deleted", kind.name))
+        }
+        WriteError::PreconditionFailed(m) => ApiError::new(412, "conflict", m),
+        WriteError::NotAllowed(m) => {
+            ApiError::new(405, "not-supported", m).allowing(INSTANCE_METHODS)
+        }
+        WriteError::Rejected { status, issues } => ApiError::with_issues(status, issues),
+        WriteError::Store(e) => ApiError::internal(e),
+    }
+}
+
+fn location(state: &AppState, kind: &str, id: &str, version: i64) -> String {
+    format!("{}/{kind}/{id}/_history/{version}", state.config.base())
+}
+
+/// `GET /metadata`
+#[utoipa::path(get, path = "/fhir/metadata", tag = "system",
+    params(("_format" = Option<String>, Query, description = "json or application/fhir+json (overrides Accept)"), ("_pretty" = Option<bool>, Query, description = "Indent the JSON"), ("mode" = Option<String>, Query, description = "full (the only mode)")),
+    responses((status = 200, description = "The CapabilityStatement", body = serde_json::Value, content_type = "application/fhir+json"), (status = 400, description = "Invalid request or resource (OperationOutcome)", body = serde_json::Value, content_type = "application/fhir+json"), (status = 406, description = "Unsupported Accept or _format (OperationOutcome)", body = serde_json::Value, content_type = "application/fhir+json")))]
+pub async fn metadata(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse> {
+    let params = Params::of(&req)?;
+    params.only(&["_format", "_pretty", "mode"])?;
+    let format = negotiate(&req, &params)?;
+    match params.one("mode")? {
+        None | Some("full") => {}
+        Some(other) => {
+            return Err(ApiError::new(
+                400,
+                "not-supported",
+                format!("metadata mode {other} is not supported"),
+            )
+            .at("mode"))
+        }
+    }
+    Ok(HttpResponse::Ok()
+        .content_type(format.content_type)
+        .body(json::to_text(&state.capability_statement, format.pretty)))
+}
+
+/// Methods of `[type]/[id]`.
+pub const INSTANCE_METHODS: &str = "GET, PUT, DELETE, PATCH";
+/// Methods of `[type]`.
+pub const TYPE_METHODS: &str = "POST, PUT, DELETE, PATCH";
+
+/// A method a path does not support: 405 with the methods it does.
+pub fn method_not_allowed(
+    allow: &'static str,
+) -> impl Fn(HttpRequest) -> std::future::Ready<Result<HttpResponse>> + Clone {
+    move |req: HttpRequest| {
+        std::future::ready(Err(ApiError::new(
+            405,
+            "not-supported",
+            format!("{} is not supported on {}", req.method(), req.path()),
+        )
+        .allowing(allow)))
+    }
+}
+
+/// Any other path or method.
+pub async fn unknown(req: HttpRequest) -> Result<HttpResponse> {
+    Err(ApiError::new(
+        404,
+        "not-supported",
+        format!(
+            "No interaction {} {} on this server",
+            req.method(),
+            req.path()
+        ),
+    ))
+}
