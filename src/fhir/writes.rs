@@ -47,6 +47,26 @@ pub enum Created {
 /// How many times a write without `If-Match` retries after losing a race.
 const ATTEMPTS: usize = 16;
 
+/// Runs `attempt` until it does not lose a race with another write: retried when the client
+/// did not pin a version, 412 when it did (its version is no longer the current one).
+fn retrying<T>(
+    pinned: bool,
+    mut attempt: impl FnMut() -> Result<T, WriteError>,
+) -> Result<T, WriteError> {
+    for _ in 0..ATTEMPTS {
+        match attempt() {
+            Err(WriteError::Store(StoreError::Conflict)) if pinned => {
+                return Err(WriteError::PreconditionFailed(
+                    "The resource was changed by another request".into(),
+                ))
+            }
+            Err(WriteError::Store(StoreError::Conflict)) => continue,
+            other => return other,
+        }
+    }
+    Err(WriteError::Store(StoreError::Conflict))
+}
+
 /// Server settings a write depends on.
 pub struct WriteContext<'a> {
     pub store: &'a Store,
@@ -66,13 +86,12 @@ impl WriteContext<'_> {
         let query = match unless {
             None => None,
             Some(Condition::Token(query)) => Some(query),
-            Some(Condition::Id(existing)) => {
-                return match self.store.current(incoming.kind.name, existing)? {
-                    Some(c) if !c.deleted => Ok(Created::Existing(existing.clone())),
-                    _ => self
-                        .install(&incoming, &id, None, 1, now_micros(), "POST", None)
-                        .map(Created::New),
+            // Ids are server-assigned, so `_id` can only find, never reserve, a resource.
+            Some(condition @ Condition::Id(_)) => {
+                if let Some(existing) = self.matching(incoming.kind, condition)?.pop() {
+                    return Ok(Created::Existing(existing));
                 }
+                None
             }
         };
         match self.install(&incoming, &id, None, 1, now_micros(), "POST", query) {
@@ -172,7 +191,7 @@ impl WriteContext<'_> {
         patch: &dyn Fn(&mut Value) -> PatchOutcome,
         if_match: Option<i64>,
     ) -> Result<Version, WriteError> {
-        for _ in 0..ATTEMPTS {
+        retrying(if_match.is_some(), || {
             let current = match self.store.read(kind.name, id)? {
                 None => return Err(WriteError::NotFound),
                 Some(v) if v.deleted => return Err(WriteError::Gone),
@@ -204,7 +223,7 @@ impl WriteContext<'_> {
             })?;
             let last_updated = now_micros().max(current.last_updated + 1);
             let next = current.version_id + 1;
-            match self.install(
+            self.install(
                 &incoming,
                 id,
                 Some(current.version_id),
@@ -212,17 +231,8 @@ impl WriteContext<'_> {
                 last_updated,
                 "PATCH",
                 None,
-            ) {
-                Err(WriteError::Store(StoreError::Conflict)) if if_match.is_some() => {
-                    return Err(WriteError::PreconditionFailed(
-                        "The resource was changed by another request".into(),
-                    ))
-                }
-                Err(WriteError::Store(StoreError::Conflict)) => continue,
-                other => return other,
-            }
-        }
-        Err(WriteError::Store(StoreError::Conflict))
+            )
+        })
     }
 
     /// The one current resource matching `condition` (conditional patch):
@@ -261,7 +271,7 @@ impl WriteContext<'_> {
         id: &str,
         if_match: Option<i64>,
     ) -> Result<(Version, bool), WriteError> {
-        for _ in 0..ATTEMPTS {
+        retrying(if_match.is_some(), || {
             let current = self.store.current(incoming.kind.name, id)?;
             let (expected, version_id, after) = match (current, if_match) {
                 (None, Some(_)) => {
@@ -287,7 +297,7 @@ impl WriteContext<'_> {
             };
             // Versions of one resource never share or go back in time, whatever the clock does.
             let last_updated = now_micros().max(after + 1);
-            match self.install(
+            self.install(
                 &incoming,
                 id,
                 expected,
@@ -295,17 +305,9 @@ impl WriteContext<'_> {
                 last_updated,
                 "PUT",
                 None,
-            ) {
-                Err(WriteError::Store(StoreError::Conflict)) if if_match.is_some() => {
-                    return Err(WriteError::PreconditionFailed(
-                        "The resource was changed by another request".into(),
-                    ))
-                }
-                Err(WriteError::Store(StoreError::Conflict)) => continue,
-                other => return other.map(|v| (v, expected.is_none())),
-            }
-        }
-        Err(WriteError::Store(StoreError::Conflict))
+            )
+            .map(|v| (v, expected.is_none()))
+        })
     }
 
     /// Deletes `kind/id`. `Ok(false)`: it was already deleted.
@@ -315,7 +317,7 @@ impl WriteContext<'_> {
         id: &str,
         if_match: Option<i64>,
     ) -> Result<bool, WriteError> {
-        for _ in 0..ATTEMPTS {
+        retrying(if_match.is_some(), || {
             let Some(current) = self.store.current(kind.name, id)? else {
                 return Err(WriteError::NotFound);
             };
@@ -340,17 +342,10 @@ impl WriteContext<'_> {
                 content: None,
                 tokens: Vec::new(),
             };
-            match self.store.write(Some(current.version_id), new, None) {
-                Err(StoreError::Conflict) if if_match.is_some() => {
-                    return Err(WriteError::PreconditionFailed(
-                        "The resource was changed by another request".into(),
-                    ))
-                }
-                Err(StoreError::Conflict) => continue,
-                other => return other.map(|()| true).map_err(WriteError::from),
-            }
-        }
-        Err(WriteError::Store(StoreError::Conflict))
+            (self.store.write(Some(current.version_id), new, None))
+                .map(|()| true)
+                .map_err(WriteError::from)
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
