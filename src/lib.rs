@@ -1,5 +1,6 @@
 //! Carnet: the FHIR R4 server behind a patient-controlled national health record.
 
+pub mod auth;
 pub mod config;
 pub mod docs;
 pub mod fhir;
