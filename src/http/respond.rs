@@ -100,21 +100,35 @@ pub fn resource(
             .content_type(format.content_type)
             .body(render_body(version, format)),
         Return::OperationOutcome => {
-            let outcome = operation_outcome(&[OutcomeIssue {
-                severity: "information",
-                code: "informational",
-                diagnostics: format!(
-                    "{}/{} version {} stored at {}",
-                    version.resource_type,
-                    version.id,
-                    version.version_id,
-                    instant(version.last_updated)
-                ),
-                expression: None,
-            }]);
             response
                 .content_type(format.content_type)
-                .body(json::to_text(&outcome, format.pretty))
+                .body(information_body(
+                    format!(
+                        "{}/{} version {} stored at {}",
+                        version.resource_type,
+                        version.id,
+                        version.version_id,
+                        instant(version.last_updated)
+                    ),
+                    format,
+                ))
         }
     }
+}
+
+/// A 200 carrying one informational OperationOutcome (`Prefer: return=OperationOutcome`).
+pub fn information(diagnostics: String, format: Format) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(format.content_type)
+        .body(information_body(diagnostics, format))
+}
+
+fn information_body(diagnostics: String, format: Format) -> String {
+    let outcome = operation_outcome(&[OutcomeIssue {
+        severity: "information",
+        code: "informational",
+        diagnostics,
+        expression: None,
+    }]);
+    json::to_text(&outcome, format.pretty)
 }

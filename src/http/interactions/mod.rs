@@ -2,7 +2,7 @@
 
 use super::error::ApiError;
 use super::negotiate::{
-    body_media_type, negotiate, require_json_body, wants_fhir_binary, Params, FORMAT_PARAMS,
+    body_media_type, negotiate, require_json_body, wants_fhir_binary, Format, Params, FORMAT_PARAMS,
 };
 use super::respond::{self, Return};
 use super::{body, AppState};
@@ -98,8 +98,60 @@ fn write_error(e: WriteError, kind: &ResourceKind, id: &str) -> ApiError {
     }
 }
 
-fn location(state: &AppState, kind: &str, id: &str, version: i64) -> String {
-    format!("{}/{kind}/{id}/_history/{version}", state.config.base())
+/// What a write interaction reads from its request before its body: the type it targets,
+/// how to answer, and the version the client pinned.
+struct WriteRequest {
+    kind: &'static ResourceKind,
+    format: Format,
+    returning: Return,
+    if_match: Option<i64>,
+}
+
+impl WriteRequest {
+    fn of(req: &HttpRequest, resource_type: &str, params: &Params) -> Result<WriteRequest> {
+        let kind = kind_of(resource_type)?;
+        let format = negotiate(req, params)?;
+        let returning = Return::of(req)?;
+        writable(kind)?;
+        let if_match = respond::if_match(req)?;
+        Ok(WriteRequest {
+            kind,
+            format,
+            returning,
+            if_match,
+        })
+    }
+}
+
+/// The answer to a successful create, update or patch: 201 or 200, with `Location`, the
+/// version as a read would show it, and what `Prefer` asked for.
+async fn written(
+    state: &web::Data<AppState>,
+    version: Version,
+    created: bool,
+    format: Format,
+    returning: Return,
+) -> Result<HttpResponse> {
+    let version = representation(state, version).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let location = format!(
+        "{}/{}/{}/_history/{}",
+        state.config.base(),
+        version.resource_type,
+        version.id,
+        version.version_id
+    );
+    Ok(respond::resource(
+        status,
+        &version,
+        format,
+        Some(location),
+        returning,
+    ))
 }
 
 /// `GET /metadata`

@@ -85,15 +85,17 @@ async fn patch_document(
 /// PATCH of one resource, by id or by criteria.
 async fn patch_resource(
     req: HttpRequest,
-    kind: &'static ResourceKind,
+    write: WriteRequest,
     target: std::result::Result<String, Condition>,
     payload: web::Payload,
     state: web::Data<AppState>,
-    params: Params,
 ) -> Result<HttpResponse> {
-    let format = negotiate(&req, &params)?;
-    let returning = Return::of(&req)?;
-    writable(kind)?;
+    let WriteRequest {
+        kind,
+        format,
+        returning,
+        if_match,
+    } = write;
     if kind.name == "Binary" {
         return Err(ApiError::new(
             405,
@@ -101,7 +103,6 @@ async fn patch_resource(
             "Binary content is replaced with PUT, not patched",
         ));
     }
-    let if_match = respond::if_match(&req)?;
     let document = patch_document(&req, payload, &state).await?;
     let shown_id = match &target {
         Ok(id) => id.clone(),
@@ -124,14 +125,7 @@ async fn patch_resource(
     })
     .await?
     .map_err(|e| write_error(e, kind, &shown_id))?;
-    let location = location(&state, kind.name, &version.id, version.version_id);
-    Ok(respond::resource(
-        StatusCode::OK,
-        &version,
-        format,
-        Some(location),
-        returning,
-    ))
+    written(&state, version, false, format, returning).await
 }
 
 #[utoipa::path(patch, path = "/fhir/{type}/{id}", tag = "instance",
@@ -155,13 +149,13 @@ pub async fn patch(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse> {
     let (resource_type, id) = path.into_inner();
-    let kind = kind_of(&resource_type)?;
     let params = Params::of(&req)?;
     params.only(&FORMAT_PARAMS)?;
+    let write = WriteRequest::of(&req, &resource_type, &params)?;
     if !is_valid_id(&id) {
-        return Err(ApiError::not_found(kind.name, &id));
+        return Err(ApiError::not_found(write.kind.name, &id));
     }
-    patch_resource(req, kind, Ok(id), payload, state, params).await
+    patch_resource(req, write, Ok(id), payload, state).await
 }
 
 #[utoipa::path(patch, path = "/fhir/{type}", tag = "type",
@@ -181,8 +175,8 @@ pub async fn conditional_patch(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse> {
-    let kind = kind_of(&path)?;
     let params = Params::of(&req)?;
-    let condition = condition_of(kind, params.0.clone())?;
-    patch_resource(req, kind, Err(condition), payload, state, params).await
+    let write = WriteRequest::of(&req, &path, &params)?;
+    let condition = condition_of(write.kind, params.0)?;
+    patch_resource(req, write, Err(condition), payload, state).await
 }

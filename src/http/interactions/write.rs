@@ -120,15 +120,7 @@ pub async fn create(
             ));
         }
     };
-    let version = representation(&state, version).await?;
-    let location = location(&state, kind.name, &version.id, version.version_id);
-    Ok(respond::resource(
-        StatusCode::CREATED,
-        &version,
-        format,
-        Some(location),
-        returning,
-    ))
+    written(&state, version, true, format, returning).await
 }
 
 /// `PUT [type]/[id]`
@@ -149,13 +141,14 @@ pub async fn update(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse> {
     let (resource_type, id) = path.into_inner();
-    let kind = kind_of(&resource_type)?;
     let params = Params::of(&req)?;
     params.only(&FORMAT_PARAMS)?;
-    let format = negotiate(&req, &params)?;
-    let returning = Return::of(&req)?;
-    writable(kind)?;
-    let if_match = respond::if_match(&req)?;
+    let WriteRequest {
+        kind,
+        format,
+        returning,
+        if_match,
+    } = WriteRequest::of(&req, &resource_type, &params)?;
     if !is_valid_id(&id) {
         return Err(ApiError::new(
             400,
@@ -188,20 +181,7 @@ pub async fn update(
     let (version, created) = web::block(move || state2.writes().update(incoming, &id2, if_match))
         .await?
         .map_err(|e| write_error(e, kind, &id))?;
-    let version = representation(&state, version).await?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    let location = location(&state, kind.name, &id, version.version_id);
-    Ok(respond::resource(
-        status,
-        &version,
-        format,
-        Some(location),
-        returning,
-    ))
+    written(&state, version, created, format, returning).await
 }
 
 /// `DELETE [type]/[id]`
@@ -218,13 +198,14 @@ pub async fn delete(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse> {
     let (resource_type, id) = path.into_inner();
-    let kind = kind_of(&resource_type)?;
     let params = Params::of(&req)?;
     params.only(&FORMAT_PARAMS)?;
-    let format = negotiate(&req, &params)?;
-    let returning = Return::of(&req)?;
-    writable(kind)?;
-    let if_match = respond::if_match(&req)?;
+    let WriteRequest {
+        kind,
+        format,
+        returning,
+        if_match,
+    } = WriteRequest::of(&req, &resource_type, &params)?;
     if !is_valid_id(&id) {
         return Err(ApiError::not_found(kind.name, &id));
     }
@@ -234,16 +215,10 @@ pub async fn delete(
         .await?
         .map_err(|e| write_error(e, kind, &id))?;
     if returning == Return::OperationOutcome {
-        let outcome =
-            crate::fhir::outcome::operation_outcome(&[crate::fhir::outcome::OutcomeIssue {
-                severity: "information",
-                code: "informational",
-                diagnostics: format!("{}/{id} is deleted", kind.name),
-                expression: None,
-            }]);
-        return Ok(HttpResponse::Ok()
-            .content_type(format.content_type)
-            .body(json::to_text(&outcome, format.pretty)));
+        return Ok(respond::information(
+            format!("{}/{id} is deleted", kind.name),
+            format,
+        ));
     }
     Ok(HttpResponse::NoContent().finish())
 }
@@ -265,12 +240,13 @@ pub async fn conditional_update(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse> {
-    let kind = kind_of(&path)?;
     let params = Params::of(&req)?;
-    let format = negotiate(&req, &params)?;
-    let returning = Return::of(&req)?;
-    writable(kind)?;
-    let if_match = respond::if_match(&req)?;
+    let WriteRequest {
+        kind,
+        format,
+        returning,
+        if_match,
+    } = WriteRequest::of(&req, &path, &params)?;
     let condition = condition_of(kind, params.0)?;
     let incoming = parse_body(&req, payload, &state, kind, None).await?;
     let state2 = state.clone();
@@ -281,20 +257,7 @@ pub async fn conditional_update(
     })
     .await?
     .map_err(|e| write_error(e, kind, ""))?;
-    let version = representation(&state, version).await?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    let location = location(&state, kind.name, &version.id, version.version_id);
-    Ok(respond::resource(
-        status,
-        &version,
-        format,
-        Some(location),
-        returning,
-    ))
+    written(&state, version, created, format, returning).await
 }
 
 #[utoipa::path(delete, path = "/fhir/{type}", tag = "type",
