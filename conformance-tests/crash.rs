@@ -11,9 +11,11 @@ fn acknowledged_creates_survive_kill_9_byte_for_byte() {
     let acknowledged = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let base = s.base.clone();
+    let authorization = format!("Bearer {}", s.default_token);
     let writers: Vec<_> = (0..2)
         .map(|w| {
             let (acknowledged, stop, base) = (acknowledged.clone(), stop.clone(), base.clone());
+            let authorization = authorization.clone();
             std::thread::spawn(move || {
                 let agent = ureq::AgentBuilder::new()
                     .timeout(Duration::from_secs(10))
@@ -26,6 +28,7 @@ fn acknowledged_creates_survive_kill_9_byte_for_byte() {
                     if let Ok(r) = agent
                         .post(&format!("{base}/Patient"))
                         .set("Content-Type", "application/fhir+json")
+                        .set("Authorization", &authorization)
                         .send_string(&body)
                     {
                         if r.status() == 201 {

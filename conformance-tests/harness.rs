@@ -1,6 +1,10 @@
 //! Starts the real `carnet` binary on a free loopback port with a fresh database and talks
 //! HTTP to it. The backend comes from `CARNET_TEST_DATABASE_URL`: unset → a new SQLite file;
 //! `postgres://…` → a new database created on that server for this test and dropped after it.
+//!
+//! Each server gets a `carnet.toml` registering the test clients below and runs its local
+//! issuer; requests carry a feeding-system token with `system/*.cruds` unless they set their
+//! own `Authorization` header (an empty value sends none).
 
 use diesel::prelude::*;
 use serde_json::Value;
@@ -19,7 +23,33 @@ pub struct Server {
     postgres_admin: Option<(String, String)>,
     extra_env: Vec<(String, String)>,
     agent: ureq::Agent,
+    /// The token sent when a request sets no `Authorization` header.
+    pub default_token: String,
 }
+
+/// The client registry every test server starts with.
+pub const TEST_CLIENTS: &str = r#"
+[[clients]]
+client_id = "test-feeder"
+kind = "feeder"
+organization = "https://finess.esante.gouv.fr|750000001"
+scopes = "system/*.cruds user/*.cruds"
+
+[[clients]]
+client_id = "test-portal"
+kind = "portal"
+scopes = "patient/*.cruds user/*.cruds"
+
+[[clients]]
+client_id = "test-app"
+kind = "app"
+scopes = "patient/*.rs"
+
+[[clients]]
+client_id = "test-provisioning"
+kind = "provisioning"
+scopes = "system/*.cruds"
+"#;
 
 /// An HTTP answer.
 #[derive(Debug)]
@@ -126,6 +156,11 @@ impl Server {
 
     /// Starts a server with extra `CARNET_*` settings.
     pub fn start_with(env: &[(&str, &str)]) -> Server {
+        Server::start_configured("", env)
+    }
+
+    /// Starts a server whose `carnet.toml` is [`TEST_CLIENTS`] followed by `extra_toml`.
+    pub fn start_configured(extra_toml: &str, env: &[(&str, &str)]) -> Server {
         let name = format!("carnet_t_{}", uuid::Uuid::new_v4().simple());
         let dir = std::env::temp_dir().join(&name);
         std::fs::create_dir_all(&dir).unwrap();
@@ -141,7 +176,21 @@ impl Server {
             }
             _ => (format!("sqlite://{}/carnet.db", dir.display()), None),
         };
+        std::fs::write(
+            dir.join("carnet.toml"),
+            format!("{TEST_CLIENTS}\n{extra_toml}"),
+        )
+        .unwrap();
         let port = free_port();
+        let mut extra_env: Vec<(String, String)> = vec![
+            // On by default with SQLite only: the tests use it on both backends.
+            ("CARNET_AUTH__LOCAL_ISSUER".into(), "true".into()),
+            (
+                "CARNET_AUTH__LOCAL_ISSUER_KEY".into(),
+                dir.join("issuer-key.p8").display().to_string(),
+            ),
+        ];
+        extra_env.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let mut server = Server {
             base: format!("http://127.0.0.1:{port}/fhir"),
             child: None,
@@ -149,16 +198,53 @@ impl Server {
             port,
             database_url,
             postgres_admin,
-            extra_env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            extra_env,
             agent: ureq::AgentBuilder::new()
                 .timeout(Duration::from_secs(60))
                 .build(),
+            default_token: String::new(),
         };
         server.launch();
+        server.default_token =
+            server.token(&["--client-id", "test-feeder", "--scope", "system/*.cruds"]);
         server
+    }
+
+    /// Runs `carnet token ARGS` against this server's configuration and returns the JWT.
+    pub fn token(&self, args: &[&str]) -> String {
+        let (ok, stdout, stderr) = self.carnet(&[&["token"], args].concat());
+        assert!(ok, "carnet token {args:?} failed: {stderr}");
+        let token = stdout.trim().to_owned();
+        assert_eq!(token.split('.').count(), 3, "not a JWT: {stdout}");
+        token
+    }
+
+    /// Runs `carnet ARGS` with this server's directory, configuration and environment; returns
+    /// exit success, standard output and standard error.
+    pub fn carnet(&self, args: &[&str]) -> (bool, String, String) {
+        let output = Command::new(env!("CARGO_BIN_EXE_carnet"))
+            .args(args)
+            .current_dir(&self.dir)
+            .env("CARNET_BASE_URL", &self.base)
+            .env("CARNET_DATABASE_URL", &self.database_url)
+            .envs(self.extra_env.iter().cloned())
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
+    /// The server's working directory.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// Where the server keeps its local issuer's private key.
+    pub fn issuer_key_path(&self) -> PathBuf {
+        self.dir.join("issuer-key.p8")
     }
 
     fn launch(&mut self) {
@@ -247,7 +333,16 @@ impl Server {
             format!("{}{path}", self.base)
         };
         let mut request = self.agent.request(method, &url);
+        let own_authorization = headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("Authorization"));
+        if !own_authorization {
+            request = request.set("Authorization", &format!("Bearer {}", self.default_token));
+        }
         for (k, v) in headers {
+            if k.eq_ignore_ascii_case("Authorization") && v.is_empty() {
+                continue;
+            }
             request = request.set(k, v);
         }
         let result = match body {

@@ -2,6 +2,7 @@
 //! overridable by a `CARNET_*` environment variable (`[limits] binary_max_bytes` →
 //! `CARNET_LIMITS__BINARY_MAX_BYTES`). Defaults run a working server with no file at all.
 
+use crate::auth::principal::Client;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -21,6 +22,38 @@ pub struct Config {
     pub limits: Limits,
     /// Search and history paging.
     pub search: Search,
+    /// Token issuers and audience.
+    pub auth: Auth,
+    /// The client registry: an unregistered `client_id` gets nothing.
+    #[serde(skip_serializing)]
+    pub clients: Vec<Client>,
+}
+
+/// Who may issue access tokens, and for which audience.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Auth {
+    /// The built-in issuer (`carnet token`); unset means on with SQLite, off with PostgreSQL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local_issuer: Option<bool>,
+    /// The `aud` tokens must carry; empty means `base_url`.
+    pub audience: String,
+    /// Where the local issuer's private key lives; empty means next to the SQLite database
+    /// (`./data/` with PostgreSQL).
+    pub local_issuer_key: String,
+    /// Fewest seconds between two fetches of an issuer's keys, however many unknown `kid`s
+    /// arrive: an attacker cannot turn tokens into a flood of requests to the issuer.
+    pub jwks_min_refresh_seconds: u64,
+    /// Trusted external OpenID Connect issuers.
+    pub issuers: Vec<Issuer>,
+}
+
+/// One trusted external OpenID Connect issuer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Issuer {
+    /// The issuer URL; discovery is at `{url}/.well-known/openid-configuration`.
+    pub url: String,
 }
 
 /// Request size limits.
@@ -54,6 +87,20 @@ impl Default for Config {
             update_create: false,
             limits: Limits::default(),
             search: Search::default(),
+            auth: Auth::default(),
+            clients: Vec::new(),
+        }
+    }
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Auth {
+            local_issuer: None,
+            audience: String::new(),
+            local_issuer_key: String::new(),
+            jwks_min_refresh_seconds: 10,
+            issuers: Vec::new(),
         }
     }
 }
@@ -107,7 +154,7 @@ impl Config {
             }
             None => toml::Table::new(),
         };
-        let schema = toml::Table::try_from(Config::default()).expect("defaults serialize");
+        let schema = env_schema();
         for (name, value) in env {
             let Some(key) = name.strip_prefix(ENV_PREFIX) else {
                 continue;
@@ -144,6 +191,18 @@ impl Config {
                 "search.default_count must be between 1 and search.max_count".into(),
             ));
         }
+        for issuer in &self.auth.issuers {
+            check_issuer_url(&issuer.url)?;
+        }
+        let mut seen = std::collections::HashSet::new();
+        for client in &self.clients {
+            if !seen.insert(client.client_id.as_str()) {
+                return Err(ConfigError(format!(
+                    "clients: client_id {:?} is registered twice",
+                    client.client_id
+                )));
+            }
+        }
         Ok(())
     }
 
@@ -151,6 +210,84 @@ impl Config {
     pub fn base(&self) -> &str {
         self.base_url.trim_end_matches('/')
     }
+
+    /// Whether the built-in issuer runs: on by default with SQLite (the embedded, out-of-the-box
+    /// setup), off by default with PostgreSQL (production uses real issuers).
+    pub fn local_issuer_enabled(&self) -> bool {
+        self.auth
+            .local_issuer
+            .unwrap_or_else(|| self.database_url.starts_with("sqlite://"))
+    }
+
+    /// The local issuer's `iss`: under the FHIR base, where its discovery document is served.
+    pub fn local_issuer_url(&self) -> String {
+        format!("{}/local-issuer", self.base())
+    }
+
+    /// The audience every token must name.
+    pub fn audience(&self) -> &str {
+        match self.auth.audience.trim() {
+            "" => self.base(),
+            audience => audience,
+        }
+    }
+
+    /// The local issuer's key file: `auth.local_issuer_key`, else next to the SQLite database,
+    /// else `./data/`.
+    pub fn local_issuer_key_path(&self) -> PathBuf {
+        const FILE: &str = "carnet-issuer-key.p8";
+        if !self.auth.local_issuer_key.is_empty() {
+            return PathBuf::from(&self.auth.local_issuer_key);
+        }
+        match self.database_url.strip_prefix("sqlite://") {
+            Some(database) => Path::new(database)
+                .parent()
+                .map(|dir| dir.join(FILE))
+                .unwrap_or_else(|| PathBuf::from(FILE)),
+            None => Path::new("data").join(FILE),
+        }
+    }
+}
+
+/// The keys an environment variable may set, with values of the right type. Optional keys are
+/// filled in so that their variables are recognised too.
+fn env_schema() -> toml::Table {
+    let mut config = Config::default();
+    config.auth.local_issuer = Some(false);
+    toml::Table::try_from(config).expect("defaults serialize")
+}
+
+/// Issuers are reached over HTTPS; plain HTTP only on loopback, where nobody can tamper with the
+/// keys on the way.
+fn check_issuer_url(url: &str) -> Result<(), ConfigError> {
+    let refuse = |why: &str| ConfigError(format!("auth.issuers: {url:?} {why}"));
+    let rest = if let Some(rest) = url.strip_prefix("https://") {
+        rest
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        let host_port = rest.split('/').next().unwrap_or_default();
+        let host = match host_port.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or_default(),
+            None => host_port.rsplit_once(':').map_or(host_port, |(h, _)| h),
+        };
+        let loopback = host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if !loopback {
+            return Err(refuse(
+                "uses plain http:// on a non-loopback host; use https://",
+            ));
+        }
+        rest
+    } else {
+        return Err(refuse("is not an https:// URL"));
+    };
+    if rest.is_empty() || rest.contains(['?', '#']) {
+        return Err(refuse(
+            "must be a plain issuer URL without query or fragment",
+        ));
+    }
+    Ok(())
 }
 
 fn lookup<'a>(table: &'a toml::Table, path: &[String]) -> Option<&'a toml::Value> {
@@ -252,6 +389,78 @@ mod tests {
             .to_string()
             .contains("lisen"));
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn auth_defaults_follow_the_backend() {
+        let sqlite = Config::load(None, env(&[])).unwrap();
+        assert!(sqlite.local_issuer_enabled());
+        assert_eq!(sqlite.audience(), "http://127.0.0.1:8080/fhir");
+        assert_eq!(
+            sqlite.local_issuer_key_path(),
+            PathBuf::from("./data/carnet-issuer-key.p8")
+        );
+        let pg = Config::load(None, env(&[("CARNET_DATABASE_URL", "postgres://h/db")])).unwrap();
+        assert!(!pg.local_issuer_enabled());
+        let forced = Config::load(
+            None,
+            env(&[
+                ("CARNET_DATABASE_URL", "postgres://h/db"),
+                ("CARNET_AUTH__LOCAL_ISSUER", "true"),
+                ("CARNET_AUTH__AUDIENCE", "https://fhir.example"),
+            ]),
+        )
+        .unwrap();
+        assert!(forced.local_issuer_enabled());
+        assert_eq!(forced.audience(), "https://fhir.example");
+    }
+
+    fn from_file(text: &str) -> Result<Config, ConfigError> {
+        let dir = std::env::temp_dir().join(format!("carnet-config-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("carnet.toml");
+        std::fs::write(&file, text).unwrap();
+        let config = Config::load(Some(&file), env(&[]));
+        std::fs::remove_dir_all(dir).unwrap();
+        config
+    }
+
+    #[test]
+    fn clients_and_issuers_load_from_the_file() {
+        let c = from_file(
+            r#"
+[[auth.issuers]]
+url = "https://issuer.example/realms/sante"
+[[auth.issuers]]
+url = "http://127.0.0.1:9999"
+[[clients]]
+client_id = "lab-biomed-75"
+kind = "feeder"
+organization = "https://finess.esante.gouv.fr|750000001"
+scopes = "system/*.cruds"
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.auth.issuers.len(), 2);
+        assert_eq!(c.clients[0].client_id, "lab-biomed-75");
+    }
+
+    #[test]
+    fn unsafe_issuers_and_duplicate_clients_are_refused() {
+        for url in [
+            "http://issuer.example",
+            "ftp://x",
+            "https://x/?a=b",
+            "http://10.0.0.1",
+        ] {
+            let err = from_file(&format!("[[auth.issuers]]\nurl = {url:?}\n")).unwrap_err();
+            assert!(err.to_string().contains("auth.issuers"), "{url}: {err}");
+        }
+        let twice = "[[clients]]\nclient_id = \"a\"\nkind = \"app\"\nscopes = \"patient/*.rs\"\n";
+        let err = from_file(&format!("{twice}{twice}")).unwrap_err();
+        assert!(err.to_string().contains("twice"), "{err}");
+        let bad_scope = "[[clients]]\nclient_id = \"a\"\nkind = \"app\"\nscopes = \"nonsense\"\n";
+        assert!(from_file(bad_scope).is_err());
     }
 
     #[test]

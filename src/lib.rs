@@ -23,10 +23,15 @@ pub enum StartError {
     Listen(String),
     #[error("fhir-profiles: {0}")]
     Profiles(String),
+    #[error(transparent)]
+    Key(#[from] auth::local_issuer::KeyError),
+    #[error("{0}")]
+    Token(String),
 }
 
-/// Resolves `listen` and refuses non-loopback addresses: until authentication is in place the
-/// server must not be reachable from other machines.
+/// Resolves `listen` and refuses non-loopback addresses: tokens are checked, but until the
+/// consent engine filters what each caller sees, the server must not be reachable from other
+/// machines.
 pub fn listen_addresses(listen: &str) -> Result<Vec<SocketAddr>, StartError> {
     let addresses: Vec<SocketAddr> = listen
         .to_socket_addrs()
@@ -34,10 +39,42 @@ pub fn listen_addresses(listen: &str) -> Result<Vec<SocketAddr>, StartError> {
         .collect();
     if addresses.is_empty() || addresses.iter().any(|a| !a.ip().is_loopback()) {
         return Err(StartError::Listen(format!(
-            "listen = {listen:?}: only loopback addresses are allowed until authentication is enabled"
+            "listen = {listen:?}: only loopback addresses are allowed until the consent engine is in place"
         )));
     }
     Ok(addresses)
+}
+
+/// The built-in issuer, when the configuration turns it on.
+fn local_issuer(config: &Config) -> Result<Option<auth::local_issuer::LocalIssuer>, StartError> {
+    if !config.local_issuer_enabled() {
+        return Ok(None);
+    }
+    let issuer = auth::local_issuer::LocalIssuer::open(
+        config.local_issuer_url(),
+        &config.local_issuer_key_path(),
+    )?;
+    Ok(Some(issuer))
+}
+
+/// Mints an access token from the local issuer (`carnet token`), valid `expires_in` seconds.
+pub fn mint_token(
+    config: &Config,
+    claims: &auth::principal::Claims,
+    expires_in: i64,
+) -> Result<String, StartError> {
+    let issuer = local_issuer(config)?.ok_or_else(|| {
+        StartError::Token(
+            "the local issuer is off in this configuration (auth.local_issuer = false)".into(),
+        )
+    })?;
+    if expires_in <= 0 {
+        return Err(StartError::Token("--expires-in must be positive".into()));
+    }
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    issuer
+        .mint(claims, config.audience(), now, expires_in)
+        .map_err(StartError::Token)
 }
 
 /// Applies migrations and exits.
@@ -51,6 +88,18 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     let addresses = listen_addresses(&config.listen)?;
     fhir::profiles::load().map_err(StartError::Profiles)?;
     let store = Arc::new(store::Store::open(&config.database_url)?);
+    let local_issuer = local_issuer(&config)?.map(Arc::new);
+    let external: Vec<String> = config.auth.issuers.iter().map(|i| i.url.clone()).collect();
+    let issuers = auth::issuers::TrustedIssuers::new(
+        local_issuer.as_deref(),
+        &external,
+        std::time::Duration::from_secs(config.auth.jwks_min_refresh_seconds),
+    );
+    let authenticator = Arc::new(auth::Authenticator::new(
+        issuers,
+        config.audience().to_owned(),
+        config.clients.clone(),
+    ));
     let started = fhir::resource::instant(fhir::resource::now_micros());
     let state = web::Data::new(http::AppState {
         capability_statement: fhir::capability::capability_statement(
@@ -60,6 +109,8 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         ),
         config,
         store,
+        authenticator,
+        local_issuer,
     });
     let server = HttpServer::new(move || {
         App::new()

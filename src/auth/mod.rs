@@ -1,10 +1,332 @@
-//! Identity and authorization, pure logic: SMART App Launch v2 scopes and the derivation of the
-//! one principal a request acts as.
+//! Identity and authorization: from a bearer token to the one [`Principal`] a request acts as,
+//! and the SMART scopes that bound what it may do.
 //!
-//! Nothing here verifies signatures or talks to the network: callers hand in claims that an
-//! issuer already vouched for, plus the client registry from the configuration, and get back who
-//! is asking and what the token may do. Keeping this free of I/O lets every rule of the identity
-//! issue be unit-tested on its own.
+//! The flow is one way: decode the JWT ([`jwt`]), verify it with the keys of a trusted issuer
+//! ([`issuers`], [`local_issuer`]), check `exp`/`nbf`/`aud`, then derive the principal from the
+//! claims and the client registry ([`principal`], [`scopes`]). Everything but key fetching is pure
+//! and unit-tested on its own.
 
+pub mod issuers;
+pub mod jwt;
+pub mod local_issuer;
 pub mod principal;
 pub mod scopes;
+
+use principal::{AuthError, Claims, Client, Principal};
+use scopes::{Interaction, Scopes};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// An authenticated caller: who it is and what its token may do.
+#[derive(Debug, Clone)]
+pub struct Access {
+    pub principal: Principal,
+    /// The token's scopes, already narrowed by the client's registration.
+    pub scopes: Scopes,
+}
+
+impl Access {
+    /// Whether the scopes allow `interaction` on `resource_type` in a context this principal
+    /// may use. This is the scope check only: the consent rules narrow further.
+    pub fn scope_allows(&self, resource_type: &str, interaction: Interaction) -> bool {
+        self.principal
+            .allowed_contexts()
+            .iter()
+            .any(|context| self.scopes.allows(*context, resource_type, interaction))
+    }
+}
+
+/// Why a request was not authenticated, as the HTTP layer answers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denial {
+    /// 401: no usable token. `error` is the RFC 6750 code (`None` when no token was sent).
+    Unauthenticated {
+        error: Option<&'static str>,
+        message: String,
+    },
+    /// 403: a valid token that this server will not serve.
+    Forbidden { message: String },
+}
+
+/// Verifies tokens and derives principals.
+pub struct Authenticator {
+    issuers: issuers::TrustedIssuers,
+    audience: String,
+    clients: Vec<Client>,
+    failures: AtomicU64,
+}
+
+impl Authenticator {
+    /// An authenticator trusting `issuers`, for tokens naming `audience`.
+    pub fn new(issuers: issuers::TrustedIssuers, audience: String, clients: Vec<Client>) -> Self {
+        Authenticator {
+            issuers,
+            audience,
+            clients,
+            failures: AtomicU64::new(0),
+        }
+    }
+
+    /// The issuer clients get tokens from (may fetch its discovery document).
+    pub fn primary_provider(&self) -> Option<issuers::Provider> {
+        self.issuers.primary_provider()
+    }
+
+    /// How many requests were refused authentication since start.
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    /// Authenticates the `Authorization` header value at time `now` (seconds since the epoch).
+    /// May block while an issuer's keys are fetched. Every refusal is logged and counted.
+    pub fn authenticate(&self, authorization: Option<&str>, now: i64) -> Result<Access, Denial> {
+        let result = self.check(authorization, now);
+        if let Err(denial) = &result {
+            let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+            let (status, reason) = match denial {
+                Denial::Unauthenticated { message, .. } => (401, message),
+                Denial::Forbidden { message } => (403, message),
+            };
+            tracing::warn!(target: "carnet::auth", status, %reason, failures, "authentication refused");
+        }
+        result
+    }
+
+    fn check(&self, authorization: Option<&str>, now: i64) -> Result<Access, Denial> {
+        let Some(header) = authorization else {
+            return Err(Denial::Unauthenticated {
+                error: None,
+                message: "this request needs an access token: send Authorization: Bearer <token>"
+                    .to_owned(),
+            });
+        };
+        let token = bearer_token(header).ok_or_else(|| Denial::Unauthenticated {
+            error: Some("invalid_request"),
+            message: "the Authorization header must be `Bearer <token>`".to_owned(),
+        })?;
+        let invalid = |e: jwt::TokenError| Denial::Unauthenticated {
+            error: Some("invalid_token"),
+            message: e.to_string(),
+        };
+        let unverified = jwt::decode(token).map_err(invalid)?;
+        self.issuers
+            .verify_signature(&unverified)
+            .map_err(invalid)?;
+        jwt::check_claims(&unverified.claims, &self.audience, now).map_err(invalid)?;
+        let claims: Claims = serde_json::from_value(serde_json::Value::Object(unverified.claims))
+            .map_err(|e| Denial::Unauthenticated {
+            error: Some("invalid_token"),
+            message: format!("the token's claims are not usable: {e}"),
+        })?;
+        let (principal, scopes) = principal::derive(&claims, &self.clients).map_err(refusal_of)?;
+        if let Some(scope) = scopes
+            .resource_scopes()
+            .iter()
+            .find(|s| !s.parameters.is_empty())
+        {
+            return Err(Denial::Forbidden {
+                message: format!(
+                    "scope `{scope}` has parameters; this server does not honour scope \
+                     parameters yet, so it refuses the token rather than widen it"
+                ),
+            });
+        }
+        Ok(Access { principal, scopes })
+    }
+}
+
+/// `Bearer <token>`, the scheme case-insensitive (RFC 7235).
+fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && !token.contains(' '))
+        .then_some(token)
+}
+
+/// A token that cannot describe a caller is invalid (401); a well-formed caller this server will
+/// not serve, such as an unregistered client, is forbidden (403).
+fn refusal_of(error: AuthError) -> Denial {
+    let message = error.message();
+    match error {
+        AuthError::MissingClientId
+        | AuthError::InvalidScope(_)
+        | AuthError::MissingClaim { .. }
+        | AuthError::InvalidClaim { .. }
+        | AuthError::UnsupportedUser { .. }
+        | AuthError::UnsupportedPurpose { .. }
+        | AuthError::BreakGlassWithoutReason
+        | AuthError::ReasonWithoutBreakGlass => Denial::Unauthenticated {
+            error: Some("invalid_token"),
+            message,
+        },
+        AuthError::UnknownClient { .. }
+        | AuthError::ClientWithoutOrganization { .. }
+        | AuthError::ScopeContextNotAllowed { .. }
+        | AuthError::NoResourceScope
+        | AuthError::NoScopeGranted { .. }
+        | AuthError::BreakGlassNotAllowed { .. } => Denial::Forbidden { message },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use local_issuer::LocalIssuer;
+    use std::time::Duration;
+
+    const AUDIENCE: &str = "https://carnet.example/fhir";
+
+    struct Fixture {
+        issuer: LocalIssuer,
+        authenticator: Authenticator,
+        dir: std::path::PathBuf,
+    }
+
+    impl Drop for Fixture {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn fixture() -> Fixture {
+        let dir =
+            std::env::temp_dir().join(format!("carnet-auth-{}", uuid::Uuid::new_v4().simple()));
+        let issuer =
+            LocalIssuer::open(format!("{AUDIENCE}/local-issuer"), &dir.join("key.p8")).unwrap();
+        let clients: Vec<Client> = toml::from_str::<toml::Table>(
+            r#"
+[[c]]
+client_id = "lab"
+kind = "feeder"
+organization = "https://finess.esante.gouv.fr|750000001"
+scopes = "system/*.cruds"
+"#,
+        )
+        .unwrap()["c"]
+            .clone()
+            .try_into()
+            .unwrap();
+        let trusted = issuers::TrustedIssuers::new(Some(&issuer), &[], Duration::from_secs(10));
+        let authenticator = Authenticator::new(trusted, AUDIENCE.to_owned(), clients);
+        Fixture {
+            issuer,
+            authenticator,
+            dir,
+        }
+    }
+
+    fn lab_claims() -> Claims {
+        Claims {
+            client_id: Some("lab".into()),
+            scope: "system/Observation.crs".into(),
+            ..Claims::default()
+        }
+    }
+
+    #[test]
+    fn a_local_token_authenticates_a_feeding_system() {
+        let f = fixture();
+        let token = f.issuer.mint(&lab_claims(), AUDIENCE, 1000, 60).unwrap();
+        let access = f
+            .authenticator
+            .authenticate(Some(&format!("Bearer {token}")), 1010)
+            .unwrap();
+        assert!(matches!(access.principal, Principal::FeedingSystem { .. }));
+        assert!(access.scope_allows("Observation", Interaction::Create));
+        assert!(!access.scope_allows("Observation", Interaction::Delete));
+        assert!(!access.scope_allows("Patient", Interaction::Read));
+        assert_eq!(f.authenticator.failures(), 0);
+    }
+
+    #[test]
+    fn refusals_are_counted_and_say_why() {
+        let f = fixture();
+        let expired = f.issuer.mint(&lab_claims(), AUDIENCE, 0, 60).unwrap();
+        let other_audience = f
+            .issuer
+            .mint(&lab_claims(), "https://other", 1000, 60)
+            .unwrap();
+        let unknown_client = f
+            .issuer
+            .mint(
+                &Claims {
+                    client_id: Some("nobody".into()),
+                    ..lab_claims()
+                },
+                AUDIENCE,
+                1000,
+                60,
+            )
+            .unwrap();
+        let auth = |h: Option<String>| f.authenticator.authenticate(h.as_deref(), 1000);
+        assert!(matches!(
+            auth(None),
+            Err(Denial::Unauthenticated { error: None, .. })
+        ));
+        assert!(matches!(
+            auth(Some("Basic abc".into())),
+            Err(Denial::Unauthenticated {
+                error: Some("invalid_request"),
+                ..
+            })
+        ));
+        assert!(matches!(
+            auth(Some(format!("Bearer {expired}"))),
+            Err(Denial::Unauthenticated {
+                error: Some("invalid_token"),
+                ..
+            })
+        ));
+        assert!(matches!(
+            auth(Some(format!("Bearer {other_audience}"))),
+            Err(Denial::Unauthenticated {
+                error: Some("invalid_token"),
+                ..
+            })
+        ));
+        assert!(matches!(
+            auth(Some(format!("bearer {unknown_client}"))),
+            Err(Denial::Forbidden { .. })
+        ));
+        assert_eq!(f.authenticator.failures(), 5);
+    }
+
+    #[test]
+    fn a_tampered_payload_breaks_the_signature() {
+        let f = fixture();
+        let token = f.issuer.mint(&lab_claims(), AUDIENCE, 1000, 60).unwrap();
+        let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+        let wider = f.issuer.mint(
+            &Claims {
+                scope: "system/*.cruds".into(),
+                ..lab_claims()
+            },
+            AUDIENCE,
+            1000,
+            60,
+        );
+        parts[1] = wider.unwrap().split('.').nth(1).unwrap().to_owned();
+        let forged = parts.join(".");
+        let denial = f
+            .authenticator
+            .authenticate(Some(&format!("Bearer {forged}")), 1000)
+            .unwrap_err();
+        assert!(format!("{denial:?}").contains("signature"), "{denial:?}");
+    }
+
+    #[test]
+    fn parameterised_scopes_are_refused_not_widened() {
+        let f = fixture();
+        let claims = Claims {
+            scope: "system/Observation.rs?category=laboratory".into(),
+            ..lab_claims()
+        };
+        let token = f.issuer.mint(&claims, AUDIENCE, 1000, 60).unwrap();
+        let denial = f
+            .authenticator
+            .authenticate(Some(&format!("Bearer {token}")), 1000)
+            .unwrap_err();
+        assert!(
+            matches!(denial, Denial::Forbidden { ref message } if message.contains("parameters"))
+        );
+    }
+}

@@ -213,7 +213,10 @@ pub fn derive(claims: &Claims, registry: &[Client]) -> Result<(Principal, Scopes
         });
     }
     check_contexts(&token_scopes, &principal)?;
-    let granted = narrow(&token_scopes, &client.scopes);
+    let mut granted = narrow(&token_scopes, &client.scopes);
+    if matches!(principal, Principal::Provisioning { .. }) {
+        granted = narrow(&granted, &PROVISIONING_LIMIT);
+    }
     if granted.is_empty() {
         return Err(AuthError::NoScopeGranted {
             client_id: client.client_id.clone(),
@@ -221,6 +224,16 @@ pub fn derive(claims: &Claims, registry: &[Client]) -> Result<(Principal, Scopes
     }
     Ok((principal, granted))
 }
+
+/// What record provisioning may ever do, whatever its registration says: manage the record
+/// holders, professionals and organizations (find, create, update), and read no clinical data.
+static PROVISIONING_LIMIT: std::sync::LazyLock<Scopes> = std::sync::LazyLock::new(|| {
+    parse_scopes(
+        "system/Patient.crus system/Practitioner.crus system/PractitionerRole.crus \
+         system/Organization.crus system/RelatedPerson.crus",
+    )
+    .expect("valid scopes")
+});
 
 /// A claim that is absent or blank counts as absent, so `--fhir-user ""` means "no user".
 fn present(claim: &Option<String>) -> Option<&str> {
@@ -871,6 +884,62 @@ mod tests {
         assert!(scopes.allows(Context::System, "Patient", Interaction::Update));
         assert!(!scopes.allows(Context::System, "Patient", Interaction::Delete));
         assert!(!scopes.allows(Context::System, "DocumentReference", Interaction::Read));
+    }
+
+    #[test]
+    fn provisioning_never_reads_clinical_data_even_if_registered_for_it() {
+        let mut registry = registry();
+        registry.push(client("wide", ClientKind::Provisioning, "system/*.cruds"));
+        let wide = Claims {
+            client_id: Some("wide".to_owned()),
+            scope: "system/*.cruds".to_owned(),
+            ..Claims::default()
+        };
+        let (_, scopes) = derive(&wide, &registry).unwrap();
+        for kind in [
+            "Patient",
+            "Practitioner",
+            "PractitionerRole",
+            "Organization",
+            "RelatedPerson",
+        ] {
+            assert!(
+                scopes.allows(Context::System, kind, Interaction::Create),
+                "{kind}"
+            );
+            assert!(
+                scopes.allows(Context::System, kind, Interaction::Search),
+                "{kind}"
+            );
+            assert!(
+                !scopes.allows(Context::System, kind, Interaction::Delete),
+                "{kind}"
+            );
+        }
+        for kind in [
+            "Observation",
+            "DocumentReference",
+            "Binary",
+            "Consent",
+            "AuditEvent",
+        ] {
+            assert!(
+                !scopes.allows(Context::System, kind, Interaction::Read),
+                "{kind}"
+            );
+            assert!(
+                !scopes.allows(Context::System, kind, Interaction::Create),
+                "{kind}"
+            );
+        }
+        let clinical_only = Claims {
+            scope: "system/Observation.rs".to_owned(),
+            ..wide
+        };
+        assert!(matches!(
+            derive(&clinical_only, &registry),
+            Err(AuthError::NoScopeGranted { .. })
+        ));
     }
 
     #[test]

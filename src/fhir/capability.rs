@@ -63,6 +63,14 @@ pub fn capability_statement(base_url: &str, update_create: bool, date: &str) -> 
         "patchFormat": ["application/json-patch+json", "application/fhir+json"],
         "rest": [{
             "mode": "server",
+            "security": {
+                "cors": false,
+                "service": [{"coding": [{
+                    "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                    "code": "SMART-on-FHIR",
+                }]}],
+                "description": "Every interaction but this statement and the discovery documents needs an OAuth2 bearer access token (a JWT from a trusted OpenID Connect issuer) carrying SMART App Launch v2 scopes; see .well-known/smart-configuration.",
+            },
             "resource": resources,
             "interaction": [{"code": "history-system"}],
         }],
@@ -93,6 +101,10 @@ mod tests {
             .iter()
             .any(|i| i["code"] == "create"));
         assert!(cs["rest"][0].get("searchParam").is_none());
+        assert_eq!(
+            cs["rest"][0]["security"]["service"][0]["coding"][0]["code"],
+            "SMART-on-FHIR"
+        );
         let patient = &cs["rest"][0]["resource"][0];
         assert_eq!(patient["type"], "Patient");
         assert_eq!(

@@ -65,6 +65,11 @@ pub static RESOURCES: &[ResourceKind] = &[
     kind("AuditEvent", &["agent.who", "entity.what"], &[], true),
 ];
 
+/// Every type Carnet serves.
+pub fn all() -> &'static [ResourceKind] {
+    RESOURCES
+}
+
 /// The kind registered under `name`, if Carnet serves that type.
 pub fn lookup(name: &str) -> Option<&'static ResourceKind> {
     RESOURCES.iter().find(|k| k.name == name)

@@ -29,6 +29,9 @@ pub enum WriteError {
         status: u16,
         issues: Vec<OutcomeIssue>,
     },
+    /// The write would create a resource and the caller may not create.
+    #[error("{0}")]
+    Forbidden(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -67,11 +70,20 @@ fn retrying<T>(
     Err(WriteError::Store(StoreError::Conflict))
 }
 
+fn cannot_create(name: &str) -> WriteError {
+    WriteError::Forbidden(format!(
+        "This write would create a {name} and the token's scopes do not allow creating {name}"
+    ))
+}
+
 /// Server settings a write depends on.
 pub struct WriteContext<'a> {
     pub store: &'a Store,
     pub base_url: &'a str,
     pub update_create: bool,
+    /// Whether the caller may create: an update or conditional update that would create is
+    /// refused otherwise.
+    pub may_create: bool,
 }
 
 impl WriteContext<'_> {
@@ -143,6 +155,7 @@ impl WriteContext<'_> {
                 let id = id.clone();
                 self.update(incoming, &id, None)
             }
+            ([], Condition::Token(_)) if !self.may_create => Err(cannot_create(name)),
             ([], Condition::Token(query)) => match incoming.id.clone() {
                 None => {
                     let id = new_id();
@@ -285,6 +298,9 @@ impl WriteContext<'_> {
                         "{}/{id} does not exist and this server assigns ids itself: use POST to create",
                         incoming.kind.name
                     )))
+                }
+                (None, None) if !self.may_create => {
+                    return Err(cannot_create(incoming.kind.name))
                 }
                 (None, None) => (None, 1, 0),
                 (Some(c), Some(wanted)) if c.version_id != wanted => {

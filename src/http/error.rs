@@ -11,6 +11,8 @@ pub struct ApiError {
     pub issues: Vec<OutcomeIssue>,
     /// The methods the target supports, sent as `Allow` with a 405.
     pub allow: Option<&'static str>,
+    /// The `WWW-Authenticate` challenge of a 401 or 403.
+    pub challenge: Option<String>,
 }
 
 impl ApiError {
@@ -20,6 +22,7 @@ impl ApiError {
             status: StatusCode::from_u16(status).expect("valid status"),
             issues: vec![OutcomeIssue::error(code, diagnostics)],
             allow: None,
+            challenge: None,
         }
     }
 
@@ -29,6 +32,7 @@ impl ApiError {
             status: StatusCode::from_u16(status).expect("valid status"),
             issues,
             allow: None,
+            challenge: None,
         }
     }
 
@@ -43,6 +47,12 @@ impl ApiError {
     /// Sets the `Allow` header of a 405.
     pub fn allowing(mut self, methods: &'static str) -> Self {
         self.allow = Some(methods);
+        self
+    }
+
+    /// Sets the `WWW-Authenticate` challenge.
+    pub fn challenging(mut self, challenge: String) -> Self {
+        self.challenge = Some(challenge);
         self
     }
 
@@ -85,6 +95,9 @@ impl ResponseError for ApiError {
         if self.status == StatusCode::METHOD_NOT_ALLOWED {
             // HTTP requires Allow with a 405; reading is what every FHIR path supports.
             response.insert_header(("Allow", self.allow.unwrap_or("GET")));
+        }
+        if let Some(challenge) = &self.challenge {
+            response.insert_header(("WWW-Authenticate", challenge.as_str()));
         }
         response.body(operation_outcome(&self.issues).to_string())
     }

@@ -1,13 +1,19 @@
 //! The HTTP surface: routes, content negotiation, headers and errors.
 
 mod body;
+pub mod discovery;
 pub mod error;
+pub mod guard;
 pub mod interactions;
 pub mod negotiate;
 pub mod panics;
 mod respond;
 
+use crate::auth::local_issuer::LocalIssuer;
+use crate::auth::scopes::Interaction;
+use crate::auth::{Access, Authenticator};
 use crate::config::Config;
+use crate::fhir::registry::ResourceKind;
 use crate::fhir::writes::WriteContext;
 use crate::store::Store;
 use actix_web::web;
@@ -19,29 +25,53 @@ pub struct AppState {
     pub store: Arc<Store>,
     /// Built once at start: it describes the running server.
     pub capability_statement: serde_json::Value,
+    /// Turns bearer tokens into callers.
+    pub authenticator: Arc<Authenticator>,
+    /// The built-in issuer, when on (its discovery document and keys are served).
+    pub local_issuer: Option<Arc<LocalIssuer>>,
 }
 
 impl AppState {
-    /// The write interactions over this server's store and settings.
-    pub fn writes(&self) -> WriteContext<'_> {
+    /// The write interactions over this server's store and settings, for `access` on `kind`.
+    pub fn writes(&self, access: &Access, kind: &ResourceKind) -> WriteContext<'_> {
         WriteContext {
             store: &self.store,
             base_url: self.config.base(),
             update_create: self.config.update_create,
+            may_create: access.scope_allows(kind.name, Interaction::Create),
         }
     }
 }
 
-/// Registers the FHIR routes under `/fhir`.
+/// Registers the FHIR routes under `/fhir`: the public documents first, then everything else
+/// behind the authentication gate.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     use interactions::*;
+    let public = [
+        ("/fhir/metadata", web::get().to(metadata)),
+        (
+            "/fhir/.well-known/smart-configuration",
+            web::get().to(discovery::smart_configuration),
+        ),
+        (
+            "/fhir/local-issuer/.well-known/openid-configuration",
+            web::get().to(discovery::local_issuer_discovery),
+        ),
+        (
+            "/fhir/local-issuer/jwks",
+            web::get().to(discovery::local_issuer_jwks),
+        ),
+    ];
+    for (path, route) in public {
+        cfg.service(
+            web::resource(path)
+                .route(route)
+                .default_service(web::to(method_not_allowed("GET"))),
+        );
+    }
     cfg.service(
         web::scope("/fhir")
-            .service(
-                web::resource("/metadata")
-                    .route(web::get().to(metadata))
-                    .default_service(web::to(method_not_allowed("GET"))),
-            )
+            .wrap(actix_web::middleware::from_fn(guard::require_token))
             .service(
                 web::resource("/_history")
                     .route(web::get().to(history_system))

@@ -11,9 +11,11 @@ pub async fn history_instance(
     req: HttpRequest,
     path: web::Path<(String, String)>,
     state: web::Data<AppState>,
+    access: Access,
 ) -> Result<HttpResponse> {
     let (resource_type, id) = path.into_inner();
     let kind = kind_of(&resource_type)?;
+    permit(&access, kind, &[Interaction::Read])?;
     if !is_valid_id(&id) {
         return Err(ApiError::not_found(kind.name, &id));
     }
@@ -43,8 +45,10 @@ pub async fn history_type(
     req: HttpRequest,
     path: web::Path<String>,
     state: web::Data<AppState>,
+    access: Access,
 ) -> Result<HttpResponse> {
     let kind = kind_of(&path)?;
+    permit(&access, kind, &[Interaction::Search])?;
     let url = format!("{}/{}/_history", state.config.base(), kind.name);
     history(req, state, HistoryScope::Type(kind.name.into()), url).await
 }
@@ -53,7 +57,15 @@ pub async fn history_type(
 #[utoipa::path(get, path = "/fhir/_history", tag = "system",
     params(("_count" = Option<u64>, Query, description = "Page size (capped by search.max_count)"), ("_since" = Option<String>, Query, description = "Only versions written at or after this instant"), ("_cursor" = Option<String>, Query, description = "Opaque position, from a next link"), ("_format" = Option<String>, Query, description = "json or application/fhir+json (overrides Accept)"), ("_pretty" = Option<bool>, Query, description = "Indent the JSON")),
     responses((status = 200, description = "history Bundle, newest first", body = serde_json::Value, content_type = "application/fhir+json"), (status = 400, description = "Invalid request or resource (OperationOutcome)", body = serde_json::Value, content_type = "application/fhir+json"), (status = 406, description = "Unsupported Accept or _format (OperationOutcome)", body = serde_json::Value, content_type = "application/fhir+json")))]
-pub async fn history_system(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse> {
+pub async fn history_system(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    access: Access,
+) -> Result<HttpResponse> {
+    // Every type's versions are listed: the token must be allowed to search them all.
+    for kind in registry::all() {
+        permit(&access, kind, &[Interaction::Search])?;
+    }
     let url = format!("{}/_history", state.config.base());
     history(req, state, HistoryScope::System, url).await
 }

@@ -1,11 +1,14 @@
 //! The REST interactions, one file per family; the helpers they share live here.
 
 use super::error::ApiError;
+use super::guard::permit;
 use super::negotiate::{
     body_media_type, negotiate, require_json_body, wants_fhir_binary, Format, Params, FORMAT_PARAMS,
 };
 use super::respond::{self, Return};
 use super::{body, AppState};
+use crate::auth::scopes::Interaction;
+use crate::auth::Access;
 use crate::fhir::conditional::{self, Condition};
 use crate::fhir::incoming::{self, Incoming};
 use crate::fhir::outcome::OutcomeIssue;
@@ -94,6 +97,9 @@ fn write_error(e: WriteError, kind: &ResourceKind, id: &str) -> ApiError {
             ApiError::new(405, "not-supported", m).allowing(INSTANCE_METHODS)
         }
         WriteError::Rejected { status, issues } => ApiError::with_issues(status, issues),
+        WriteError::Forbidden(message) => {
+            super::guard::refused(crate::auth::Denial::Forbidden { message })
+        }
         WriteError::Store(e) => ApiError::internal(e),
     }
 }
@@ -101,6 +107,7 @@ fn write_error(e: WriteError, kind: &ResourceKind, id: &str) -> ApiError {
 /// What a write interaction reads from its request before its body: the type it targets,
 /// how to answer, and the version the client pinned.
 struct WriteRequest {
+    access: Access,
     kind: &'static ResourceKind,
     format: Format,
     returning: Return,
@@ -108,13 +115,21 @@ struct WriteRequest {
 }
 
 impl WriteRequest {
-    fn of(req: &HttpRequest, resource_type: &str, params: &Params) -> Result<WriteRequest> {
+    fn of(
+        req: &HttpRequest,
+        access: Access,
+        resource_type: &str,
+        params: &Params,
+        needs: &[Interaction],
+    ) -> Result<WriteRequest> {
         let kind = kind_of(resource_type)?;
+        permit(&access, kind, needs)?;
         let format = negotiate(req, params)?;
         let returning = Return::of(req)?;
         writable(kind)?;
         let if_match = respond::if_match(req)?;
         Ok(WriteRequest {
+            access,
             kind,
             format,
             returning,
@@ -155,7 +170,7 @@ async fn written(
 }
 
 /// `GET /metadata`
-#[utoipa::path(get, path = "/fhir/metadata", tag = "system",
+#[utoipa::path(get, path = "/fhir/metadata", tag = "system", security(()),
     params(("_format" = Option<String>, Query, description = "json or application/fhir+json (overrides Accept)"), ("_pretty" = Option<bool>, Query, description = "Indent the JSON"), ("mode" = Option<String>, Query, description = "full (the only mode)")),
     responses((status = 200, description = "The CapabilityStatement", body = serde_json::Value, content_type = "application/fhir+json"), (status = 400, description = "Invalid request or resource (OperationOutcome)", body = serde_json::Value, content_type = "application/fhir+json"), (status = 406, description = "Unsupported Accept or _format (OperationOutcome)", body = serde_json::Value, content_type = "application/fhir+json")))]
 pub async fn metadata(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse> {

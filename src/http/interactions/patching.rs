@@ -91,6 +91,7 @@ async fn patch_resource(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse> {
     let WriteRequest {
+        access,
         kind,
         format,
         returning,
@@ -110,7 +111,7 @@ async fn patch_resource(
     };
     let state2 = state.clone();
     let version = web::block(move || {
-        let writes = state2.writes();
+        let writes = state2.writes(&access, kind);
         let id = match target {
             Ok(id) => id,
             Err(condition) => writes.single_match(kind, &condition)?,
@@ -147,11 +148,18 @@ pub async fn patch(
     path: web::Path<(String, String)>,
     payload: web::Payload,
     state: web::Data<AppState>,
+    access: Access,
 ) -> Result<HttpResponse> {
     let (resource_type, id) = path.into_inner();
     let params = Params::of(&req)?;
     params.only(&FORMAT_PARAMS)?;
-    let write = WriteRequest::of(&req, &resource_type, &params)?;
+    let write = WriteRequest::of(
+        &req,
+        access,
+        &resource_type,
+        &params,
+        &[Interaction::Update],
+    )?;
     if !is_valid_id(&id) {
         return Err(ApiError::not_found(write.kind.name, &id));
     }
@@ -174,9 +182,11 @@ pub async fn conditional_patch(
     path: web::Path<String>,
     payload: web::Payload,
     state: web::Data<AppState>,
+    access: Access,
 ) -> Result<HttpResponse> {
     let params = Params::of(&req)?;
-    let write = WriteRequest::of(&req, &path, &params)?;
+    let needs = [Interaction::Update, Interaction::Search];
+    let write = WriteRequest::of(&req, access, &path, &params, &needs)?;
     let condition = condition_of(write.kind, params.0)?;
     patch_resource(req, write, Err(condition), payload, state).await
 }

@@ -17,9 +17,11 @@ pub async fn read(
     req: HttpRequest,
     path: web::Path<(String, String)>,
     state: web::Data<AppState>,
+    access: Access,
 ) -> Result<HttpResponse> {
     let (resource_type, id) = path.into_inner();
     let kind = kind_of(&resource_type)?;
+    permit(&access, kind, &[Interaction::Read])?;
     let params = Params::of(&req)?;
     params.only(&READ_PARAMS)?;
     if !is_valid_id(&id) {
@@ -88,9 +90,11 @@ pub async fn vread(
     req: HttpRequest,
     path: web::Path<(String, String, String)>,
     state: web::Data<AppState>,
+    access: Access,
 ) -> Result<HttpResponse> {
     let (resource_type, id, vid) = path.into_inner();
     let kind = kind_of(&resource_type)?;
+    permit(&access, kind, &[Interaction::Read])?;
     let params = Params::of(&req)?;
     params.only(&READ_PARAMS)?;
     let missing = || {

@@ -89,19 +89,29 @@ pub async fn create(
     path: web::Path<String>,
     payload: web::Payload,
     state: web::Data<AppState>,
+    access: Access,
 ) -> Result<HttpResponse> {
     let kind = kind_of(&path)?;
+    permit(&access, kind, &[Interaction::Create])?;
     let params = Params::of(&req)?;
     params.only(&FORMAT_PARAMS)?;
     let format = negotiate(&req, &params)?;
     let returning = Return::of(&req)?;
     writable(kind)?;
     let condition = if_none_exist(&req, kind)?;
+    if condition.is_some() {
+        // A match is found by searching and answered with its content.
+        permit(&access, kind, &[Interaction::Search, Interaction::Read])?;
+    }
     let incoming = parse_body(&req, payload, &state, kind, None).await?;
     let state2 = state.clone();
-    let created = web::block(move || state2.writes().create(incoming, condition.as_ref()))
-        .await?
-        .map_err(|e| write_error(e, kind, ""))?;
+    let created = web::block(move || {
+        state2
+            .writes(&access, kind)
+            .create(incoming, condition.as_ref())
+    })
+    .await?
+    .map_err(|e| write_error(e, kind, ""))?;
     let version = match created {
         Created::New(version) => version,
         Created::Existing(id) => {
@@ -139,16 +149,24 @@ pub async fn update(
     path: web::Path<(String, String)>,
     payload: web::Payload,
     state: web::Data<AppState>,
+    access: Access,
 ) -> Result<HttpResponse> {
     let (resource_type, id) = path.into_inner();
     let params = Params::of(&req)?;
     params.only(&FORMAT_PARAMS)?;
     let WriteRequest {
+        access,
         kind,
         format,
         returning,
         if_match,
-    } = WriteRequest::of(&req, &resource_type, &params)?;
+    } = WriteRequest::of(
+        &req,
+        access,
+        &resource_type,
+        &params,
+        &[Interaction::Update],
+    )?;
     if !is_valid_id(&id) {
         return Err(ApiError::new(
             400,
@@ -178,9 +196,13 @@ pub async fn update(
     }
     let state2 = state.clone();
     let id2 = id.clone();
-    let (version, created) = web::block(move || state2.writes().update(incoming, &id2, if_match))
-        .await?
-        .map_err(|e| write_error(e, kind, &id))?;
+    let (version, created) = web::block(move || {
+        state2
+            .writes(&access, kind)
+            .update(incoming, &id2, if_match)
+    })
+    .await?
+    .map_err(|e| write_error(e, kind, &id))?;
     written(&state, version, created, format, returning).await
 }
 
@@ -196,22 +218,30 @@ pub async fn delete(
     req: HttpRequest,
     path: web::Path<(String, String)>,
     state: web::Data<AppState>,
+    access: Access,
 ) -> Result<HttpResponse> {
     let (resource_type, id) = path.into_inner();
     let params = Params::of(&req)?;
     params.only(&FORMAT_PARAMS)?;
     let WriteRequest {
+        access,
         kind,
         format,
         returning,
         if_match,
-    } = WriteRequest::of(&req, &resource_type, &params)?;
+    } = WriteRequest::of(
+        &req,
+        access,
+        &resource_type,
+        &params,
+        &[Interaction::Delete],
+    )?;
     if !is_valid_id(&id) {
         return Err(ApiError::not_found(kind.name, &id));
     }
     let state2 = state.clone();
     let id2 = id.clone();
-    web::block(move || state2.writes().delete(kind, &id2, if_match))
+    web::block(move || state2.writes(&access, kind).delete(kind, &id2, if_match))
         .await?
         .map_err(|e| write_error(e, kind, &id))?;
     if returning == Return::OperationOutcome {
@@ -239,20 +269,23 @@ pub async fn conditional_update(
     path: web::Path<String>,
     payload: web::Payload,
     state: web::Data<AppState>,
+    access: Access,
 ) -> Result<HttpResponse> {
     let params = Params::of(&req)?;
+    let needs = [Interaction::Update, Interaction::Search];
     let WriteRequest {
+        access,
         kind,
         format,
         returning,
         if_match,
-    } = WriteRequest::of(&req, &path, &params)?;
+    } = WriteRequest::of(&req, access, &path, &params, &needs)?;
     let condition = condition_of(kind, params.0)?;
     let incoming = parse_body(&req, payload, &state, kind, None).await?;
     let state2 = state.clone();
     let (version, created) = web::block(move || {
         state2
-            .writes()
+            .writes(&access, kind)
             .conditional_update(incoming, &condition, if_match)
     })
     .await?
@@ -271,15 +304,21 @@ pub async fn conditional_delete(
     req: HttpRequest,
     path: web::Path<String>,
     state: web::Data<AppState>,
+    access: Access,
 ) -> Result<HttpResponse> {
     let kind = kind_of(&path)?;
+    permit(&access, kind, &[Interaction::Delete, Interaction::Search])?;
     let params = Params::of(&req)?;
     negotiate(&req, &params)?;
     writable(kind)?;
     let condition = condition_of(kind, params.0)?;
     let state2 = state.clone();
-    web::block(move || state2.writes().conditional_delete(kind, &condition))
-        .await?
-        .map_err(|e| write_error(e, kind, ""))?;
+    web::block(move || {
+        state2
+            .writes(&access, kind)
+            .conditional_delete(kind, &condition)
+    })
+    .await?
+    .map_err(|e| write_error(e, kind, ""))?;
     Ok(HttpResponse::NoContent().finish())
 }

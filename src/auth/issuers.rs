@@ -1,0 +1,173 @@
+//! The issuers whose tokens are trusted, and their signing keys: the local issuer's own key, and
+//! external OpenID Connect providers found by discovery, their JWKS cached and fetched again
+//! when a token names a key not seen yet (the provider rotated), at a bounded rate.
+
+use super::jwt::{self, TokenError, Unverified};
+use super::local_issuer::LocalIssuer;
+use openidconnect::core::{CoreJsonWebKey, CoreProviderMetadata};
+use openidconnect::IssuerUrl;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How long one discovery or JWKS request may take.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Every trusted issuer.
+pub struct TrustedIssuers {
+    local: Option<(String, Vec<CoreJsonWebKey>)>,
+    external: Vec<ExternalIssuer>,
+    http: ureq::Agent,
+}
+
+/// One external provider and what is known of its keys.
+struct ExternalIssuer {
+    url: String,
+    min_refresh: Duration,
+    keys: Mutex<KeyCache>,
+}
+
+#[derive(Default)]
+struct KeyCache {
+    keys: Vec<CoreJsonWebKey>,
+    provider: Option<Provider>,
+    last_fetch: Option<Instant>,
+}
+
+/// What clients need to know of an issuer to get tokens (for the SMART configuration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Provider {
+    pub issuer: String,
+    pub jwks_uri: String,
+    pub authorization_endpoint: Option<String>,
+    pub token_endpoint: Option<String>,
+}
+
+impl TrustedIssuers {
+    /// The local issuer (if on) and the configured external issuer URLs. Nothing is fetched yet:
+    /// a provider that is down at start must not keep the server from starting.
+    pub fn new(
+        local: Option<&LocalIssuer>,
+        external: &[String],
+        min_refresh: Duration,
+    ) -> TrustedIssuers {
+        let local = local.map(|issuer| {
+            let jwk = serde_json::from_value(issuer.jwk()).expect("our JWK is a valid JWK");
+            (issuer.url.clone(), vec![jwk])
+        });
+        let external = external
+            .iter()
+            .map(|url| ExternalIssuer {
+                url: url.trim_end_matches('/').to_owned(),
+                min_refresh,
+                keys: Mutex::new(KeyCache::default()),
+            })
+            .collect();
+        // No redirects: the configured URLs are the only places keys come from.
+        let http = ureq::AgentBuilder::new()
+            .timeout(FETCH_TIMEOUT)
+            .redirects(0)
+            .build();
+        TrustedIssuers {
+            local,
+            external,
+            http,
+        }
+    }
+
+    /// The issuer clients should get tokens from: the first external one (its discovery fetched
+    /// if never fetched yet), else the local issuer.
+    pub fn primary_provider(&self) -> Option<Provider> {
+        if let Some(first) = self.external.first() {
+            let mut cache = first.keys.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.provider.is_none() && first.may_fetch(&cache) {
+                first.refresh(&mut cache, &self.http);
+            }
+            return cache.provider.clone();
+        }
+        self.local.as_ref().map(|(url, _)| Provider {
+            issuer: url.clone(),
+            jwks_uri: format!("{url}/jwks"),
+            authorization_endpoint: None,
+            token_endpoint: None,
+        })
+    }
+
+    /// Verifies the token's signature with the keys of the issuer it names. May block on the
+    /// network (discovery, JWKS), so call it off the async executor.
+    pub fn verify_signature(&self, token: &Unverified) -> Result<(), TokenError> {
+        let issuer = token.issuer()?;
+        if let Some((url, keys)) = &self.local {
+            if url == issuer {
+                return jwt::verify_signature(token, keys);
+            }
+        }
+        let external = self
+            .external
+            .iter()
+            .find(|e| e.url == issuer)
+            .ok_or(TokenError::UntrustedIssuer)?;
+        let keys = external.keys_for(token, &self.http)?;
+        jwt::verify_signature(token, &keys)
+    }
+}
+
+impl ExternalIssuer {
+    /// The cached keys, fetched again first when the token's key is not among them and the
+    /// last fetch is old enough.
+    fn keys_for(
+        &self,
+        token: &Unverified,
+        http: &ureq::Agent,
+    ) -> Result<Vec<CoreJsonWebKey>, TokenError> {
+        let mut cache = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        if !jwt::has_key(token, &cache.keys) && self.may_fetch(&cache) {
+            self.refresh(&mut cache, http);
+        }
+        match cache.keys.is_empty() {
+            true => Err(TokenError::IssuerUnavailable),
+            false => Ok(cache.keys.clone()),
+        }
+    }
+
+    fn may_fetch(&self, cache: &KeyCache) -> bool {
+        cache
+            .last_fetch
+            .is_none_or(|at| at.elapsed() >= self.min_refresh)
+    }
+
+    /// Fetches discovery and keys; on failure the previous keys stay in use.
+    fn refresh(&self, cache: &mut KeyCache, http: &ureq::Agent) {
+        cache.last_fetch = Some(Instant::now());
+        match self.fetch(http) {
+            Ok((keys, provider)) => {
+                tracing::info!(issuer = %self.url, keys = keys.len(), "issuer keys fetched");
+                cache.keys = keys;
+                cache.provider = Some(provider);
+            }
+            Err(reason) => {
+                tracing::warn!(issuer = %self.url, %reason, "issuer keys could not be fetched");
+            }
+        }
+    }
+
+    /// Discovery (which checks that the document names this very issuer), then its JWKS.
+    fn fetch(&self, http: &ureq::Agent) -> Result<(Vec<CoreJsonWebKey>, Provider), String> {
+        let url = IssuerUrl::new(self.url.clone()).map_err(|e| e.to_string())?;
+        let metadata = CoreProviderMetadata::discover(&url, http).map_err(|e| {
+            let mut reason = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                reason.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            reason
+        })?;
+        let provider = Provider {
+            issuer: self.url.clone(),
+            jwks_uri: metadata.jwks_uri().to_string(),
+            authorization_endpoint: Some(metadata.authorization_endpoint().to_string()),
+            token_endpoint: metadata.token_endpoint().map(|t| t.to_string()),
+        };
+        Ok((metadata.jwks().keys().clone(), provider))
+    }
+}

@@ -1,0 +1,130 @@
+//! The authentication gate: every request under `/fhir` except the public documents passes
+//! here, and reaches a handler only with an [`Access`] in its extensions.
+
+use super::error::ApiError;
+use super::AppState;
+use crate::auth::scopes::Interaction;
+use crate::auth::{Access, Denial};
+use crate::fhir::registry::ResourceKind;
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
+
+/// Middleware: authenticates the bearer token, or answers 401/403 without calling the handler.
+pub async fn require_token(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .cloned()
+        .expect("AppState is registered");
+    // An unreadable (non-ASCII) header becomes an empty one: refused as malformed.
+    let header = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .map(|value| value.to_str().unwrap_or_default().to_owned());
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let result = web::block(move || state.authenticator.authenticate(header.as_deref(), now)).await;
+    match result.map_err(ApiError::from)? {
+        Ok(access) => {
+            req.extensions_mut().insert(access);
+            Ok(next.call(req).await?.map_into_left_body())
+        }
+        // Answered here (not as an error) so that the access log records it like any other.
+        Err(denial) => {
+            let response = actix_web::ResponseError::error_response(&refused(denial));
+            Ok(req.into_response(response).map_into_right_body())
+        }
+    }
+}
+
+/// The answer to a refused token: RFC 6750's `WWW-Authenticate` and an OperationOutcome.
+pub fn refused(denial: Denial) -> ApiError {
+    match denial {
+        Denial::Unauthenticated { error, message } => {
+            let challenge = match error {
+                None => r#"Bearer realm="carnet""#.to_owned(),
+                Some(code) => format!(
+                    r#"Bearer realm="carnet", error="{code}", error_description="{}""#,
+                    quoted(&message)
+                ),
+            };
+            ApiError::new(401, "login", message).challenging(challenge)
+        }
+        Denial::Forbidden { message } => {
+            let challenge = format!(
+                r#"Bearer realm="carnet", error="insufficient_scope", error_description="{}""#,
+                quoted(&message)
+            );
+            ApiError::new(403, "forbidden", message).challenging(challenge)
+        }
+    }
+}
+
+/// A header quoted-string may not hold `"` or `\` unescaped, nor non-ASCII.
+fn quoted(text: &str) -> String {
+    text.chars()
+        .filter(|c| c.is_ascii() && !c.is_ascii_control())
+        .map(|c| if c == '"' || c == '\\' { '\'' } else { c })
+        .collect()
+}
+
+/// Refuses with 403 unless the token's scopes allow every one of `interactions` on `kind`.
+pub fn permit(
+    access: &Access,
+    kind: &ResourceKind,
+    interactions: &[Interaction],
+) -> Result<(), ApiError> {
+    match interactions
+        .iter()
+        .find(|i| !access.scope_allows(kind.name, **i))
+    {
+        None => Ok(()),
+        Some(missing) => Err(refused(Denial::Forbidden {
+            message: format!(
+                "the token's scopes do not allow {} on {} (needs the `{}` permission)",
+                interaction_name(*missing),
+                kind.name,
+                letter(*missing)
+            ),
+        })),
+    }
+}
+
+fn interaction_name(interaction: Interaction) -> &'static str {
+    match interaction {
+        Interaction::Create => "create",
+        Interaction::Read => "read",
+        Interaction::Update => "update",
+        Interaction::Delete => "delete",
+        Interaction::Search => "search",
+    }
+}
+
+fn letter(interaction: Interaction) -> char {
+    match interaction {
+        Interaction::Create => 'c',
+        Interaction::Read => 'r',
+        Interaction::Update => 'u',
+        Interaction::Delete => 'd',
+        Interaction::Search => 's',
+    }
+}
+
+/// Handlers take the caller as an argument; outside the gate there is none, and the request is
+/// refused rather than served anonymously.
+impl FromRequest for Access {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Access, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(req.extensions().get::<Access>().cloned().ok_or_else(|| {
+            refused(Denial::Unauthenticated {
+                error: None,
+                message: "this request needs an access token".to_owned(),
+            })
+        }))
+    }
+}
