@@ -2,6 +2,7 @@
 //! PostgreSQL when `CARNET_TEST_DATABASE_URL=postgres://…` is set.
 
 mod harness;
+mod oidc_issuer;
 
 mod auth;
 mod binary;
@@ -11,6 +12,7 @@ mod conditional;
 mod crash;
 mod crud;
 mod errors;
+mod external_issuer;
 mod history;
 mod negotiation;
 mod patch;
