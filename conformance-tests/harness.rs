@@ -237,6 +237,20 @@ impl Server {
         )
     }
 
+    /// Runs one SQL statement directly on the server's database (to simulate damage).
+    pub fn execute_sql(&self, statement: &str) {
+        match self.database_url.strip_prefix("sqlite://") {
+            Some(path) => {
+                let mut conn = diesel::SqliteConnection::establish(path).unwrap();
+                diesel::sql_query(statement).execute(&mut conn).unwrap();
+            }
+            None => {
+                let mut conn = PgConnection::establish(&self.database_url).unwrap();
+                diesel::sql_query(statement).execute(&mut conn).unwrap();
+            }
+        }
+    }
+
     /// The server's working directory.
     pub fn dir(&self) -> &std::path::Path {
         &self.dir

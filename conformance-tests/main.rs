@@ -16,3 +16,4 @@ mod external_issuer;
 mod history;
 mod negotiation;
 mod patch;
+mod search;

@@ -83,13 +83,29 @@ fn metadata_describes_what_is_implemented() {
         "history-instance",
         "history-type",
         "create",
+        "search-type",
     ] {
         assert!(codes.contains(&code), "{code}");
     }
-    assert!(
-        !codes.contains(&"search-type"),
-        "search is not implemented yet"
-    );
+    // Every advertised parameter is one the server answers.
+    for param in patient["searchParam"].as_array().unwrap() {
+        let name = param["name"].as_str().unwrap();
+        let value = match param["type"].as_str().unwrap() {
+            "date" => "2024",
+            "reference" => "Patient/x",
+            _ => "x",
+        };
+        let reply = s.get(&format!("/Patient?{name}={value}"));
+        assert_eq!(reply.status, 200, "{name}: {}", reply.body);
+    }
+    // Nothing advertised is refused; what is refused is not advertised.
+    let names: Vec<&str> = patient["searchParam"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert!(!names.contains(&"_text") && !names.contains(&"phonetic"));
     assert_eq!(patient["conditionalCreate"], true);
     assert_eq!(patient["conditionalDelete"], "single");
     let audit = resources

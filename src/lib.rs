@@ -5,6 +5,7 @@ pub mod config;
 pub mod docs;
 pub mod fhir;
 pub mod http;
+pub mod search;
 pub mod store;
 
 use actix_web::{web, App, HttpServer};
@@ -27,6 +28,8 @@ pub enum StartError {
     Key(#[from] auth::local_issuer::KeyError),
     #[error("{0}")]
     Token(String),
+    #[error(transparent)]
+    Database(#[from] store::StoreError),
 }
 
 /// Resolves `listen` and refuses non-loopback addresses: tokens are checked, but until the
@@ -77,6 +80,24 @@ pub fn mint_token(
         .map_err(StartError::Token)
 }
 
+/// Rebuilds the search index tables from the stored resources (`carnet reindex`); returns how
+/// many resources were indexed.
+pub fn reindex(config: &Config) -> Result<u64, StartError> {
+    let store = store::Store::open(&config.database_url)?;
+    let base_url = config.base().to_owned();
+    store
+        .reindex(|version| {
+            let document = fhir::json::parse_lossless(&String::from_utf8_lossy(&version.body))
+                .map_err(|e| store::StoreError::Corrupt(e.to_string()))?;
+            Ok(search::index::rows(
+                &version.resource_type,
+                &document,
+                &base_url,
+            ))
+        })
+        .map_err(StartError::from)
+}
+
 /// Applies migrations and exits.
 pub fn migrate(config: &Config) -> Result<(), StartError> {
     store::Target::parse(&config.database_url)?.prepare()?;
@@ -89,6 +110,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     fhir::profiles::load().map_err(StartError::Profiles)?;
     let store = Arc::new(store::Store::open(&config.database_url)?);
     let local_issuer = local_issuer(&config)?.map(Arc::new);
+    let paging_secret = store.secret("paging")?;
     let external: Vec<String> = config.auth.issuers.iter().map(|i| i.url.clone()).collect();
     let issuers = auth::issuers::TrustedIssuers::new(
         local_issuer.as_deref(),
@@ -111,6 +133,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         store,
         authenticator,
         local_issuer,
+        paging_secret,
     });
     let server = HttpServer::new(move || {
         App::new()

@@ -31,6 +31,12 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Rebuilds the search index tables from the stored resources.
+    Reindex {
+        /// Configuration file (default: ./carnet.toml when present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Mints an access token from the built-in local issuer; prints the JWT alone on stdout.
     Token {
         /// Configuration file (default: ./carnet.toml when present).
@@ -103,8 +109,10 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
-    let (Command::Serve { config } | Command::Migrate { config } | Command::Token { config, .. }) =
-        &cli.command;
+    let (Command::Serve { config }
+    | Command::Migrate { config }
+    | Command::Reindex { config }
+    | Command::Token { config, .. }) = &cli.command;
     let config = match Config::load(config.as_deref(), std::env::vars()) {
         Ok(c) => c,
         Err(e) => return fail(e),
@@ -112,6 +120,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { .. } => actix_web::rt::System::new().block_on(carnet::serve(config)),
         Command::Migrate { .. } => carnet::migrate(&config),
+        Command::Reindex { .. } => carnet::reindex(&config).map(|count| {
+            eprintln!("carnet: {count} resources reindexed");
+        }),
         Command::Token {
             claims, expires_in, ..
         } => carnet::mint_token(&config, &(*claims).into(), expires_in).map(|token| {

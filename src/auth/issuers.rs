@@ -57,7 +57,9 @@ impl TrustedIssuers {
         let external = external
             .iter()
             .map(|url| ExternalIssuer {
-                url: url.trim_end_matches('/').to_owned(),
+                // Compared exactly, as OpenID Connect requires: a trailing slash is part of
+                // the issuer identifier.
+                url: url.clone(),
                 min_refresh,
                 keys: Mutex::new(KeyCache::default()),
             })

@@ -28,6 +28,8 @@ use utoipa::{Modify, OpenApi};
         interactions::conditional_update,
         interactions::conditional_delete,
         interactions::conditional_patch,
+        interactions::search_type,
+        interactions::search_type_post,
         interactions::history_type,
         interactions::read,
         interactions::update,

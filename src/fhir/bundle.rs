@@ -58,3 +58,44 @@ fn history_entry(base_url: &str, v: &Version) -> Value {
     );
     Value::Object(entry)
 }
+
+/// A `searchset` Bundle: the matches (`search.mode = match`), paging links, and an
+/// OperationOutcome entry (`search.mode = outcome`) when parameters were ignored.
+pub fn searchset(
+    base_url: &str,
+    matches: Vec<Value>,
+    total: Option<i64>,
+    links: &[(&str, String)],
+    outcome: Option<Value>,
+) -> Value {
+    let mut entries: Vec<Value> = matches
+        .into_iter()
+        .map(|resource| {
+            let full_url = format!(
+                "{base_url}/{}/{}",
+                resource["resourceType"].as_str().unwrap_or_default(),
+                resource["id"].as_str().unwrap_or_default()
+            );
+            json!({"fullUrl": full_url, "resource": resource, "search": {"mode": "match"}})
+        })
+        .collect();
+    if let Some(outcome) = outcome {
+        entries.push(json!({"resource": outcome, "search": {"mode": "outcome"}}));
+    }
+    let mut bundle = Map::new();
+    bundle.insert("resourceType".into(), json!("Bundle"));
+    bundle.insert("id".into(), json!(uuid::Uuid::new_v4().to_string()));
+    bundle.insert("type".into(), json!("searchset"));
+    if let Some(total) = total {
+        bundle.insert("total".into(), json::number(total));
+    }
+    let links: Vec<Value> = links
+        .iter()
+        .map(|(relation, url)| json!({"relation": relation, "url": url}))
+        .collect();
+    bundle.insert("link".into(), Value::Array(links));
+    if !entries.is_empty() {
+        bundle.insert("entry".into(), Value::Array(entries));
+    }
+    Value::Object(bundle)
+}

@@ -13,9 +13,16 @@ const WRITABLE: &[&str] = &[
     "history-instance",
     "history-type",
     "create",
+    "search-type",
 ];
 /// Interactions of server-written types (clients read only).
-const READ_ONLY: &[&str] = &["read", "vread", "history-instance", "history-type"];
+const READ_ONLY: &[&str] = &[
+    "read",
+    "vread",
+    "history-instance",
+    "history-type",
+    "search-type",
+];
 
 /// Builds the CapabilityStatement for a server at `base_url`, dated `date` (its start time).
 pub fn capability_statement(base_url: &str, update_create: bool, date: &str) -> Value {
@@ -31,8 +38,15 @@ pub fn capability_statement(base_url: &str, update_create: bool, date: &str) -> 
             let profiles: Vec<&str> = super::profiles::for_type(kind.name)
                 .map(|p| p.url.as_str())
                 .collect();
+            // Only the parameters the search engine serves; the others are refused with 400.
+            let search_params: Vec<Value> = crate::search::registry::params_of(kind.name)
+                .iter()
+                .filter(|p| p.unsupported.is_none())
+                .map(|p| json!({"name": p.code, "type": p.kind.as_str()}))
+                .collect();
             let mut resource = json!({
                 "type": kind.name,
+                "searchParam": search_params,
                 "interaction": interactions.iter().map(|code| json!({"code": code})).collect::<Vec<_>>(),
                 "versioning": "versioned-update",
                 "readHistory": true,
@@ -100,7 +114,20 @@ mod tests {
             .unwrap()
             .iter()
             .any(|i| i["code"] == "create"));
-        assert!(cs["rest"][0].get("searchParam").is_none());
+        let documents = cs["rest"][0]["resource"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["type"] == "DocumentReference")
+            .unwrap();
+        let names: Vec<&str> = documents["searchParam"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert!(names.contains(&"patient") && names.contains(&"_lastUpdated"));
+        assert!(!names.contains(&"_content") && !names.contains(&"relationship"));
         assert_eq!(
             cs["rest"][0]["security"]["service"][0]["coding"][0]["code"],
             "SMART-on-FHIR"

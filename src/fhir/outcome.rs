@@ -25,6 +25,14 @@ impl OutcomeIssue {
         }
     }
 
+    /// A warning-severity issue (the request succeeded, with a caveat).
+    pub fn warning(code: &'static str, diagnostics: impl Into<String>) -> Self {
+        OutcomeIssue {
+            severity: "warning",
+            ..OutcomeIssue::error(code, diagnostics)
+        }
+    }
+
     /// The same issue, located at `expression`.
     pub fn at(mut self, expression: impl Into<String>) -> Self {
         self.expression = Some(expression.into());

@@ -1,7 +1,6 @@
 //! What the server sets on a stored resource (`id`, `meta`) and reads from it (compartment).
 
 use super::registry::ResourceKind;
-use crate::store::TokenValue;
 use serde_json::{Map, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -103,27 +102,6 @@ pub fn compartment_patient(
     })
 }
 
-/// The token index values of a resource: its identifiers (`system|value`).
-pub fn tokens(kind: &ResourceKind, document: &Value) -> Vec<TokenValue> {
-    let mut found = Vec::new();
-    for path in kind.identifier {
-        collect(document, &[path], &mut found);
-    }
-    found
-        .into_iter()
-        .filter_map(|identifier| {
-            Some(TokenValue {
-                param: "identifier",
-                system: identifier
-                    .get("system")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned),
-                code: identifier.get("value")?.as_str()?.to_owned(),
-            })
-        })
-        .collect()
-}
-
 fn collect<'a>(value: &'a Value, path: &[&str], out: &mut Vec<&'a Value>) {
     match value {
         Value::Array(items) => items.iter().for_each(|v| collect(v, path, out)),
@@ -191,24 +169,6 @@ mod tests {
             compartment_patient(lookup("Patient").unwrap(), "p", &org, base),
             Some("p".into())
         );
-    }
-
-    #[test]
-    fn identifiers_are_indexed_as_tokens() {
-        let doc = json!({"masterIdentifier": {"system": "urn:ietf:rfc:3986", "value": "urn:oid:1.2.3"},
-            "identifier": [{"value": "local-7"}, {"system": "urn:x"}]});
-        let found = tokens(lookup("DocumentReference").unwrap(), &doc);
-        assert_eq!(found.len(), 2);
-        assert_eq!(found[0].system.as_deref(), Some("urn:ietf:rfc:3986"));
-        assert_eq!(
-            found[1],
-            TokenValue {
-                param: "identifier",
-                system: None,
-                code: "local-7".into()
-            }
-        );
-        assert!(tokens(lookup("Binary").unwrap(), &doc).is_empty());
     }
 
     #[test]

@@ -5,7 +5,7 @@ use super::incoming::{self, Incoming};
 use super::json;
 use super::outcome::OutcomeIssue;
 use super::registry::ResourceKind;
-use super::resource::{compartment_patient, is_valid_id, new_id, now_micros, stamp, tokens};
+use super::resource::{compartment_patient, is_valid_id, new_id, now_micros, stamp};
 use crate::store::{NewVersion, Store, StoreError, TokenQuery, Version};
 use serde_json::Value;
 
@@ -356,7 +356,7 @@ impl WriteContext<'_> {
                 patient_id: None,
                 body: Vec::new(),
                 content: None,
-                tokens: Vec::new(),
+                index: Default::default(),
             };
             (self.store.write(Some(current.version_id), new, None))
                 .map(|()| true)
@@ -382,7 +382,7 @@ impl WriteContext<'_> {
         let mut document = incoming.document.clone();
         stamp(&mut document, id, version_id, last_updated);
         let patient_id = compartment_patient(kind, id, &document, self.base_url);
-        let tokens = tokens(kind, &document);
+        let index = crate::search::index::rows(kind.name, &document, self.base_url);
         let body = json::to_text(&document, false).into_bytes();
         self.store.write(
             expected,
@@ -396,7 +396,7 @@ impl WriteContext<'_> {
                 patient_id,
                 body: body.clone(),
                 content: incoming.content.clone(),
-                tokens,
+                index,
             },
             unless,
         )?;

@@ -29,6 +29,8 @@ pub struct AppState {
     pub authenticator: Arc<Authenticator>,
     /// The built-in issuer, when on (its discovery document and keys are served).
     pub local_issuer: Option<Arc<LocalIssuer>>,
+    /// Authenticates paging cursors (kept in the database: links survive restarts).
+    pub paging_secret: Vec<u8>,
 }
 
 impl AppState {
@@ -79,11 +81,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             )
             .service(
                 web::resource("/{type}")
+                    .route(web::get().to(search_type))
                     .route(web::post().to(create))
                     .route(web::put().to(conditional_update))
                     .route(web::delete().to(conditional_delete))
                     .route(web::patch().to(conditional_patch))
                     .default_service(web::to(method_not_allowed(TYPE_METHODS))),
+            )
+            .service(
+                web::resource("/{type}/_search")
+                    .route(web::post().to(search_type_post))
+                    .default_service(web::to(method_not_allowed("POST"))),
             )
             .service(
                 web::resource("/{type}/_history")

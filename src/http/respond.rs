@@ -20,26 +20,38 @@ pub enum Return {
 impl Return {
     /// Reads `Prefer: return=…`; representation by default.
     pub fn of(req: &HttpRequest) -> Result<Return, ApiError> {
-        let mut chosen = Return::Representation;
-        for header in req.headers().get_all("Prefer") {
-            let text = header
-                .to_str()
-                .map_err(|_| ApiError::new(400, "invalid", "The Prefer header is not readable"))?;
-            for preference in text.split(',').map(str::trim) {
-                // RFC 7240: parameters after ';' and unknown preferences or values are ignored.
-                let preference = preference.split(';').next().unwrap_or("").trim();
-                if let Some(value) = preference.strip_prefix("return=") {
-                    chosen = match value.trim_matches('"') {
-                        "minimal" => Return::Minimal,
-                        "representation" => Return::Representation,
-                        "OperationOutcome" => Return::OperationOutcome,
-                        _ => chosen,
-                    };
+        Ok(match preference(req, "return")?.as_deref() {
+            Some("minimal") => Return::Minimal,
+            Some("OperationOutcome") => Return::OperationOutcome,
+            _ => Return::Representation,
+        })
+    }
+}
+
+/// Whether `Prefer: handling=lenient` asks to ignore unknown search parameters (strict, the
+/// default, refuses them).
+pub fn lenient(req: &HttpRequest) -> Result<bool, ApiError> {
+    Ok(preference(req, "handling")?.as_deref() == Some("lenient"))
+}
+
+/// The last value of the `Prefer` preference `name`. RFC 7240: parameters after `;` and
+/// unknown preferences are ignored.
+fn preference(req: &HttpRequest, name: &str) -> Result<Option<String>, ApiError> {
+    let mut chosen = None;
+    for header in req.headers().get_all("Prefer") {
+        let text = header
+            .to_str()
+            .map_err(|_| ApiError::new(400, "invalid", "The Prefer header is not readable"))?;
+        for preference in text.split(',').map(str::trim) {
+            let preference = preference.split(';').next().unwrap_or("").trim();
+            if let Some((key, value)) = preference.split_once('=') {
+                if key.trim() == name {
+                    chosen = Some(value.trim().trim_matches('"').to_owned());
                 }
             }
         }
-        Ok(chosen)
     }
+    Ok(chosen)
 }
 
 /// `W/"{version}"`.

@@ -7,12 +7,15 @@
 
 pub mod codec;
 pub mod db;
+pub mod index;
 mod schema;
+pub mod search;
 
 use diesel::prelude::*;
 use schema::{binary_contents, resource_versions, resources, search_tokens};
 
 pub use db::{OpenError, Target};
+pub use index::IndexRows;
 
 /// Storage failed.
 #[derive(Debug, thiserror::Error)]
@@ -32,15 +35,6 @@ pub enum StoreError {
     /// A conditional write found resources matching its condition (their ids).
     #[error("{} resource(s) match the condition", .0.len())]
     Matches(Vec<String>),
-}
-
-/// One indexed token value of a resource (an identifier, a code).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenValue {
-    /// The search parameter, e.g. `identifier`.
-    pub param: &'static str,
-    pub system: Option<String>,
-    pub code: String,
 }
 
 /// Which systems a token query accepts.
@@ -100,8 +94,8 @@ pub struct NewVersion {
     pub body: Vec<u8>,
     /// The bytes of a Binary, stored apart from its JSON body.
     pub content: Option<Vec<u8>>,
-    /// Its token index values (none for a deletion).
-    pub tokens: Vec<TokenValue>,
+    /// Its search index rows (none for a deletion).
+    pub index: IndexRows,
 }
 
 /// Which versions a history request covers.
@@ -128,6 +122,7 @@ pub struct Store {
     /// SQLite allows one writer at a time: a one-connection pool queues writers instead of
     /// letting their transactions fail on lock upgrades. PostgreSQL shares the reader pool.
     writer: db::Pool,
+    dialect: search::Dialect,
 }
 
 type VersionRow = (String, String, i64, i64, bool, String, String, Vec<u8>);
@@ -142,7 +137,15 @@ impl Store {
             Target::Sqlite(_) => db::pool(&target, 1)?,
             Target::Postgres(_) => reader.clone(),
         };
-        Ok(Store { reader, writer })
+        let dialect = match target {
+            Target::Sqlite(_) => search::Dialect::Sqlite,
+            Target::Postgres(_) => search::Dialect::Postgres,
+        };
+        Ok(Store {
+            reader,
+            writer,
+            dialect,
+        })
     }
 
     /// The current version's state, if the resource ever existed.
@@ -293,24 +296,13 @@ impl Store {
             if installed != 1 {
                 return Err(StoreError::Conflict);
             }
-            diesel::delete(
-                search_tokens::table
-                    .filter(search_tokens::resource_type.eq(&new.resource_type))
-                    .filter(search_tokens::id.eq(&new.id)),
-            )
-            .execute(conn)?;
-            for token in &new.tokens {
-                diesel::insert_into(search_tokens::table)
-                    .values((
-                        search_tokens::resource_type.eq(&new.resource_type),
-                        search_tokens::id.eq(&new.id),
-                        search_tokens::param.eq(token.param),
-                        search_tokens::system.eq(&token.system),
-                        search_tokens::code.eq(&token.code),
-                        search_tokens::patient_id.eq(&new.patient_id),
-                    ))
-                    .execute(conn)?;
-            }
+            index::replace(
+                conn,
+                &new.resource_type,
+                &new.id,
+                new.patient_id.as_deref(),
+                &new.index,
+            )?;
             Ok(())
         });
         match result {
@@ -372,6 +364,67 @@ impl Store {
             next: if more { next } else { None },
             total,
         })
+    }
+}
+
+impl Store {
+    /// Rebuilds the index rows of every current resource with `index_of` (its body in, its
+    /// rows out), a batch of resources per transaction, and returns how many were indexed.
+    /// Runs while the server serves: a resource written meanwhile gets its rows from its write.
+    pub fn reindex(
+        &self,
+        index_of: impl Fn(&Version) -> Result<IndexRows, StoreError>,
+    ) -> Result<u64, StoreError> {
+        const BATCH: i64 = 500;
+        let mut after: Option<(String, String)> = None;
+        let mut done = 0;
+        loop {
+            let mut conn = self.writer.get()?;
+            let indexed = conn.transaction::<_, StoreError, _>(|conn| {
+                let mut query = resources::table
+                    .inner_join(
+                        resource_versions::table.on(resource_versions::resource_type
+                            .eq(resources::resource_type)
+                            .and(resource_versions::id.eq(resources::id))
+                            .and(resource_versions::version_id.eq(resources::version_id))),
+                    )
+                    .filter(resources::deleted.eq(false))
+                    .into_boxed();
+                if let Some((kind, id)) = &after {
+                    query = query.filter(
+                        resources::resource_type
+                            .gt(kind.clone())
+                            .or(resources::resource_type
+                                .eq(kind.clone())
+                                .and(resources::id.gt(id.clone()))),
+                    );
+                }
+                let rows: Vec<(Option<String>, VersionRow)> = query
+                    .order((resources::resource_type, resources::id))
+                    .limit(BATCH)
+                    .select((resources::patient_id, version_columns()))
+                    .load(conn)?;
+                let mut last = None;
+                for (patient_id, row) in rows.iter().cloned() {
+                    let version = decode_version(row)?;
+                    let index = index_of(&version)?;
+                    index::replace(
+                        conn,
+                        &version.resource_type,
+                        &version.id,
+                        patient_id.as_deref(),
+                        &index,
+                    )?;
+                    last = Some((version.resource_type, version.id));
+                }
+                Ok((rows.len() as u64, last))
+            })?;
+            done += indexed.0;
+            match indexed.1 {
+                Some(last) => after = Some(last),
+                None => return Ok(done),
+            }
+        }
     }
 }
 

@@ -39,7 +39,11 @@ diesel::allow_tables_to_appear_in_same_query!(
     resources,
     resource_versions,
     binary_contents,
-    search_tokens
+    search_tokens,
+    search_strings,
+    search_dates,
+    search_references,
+    search_uris
 );
 
 diesel::table! {
@@ -50,5 +54,57 @@ diesel::table! {
         system -> Nullable<Text>,
         code -> Text,
         patient_id -> Nullable<Text>,
+        text -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    search_strings (resource_type, id, param, normalized) {
+        resource_type -> Text,
+        id -> Text,
+        param -> Text,
+        normalized -> Text,
+        exact -> Text,
+        patient_id -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    search_dates (resource_type, id, param, low) {
+        resource_type -> Text,
+        id -> Text,
+        param -> Text,
+        low -> BigInt,
+        high -> BigInt,
+        patient_id -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    search_references (resource_type, id, param, url) {
+        resource_type -> Text,
+        id -> Text,
+        param -> Text,
+        target_type -> Nullable<Text>,
+        target_id -> Nullable<Text>,
+        url -> Text,
+        patient_id -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    search_uris (resource_type, id, param, uri) {
+        resource_type -> Text,
+        id -> Text,
+        param -> Text,
+        uri -> Text,
+        patient_id -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    server_secrets (name) {
+        name -> Text,
+        secret -> Binary,
     }
 }

@@ -26,11 +26,13 @@ type Result<T> = std::result::Result<T, ApiError>;
 mod history;
 mod patching;
 mod read;
+mod search;
 mod write;
 
 pub use history::*;
 pub use patching::*;
 pub use read::*;
+pub use search::*;
 pub use write::*;
 
 /// The registered kind for a URL type segment; unknown types are 404.
@@ -196,7 +198,7 @@ pub async fn metadata(req: HttpRequest, state: web::Data<AppState>) -> Result<Ht
 /// Methods of `[type]/[id]`.
 pub const INSTANCE_METHODS: &str = "GET, PUT, DELETE, PATCH";
 /// Methods of `[type]`.
-pub const TYPE_METHODS: &str = "POST, PUT, DELETE, PATCH";
+pub const TYPE_METHODS: &str = "GET, POST, PUT, DELETE, PATCH";
 
 /// A method a path does not support: 405 with the methods it does.
 pub fn method_not_allowed(

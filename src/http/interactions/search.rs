@@ -1,0 +1,176 @@
+//! Search on a resource type: `GET [type]?…` and `POST [type]/_search`.
+
+use super::*;
+use crate::search::{self, cursor, query, Position};
+
+/// `GET [type]?…`
+#[utoipa::path(get, path = "/fhir/{type}", tag = "type",
+    params(("type" = String, Path, description = "Resource type, e.g. Patient, DocumentReference"),
+        ("_count" = Option<u64>, Query, description = "Page size (capped by search.max_count; 0 = count only)"),
+        ("_total" = Option<String>, Query, description = "none, estimate or accurate (default)"),
+        ("_summary" = Option<String>, Query, description = "true, text, data, count or false"),
+        ("_elements" = Option<String>, Query, description = "Comma-separated top-level elements to return"),
+        ("_cursor" = Option<String>, Query, description = "Opaque position, from a next link"),
+        ("Prefer" = Option<String>, Header, description = "handling=strict (default: unknown parameters are refused) or handling=lenient")),
+    responses((status = 200, description = "searchset Bundle; any standard parameter of the type (string, token, date, reference, uri; modifiers and prefixes)", body = serde_json::Value, content_type = "application/fhir+json"),
+        (status = 400, description = "Unknown, unsupported or malformed parameter, or a cursor from another query (OperationOutcome)", body = serde_json::Value),
+        (status = 404, description = "Unknown resource type (OperationOutcome)", body = serde_json::Value)))]
+pub async fn search_type(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+    access: Access,
+) -> Result<HttpResponse> {
+    let kind = kind_of(&path)?;
+    permit(&access, kind, &[Interaction::Search])?;
+    let params = Params::of(&req)?;
+    respond(&req, kind, params.0, state, &access).await
+}
+
+/// `POST [type]/_search`
+#[utoipa::path(post, path = "/fhir/{type}/_search", tag = "type",
+    params(("type" = String, Path, description = "Resource type")),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "The search parameters, as in a query string"),
+    responses((status = 200, description = "searchset Bundle", body = serde_json::Value, content_type = "application/fhir+json"),
+        (status = 400, description = "Unknown, unsupported or malformed parameter (OperationOutcome)", body = serde_json::Value),
+        (status = 415, description = "Body is not form-encoded (OperationOutcome)", body = serde_json::Value)))]
+pub async fn search_type_post(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    access: Access,
+) -> Result<HttpResponse> {
+    let kind = kind_of(&path)?;
+    permit(&access, kind, &[Interaction::Search])?;
+    let mut params = Params::of(&req)?.0;
+    let media = body_media_type(&req);
+    if media.as_deref() != Some("application/x-www-form-urlencoded") {
+        return Err(ApiError::new(
+            415,
+            "not-supported",
+            "POST _search takes application/x-www-form-urlencoded parameters",
+        ));
+    }
+    let body = body::read(&req, payload, state.config.limits.body_max_bytes).await?;
+    let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
+        .map_err(|e| ApiError::new(400, "invalid", format!("Malformed form body: {e}")))?;
+    params.extend(form);
+    respond(&req, kind, params, state, &access).await
+}
+
+/// Parameters that say how to render, not what to find: left out of the cursor's binding.
+const PRESENTATION: [&str; 3] = ["_format", "_pretty", "_cursor"];
+
+async fn respond(
+    req: &HttpRequest,
+    kind: &'static ResourceKind,
+    params: Vec<(String, String)>,
+    state: web::Data<AppState>,
+    access: &Access,
+) -> Result<HttpResponse> {
+    let format = negotiate(req, &Params(params.clone()))?;
+    let strict = !respond::lenient(req)?;
+    let limits = &state.config.search;
+    let search = query::parse(
+        kind.name,
+        &params,
+        strict,
+        limits.default_count,
+        limits.max_count,
+    )
+    .map_err(|issue| ApiError::with_issues(400, vec![issue]))?;
+    let subset = subset::parse(search.summary.as_deref(), search.elements.as_deref())
+        .and_then(|s| s.check(kind.name).map(|()| s))
+        .map_err(|m| ApiError::new(400, "invalid", m))?;
+    // The parameters actually used, in the client's order: links repeat them.
+    let used: Vec<(String, String)> = params
+        .into_iter()
+        .filter(|(k, _)| !search.ignored.contains(k))
+        .collect();
+    let binding = cursor_binding(kind.name, &used, access);
+    let position = match &search.cursor {
+        None => Position::Start,
+        Some(sealed) => cursor::open(&state.paging_secret, &binding, sealed)
+            .as_deref()
+            .and_then(Position::decode)
+            .ok_or_else(|| {
+                ApiError::new(
+                    400,
+                    "invalid",
+                    "_cursor does not belong to this search: follow the links of its Bundle",
+                )
+                .at("_cursor")
+            })?,
+    };
+    let state2 = state.clone();
+    let search2 = search.clone();
+    let page = web::block(move || {
+        search::execute(&state2.store, &search2, state2.config.base(), &position)
+    })
+    .await??;
+
+    let base = state.config.base();
+    let link = |extra: Option<(&str, &str)>| {
+        let mut pairs: Vec<(&str, &str)> = used
+            .iter()
+            .filter(|(k, _)| k != "_cursor")
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        pairs.extend(extra);
+        let query = serde_urlencoded::to_string(&pairs).unwrap_or_default();
+        match query.is_empty() {
+            true => format!("{base}/{}", kind.name),
+            false => format!("{base}/{}?{query}", kind.name),
+        }
+    };
+    let mut links = vec![(
+        "self",
+        link(search.cursor.as_deref().map(|c| ("_cursor", c))),
+    )];
+    links.push(("first", link(None)));
+    for (relation, position) in [("previous", &page.previous), ("next", &page.next)] {
+        if let Some(position) = position {
+            let sealed = cursor::seal(&state.paging_secret, &binding, &position.encode());
+            links.push((relation, link(Some(("_cursor", &sealed)))));
+        }
+    }
+    let mut matches = Vec::with_capacity(page.versions.len());
+    for version in &page.versions {
+        let text = String::from_utf8_lossy(&version.body);
+        let mut resource = json::parse_lossless(&text)
+            .map_err(|e| ApiError::internal(format!("stored body: {e}")))?;
+        subset::apply(&mut resource, &subset);
+        matches.push(resource);
+    }
+    let outcome = (!search.ignored.is_empty()).then(|| {
+        let issues: Vec<OutcomeIssue> = search
+            .ignored
+            .iter()
+            .map(|name| {
+                OutcomeIssue::warning("not-supported", format!("Parameter {name} was ignored"))
+                    .at(name.clone())
+            })
+            .collect();
+        crate::fhir::outcome::operation_outcome(&issues)
+    });
+    let bundle = bundle::searchset(base, matches, page.total, &links, outcome);
+    Ok(HttpResponse::Ok()
+        .content_type(format.content_type)
+        .body(json::to_text(&bundle, format.pretty)))
+}
+
+/// What a cursor is bound to: the type, the selecting parameters in a canonical order, and the
+/// caller, so a cursor leaks nothing to another query or another principal.
+fn cursor_binding(resource_type: &str, params: &[(String, String)], access: &Access) -> String {
+    let mut selecting: Vec<&(String, String)> = params
+        .iter()
+        .filter(|(k, _)| !PRESENTATION.contains(&k.as_str()))
+        .collect();
+    selecting.sort();
+    let query = serde_urlencoded::to_string(&selecting).unwrap_or_default();
+    format!(
+        "{resource_type}?{query}#{:?}#{}",
+        access.principal, access.scopes
+    )
+}

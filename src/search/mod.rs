@@ -1,0 +1,109 @@
+//! FHIR search: the parameter registry generated from the R4 definitions, what each resource
+//! contributes to the index tables, parsing of search requests, and their compilation to SQL.
+//!
+//! The index is written with the resource (same transaction); a search reads it with one SQL
+//! query per page (and one count), paged by a keyset on the resource id.
+
+pub mod cursor;
+pub mod extract;
+pub mod index;
+pub mod query;
+pub mod registry;
+#[cfg(test)]
+mod registry_gen;
+pub mod sql;
+
+use crate::store::{Store, StoreError, Version};
+use query::{Search, Total};
+
+/// Where a page starts, in id order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Position {
+    /// The first page.
+    Start,
+    /// Just after this id (a `next` link).
+    After(String),
+    /// Just before this id (a `previous` link).
+    Before(String),
+}
+
+impl Position {
+    /// The text a cursor carries.
+    pub fn encode(&self) -> String {
+        match self {
+            Position::Start => String::new(),
+            Position::After(id) => format!("a{id}"),
+            Position::Before(id) => format!("b{id}"),
+        }
+    }
+
+    /// The position of a cursor's text (already authenticated).
+    pub fn decode(text: &str) -> Option<Position> {
+        match text.split_at_checked(1)? {
+            ("a", id) => Some(Position::After(id.to_owned())),
+            ("b", id) => Some(Position::Before(id.to_owned())),
+            _ => None,
+        }
+    }
+}
+
+/// One page of results.
+#[derive(Debug)]
+pub struct Page {
+    pub versions: Vec<Version>,
+    /// All matches, when asked for.
+    pub total: Option<i64>,
+    /// Where the next and previous pages start, when there are such pages.
+    pub next: Option<Position>,
+    pub previous: Option<Position>,
+}
+
+/// Runs `search` from `position`. Pages are keyed on the resource id, so a write elsewhere in
+/// the result set never shifts a page: no match is skipped or repeated while paging.
+pub fn execute(
+    store: &Store,
+    search: &Search,
+    base_url: &str,
+    position: &Position,
+) -> Result<Page, StoreError> {
+    let dialect = store.dialect();
+    let total = match (search.total, search.count_only) {
+        (Total::None, false) => None,
+        _ => Some(store.search_count(&sql::count(search, base_url, dialect))?),
+    };
+    if search.count_only {
+        return Ok(Page {
+            versions: Vec::new(),
+            total,
+            next: None,
+            previous: None,
+        });
+    }
+    let limit = search.count as i64;
+    let page = sql::page(search, base_url, position, limit + 1, dialect);
+    let mut versions = store.search_versions(&page)?;
+    let more = versions.len() as i64 > limit;
+    versions.truncate(limit as usize);
+    if let Position::Before(_) = position {
+        versions.reverse();
+    }
+    let first = versions.first().map(|v| v.id.clone());
+    let last = versions.last().map(|v| v.id.clone());
+    let (next, previous) = match position {
+        Position::Start => (last.filter(|_| more).map(Position::After), None),
+        Position::After(after) => (
+            last.filter(|_| more).map(Position::After),
+            Some(Position::Before(first.unwrap_or_else(|| after.clone()))),
+        ),
+        Position::Before(before) => (
+            Some(Position::After(last.unwrap_or_else(|| before.clone()))),
+            first.filter(|_| more).map(Position::Before),
+        ),
+    };
+    Ok(Page {
+        versions,
+        total,
+        next,
+        previous,
+    })
+}

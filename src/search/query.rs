@@ -1,0 +1,723 @@
+//! Search parameters → a typed query: each criterion knows its index table, its modifier and
+//! its values, already parsed and normalised, so the SQL side never sees raw client text.
+//!
+//! Parameters repeat for AND (`date=ge2024&date=lt2025`) and take comma-separated values for OR
+//! (`status=current,superseded`); `\,` is a literal comma.
+
+use super::extract::{date_range, normalize};
+use super::registry::{lookup, ParamType, SearchParam};
+use crate::fhir::outcome::OutcomeIssue;
+
+/// A whole search: criteria (all must hold) and result controls.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Search {
+    pub resource_type: String,
+    pub criteria: Vec<Criterion>,
+    pub count: u64,
+    pub total: Total,
+    /// The opaque position of a next page, as the client sent it.
+    pub cursor: Option<String>,
+    /// `_summary=count`: no entries, only the total.
+    pub count_only: bool,
+    /// `_summary` / `_elements`, applied to each entry.
+    pub summary: Option<String>,
+    pub elements: Option<String>,
+    /// Parameters ignored under `Prefer: handling=lenient`, for the OperationOutcome.
+    pub ignored: Vec<String>,
+}
+
+/// `_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Total {
+    None,
+    Estimate,
+    Accurate,
+}
+
+/// One search parameter occurrence: its values are alternatives (OR).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Criterion {
+    /// The index key: the parameter code, or a derived key (`identifier:of-type`).
+    pub key: String,
+    pub test: Test,
+}
+
+/// What the index must contain for a resource to match.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Test {
+    /// `:missing`: `true` → no value of the parameter at all.
+    Missing {
+        kind: ParamType,
+        missing: bool,
+    },
+    String {
+        mode: StringMode,
+        values: Vec<String>,
+    },
+    Token {
+        negate: bool,
+        values: Vec<TokenMatch>,
+    },
+    /// `:text`: prefix of the normalised display text.
+    TokenText(Vec<String>),
+    Date(Vec<DateMatch>),
+    Reference(Vec<ReferenceMatch>),
+    Uri {
+        mode: UriMode,
+        values: Vec<String>,
+    },
+    /// `_id`.
+    Id(Vec<String>),
+    /// `_lastUpdated`, matched on the resource's own column.
+    LastUpdated(Vec<DateMatch>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StringMode {
+    /// Default: starts with, ignoring case and accents.
+    Prefix,
+    Exact,
+    Contains,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UriMode {
+    Exact,
+    /// The value is a prefix of the resource's URI.
+    Below,
+    /// The resource's URI is a prefix of the value.
+    Above,
+}
+
+/// Which systems a token value accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SystemMatch {
+    /// `code`: any system or none.
+    Any,
+    /// `|code`: no system.
+    Absent,
+    /// `system|code` or `system|`.
+    Is(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenMatch {
+    pub system: SystemMatch,
+    /// `None` for `system|` (any code of that system).
+    pub code: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prefix {
+    Eq,
+    Ne,
+    Gt,
+    Lt,
+    Ge,
+    Le,
+    Sa,
+    Eb,
+    Ap,
+}
+
+/// A date value: its prefix and its implicit range `[low, high)` in microseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DateMatch {
+    pub prefix: Prefix,
+    pub low: i64,
+    pub high: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReferenceMatch {
+    /// A resource of this server; `target_type` is `None` for a bare id.
+    Local {
+        target_type: Option<String>,
+        id: String,
+    },
+    /// Any other reference, compared as written.
+    Url(String),
+}
+
+/// Parameters that shape the result rather than select resources.
+const RESULT_PARAMS: [&str; 7] = [
+    "_count",
+    "_total",
+    "_cursor",
+    "_summary",
+    "_elements",
+    "_format",
+    "_pretty",
+];
+
+/// Known parameters this server does not support yet: refused (or ignored when lenient) with
+/// this reason rather than silently ignored.
+fn not_yet(name: &str) -> Option<&'static str> {
+    match name {
+        "_sort" => Some("_sort is not supported yet"),
+        "_include" | "_revinclude" => Some("_include and _revinclude are not supported yet"),
+        "_has" => Some("reverse chaining (_has) is not supported yet"),
+        "_contained" | "_containedType" => Some("contained resources are not searched"),
+        "_list" | "_query" | "_filter" | "_text" | "_content" | "_type" => {
+            Some("this parameter is not supported")
+        }
+        _ => None,
+    }
+}
+
+/// Parses `params` for a search on `resource_type`. `strict` refuses unknown or unsupported
+/// parameters (the default); lenient ignores them and lists them in [`Search::ignored`].
+pub fn parse(
+    resource_type: &str,
+    params: &[(String, String)],
+    strict: bool,
+    default_count: u64,
+    max_count: u64,
+) -> Result<Search, OutcomeIssue> {
+    let mut search = Search {
+        resource_type: resource_type.to_owned(),
+        criteria: Vec::new(),
+        count: default_count,
+        total: Total::Accurate,
+        cursor: None,
+        count_only: false,
+        summary: None,
+        elements: None,
+        ignored: Vec::new(),
+    };
+    for (name, value) in params {
+        if RESULT_PARAMS.contains(&name.as_str()) {
+            result_param(&mut search, name, value, max_count)?;
+            continue;
+        }
+        match criterion(resource_type, name, value) {
+            Ok(criterion) => search.criteria.push(criterion),
+            Err(Refusal::Unknown(issue)) if !strict => {
+                let _ = issue;
+                search.ignored.push(name.clone());
+            }
+            Err(Refusal::Unknown(issue) | Refusal::Invalid(issue)) => return Err(issue),
+        }
+    }
+    Ok(search)
+}
+
+fn result_param(
+    search: &mut Search,
+    name: &str,
+    value: &str,
+    max_count: u64,
+) -> Result<(), OutcomeIssue> {
+    match name {
+        "_count" => {
+            let count: u64 = value
+                .parse()
+                .map_err(|_| invalid(name, format!("_count must be a number, not `{value}`")))?;
+            search.count = count.min(max_count);
+            if count == 0 {
+                search.count_only = true;
+            }
+        }
+        "_total" => {
+            search.total = match value {
+                "none" => Total::None,
+                "estimate" => Total::Estimate,
+                "accurate" => Total::Accurate,
+                _ => {
+                    return Err(invalid(
+                        name,
+                        "_total must be none, estimate or accurate".to_owned(),
+                    ))
+                }
+            }
+        }
+        "_cursor" => search.cursor = Some(value.to_owned()),
+        "_summary" if value == "count" => search.count_only = true,
+        "_summary" => search.summary = Some(value.to_owned()),
+        "_elements" => search.elements = Some(value.to_owned()),
+        _ => {} // _format and _pretty are read by content negotiation.
+    }
+    Ok(())
+}
+
+enum Refusal {
+    /// Unknown or unsupported: ignored when lenient.
+    Unknown(OutcomeIssue),
+    /// Known but malformed: always refused.
+    Invalid(OutcomeIssue),
+}
+
+fn invalid(name: &str, message: String) -> OutcomeIssue {
+    OutcomeIssue::error("invalid", message).at(name.to_owned())
+}
+
+fn unknown(name: &str, message: String) -> Refusal {
+    Refusal::Unknown(OutcomeIssue::error("not-supported", message).at(name.to_owned()))
+}
+
+fn criterion(resource_type: &str, name: &str, value: &str) -> Result<Criterion, Refusal> {
+    let (code, modifier) = match name.split_once(':') {
+        Some((code, modifier)) => (code, Some(modifier)),
+        None => (name, None),
+    };
+    if let Some(reason) = not_yet(code) {
+        return Err(unknown(name, reason.to_owned()));
+    }
+    if code.contains('.') {
+        return Err(unknown(
+            name,
+            "chained parameters are not supported yet".to_owned(),
+        ));
+    }
+    let param = lookup(resource_type, code).ok_or_else(|| {
+        unknown(
+            name,
+            format!("{resource_type} has no search parameter `{code}`"),
+        )
+    })?;
+    if let Some(reason) = &param.unsupported {
+        return Err(unknown(
+            name,
+            format!("`{code}` is not supported: {reason}"),
+        ));
+    }
+    let bad = |message: String| Refusal::Invalid(invalid(name, message));
+    if value.is_empty() {
+        return Err(bad(format!("`{name}` has an empty value")));
+    }
+    if modifier == Some("missing") {
+        let missing = match value {
+            "true" => true,
+            "false" => false,
+            _ => return Err(bad(":missing takes true or false".to_owned())),
+        };
+        return Ok(Criterion {
+            key: code.to_owned(),
+            test: Test::Missing {
+                kind: param.kind,
+                missing,
+            },
+        });
+    }
+    let values = split_values(value);
+    if values.iter().any(String::is_empty) {
+        return Err(bad(format!("`{name}` has an empty alternative")));
+    }
+    let key = code.to_owned();
+    let test = match (code, param.kind) {
+        ("_id", _) => {
+            no_modifier(name, modifier)?;
+            Test::Id(values)
+        }
+        ("_lastUpdated", _) => {
+            no_modifier(name, modifier)?;
+            Test::LastUpdated(dates(name, &values)?)
+        }
+        (_, ParamType::String) => string_test(name, modifier, values)?,
+        (_, ParamType::Token) => return token_criterion(name, code, modifier, values),
+        (_, ParamType::Date) => {
+            no_modifier(name, modifier)?;
+            Test::Date(dates(name, &values)?)
+        }
+        (_, ParamType::Reference) => {
+            return reference_criterion(name, code, param, modifier, values)
+        }
+        (_, ParamType::Uri) => {
+            let mode = match modifier {
+                None => UriMode::Exact,
+                Some("below") => UriMode::Below,
+                Some("above") => UriMode::Above,
+                Some(other) => return Err(bad_modifier(name, other)),
+            };
+            Test::Uri { mode, values }
+        }
+        _ => {
+            return Err(unknown(
+                name,
+                format!("`{code}` has a parameter type this server does not search"),
+            ))
+        }
+    };
+    Ok(Criterion { key, test })
+}
+
+fn no_modifier(name: &str, modifier: Option<&str>) -> Result<(), Refusal> {
+    match modifier {
+        None => Ok(()),
+        Some(other) => Err(bad_modifier(name, other)),
+    }
+}
+
+fn bad_modifier(name: &str, modifier: &str) -> Refusal {
+    Refusal::Invalid(invalid(
+        name,
+        format!("modifier `:{modifier}` does not apply to this parameter"),
+    ))
+}
+
+fn string_test(name: &str, modifier: Option<&str>, values: Vec<String>) -> Result<Test, Refusal> {
+    let mode = match modifier {
+        None => StringMode::Prefix,
+        Some("exact") => StringMode::Exact,
+        Some("contains") => StringMode::Contains,
+        Some(other) => return Err(bad_modifier(name, other)),
+    };
+    let values = match mode {
+        StringMode::Exact => values,
+        _ => values.iter().map(|v| normalize(v)).collect(),
+    };
+    Ok(Test::String { mode, values })
+}
+
+fn token_criterion(
+    name: &str,
+    code: &str,
+    modifier: Option<&str>,
+    values: Vec<String>,
+) -> Result<Criterion, Refusal> {
+    let key = code.to_owned();
+    if values.iter().any(|v| v == "|") {
+        // Index rows with an empty code carry only a display text: `|` must not find them.
+        return Err(Refusal::Invalid(invalid(
+            name,
+            "a token needs a code or a system".to_owned(),
+        )));
+    }
+    let test = match modifier {
+        None => Test::Token {
+            negate: false,
+            values: values.iter().map(|v| token_match(v)).collect(),
+        },
+        Some("not") => Test::Token {
+            negate: true,
+            values: values.iter().map(|v| token_match(v)).collect(),
+        },
+        Some("text") => Test::TokenText(values.iter().map(|v| normalize(v)).collect()),
+        Some("of-type") => {
+            // system|type-code|value: the index keeps `type-code|value` as the code.
+            let mut matches = Vec::new();
+            for value in &values {
+                let parts: Vec<&str> = value.splitn(3, '|').collect();
+                let [system, type_code, identifier] = parts[..] else {
+                    return Err(Refusal::Invalid(invalid(
+                        name,
+                        ":of-type takes system|code|value".to_owned(),
+                    )));
+                };
+                if type_code.is_empty() || identifier.is_empty() {
+                    return Err(Refusal::Invalid(invalid(
+                        name,
+                        ":of-type takes system|code|value".to_owned(),
+                    )));
+                }
+                matches.push(TokenMatch {
+                    system: if system.is_empty() {
+                        SystemMatch::Any
+                    } else {
+                        SystemMatch::Is(system.to_owned())
+                    },
+                    code: Some(format!("{type_code}|{identifier}")),
+                });
+            }
+            return Ok(Criterion {
+                key: format!("{code}:of-type"),
+                test: Test::Token {
+                    negate: false,
+                    values: matches,
+                },
+            });
+        }
+        Some(other) => return Err(bad_modifier(name, other)),
+    };
+    Ok(Criterion { key, test })
+}
+
+/// `code`, `|code`, `system|code`, `system|`.
+fn token_match(value: &str) -> TokenMatch {
+    match value.split_once('|') {
+        None => TokenMatch {
+            system: SystemMatch::Any,
+            code: Some(value.to_owned()),
+        },
+        Some(("", code)) => TokenMatch {
+            system: SystemMatch::Absent,
+            code: Some(code.to_owned()),
+        },
+        Some((system, "")) => TokenMatch {
+            system: SystemMatch::Is(system.to_owned()),
+            code: None,
+        },
+        Some((system, code)) => TokenMatch {
+            system: SystemMatch::Is(system.to_owned()),
+            code: Some(code.to_owned()),
+        },
+    }
+}
+
+fn reference_criterion(
+    name: &str,
+    code: &str,
+    param: &SearchParam,
+    modifier: Option<&str>,
+    values: Vec<String>,
+) -> Result<Criterion, Refusal> {
+    let target_type = match modifier {
+        None => None,
+        Some("identifier") => {
+            return Ok(Criterion {
+                key: format!("{code}:identifier"),
+                test: Test::Token {
+                    negate: false,
+                    values: values.iter().map(|v| token_match(v)).collect(),
+                },
+            })
+        }
+        Some(kind) if param.targets.iter().any(|t| t == kind) => Some(kind.to_owned()),
+        Some(other) => return Err(bad_modifier(name, other)),
+    };
+    let mut matches = Vec::new();
+    for value in values {
+        let reference = match (value.split_once('/'), &target_type) {
+            _ if value.contains("://") => ReferenceMatch::Url(value),
+            (Some((kind, id)), wanted) if !id.contains('/') => {
+                if wanted.as_deref().is_some_and(|w| w != kind) {
+                    return Err(Refusal::Invalid(invalid(
+                        name,
+                        format!(
+                            "`{value}` is not a {}",
+                            wanted.as_deref().unwrap_or_default()
+                        ),
+                    )));
+                }
+                ReferenceMatch::Local {
+                    target_type: Some(kind.to_owned()),
+                    id: id.to_owned(),
+                }
+            }
+            (None, wanted) => ReferenceMatch::Local {
+                target_type: wanted.clone(),
+                id: value,
+            },
+            _ => {
+                return Err(Refusal::Invalid(invalid(
+                    name,
+                    format!("`{value}` is not a reference (Type/id, id or URL)"),
+                )))
+            }
+        };
+        matches.push(reference);
+    }
+    Ok(Criterion {
+        key: code.to_owned(),
+        test: Test::Reference(matches),
+    })
+}
+
+fn dates(name: &str, values: &[String]) -> Result<Vec<DateMatch>, Refusal> {
+    values
+        .iter()
+        .map(|value| {
+            let (prefix, text) = date_prefix(value);
+            let (low, high) = date_range(text).ok_or_else(|| {
+                Refusal::Invalid(invalid(
+                    name,
+                    format!("`{value}` is not a FHIR date, dateTime or instant"),
+                ))
+            })?;
+            Ok(DateMatch { prefix, low, high })
+        })
+        .collect()
+}
+
+fn date_prefix(value: &str) -> (Prefix, &str) {
+    let prefixes = [
+        ("eq", Prefix::Eq),
+        ("ne", Prefix::Ne),
+        ("gt", Prefix::Gt),
+        ("lt", Prefix::Lt),
+        ("ge", Prefix::Ge),
+        ("le", Prefix::Le),
+        ("sa", Prefix::Sa),
+        ("eb", Prefix::Eb),
+        ("ap", Prefix::Ap),
+    ];
+    prefixes
+        .iter()
+        .find_map(|(text, prefix)| value.strip_prefix(text).map(|rest| (*prefix, rest)))
+        .unwrap_or((Prefix::Eq, value))
+}
+
+/// Splits on commas not escaped with `\`, and unescapes `\,`, `\|`… back to the character
+/// (`\|` is kept escaped for tokens: `|` still separates system and code).
+fn split_values(value: &str) -> Vec<String> {
+    let mut values = vec![String::new()];
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(',') => values.last_mut().expect("one value").push(','),
+                Some('$') => values.last_mut().expect("one value").push('$'),
+                Some('\\') => values.last_mut().expect("one value").push('\\'),
+                Some(other) => {
+                    let last = values.last_mut().expect("one value");
+                    last.push('\\');
+                    last.push(other);
+                }
+                None => values.last_mut().expect("one value").push('\\'),
+            },
+            ',' => values.push(String::new()),
+            c => values.last_mut().expect("one value").push(c),
+        }
+    }
+    values
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn one(resource_type: &str, name: &str, value: &str) -> Test {
+        let search = parse(resource_type, &params(&[(name, value)]), true, 20, 100).unwrap();
+        search.criteria[0].test.clone()
+    }
+
+    fn refused(resource_type: &str, name: &str, value: &str) -> OutcomeIssue {
+        parse(resource_type, &params(&[(name, value)]), true, 20, 100).unwrap_err()
+    }
+
+    #[test]
+    fn values_split_on_unescaped_commas() {
+        assert_eq!(split_values("a,b\\,c"), vec!["a", "b,c"]);
+        assert_eq!(split_values("a\\|b"), vec!["a\\|b"]);
+    }
+
+    #[test]
+    fn tokens_take_every_system_form() {
+        let Test::Token { negate, values } = one(
+            "Patient",
+            "identifier",
+            "urn:oid:1.2.250.1.213.1.4.8|184,|x,sys|",
+        ) else {
+            panic!()
+        };
+        assert!(!negate);
+        assert_eq!(
+            values[0].system,
+            SystemMatch::Is("urn:oid:1.2.250.1.213.1.4.8".into())
+        );
+        assert_eq!(values[0].code.as_deref(), Some("184"));
+        assert_eq!(values[1].system, SystemMatch::Absent);
+        assert_eq!(values[2].code, None);
+        assert!(matches!(
+            one("DocumentReference", "status:not", "current"),
+            Test::Token { negate: true, .. }
+        ));
+    }
+
+    #[test]
+    fn strings_are_normalised_except_exact() {
+        assert_eq!(
+            one("Patient", "family", "Lévy"),
+            Test::String {
+                mode: StringMode::Prefix,
+                values: vec!["levy".into()]
+            }
+        );
+        assert_eq!(
+            one("Patient", "family:exact", "Lévy"),
+            Test::String {
+                mode: StringMode::Exact,
+                values: vec!["Lévy".into()]
+            }
+        );
+    }
+
+    #[test]
+    fn dates_carry_prefix_and_range() {
+        let Test::Date(values) = one("DocumentReference", "date", "ge2024-03") else {
+            panic!()
+        };
+        assert_eq!(values[0].prefix, Prefix::Ge);
+        assert!(values[0].high > values[0].low);
+        assert_eq!(
+            refused("DocumentReference", "date", "ge2024-13").code,
+            "invalid"
+        );
+    }
+
+    #[test]
+    fn references_take_type_id_bare_id_and_urls() {
+        let Test::Reference(values) = one(
+            "DocumentReference",
+            "subject",
+            "Patient/1,2,https://other.example/fhir/Patient/3",
+        ) else {
+            panic!()
+        };
+        assert_eq!(
+            values[0],
+            ReferenceMatch::Local {
+                target_type: Some("Patient".into()),
+                id: "1".into()
+            }
+        );
+        assert_eq!(
+            values[1],
+            ReferenceMatch::Local {
+                target_type: None,
+                id: "2".into()
+            }
+        );
+        assert!(matches!(values[2], ReferenceMatch::Url(_)));
+        assert!(matches!(
+            one("DocumentReference", "subject:Patient", "7"),
+            Test::Reference(v) if v[0] == ReferenceMatch::Local { target_type: Some("Patient".into()), id: "7".into() }
+        ));
+    }
+
+    #[test]
+    fn unknown_and_unsupported_parameters_are_refused_unless_lenient() {
+        assert_eq!(refused("Patient", "shoe-size", "42").code, "not-supported");
+        assert_eq!(refused("Patient", "_sort", "name").code, "not-supported");
+        assert_eq!(
+            refused("Patient", "family:sounds-like", "x")
+                .expression
+                .as_deref(),
+            Some("family:sounds-like")
+        );
+        let lenient = parse(
+            "Patient",
+            &params(&[("shoe-size", "42"), ("family", "x")]),
+            false,
+            20,
+            100,
+        )
+        .unwrap();
+        assert_eq!(lenient.ignored, vec!["shoe-size"]);
+        assert_eq!(lenient.criteria.len(), 1);
+        // Malformed values of known parameters are refused even when lenient.
+        assert!(parse(
+            "Patient",
+            &params(&[("birthdate", "yesterday")]),
+            false,
+            20,
+            100
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn count_is_capped_and_zero_means_count_only() {
+        let s = parse("Patient", &params(&[("_count", "500")]), true, 20, 100).unwrap();
+        assert_eq!(s.count, 100);
+        let s = parse("Patient", &params(&[("_count", "0")]), true, 20, 100).unwrap();
+        assert!(s.count_only);
+    }
+}

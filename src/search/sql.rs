@@ -1,0 +1,353 @@
+//! A typed search → SQL over `resources` (alias `r`) and the index tables. Every client value
+//! is a bind parameter; the text holds only names this module chooses.
+
+use super::query::{
+    Criterion, DateMatch, Prefix, ReferenceMatch, Search, StringMode, SystemMatch, Test,
+    TokenMatch, UriMode,
+};
+use super::registry::ParamType;
+use super::Position;
+
+pub use crate::store::search::{Bind, Dialect, Sql};
+
+/// Collects binds while the text is written.
+struct Builder {
+    dialect: Dialect,
+    binds: Vec<Bind>,
+}
+
+impl Builder {
+    fn bind(&mut self, value: Bind) -> String {
+        self.binds.push(value);
+        match self.dialect {
+            Dialect::Sqlite => "?".to_owned(),
+            Dialect::Postgres => format!("${}", self.binds.len()),
+        }
+    }
+
+    fn text(&mut self, value: &str) -> String {
+        self.bind(Bind::Text(value.to_owned()))
+    }
+
+    fn int(&mut self, value: i64) -> String {
+        self.bind(Bind::BigInt(value))
+    }
+}
+
+/// Columns of the current version of each match, in the order `store` reads them.
+const VERSION_COLUMNS: &str =
+    "v.resource_type, v.id, v.version_id, v.last_updated, v.deleted, v.method, v.key_id, v.body";
+
+/// One page of matches from `position`: in id order after it, or in reverse id order before
+/// it (the caller puts those back in order); `limit` rows at most.
+pub fn page(
+    search: &Search,
+    base_url: &str,
+    position: &Position,
+    limit: i64,
+    dialect: Dialect,
+) -> Sql {
+    let mut b = Builder {
+        dialect,
+        binds: Vec::new(),
+    };
+    let mut conditions = matching(&mut b, search, base_url);
+    let order = match position {
+        Position::Start => "ASC",
+        Position::After(id) => {
+            conditions.push(format!("r.id > {}", b.text(id)));
+            "ASC"
+        }
+        Position::Before(id) => {
+            conditions.push(format!("r.id < {}", b.text(id)));
+            "DESC"
+        }
+    };
+    let limit = b.int(limit);
+    Sql {
+        text: format!(
+            "SELECT {VERSION_COLUMNS} FROM resources r JOIN resource_versions v \
+             ON v.resource_type = r.resource_type AND v.id = r.id AND v.version_id = r.version_id \
+             WHERE {} ORDER BY r.id {order} LIMIT {limit}",
+            conditions.join(" AND ")
+        ),
+        binds: b.binds,
+    }
+}
+
+/// How many resources match (all pages).
+pub fn count(search: &Search, base_url: &str, dialect: Dialect) -> Sql {
+    let mut b = Builder {
+        dialect,
+        binds: Vec::new(),
+    };
+    let conditions = matching(&mut b, search, base_url);
+    Sql {
+        text: format!(
+            "SELECT COUNT(*) AS n FROM resources r WHERE {}",
+            conditions.join(" AND ")
+        ),
+        binds: b.binds,
+    }
+}
+
+/// The conditions every match meets: its type, not deleted, and each criterion.
+fn matching(b: &mut Builder, search: &Search, base_url: &str) -> Vec<String> {
+    let mut conditions = vec![
+        format!("r.resource_type = {}", b.text(&search.resource_type)),
+        "r.deleted = FALSE".to_owned(),
+    ];
+    for criterion in &search.criteria {
+        conditions.push(condition(b, criterion, base_url));
+    }
+    conditions
+}
+
+fn condition(b: &mut Builder, criterion: &Criterion, base_url: &str) -> String {
+    let key = criterion.key.as_str();
+    match &criterion.test {
+        Test::Id(ids) => {
+            let list: Vec<String> = ids.iter().map(|id| b.text(id)).collect();
+            format!("r.id IN ({})", list.join(", "))
+        }
+        Test::LastUpdated(dates) => any(dates
+            .iter()
+            .map(|d| date_condition(b, "r.last_updated", "(r.last_updated + 1)", d))),
+        Test::Missing { kind, missing } => {
+            let table = table_of(*kind);
+            let found = exists(b, table, key, |_| "TRUE".to_owned());
+            if *missing {
+                format!("NOT {found}")
+            } else {
+                found
+            }
+        }
+        Test::String { mode, values } => exists(b, "search_strings", key, |b| {
+            any(values.iter().map(|v| string_condition(b, *mode, v)))
+        }),
+        Test::Token { negate, values } => {
+            let found = exists(b, "search_tokens", key, |b| {
+                any(values.iter().map(|v| token_condition(b, v)))
+            });
+            if *negate {
+                format!("NOT {found}")
+            } else {
+                found
+            }
+        }
+        Test::TokenText(values) => exists(b, "search_tokens", key, |b| {
+            any(values.iter().map(|v| prefix_condition(b, "x.text", v)))
+        }),
+        Test::Date(dates) => exists(b, "search_dates", key, |b| {
+            any(dates
+                .iter()
+                .map(|d| date_condition(b, "x.low", "x.high", d)))
+        }),
+        Test::Reference(references) => exists(b, "search_references", key, |b| {
+            any(references
+                .iter()
+                .map(|r| reference_condition(b, r, base_url)))
+        }),
+        Test::Uri { mode, values } => exists(b, "search_uris", key, |b| {
+            any(values.iter().map(|v| uri_condition(b, *mode, v)))
+        }),
+    }
+}
+
+/// A row of `table` for this resource and parameter that meets `condition` (on alias `x`).
+/// The key is bound before the condition writes its own binds: SQLite's `?` are positional.
+fn exists(
+    b: &mut Builder,
+    table: &str,
+    key: &str,
+    condition: impl FnOnce(&mut Builder) -> String,
+) -> String {
+    let key = b.text(key);
+    let condition = condition(b);
+    format!(
+        "EXISTS (SELECT 1 FROM {table} x WHERE x.resource_type = r.resource_type \
+         AND x.id = r.id AND x.param = {key} AND {condition})"
+    )
+}
+
+fn any(alternatives: impl Iterator<Item = String>) -> String {
+    let all: Vec<String> = alternatives.collect();
+    format!("({})", all.join(" OR "))
+}
+
+fn table_of(kind: ParamType) -> &'static str {
+    match kind {
+        ParamType::String => "search_strings",
+        ParamType::Date => "search_dates",
+        ParamType::Reference => "search_references",
+        ParamType::Uri => "search_uris",
+        _ => "search_tokens",
+    }
+}
+
+fn string_condition(b: &mut Builder, mode: StringMode, value: &str) -> String {
+    match mode {
+        StringMode::Exact => format!("x.exact = {}", b.text(value)),
+        StringMode::Prefix => prefix_condition(b, "x.normalized", value),
+        StringMode::Contains => {
+            let pattern = format!("%{}%", escape_like(value));
+            format!("x.normalized LIKE {} ESCAPE '\\'", b.text(&pattern))
+        }
+    }
+}
+
+/// `column` starts with `prefix`, as a range so that a byte-ordered index serves it.
+fn prefix_condition(b: &mut Builder, column: &str, prefix: &str) -> String {
+    let low = b.text(prefix);
+    let high = b.text(&format!("{prefix}\u{10FFFF}"));
+    format!("({column} >= {low} AND {column} < {high})")
+}
+
+fn escape_like(value: &str) -> String {
+    let mut escaped = String::with_capacity(value.len());
+    for c in value.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+fn token_condition(b: &mut Builder, value: &TokenMatch) -> String {
+    let mut parts = Vec::new();
+    if let Some(code) = &value.code {
+        parts.push(format!("x.code = {}", b.text(code)));
+    }
+    match &value.system {
+        SystemMatch::Any => {}
+        SystemMatch::Absent => parts.push("x.system IS NULL".to_owned()),
+        SystemMatch::Is(system) => parts.push(format!("x.system = {}", b.text(system))),
+    }
+    format!("({})", parts.join(" AND "))
+}
+
+/// The prefixes compare the resource's range `[low, high)` with the value's: `ge` means the
+/// resource reaches into the value or later, `gt` later than the value, and so on.
+fn date_condition(b: &mut Builder, low: &str, high: &str, value: &DateMatch) -> String {
+    let (from, to) = (value.low, value.high);
+    match value.prefix {
+        Prefix::Eq => format!("({low} >= {} AND {high} <= {})", b.int(from), b.int(to)),
+        Prefix::Ne => format!("NOT ({low} >= {} AND {high} <= {})", b.int(from), b.int(to)),
+        Prefix::Gt => format!("{high} > {}", b.int(to)),
+        Prefix::Lt => format!("{low} < {}", b.int(from)),
+        Prefix::Ge => format!("{high} > {}", b.int(from)),
+        Prefix::Le => format!("{low} < {}", b.int(to)),
+        Prefix::Sa => format!("{low} >= {}", b.int(to)),
+        Prefix::Eb => format!("{high} <= {}", b.int(from)),
+        Prefix::Ap => {
+            // Approximately: within a tenth of the distance to now, and at least a day.
+            const DAY: i64 = 86_400_000_000;
+            let now = crate::fhir::resource::now_micros();
+            let margin = ((now - from).abs() / 10).max(DAY);
+            format!(
+                "({low} < {} AND {high} > {})",
+                b.int(to.saturating_add(margin)),
+                b.int(from.saturating_sub(margin))
+            )
+        }
+    }
+}
+
+fn reference_condition(b: &mut Builder, reference: &ReferenceMatch, base_url: &str) -> String {
+    let local = |url: &str| -> Option<(String, String)> {
+        let rest = url.strip_prefix(base_url)?.strip_prefix('/')?;
+        let mut steps = rest.split('/');
+        let (kind, id) = (steps.next()?, steps.next()?);
+        Some((kind.to_owned(), id.to_owned()))
+    };
+    match reference {
+        ReferenceMatch::Local { target_type, id } => {
+            let id = format!("x.target_id = {}", b.text(id));
+            match target_type {
+                Some(kind) => format!("({id} AND x.target_type = {})", b.text(kind)),
+                None => id,
+            }
+        }
+        ReferenceMatch::Url(url) => match local(url) {
+            Some((kind, id)) => format!(
+                "(x.target_id = {} AND x.target_type = {})",
+                b.text(&id),
+                b.text(&kind)
+            ),
+            None => format!("x.url = {}", b.text(url)),
+        },
+    }
+}
+
+fn uri_condition(b: &mut Builder, mode: UriMode, value: &str) -> String {
+    match mode {
+        UriMode::Exact => format!("x.uri = {}", b.text(value)),
+        UriMode::Below => prefix_condition(b, "x.uri", value),
+        UriMode::Above => {
+            // Every path prefix of the value, cut at `/`.
+            let mut prefixes: Vec<String> = value
+                .char_indices()
+                .filter(|(_, c)| *c == '/')
+                .map(|(i, _)| value[..i].to_owned())
+                .filter(|p| !p.is_empty() && !p.ends_with(':') && !p.ends_with('/'))
+                .collect();
+            prefixes.push(value.to_owned());
+            let list: Vec<String> = prefixes.iter().map(|p| b.text(p)).collect();
+            format!("x.uri IN ({})", list.join(", "))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::search::query::parse;
+
+    fn search(pairs: &[(&str, &str)]) -> Search {
+        let params: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        parse("DocumentReference", &params, true, 20, 100).unwrap()
+    }
+
+    #[test]
+    fn client_values_are_always_bound() {
+        let s = search(&[("description", "x' OR 1=1 --"), ("status", "current")]);
+        let after = Position::After("abc".into());
+        let sql = page(&s, "http://h/fhir", &after, 21, Dialect::Postgres);
+        assert!(!sql.text.contains("OR 1=1"));
+        assert!(sql.text.contains("$1"));
+        assert_eq!(sql.text.matches('$').count(), sql.binds.len());
+        let sql = count(&s, "http://h/fhir", Dialect::Sqlite);
+        assert_eq!(sql.text.matches('?').count(), sql.binds.len());
+    }
+
+    #[test]
+    fn binds_follow_the_placeholders_in_text_order() {
+        let s = search(&[("description", "compte"), ("status", "current")]);
+        let sql = count(&s, "http://h/fhir", Dialect::Postgres);
+        let numbers: Vec<usize> = sql
+            .text
+            .split('$')
+            .skip(1)
+            .map(|rest| {
+                rest.split(|c: char| !c.is_ascii_digit())
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(numbers, (1..=sql.binds.len()).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn absolute_references_to_this_server_are_local() {
+        let s = search(&[("subject", "http://h/fhir/Patient/7")]);
+        let sql = count(&s, "http://h/fhir", Dialect::Sqlite);
+        assert!(sql.binds.contains(&Bind::Text("7".into())));
+        assert!(sql.binds.contains(&Bind::Text("Patient".into())));
+    }
+}
