@@ -367,6 +367,57 @@ fn documents_by_reference_token_date_and_text() {
 }
 
 #[test]
+fn chains_and_reverse_chains() {
+    let s = Server::start();
+    let data = load(&s);
+    check(
+        &s,
+        &data,
+        &[
+            (
+                &format!("/DocumentReference?patient.identifier={NIR}|2840275123456"),
+                &["d1", "d2"],
+            ),
+            (
+                "/DocumentReference?subject:Patient.family=lefevre",
+                &["d3", "d4"],
+            ),
+            (
+                "/DocumentReference?patient.gender=male",
+                &["d3", "d4", "d6"],
+            ),
+            (
+                "/DocumentReference?patient.gender=male&patient.birthdate=lt1960",
+                &["d3", "d4"],
+            ),
+            (
+                &format!(
+                    "/DocumentReference?patient.identifier={NIR}|2840275123456&status=current\
+                     &type={LOINC}|11488-4&date=ge2024-01-01"
+                ),
+                &["d1"],
+            ),
+            (
+                "/Patient?_has:DocumentReference:patient:status=entered-in-error",
+                &["p2"],
+            ),
+            (
+                "/Patient?_has:DocumentReference:subject:type=11488-4",
+                &["p1", "p4"],
+            ),
+            (
+                "/Patient?_has:DocumentReference:patient:patient.family=nguyen",
+                &["p3"],
+            ),
+            (
+                "/Patient?_has:DocumentReference:patient:status:not=current",
+                &["p1", "p2"],
+            ),
+        ],
+    );
+}
+
+#[test]
 fn pages_cover_every_match_once_and_cursors_cannot_be_moved() {
     let s = Server::start();
     let data = load(&s);
@@ -454,7 +505,10 @@ fn post_search_unknown_parameters_and_scopes() {
     let unknown = s.get("/Patient?shoe-size=42");
     let issue = unknown.outcome(400);
     assert_eq!(issue["expression"][0], "shoe-size");
-    s.get("/DocumentReference?patient.identifier=x|y")
+    s.get("/DocumentReference?patient.shoe-size=1").outcome(400);
+    s.get("/Patient?_has:DocumentReference:custodian:status=current")
+        .outcome(400);
+    s.get("/Patient?_has:Nothing:patient:status=current")
         .outcome(400);
     s.get("/Patient?birthdate=yesterday").outcome(400);
     s.get("/Patient?family:sounds-like=levy").outcome(400);

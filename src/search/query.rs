@@ -70,7 +70,20 @@ pub enum Test {
     Id(Vec<String>),
     /// `_lastUpdated`, matched on the resource's own column.
     LastUpdated(Vec<DateMatch>),
+    /// `patient.identifier=…`: the reference (the criterion's key) points to a resource of one
+    /// of these types meeting its criterion.
+    Chain(Vec<(String, Box<Criterion>)>),
+    /// `_has:Type:reference:param=…`: some `Type` resource referring to this one through
+    /// `reference` meets `inner`.
+    Has {
+        source_type: String,
+        reference: String,
+        inner: Box<Criterion>,
+    },
 }
+
+/// Chains and `_has` nest at most this deep: enough for real queries, bounded for the planner.
+pub const MAX_DEPTH: usize = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StringMode {
@@ -156,7 +169,6 @@ fn not_yet(name: &str) -> Option<&'static str> {
     match name {
         "_sort" => Some("_sort is not supported yet"),
         "_include" | "_revinclude" => Some("_include and _revinclude are not supported yet"),
-        "_has" => Some("reverse chaining (_has) is not supported yet"),
         "_contained" | "_containedType" => Some("contained resources are not searched"),
         "_list" | "_query" | "_filter" | "_text" | "_content" | "_type" => {
             Some("this parameter is not supported")
@@ -190,7 +202,7 @@ pub fn parse(
             result_param(&mut search, name, value, max_count)?;
             continue;
         }
-        match criterion(resource_type, name, value) {
+        match criterion(resource_type, name, value, 0) {
             Ok(criterion) => search.criteria.push(criterion),
             Err(Refusal::Unknown(issue)) if !strict => {
                 let _ = issue;
@@ -255,19 +267,30 @@ fn unknown(name: &str, message: String) -> Refusal {
     Refusal::Unknown(OutcomeIssue::error("not-supported", message).at(name.to_owned()))
 }
 
-fn criterion(resource_type: &str, name: &str, value: &str) -> Result<Criterion, Refusal> {
+fn criterion(
+    resource_type: &str,
+    name: &str,
+    value: &str,
+    depth: usize,
+) -> Result<Criterion, Refusal> {
+    if depth > MAX_DEPTH {
+        return Err(Refusal::Invalid(invalid(
+            name,
+            format!("chains and _has nest at most {MAX_DEPTH} levels"),
+        )));
+    }
+    if let Some(rest) = name.strip_prefix("_has:") {
+        return has(resource_type, name, rest, value, depth);
+    }
+    if let Some((reference, rest)) = name.split_once('.') {
+        return chain(resource_type, name, reference, rest, value, depth);
+    }
     let (code, modifier) = match name.split_once(':') {
         Some((code, modifier)) => (code, Some(modifier)),
         None => (name, None),
     };
     if let Some(reason) = not_yet(code) {
         return Err(unknown(name, reason.to_owned()));
-    }
-    if code.contains('.') {
-        return Err(unknown(
-            name,
-            "chained parameters are not supported yet".to_owned(),
-        ));
     }
     let param = lookup(resource_type, code).ok_or_else(|| {
         unknown(
@@ -339,6 +362,97 @@ fn criterion(resource_type: &str, name: &str, value: &str) -> Result<Criterion, 
         }
     };
     Ok(Criterion { key, test })
+}
+
+/// `reference[:Type].rest`: `rest` is a criterion on each type the reference may point to.
+fn chain(
+    resource_type: &str,
+    name: &str,
+    reference: &str,
+    rest: &str,
+    value: &str,
+    depth: usize,
+) -> Result<Criterion, Refusal> {
+    let (code, wanted) = match reference.split_once(':') {
+        Some((code, kind)) => (code, Some(kind)),
+        None => (reference, None),
+    };
+    let param = lookup(resource_type, code)
+        .filter(|p| p.kind == ParamType::Reference && p.unsupported.is_none())
+        .ok_or_else(|| {
+            unknown(
+                name,
+                format!("`{code}` is not a reference parameter of {resource_type}"),
+            )
+        })?;
+    let candidates: Vec<&String> = param
+        .targets
+        .iter()
+        .filter(|t| wanted.is_none_or(|w| w == t.as_str()))
+        .filter(|t| crate::fhir::registry::lookup(t).is_some())
+        .collect();
+    let mut targets = Vec::new();
+    for target in candidates {
+        // A target type without the chained parameter cannot match; skip it.
+        match criterion(target, rest, value, depth + 1) {
+            Ok(inner) => targets.push((target.clone(), Box::new(inner))),
+            Err(Refusal::Unknown(_)) => continue,
+            Err(invalid @ Refusal::Invalid(_)) => return Err(invalid),
+        }
+    }
+    if targets.is_empty() {
+        return Err(unknown(
+            name,
+            format!("no type `{reference}` refers to has a search parameter `{rest}`"),
+        ));
+    }
+    Ok(Criterion {
+        key: code.to_owned(),
+        test: Test::Chain(targets),
+    })
+}
+
+/// `_has:Type:reference:rest`: `rest` (a parameter, or another `_has:…`) is a criterion on
+/// `Type`, whose `reference` must point to the resource.
+fn has(
+    resource_type: &str,
+    name: &str,
+    rest: &str,
+    value: &str,
+    depth: usize,
+) -> Result<Criterion, Refusal> {
+    let mut parts = rest.splitn(3, ':');
+    let (Some(source_type), Some(reference), Some(inner_name)) =
+        (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(Refusal::Invalid(invalid(
+            name,
+            "_has takes _has:Type:reference:parameter".to_owned(),
+        )));
+    };
+    if crate::fhir::registry::lookup(source_type).is_none() {
+        return Err(unknown(name, format!("{source_type} is not served here")));
+    }
+    let refers = lookup(source_type, reference).is_some_and(|p| {
+        p.kind == ParamType::Reference
+            && p.unsupported.is_none()
+            && p.targets.iter().any(|t| t == resource_type)
+    });
+    if !refers {
+        return Err(unknown(
+            name,
+            format!("`{reference}` of {source_type} does not refer to {resource_type}"),
+        ));
+    }
+    let inner = criterion(source_type, inner_name, value, depth + 1)?;
+    Ok(Criterion {
+        key: "_has".to_owned(),
+        test: Test::Has {
+            source_type: source_type.to_owned(),
+            reference: reference.to_owned(),
+            inner: Box::new(inner),
+        },
+    })
 }
 
 fn no_modifier(name: &str, modifier: Option<&str>) -> Result<(), Refusal> {

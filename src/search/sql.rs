@@ -97,76 +97,143 @@ fn matching(b: &mut Builder, search: &Search, base_url: &str) -> Vec<String> {
         format!("r.resource_type = {}", b.text(&search.resource_type)),
         "r.deleted = FALSE".to_owned(),
     ];
+    let on = On {
+        alias: "r",
+        resource_type: &search.resource_type,
+        depth: 0,
+        base_url,
+    };
     for criterion in &search.criteria {
-        conditions.push(condition(b, criterion, base_url));
+        conditions.push(condition(b, criterion, &on));
     }
     conditions
 }
 
-fn condition(b: &mut Builder, criterion: &Criterion, base_url: &str) -> String {
+/// The resource a condition is about: its alias in the SQL, its type, and how deep in chains
+/// it sits (each level gets its own alias).
+struct On<'a> {
+    alias: &'a str,
+    resource_type: &'a str,
+    depth: usize,
+    base_url: &'a str,
+}
+
+/// Each criterion is an uncorrelated `id IN (SELECT … FROM index)`: both engines turn it into
+/// an index lookup on (type, param, value) and then a primary-key probe.
+fn condition(b: &mut Builder, criterion: &Criterion, on: &On) -> String {
     let key = criterion.key.as_str();
+    let r = on.alias;
     match &criterion.test {
         Test::Id(ids) => {
             let list: Vec<String> = ids.iter().map(|id| b.text(id)).collect();
-            format!("r.id IN ({})", list.join(", "))
+            format!("{r}.id IN ({})", list.join(", "))
         }
-        Test::LastUpdated(dates) => any(dates
-            .iter()
-            .map(|d| date_condition(b, "r.last_updated", "(r.last_updated + 1)", d))),
+        Test::LastUpdated(dates) => {
+            let (low, high) = (
+                format!("{r}.last_updated"),
+                format!("({r}.last_updated + 1)"),
+            );
+            any(dates.iter().map(|d| date_condition(b, &low, &high, d)))
+        }
         Test::Missing { kind, missing } => {
-            let table = table_of(*kind);
-            let found = exists(b, table, key, |_| "TRUE".to_owned());
-            if *missing {
-                format!("NOT {found}")
-            } else {
-                found
-            }
+            let found = ids_in(b, on, table_of(*kind), key, |_| "TRUE".to_owned());
+            negated(found, *missing, r)
         }
-        Test::String { mode, values } => exists(b, "search_strings", key, |b| {
+        Test::String { mode, values } => ids_in(b, on, "search_strings", key, |b| {
             any(values.iter().map(|v| string_condition(b, *mode, v)))
         }),
         Test::Token { negate, values } => {
-            let found = exists(b, "search_tokens", key, |b| {
+            let found = ids_in(b, on, "search_tokens", key, |b| {
                 any(values.iter().map(|v| token_condition(b, v)))
             });
-            if *negate {
-                format!("NOT {found}")
-            } else {
-                found
-            }
+            negated(found, *negate, r)
         }
-        Test::TokenText(values) => exists(b, "search_tokens", key, |b| {
+        Test::TokenText(values) => ids_in(b, on, "search_tokens", key, |b| {
             any(values.iter().map(|v| prefix_condition(b, "x.text", v)))
         }),
-        Test::Date(dates) => exists(b, "search_dates", key, |b| {
+        Test::Date(dates) => ids_in(b, on, "search_dates", key, |b| {
             any(dates
                 .iter()
                 .map(|d| date_condition(b, "x.low", "x.high", d)))
         }),
-        Test::Reference(references) => exists(b, "search_references", key, |b| {
+        Test::Reference(references) => ids_in(b, on, "search_references", key, |b| {
             any(references
                 .iter()
-                .map(|r| reference_condition(b, r, base_url)))
+                .map(|r| reference_condition(b, r, on.base_url)))
         }),
-        Test::Uri { mode, values } => exists(b, "search_uris", key, |b| {
+        Test::Uri { mode, values } => ids_in(b, on, "search_uris", key, |b| {
             any(values.iter().map(|v| uri_condition(b, *mode, v)))
         }),
+        Test::Chain(targets) => ids_in(b, on, "search_references", key, |b| {
+            any(targets.iter().map(|(target_type, inner)| {
+                let kind = b.text(target_type);
+                let nested = nested(b, target_type, inner, on);
+                format!("(x.target_type = {kind} AND x.target_id IN ({nested}))")
+            }))
+        }),
+        Test::Has {
+            source_type,
+            reference,
+            inner,
+        } => {
+            let source = b.text(source_type);
+            let param = b.text(reference);
+            let target = b.text(on.resource_type);
+            let nested = nested(b, source_type, inner, on);
+            format!(
+                "{r}.id IN (SELECT x.target_id FROM search_references x \
+                 WHERE x.resource_type = {source} AND x.param = {param} \
+                 AND x.target_type = {target} AND x.id IN ({nested}))"
+            )
+        }
     }
 }
 
-/// A row of `table` for this resource and parameter that meets `condition` (on alias `x`).
-/// The key is bound before the condition writes its own binds: SQLite's `?` are positional.
-fn exists(
+/// The ids of current `resource_type` resources meeting `inner`, one level deeper.
+fn nested(b: &mut Builder, resource_type: &str, inner: &Criterion, on: &On) -> String {
+    let alias = format!("r{}", on.depth + 1);
+    let kind = b.text(resource_type);
+    let deeper = On {
+        alias: &alias,
+        resource_type,
+        depth: on.depth + 1,
+        base_url: on.base_url,
+    };
+    let condition = condition(b, inner, &deeper);
+    format!(
+        "SELECT {alias}.id FROM resources {alias} WHERE {alias}.resource_type = {kind} \
+         AND {alias}.deleted = FALSE AND {condition}"
+    )
+}
+
+/// The resource's id is among those with a row of `table` for `key` meeting `condition`
+/// (on alias `x`). Binds follow text order: SQLite's `?` are positional.
+fn ids_in(
     b: &mut Builder,
+    on: &On,
     table: &str,
     key: &str,
     condition: impl FnOnce(&mut Builder) -> String,
 ) -> String {
+    let kind = b.text(on.resource_type);
     let key = b.text(key);
     let condition = condition(b);
     format!(
-        "EXISTS (SELECT 1 FROM {table} x WHERE x.resource_type = r.resource_type \
-         AND x.id = r.id AND x.param = {key} AND {condition})"
+        "{}.id IN (SELECT x.id FROM {table} x WHERE x.resource_type = {kind} \
+         AND x.param = {key} AND {condition})",
+        on.alias
+    )
+}
+
+/// `NOT IN` instead of `IN` when `negate`.
+fn negated(found: String, negate: bool, alias: &str) -> String {
+    if !negate {
+        return found;
+    }
+    let prefix = format!("{alias}.id IN ");
+    format!(
+        "{alias}.id NOT IN {}",
+        found.strip_prefix(&prefix).unwrap_or(&found)
     )
 }
 
