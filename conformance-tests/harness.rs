@@ -461,3 +461,60 @@ pub fn run_carnet(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
+
+/// The query plan of `sql` on the server's database, one line per step. On PostgreSQL
+/// sequential scans are disabled first, so a plan still scanning a table proves that no index
+/// can serve the query, whatever the (small) test data size would make the planner prefer.
+pub fn query_plan(server: &Server, sql: &carnet::store::search::Sql) -> Vec<String> {
+    use carnet::store::search::Bind;
+    use diesel::sql_types::{BigInt, Text};
+    #[derive(QueryableByName)]
+    struct PgLine {
+        #[diesel(sql_type = Text, column_name = "QUERY PLAN")]
+        line: String,
+    }
+    #[derive(QueryableByName)]
+    struct SqliteLine {
+        #[diesel(sql_type = Text)]
+        detail: String,
+    }
+    match server.database_url.strip_prefix("sqlite://") {
+        Some(path) => {
+            let mut conn = diesel::SqliteConnection::establish(path).unwrap();
+            let mut query = diesel::sql_query(format!("EXPLAIN QUERY PLAN {}", sql.text))
+                .into_boxed::<diesel::sqlite::Sqlite>();
+            for bind in &sql.binds {
+                query = match bind {
+                    Bind::Text(v) => query.bind::<Text, _>(v.clone()),
+                    Bind::BigInt(v) => query.bind::<BigInt, _>(*v),
+                };
+            }
+            let lines: Vec<SqliteLine> = query.load(&mut conn).unwrap();
+            lines.into_iter().map(|l| l.detail).collect()
+        }
+        None => {
+            let mut conn = PgConnection::establish(&server.database_url).unwrap();
+            diesel::sql_query("SET enable_seqscan = off")
+                .execute(&mut conn)
+                .unwrap();
+            let mut query =
+                diesel::sql_query(format!("EXPLAIN {}", sql.text)).into_boxed::<diesel::pg::Pg>();
+            for bind in &sql.binds {
+                query = match bind {
+                    Bind::Text(v) => query.bind::<Text, _>(v.clone()),
+                    Bind::BigInt(v) => query.bind::<BigInt, _>(*v),
+                };
+            }
+            let lines: Vec<PgLine> = query.load(&mut conn).unwrap();
+            lines.into_iter().map(|l| l.line).collect()
+        }
+    }
+}
+
+/// The dialect of the server's database.
+pub fn dialect(server: &Server) -> carnet::store::search::Dialect {
+    match server.database_url.starts_with("sqlite://") {
+        true => carnet::store::search::Dialect::Sqlite,
+        false => carnet::store::search::Dialect::Postgres,
+    }
+}
