@@ -145,6 +145,30 @@ fn a_request_without_a_token_is_401_and_changes_nothing() {
 }
 
 #[test]
+fn two_authorization_headers_are_refused() {
+    use std::io::{Read, Write};
+    let s = Server::start();
+    let address = s
+        .base
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    let token = &s.default_token;
+    write!(
+        stream,
+        "GET /fhir/Patient/x HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\n\
+         Authorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+}
+
+#[test]
 fn forged_and_out_of_date_tokens_are_refused() {
     let s = Server::start();
     let key = server_key(&s);
@@ -600,6 +624,11 @@ fn each_scope_letter_is_needed_by_its_interactions() {
         201
     );
     assert_eq!(delete_as(&letters_token(&s, "d"), &instance).status, 204);
+    // Writing over a deletion brings the resource back: that needs `c` too.
+    assert_forbidden(
+        &send_as(&s, &no_c, "PUT", &instance, &updated),
+        "update over a deletion",
+    );
     // v1 scopes map onto the same letters.
     let v1_read = s.token(&["--client-id", "test-feeder", "--scope", "system/*.read"]);
     assert_eq!(get_as(&s, &v1_read, "/Patient/_history").status, 200);

@@ -204,7 +204,13 @@ impl Server {
                 .build(),
             default_token: String::new(),
         };
-        server.launch();
+        let mut attempts = 0;
+        while let Err(reason) = server.launch() {
+            attempts += 1;
+            assert!(attempts < 5, "{reason}");
+            server.port = free_port();
+            server.base = format!("http://127.0.0.1:{}/fhir", server.port);
+        }
         server.default_token =
             server.token(&["--client-id", "test-feeder", "--scope", "system/*.cruds"]);
         server
@@ -261,7 +267,9 @@ impl Server {
         self.dir.join("issuer-key.p8")
     }
 
-    fn launch(&mut self) {
+    /// Starts the binary on `self.port`; `Err` when another process answers on that port (two
+    /// tests picked the same free port), in which case the caller picks another.
+    fn launch(&mut self) -> Result<(), String> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -281,13 +289,36 @@ impl Server {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(r) = self.agent.get(&format!("{}/metadata", self.base)).call() {
+            if let Ok(r) = self
+                .agent
+                .get(&format!("{}/local-issuer/jwks", self.base))
+                .call()
+            {
                 if r.status() == 200 {
-                    return;
+                    // Each server has its own key: the key set tells whether this one answered.
+                    let served: Value = r.into_json().unwrap();
+                    let ours = carnet::auth::local_issuer::LocalIssuer::open(
+                        String::new(),
+                        &self.issuer_key_path(),
+                    )
+                    .unwrap()
+                    .jwk();
+                    if served["keys"][0]["kid"] == ours["kid"] {
+                        return Ok(());
+                    }
+                    let mut child = self.child.take().unwrap();
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(format!("port {} answers for another server", self.port));
                 }
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("carnet exited with {status}: {}", self.log());
+                let log = self.log();
+                if log.contains("in use") {
+                    self.child = None;
+                    return Err(format!("port {} is taken", self.port));
+                }
+                panic!("carnet exited with {status}: {log}");
             }
             assert!(
                 Instant::now() < deadline,
@@ -319,7 +350,8 @@ impl Server {
         let mut child = self.child.take().unwrap();
         child.kill().unwrap();
         child.wait().unwrap();
-        self.launch();
+        self.launch()
+            .expect("the restarted server gets its port back");
     }
 
     /// Sends a request; `path` is relative to the FHIR base (or absolute when it starts with http).

@@ -282,6 +282,8 @@ fn patients_by_string_token_and_date() {
             ("/Patient?_id={p1},{p2}", &["p1", "p2"]),
         ],
     );
+    // The access log names paths, never the identifiers in query strings.
+    assert!(!s.log().contains("2840275123456"), "{}", s.log());
 }
 
 #[test]
@@ -635,4 +637,93 @@ fn iti_67_searches_use_indexes() {
             );
         }
     }
+}
+
+/// The ids of a search's entries in `mode` (`match` or `include`), first page only.
+fn entries(s: &Server, query: &str, mode: &str) -> BTreeSet<String> {
+    let reply = s.get(query);
+    assert_eq!(reply.status, 200, "{query}: {}", reply.body);
+    reply.json()["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["search"]["mode"] == mode)
+        .map(|e| e["resource"]["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn includes_and_reverse_includes() {
+    let s = Server::start();
+    let data = load(&s);
+    let (p1, p2, d1) = (data.id("p1"), data.id("p2"), data.id("d1"));
+    let q = format!("/DocumentReference?patient={p1}&_include=DocumentReference:patient");
+    assert_eq!(entries(&s, &q, "match"), data.set(&["d1", "d2"]));
+    assert_eq!(entries(&s, &q, "include"), data.set(&["p1"]));
+    let q = "/DocumentReference?status=current&_include=DocumentReference:subject:Patient";
+    assert_eq!(
+        entries(&s, q, "include"),
+        data.set(&["p1", "p2", "p3", "p4"])
+    );
+    let q = format!("/Patient?_id={p2}&_revinclude=DocumentReference:patient");
+    assert_eq!(entries(&s, &q, "match"), data.set(&["p2"]));
+    assert_eq!(entries(&s, &q, "include"), data.set(&["d3", "d4"]));
+    // :iterate follows what was included: the patient, then that patient's other documents.
+    let q = format!(
+        "/DocumentReference?_id={d1}&_include=DocumentReference:patient\
+         &_revinclude:iterate=DocumentReference:patient"
+    );
+    assert_eq!(entries(&s, &q, "include"), data.set(&["p1", "d2"]));
+    // Included resources are counted nowhere: total is the matches.
+    let q = format!("/Patient?_id={p2}&_revinclude=DocumentReference:patient");
+    assert_eq!(s.get(&q).json()["total"], 1);
+    s.get("/DocumentReference?_include=DocumentReference:nothing")
+        .outcome(400);
+    s.get("/DocumentReference?_include=DocumentReference")
+        .outcome(400);
+}
+
+#[test]
+fn includes_and_chains_need_scopes_on_the_other_types() {
+    let s = Server::start();
+    let data = load(&s);
+    let documents_only = s.token(&[
+        "--client-id",
+        "test-feeder",
+        "--scope",
+        "system/DocumentReference.rs",
+    ]);
+    let as_documents_only = |query: &str| {
+        s.request(
+            "GET",
+            query,
+            &[("Authorization", &format!("Bearer {documents_only}"))],
+            None,
+        )
+    };
+    assert_eq!(
+        as_documents_only("/DocumentReference?status=current").status,
+        200
+    );
+    as_documents_only("/DocumentReference?_include=DocumentReference:patient").outcome(403);
+    as_documents_only("/DocumentReference?patient.family=levy").outcome(403);
+    let patients_only = s.token(&["--client-id", "test-feeder", "--scope", "system/Patient.rs"]);
+    let q = format!(
+        "/Patient?_id={}&_revinclude=DocumentReference:patient",
+        data.id("p1")
+    );
+    s.request(
+        "GET",
+        &q,
+        &[("Authorization", &format!("Bearer {patients_only}"))],
+        None,
+    )
+    .outcome(403);
+    s.request(
+        "GET",
+        "/Patient?_has:DocumentReference:patient:status=current",
+        &[("Authorization", &format!("Bearer {patients_only}"))],
+        None,
+    )
+    .outcome(403);
 }

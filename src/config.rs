@@ -192,7 +192,7 @@ impl Config {
             ));
         }
         for issuer in &self.auth.issuers {
-            check_issuer_url(&issuer.url)?;
+            check_fetch_url(&issuer.url)?;
         }
         let mut seen = std::collections::HashSet::new();
         for client in &self.clients {
@@ -257,14 +257,27 @@ fn env_schema() -> toml::Table {
     toml::Table::try_from(config).expect("defaults serialize")
 }
 
-/// Issuers are reached over HTTPS; plain HTTP only on loopback, where nobody can tamper with the
-/// keys on the way.
-fn check_issuer_url(url: &str) -> Result<(), ConfigError> {
+/// Issuers and their keys are reached over HTTPS; plain HTTP only on loopback, where nobody can
+/// tamper with the keys on the way. No user info: `http://localhost@evil.example` is not local.
+pub fn check_fetch_url(url: &str) -> Result<(), ConfigError> {
     let refuse = |why: &str| ConfigError(format!("auth.issuers: {url:?} {why}"));
+    let authority = |rest: &str| {
+        rest.split(['/', '?', '#'])
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    if url
+        .split_once("://")
+        .is_some_and(|(_, rest)| authority(rest).contains('@'))
+    {
+        return Err(refuse("must not carry a user name or password"));
+    }
     let rest = if let Some(rest) = url.strip_prefix("https://") {
         rest
     } else if let Some(rest) = url.strip_prefix("http://") {
-        let host_port = rest.split('/').next().unwrap_or_default();
+        let host_port = authority(rest);
+        let host_port = host_port.as_str();
         let host = match host_port.strip_prefix('[') {
             Some(v6) => v6.split(']').next().unwrap_or_default(),
             None => host_port.rsplit_once(':').map_or(host_port, |(h, _)| h),
@@ -448,6 +461,8 @@ scopes = "system/*.cruds"
     #[test]
     fn unsafe_issuers_and_duplicate_clients_are_refused() {
         for url in [
+            "http://localhost:1@evil.example/realm",
+            "http://127.0.0.1@evil.example",
             "http://issuer.example",
             "ftp://x",
             "https://x/?a=b",

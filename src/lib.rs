@@ -139,7 +139,12 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         App::new()
             .app_data(state.clone())
             .wrap(actix_web::middleware::from_fn(http::panics::catch_panics))
-            .wrap(actix_web::middleware::Logger::new("%r %s %Dms").log_target("carnet::access"))
+            // The path only: query strings carry identifiers (an INS is personal data).
+            .wrap(
+                actix_web::middleware::Logger::new("%{method}xi %U %s %Dms")
+                    .custom_request_replace("method", |req| req.method().to_string())
+                    .log_target("carnet::access"),
+            )
             .configure(http::routes)
     })
     .bind(&addresses[..])

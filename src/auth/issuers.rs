@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 /// How long one discovery or JWKS request may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Keys older than this are fetched again, so a key the issuer withdrew stops being trusted
+/// even if no token with a new `kid` comes along.
+const MAX_KEY_AGE: Duration = Duration::from_secs(3600);
+
 /// Every trusted issuer.
 pub struct TrustedIssuers {
     local: Option<(String, Vec<CoreJsonWebKey>)>,
@@ -24,6 +28,8 @@ struct ExternalIssuer {
     url: String,
     min_refresh: Duration,
     keys: Mutex<KeyCache>,
+    /// Held by the one request fetching keys.
+    fetching: Mutex<()>,
 }
 
 #[derive(Default)]
@@ -62,6 +68,7 @@ impl TrustedIssuers {
                 url: url.clone(),
                 min_refresh,
                 keys: Mutex::new(KeyCache::default()),
+                fetching: Mutex::new(()),
             })
             .collect();
         // No redirects: the configured URLs are the only places keys come from.
@@ -80,11 +87,14 @@ impl TrustedIssuers {
     /// if never fetched yet), else the local issuer.
     pub fn primary_provider(&self) -> Option<Provider> {
         if let Some(first) = self.external.first() {
-            let mut cache = first.keys.lock().unwrap_or_else(|e| e.into_inner());
-            if cache.provider.is_none() && first.may_fetch(&cache) {
-                first.refresh(&mut cache, &self.http);
+            let wanted = {
+                let cache = first.cache();
+                cache.provider.is_none() && first.may_fetch(&cache)
+            };
+            if wanted {
+                first.try_refresh(&self.http);
             }
-            return cache.provider.clone();
+            return first.cache().provider.clone();
         }
         self.local.as_ref().map(|(url, _)| Provider {
             issuer: url.clone(),
@@ -114,21 +124,34 @@ impl TrustedIssuers {
 }
 
 impl ExternalIssuer {
-    /// The cached keys, fetched again first when the token's key is not among them and the
-    /// last fetch is old enough.
+    /// The cached keys, fetched again first when the token's key is not among them (or the
+    /// keys are old) and the last fetch is old enough. Only one request fetches at a time and
+    /// nobody waits for it: the others go on with the keys already known, so a flood of unknown
+    /// `kid`s cannot hold requests hostage to the issuer's response time.
     fn keys_for(
         &self,
         token: &Unverified,
         http: &ureq::Agent,
     ) -> Result<Vec<CoreJsonWebKey>, TokenError> {
-        let mut cache = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-        if !jwt::has_key(token, &cache.keys) && self.may_fetch(&cache) {
-            self.refresh(&mut cache, http);
+        let wanted = {
+            let cache = self.cache();
+            let fresh = cache
+                .last_fetch
+                .is_some_and(|at| at.elapsed() < MAX_KEY_AGE);
+            !(fresh && jwt::has_key(token, &cache.keys)) && self.may_fetch(&cache)
+        };
+        if wanted {
+            self.try_refresh(http);
         }
+        let cache = self.cache();
         match cache.keys.is_empty() {
             true => Err(TokenError::IssuerUnavailable),
             false => Ok(cache.keys.clone()),
         }
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, KeyCache> {
+        self.keys.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn may_fetch(&self, cache: &KeyCache) -> bool {
@@ -137,10 +160,22 @@ impl ExternalIssuer {
             .is_none_or(|at| at.elapsed() >= self.min_refresh)
     }
 
-    /// Fetches discovery and keys; on failure the previous keys stay in use.
-    fn refresh(&self, cache: &mut KeyCache, http: &ureq::Agent) {
-        cache.last_fetch = Some(Instant::now());
-        match self.fetch(http) {
+    /// Fetches discovery and keys unless another request is doing it; the cache is locked only
+    /// to read and store, never across the network. On failure the previous keys stay.
+    fn try_refresh(&self, http: &ureq::Agent) {
+        let Ok(_fetching) = self.fetching.try_lock() else {
+            return;
+        };
+        {
+            let mut cache = self.cache();
+            if !self.may_fetch(&cache) {
+                return;
+            }
+            cache.last_fetch = Some(Instant::now());
+        }
+        let fetched = self.fetch(http);
+        let mut cache = self.cache();
+        match fetched {
             Ok((keys, provider)) => {
                 tracing::info!(issuer = %self.url, keys = keys.len(), "issuer keys fetched");
                 cache.keys = keys;
@@ -164,6 +199,8 @@ impl ExternalIssuer {
             }
             reason
         })?;
+        let jwks_uri = metadata.jwks_uri().to_string();
+        crate::config::check_fetch_url(&jwks_uri).map_err(|e| e.to_string())?;
         let provider = Provider {
             issuer: self.url.clone(),
             jwks_uri: metadata.jwks_uri().to_string(),

@@ -199,11 +199,11 @@ pub fn check_claims(
     now: i64,
 ) -> Result<(), TokenError> {
     let exp = numeric_date(claims, "exp")?.ok_or(TokenError::MissingClaim("exp"))?;
-    if now > exp + LEEWAY_SECONDS {
+    if now.saturating_sub(LEEWAY_SECONDS) > exp {
         return Err(TokenError::Expired);
     }
     if let Some(nbf) = numeric_date(claims, "nbf")? {
-        if now + LEEWAY_SECONDS < nbf {
+        if now.saturating_add(LEEWAY_SECONDS) < nbf {
             return Err(TokenError::NotYetValid);
         }
     }
@@ -347,6 +347,17 @@ mod tests {
         assert_eq!(
             ok(json!({"exp": 2000})),
             Err(TokenError::MissingClaim("aud"))
+        );
+        // Extreme values never overflow.
+        assert_eq!(ok(json!({"exp": i64::MAX, "aud": aud})), Ok(()));
+        assert_eq!(ok(json!({"exp": 1e300, "aud": aud})), Ok(()));
+        assert_eq!(
+            ok(json!({"exp": i64::MIN, "aud": aud})),
+            Err(TokenError::Expired)
+        );
+        assert_eq!(
+            ok(json!({"exp": 2000, "nbf": i64::MAX, "aud": aud})),
+            Err(TokenError::NotYetValid)
         );
     }
 

@@ -91,7 +91,7 @@ impl LocalIssuer {
         fields.insert("aud".into(), json!(audience));
         fields.insert("iat".into(), json!(now));
         fields.insert("nbf".into(), json!(now));
-        fields.insert("exp".into(), json!(now + lifetime_seconds));
+        fields.insert("exp".into(), json!(now.saturating_add(lifetime_seconds)));
         fields.insert("jti".into(), json!(uuid::Uuid::new_v4().to_string()));
         let header = json!({"alg": "ES256", "typ": "at+jwt", "kid": self.kid});
         self.sign(&header, &payload)

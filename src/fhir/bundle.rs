@@ -59,26 +59,27 @@ fn history_entry(base_url: &str, v: &Version) -> Value {
     Value::Object(entry)
 }
 
-/// A `searchset` Bundle: the matches (`search.mode = match`), paging links, and an
-/// OperationOutcome entry (`search.mode = outcome`) when parameters were ignored.
+/// A `searchset` Bundle: the matches (`search.mode = match`), what `_include`/`_revinclude`
+/// added (`include`), paging links, and an OperationOutcome entry (`outcome`) when there is
+/// something to warn about.
 pub fn searchset(
     base_url: &str,
     matches: Vec<Value>,
+    included: Vec<Value>,
     total: Option<i64>,
     links: &[(&str, String)],
     outcome: Option<Value>,
 ) -> Value {
-    let mut entries: Vec<Value> = matches
-        .into_iter()
-        .map(|resource| {
-            let full_url = format!(
-                "{base_url}/{}/{}",
-                resource["resourceType"].as_str().unwrap_or_default(),
-                resource["id"].as_str().unwrap_or_default()
-            );
-            json!({"fullUrl": full_url, "resource": resource, "search": {"mode": "match"}})
-        })
-        .collect();
+    let entry = |resource: Value, mode: &str| {
+        let full_url = format!(
+            "{base_url}/{}/{}",
+            resource["resourceType"].as_str().unwrap_or_default(),
+            resource["id"].as_str().unwrap_or_default()
+        );
+        json!({"fullUrl": full_url, "resource": resource, "search": {"mode": mode}})
+    };
+    let mut entries: Vec<Value> = matches.into_iter().map(|r| entry(r, "match")).collect();
+    entries.extend(included.into_iter().map(|r| entry(r, "include")));
     if let Some(outcome) = outcome {
         entries.push(json!({"resource": outcome, "search": {"mode": "outcome"}}));
     }

@@ -302,6 +302,10 @@ impl WriteContext<'_> {
                 (None, None) if !self.may_create => {
                     return Err(cannot_create(incoming.kind.name))
                 }
+                // Writing over a deletion brings the resource back: that is a creation.
+                (Some(c), _) if c.deleted && !self.may_create => {
+                    return Err(cannot_create(incoming.kind.name))
+                }
                 (None, None) => (None, 1, 0),
                 (Some(c), Some(wanted)) if c.version_id != wanted => {
                     return Err(WriteError::PreconditionFailed(format!(

@@ -20,11 +20,16 @@ pub async fn require_token(
         .app_data::<web::Data<AppState>>()
         .cloned()
         .expect("AppState is registered");
-    // An unreadable (non-ASCII) header becomes an empty one: refused as malformed.
-    let header = req
+    // An unreadable (non-ASCII) header becomes an empty one, and two headers are refused
+    // rather than one of them chosen: both are refused as malformed.
+    let mut headers = req
         .headers()
-        .get(actix_web::http::header::AUTHORIZATION)
-        .map(|value| value.to_str().unwrap_or_default().to_owned());
+        .get_all(actix_web::http::header::AUTHORIZATION);
+    let header = match (headers.next(), headers.next()) {
+        (None, _) => None,
+        (Some(value), None) => Some(value.to_str().unwrap_or_default().to_owned()),
+        (Some(_), Some(_)) => Some(String::new()),
+    };
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let result = web::block(move || state.authenticator.authenticate(header.as_deref(), now)).await;
     match result.map_err(ApiError::from)? {

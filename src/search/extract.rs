@@ -186,26 +186,30 @@ pub fn date_range(text: &str) -> Option<(i64, i64)> {
         }
     };
     let start = PrimitiveDateTime::new(date, time).assume_offset(offset);
-    let end = if parts.get(3).is_none() {
-        // A year or a month: up to the first day of the next one.
-        let (year, month) = match (parts.get(2), month) {
-            (None, _) | (Some(_), Month::December) => (year.checked_add(1)?, Month::January),
-            (Some(_), month) => (year, month.next()),
-        };
-        let first = Date::from_calendar_date(year, month, 1).ok()?;
-        PrimitiveDateTime::new(first, Time::MIDNIGHT).assume_offset(offset)
-    } else {
-        let step = match (parts.get(4), parts.get(6)) {
-            (None, _) => time::Duration::DAY,
-            (Some(_), None) => time::Duration::MINUTE,
-            (Some(_), Some(_)) => {
-                let digits = u32::try_from(fraction.len()).ok()?;
-                time::Duration::nanoseconds(10i64.pow(9 - digits))
-            }
-        };
-        start.checked_add(step)?
-    };
-    Some((micros(start, false)?, micros(end, true)?))
+    // The end of year 9999 is past what dates can hold: such a range is open-ended.
+    let end = (|| {
+        if parts.get(3).is_none() {
+            // A year or a month: up to the first day of the next one.
+            let (year, month) = match (parts.get(2), month) {
+                (None, _) | (Some(_), Month::December) => (year.checked_add(1)?, Month::January),
+                (Some(_), month) => (year, month.next()),
+            };
+            let first = Date::from_calendar_date(year, month, 1).ok()?;
+            Some(PrimitiveDateTime::new(first, Time::MIDNIGHT).assume_offset(offset))
+        } else {
+            let step = match (parts.get(4), parts.get(6)) {
+                (None, _) => time::Duration::DAY,
+                (Some(_), None) => time::Duration::MINUTE,
+                (Some(_), Some(_)) => {
+                    let digits = u32::try_from(fraction.len()).ok()?;
+                    time::Duration::nanoseconds(10i64.pow(9 - digits))
+                }
+            };
+            start.checked_add(step)
+        }
+    })();
+    let high = end.and_then(|end| micros(end, true)).unwrap_or(i64::MAX);
+    Some((micros(start, false)?, high))
 }
 
 /// Microseconds since the epoch, rounded down for a low bound and up for a high one (a
@@ -725,9 +729,12 @@ mod tests {
         ] {
             assert_eq!(date_range(bad), None, "{bad}");
         }
-        // Extremes do not overflow: a range ending after year 9999 is not representable.
-        assert_eq!(date_range("9999"), None);
-        assert_eq!(date_range("9999-12-31T23:59:59.999999999-14:00"), None);
+        // Extremes do not overflow: a range ending after year 9999 is open-ended.
+        assert_eq!(date_range("9999").map(|(_, high)| high), Some(i64::MAX));
+        assert_eq!(
+            date_range("9999-12-31T23:59:59.999999999-14:00").map(|(_, high)| high),
+            Some(i64::MAX)
+        );
         assert!(date_range("9999-12-31T10:00:00-14:00").is_some());
         assert!(date_range("0000-01-01T00:00:00+14:00").is_some());
     }

@@ -56,13 +56,9 @@ fn push(rows: &mut IndexRows, param: String, value: IndexValue) {
     }
 }
 
-/// The same value twice (two codings alike, a name repeated) matches no differently.
-fn dedup<T: PartialEq>(rows: &mut Vec<T>) {
-    let mut kept: Vec<T> = Vec::with_capacity(rows.len());
-    for row in rows.drain(..) {
-        if !kept.contains(&row) {
-            kept.push(row);
-        }
-    }
-    *rows = kept;
+/// The same value twice (two codings alike, a name repeated) matches no differently. Linear:
+/// a resource may carry thousands of values.
+fn dedup<T: Eq + std::hash::Hash + Clone>(rows: &mut Vec<T>) {
+    let mut seen = std::collections::HashSet::with_capacity(rows.len());
+    rows.retain(|row| seen.insert(row.clone()));
 }

@@ -47,10 +47,20 @@ impl Position {
     }
 }
 
+/// Most resources `_include`/`_revinclude` add to one page; past it the page says so.
+pub const MAX_INCLUDED: usize = 1000;
+
+/// `:iterate` follows includes this many times at most.
+const MAX_ITERATIONS: usize = 4;
+
 /// One page of results.
 #[derive(Debug)]
 pub struct Page {
     pub versions: Vec<Version>,
+    /// What `_include` and `_revinclude` added (never a match again).
+    pub included: Vec<Version>,
+    /// Whether includes were cut at [`MAX_INCLUDED`].
+    pub truncated: bool,
     /// All matches, when asked for.
     pub total: Option<i64>,
     /// Where the next and previous pages start, when there are such pages.
@@ -74,6 +84,8 @@ pub fn execute(
     if search.count_only {
         return Ok(Page {
             versions: Vec::new(),
+            included: Vec::new(),
+            truncated: false,
             total,
             next: None,
             previous: None,
@@ -100,10 +112,64 @@ pub fn execute(
             first.filter(|_| more).map(Position::Before),
         ),
     };
+    let (included, truncated) = included(store, search, &versions)?;
     Ok(Page {
         versions,
+        included,
+        truncated,
         total,
         next,
         previous,
     })
+}
+
+/// Applies the includes to the matches, then the `:iterate` ones to what they added, until
+/// nothing new comes or the bounds are reached.
+fn included(
+    store: &Store,
+    search: &Search,
+    matches: &[Version],
+) -> Result<(Vec<Version>, bool), StoreError> {
+    let key = |v: &Version| (v.resource_type.clone(), v.id.clone());
+    let mut seen: std::collections::HashSet<(String, String)> = matches.iter().map(key).collect();
+    let mut frontier: Vec<(String, String)> = matches.iter().map(key).collect();
+    let mut included = Vec::new();
+    for round in 0..MAX_ITERATIONS {
+        let mut added = Vec::new();
+        for include in search.includes.iter().filter(|i| round == 0 || i.iterate) {
+            let from_types: Vec<&String> = if include.reverse {
+                include.target_types.iter().collect()
+            } else {
+                vec![&include.source_type]
+            };
+            for from_type in from_types {
+                let ids: Vec<String> = frontier
+                    .iter()
+                    .filter(|(t, _)| t == from_type)
+                    .map(|(_, id)| id.clone())
+                    .collect();
+                if ids.is_empty() {
+                    continue;
+                }
+                let room = MAX_INCLUDED + 1 - included.len() - added.len();
+                let sql = sql::included(include, from_type, &ids, room as i64, store.dialect());
+                for version in store.search_versions(&sql)? {
+                    if seen.insert(key(&version)) {
+                        added.push(version);
+                    }
+                }
+                if included.len() + added.len() > MAX_INCLUDED {
+                    added.truncate(MAX_INCLUDED - included.len());
+                    included.extend(added);
+                    return Ok((included, true));
+                }
+            }
+        }
+        if added.is_empty() {
+            break;
+        }
+        frontier = added.iter().map(key).collect();
+        included.extend(added);
+    }
+    Ok((included, false))
 }

@@ -24,6 +24,21 @@ pub struct Search {
     pub elements: Option<String>,
     /// Parameters ignored under `Prefer: handling=lenient`, for the OperationOutcome.
     pub ignored: Vec<String>,
+    /// `_include` and `_revinclude`, in request order.
+    pub includes: Vec<Include>,
+}
+
+/// `_include=Source:param[:Target]` (the resources the page's matches refer to) or
+/// `_revinclude=Source:param[:Target]` (the `Source` resources referring to them); with
+/// `:iterate` also applied to what was included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Include {
+    pub reverse: bool,
+    pub iterate: bool,
+    pub source_type: String,
+    pub param: String,
+    /// The referred types this include follows (the parameter's targets, or the one named).
+    pub target_types: Vec<String>,
 }
 
 /// `_total`.
@@ -84,6 +99,12 @@ pub enum Test {
 
 /// Chains and `_has` nest at most this deep: enough for real queries, bounded for the planner.
 pub const MAX_DEPTH: usize = 3;
+
+/// Most comma-separated alternatives in one parameter.
+pub const MAX_VALUES: usize = 100;
+
+/// Most criteria and includes in one search.
+pub const MAX_CRITERIA: usize = 50;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StringMode {
@@ -168,7 +189,6 @@ const RESULT_PARAMS: [&str; 7] = [
 fn not_yet(name: &str) -> Option<&'static str> {
     match name {
         "_sort" => Some("_sort is not supported yet"),
-        "_include" | "_revinclude" => Some("_include and _revinclude are not supported yet"),
         "_contained" | "_containedType" => Some("contained resources are not searched"),
         "_list" | "_query" | "_filter" | "_text" | "_content" | "_type" => {
             Some("this parameter is not supported")
@@ -196,10 +216,19 @@ pub fn parse(
         summary: None,
         elements: None,
         ignored: Vec::new(),
+        includes: Vec::new(),
     };
     for (name, value) in params {
         if RESULT_PARAMS.contains(&name.as_str()) {
             result_param(&mut search, name, value, max_count)?;
+            continue;
+        }
+        if let Some(reverse) = include_kind(name) {
+            match include(name, value, reverse) {
+                Ok(include) => search.includes.push(include),
+                Err(Refusal::Unknown(_)) if !strict => search.ignored.push(name.clone()),
+                Err(Refusal::Unknown(issue) | Refusal::Invalid(issue)) => return Err(issue),
+            }
             continue;
         }
         match criterion(resource_type, name, value, 0) {
@@ -211,7 +240,69 @@ pub fn parse(
             Err(Refusal::Unknown(issue) | Refusal::Invalid(issue)) => return Err(issue),
         }
     }
+    if search.criteria.len() + search.includes.len() > MAX_CRITERIA {
+        return Err(invalid(
+            "_search",
+            format!("a search takes at most {MAX_CRITERIA} criteria and includes"),
+        ));
+    }
     Ok(search)
+}
+
+/// `Some(reverse)` for the include parameters.
+fn include_kind(name: &str) -> Option<bool> {
+    match name {
+        "_include" | "_include:iterate" | "_include:recurse" => Some(false),
+        "_revinclude" | "_revinclude:iterate" | "_revinclude:recurse" => Some(true),
+        _ => None,
+    }
+}
+
+fn include(name: &str, value: &str, reverse: bool) -> Result<Include, Refusal> {
+    let iterate = name.ends_with(":iterate") || name.ends_with(":recurse");
+    let mut parts = value.split(':');
+    let (Some(source_type), Some(code), target, None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(Refusal::Invalid(invalid(
+            name,
+            format!("`{value}` is not Type:parameter or Type:parameter:TargetType"),
+        )));
+    };
+    if code == "*" {
+        return Err(unknown(
+            name,
+            "wildcard includes are not supported".to_owned(),
+        ));
+    }
+    let param = lookup(source_type, code)
+        .filter(|p| p.kind == ParamType::Reference && p.unsupported.is_none())
+        .ok_or_else(|| {
+            unknown(
+                name,
+                format!("`{code}` is not a reference parameter of {source_type}"),
+            )
+        })?;
+    let target_types: Vec<String> = param
+        .targets
+        .iter()
+        .filter(|t| target.is_none_or(|wanted| wanted == t.as_str()))
+        .filter(|t| crate::fhir::registry::lookup(t).is_some())
+        .cloned()
+        .collect();
+    if target_types.is_empty() {
+        return Err(unknown(
+            name,
+            format!("`{value}` refers to no type served here"),
+        ));
+    }
+    Ok(Include {
+        reverse,
+        iterate,
+        source_type: source_type.to_owned(),
+        param: code.to_owned(),
+        target_types,
+    })
 }
 
 fn result_param(
@@ -326,6 +417,16 @@ fn criterion(
     if values.iter().any(String::is_empty) {
         return Err(bad(format!("`{name}` has an empty alternative")));
     }
+    if values.len() > MAX_VALUES {
+        return Err(bad(format!(
+            "`{name}` has more than {MAX_VALUES} alternatives"
+        )));
+    }
+    // Only tokens give `|` a meaning; elsewhere `\|` is just a `|`.
+    let values: Vec<String> = match param.kind {
+        ParamType::Token | ParamType::Reference => values,
+        _ => values.into_iter().map(|v| v.replace("\\|", "|")).collect(),
+    };
     let key = code.to_owned();
     let test = match (code, param.kind) {
         ("_id", _) => {
@@ -337,7 +438,7 @@ fn criterion(
             Test::LastUpdated(dates(name, &values)?)
         }
         (_, ParamType::String) => string_test(name, modifier, values)?,
-        (_, ParamType::Token) => return token_criterion(name, code, modifier, values),
+        (_, ParamType::Token) => return token_criterion(name, code, param, modifier, values),
         (_, ParamType::Date) => {
             no_modifier(name, modifier)?;
             Test::Date(dates(name, &values)?)
@@ -486,6 +587,7 @@ fn string_test(name: &str, modifier: Option<&str>, values: Vec<String>) -> Resul
 fn token_criterion(
     name: &str,
     code: &str,
+    param: &SearchParam,
     modifier: Option<&str>,
     values: Vec<String>,
 ) -> Result<Criterion, Refusal> {
@@ -507,12 +609,17 @@ fn token_criterion(
             values: values.iter().map(|v| token_match(v)).collect(),
         },
         Some("text") => Test::TokenText(values.iter().map(|v| normalize(v)).collect()),
-        Some("of-type") => {
+        Some("of-type")
+            if param
+                .paths
+                .iter()
+                .any(|p| p.datatypes.iter().any(|d| d == "Identifier")) =>
+        {
             // system|type-code|value: the index keeps `type-code|value` as the code.
             let mut matches = Vec::new();
             for value in &values {
-                let parts: Vec<&str> = value.splitn(3, '|').collect();
-                let [system, type_code, identifier] = parts[..] else {
+                let parts = split_pipes(value, 3);
+                let [system, type_code, identifier] = &parts[..] else {
                     return Err(Refusal::Invalid(invalid(
                         name,
                         ":of-type takes system|code|value".to_owned(),
@@ -546,26 +653,49 @@ fn token_criterion(
     Ok(Criterion { key, test })
 }
 
-/// `code`, `|code`, `system|code`, `system|`.
+/// `code`, `|code`, `system|code`, `system|`; `\|` is a `|` inside the system or code.
 fn token_match(value: &str) -> TokenMatch {
-    match value.split_once('|') {
-        None => TokenMatch {
-            system: SystemMatch::Any,
-            code: Some(value.to_owned()),
-        },
-        Some(("", code)) => TokenMatch {
+    let parts = split_pipes(value, 2);
+    match parts.as_slice() {
+        [system, code] if system.is_empty() => TokenMatch {
             system: SystemMatch::Absent,
-            code: Some(code.to_owned()),
+            code: Some(code.clone()),
         },
-        Some((system, "")) => TokenMatch {
-            system: SystemMatch::Is(system.to_owned()),
+        [system, code] if code.is_empty() => TokenMatch {
+            system: SystemMatch::Is(system.clone()),
             code: None,
         },
-        Some((system, code)) => TokenMatch {
-            system: SystemMatch::Is(system.to_owned()),
-            code: Some(code.to_owned()),
+        [system, code, ..] => TokenMatch {
+            system: SystemMatch::Is(system.clone()),
+            code: Some(code.clone()),
+        },
+        [code] => TokenMatch {
+            system: SystemMatch::Any,
+            code: Some(code.clone()),
+        },
+        [] => TokenMatch {
+            system: SystemMatch::Any,
+            code: Some(String::new()),
         },
     }
+}
+
+/// Splits on unescaped `|` into at most `max` parts (the last keeps any further `|`), and
+/// turns each `\|` back into `|`.
+fn split_pipes(value: &str, max: usize) -> Vec<String> {
+    let mut parts = vec![String::new()];
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek() == Some(&'|') => {
+                parts.last_mut().expect("one part").push('|');
+                chars.next();
+            }
+            '|' if parts.len() < max => parts.push(String::new()),
+            c => parts.last_mut().expect("one part").push(c),
+        }
+    }
+    parts
 }
 
 fn reference_criterion(
@@ -825,6 +955,45 @@ mod tests {
             100
         )
         .is_err());
+    }
+
+    #[test]
+    fn escaped_pipes_stay_in_the_code() {
+        let Test::Token { values, .. } = one("Patient", "identifier", "urn:s|a\\|b1") else {
+            panic!()
+        };
+        assert_eq!(values[0].system, SystemMatch::Is("urn:s".into()));
+        assert_eq!(values[0].code.as_deref(), Some("a|b1"));
+        assert_eq!(
+            one("Patient", "family", "a\\|b\\,c"),
+            Test::String {
+                mode: StringMode::Prefix,
+                values: vec!["a|b,c".into()]
+            }
+        );
+    }
+
+    #[test]
+    fn oversized_searches_and_misplaced_modifiers_are_refused() {
+        let many = vec!["x"; MAX_VALUES + 1].join(",");
+        assert_eq!(refused("Patient", "identifier", &many).code, "invalid");
+        let repeated: Vec<(String, String)> = (0..=MAX_CRITERIA)
+            .map(|_| ("name".to_owned(), "a".to_owned()))
+            .collect();
+        assert!(parse("Patient", &repeated, true, 20, 100).is_err());
+        assert_eq!(
+            refused("Patient", "gender:of-type", "a|b|c").code,
+            "invalid"
+        );
+        assert!(matches!(
+            one("Patient", "identifier:of-type", "http://t|MR|12"),
+            Test::Token { .. }
+        ));
+        // The last representable year is still a year.
+        assert!(matches!(
+            one("Patient", "_lastUpdated", "ge9999-12-31"),
+            Test::LastUpdated(_)
+        ));
     }
 
     #[test]

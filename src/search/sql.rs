@@ -2,7 +2,7 @@
 //! is a bind parameter; the text holds only names this module chooses.
 
 use super::query::{
-    Criterion, DateMatch, Prefix, ReferenceMatch, Search, StringMode, SystemMatch, Test,
+    Criterion, DateMatch, Include, Prefix, ReferenceMatch, Search, StringMode, SystemMatch, Test,
     TokenMatch, UriMode,
 };
 use super::registry::ParamType;
@@ -73,6 +73,59 @@ pub fn page(
         ),
         binds: b.binds,
     }
+}
+
+/// The current resources `include` reaches from the `from_type` resources `ids`: those they
+/// refer to, or (reverse) those referring to them; at most `limit` rows, possibly repeated.
+pub fn included(
+    include: &Include,
+    from_type: &str,
+    ids: &[String],
+    limit: i64,
+    dialect: Dialect,
+) -> Sql {
+    let mut b = Builder {
+        dialect,
+        binds: Vec::new(),
+    };
+    let source = b.text(&include.source_type);
+    let param = b.text(&include.param);
+    let (join, restriction) = if include.reverse {
+        let target = b.text(from_type);
+        (
+            "r.resource_type = x.resource_type AND r.id = x.id",
+            format!(
+                "x.target_type = {target} AND x.target_id IN ({})",
+                list(&mut b, ids)
+            ),
+        )
+    } else {
+        let from = list(&mut b, ids);
+        (
+            "r.resource_type = x.target_type AND r.id = x.target_id",
+            format!(
+                "x.id IN ({from}) AND x.target_type IN ({})",
+                list(&mut b, &include.target_types)
+            ),
+        )
+    };
+    let limit = b.int(limit);
+    Sql {
+        text: format!(
+            "SELECT {VERSION_COLUMNS} FROM search_references x \
+             JOIN resources r ON {join} \
+             JOIN resource_versions v ON v.resource_type = r.resource_type AND v.id = r.id \
+             AND v.version_id = r.version_id \
+             WHERE x.resource_type = {source} AND x.param = {param} AND {restriction} \
+             AND r.deleted = FALSE ORDER BY r.resource_type, r.id LIMIT {limit}"
+        ),
+        binds: b.binds,
+    }
+}
+
+fn list(b: &mut Builder, values: &[String]) -> String {
+    let placeholders: Vec<String> = values.iter().map(|v| b.text(v)).collect();
+    placeholders.join(", ")
 }
 
 /// How many resources match (all pages).

@@ -6,7 +6,7 @@ use super::schema::{search_dates, search_references, search_strings, search_toke
 use diesel::prelude::*;
 
 /// A token: a code with its system (identifiers, codes, Codings, booleans).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TokenRow {
     /// The search parameter (or a derived key such as `identifier:of-type`).
     pub param: String,
@@ -17,7 +17,7 @@ pub struct TokenRow {
 }
 
 /// A string value, normalised for matching and as written for `:exact`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct StringRow {
     pub param: String,
     pub normalized: String,
@@ -25,7 +25,7 @@ pub struct StringRow {
 }
 
 /// A date range `[low, high)` in microseconds since the epoch.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct DateRow {
     pub param: String,
     pub low: i64,
@@ -33,7 +33,7 @@ pub struct DateRow {
 }
 
 /// A reference: to a resource of this server (`target_type`/`target_id`) or only a URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ReferenceRow {
     pub param: String,
     pub target_type: Option<String>,
@@ -42,7 +42,7 @@ pub struct ReferenceRow {
 }
 
 /// A URI value.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct UriRow {
     pub param: String,
     pub uri: String,

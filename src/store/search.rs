@@ -111,7 +111,6 @@ impl Store {
 
     /// The count `sql` computes (a single `n` column).
     pub fn search_count(&self, sql: &Sql) -> Result<i64, StoreError> {
-        tracing::debug!(sql = %sql.text, binds = ?sql.binds, "search count");
         let mut conn = self.reader.get()?;
         let rows = load!(&mut *conn, sql, CountRow)?;
         Ok(rows.first().map_or(0, |r| r.n))

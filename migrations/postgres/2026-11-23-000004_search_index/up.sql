@@ -3,7 +3,7 @@
 -- (`carnet reindex` rebuilds them all). `patient_id` is the compartment patient (shard key).
 -- Text compared by prefix uses byte order so that a range scan on the index finds prefixes.
 
-ALTER TABLE search_tokens ADD COLUMN text TEXT;         -- normalised display, for :text
+ALTER TABLE search_tokens ADD COLUMN text TEXT COLLATE "C";         -- normalised display, for :text
 
 CREATE TABLE search_strings (
     resource_type TEXT NOT NULL,

@@ -80,6 +80,7 @@ async fn respond(
         limits.max_count,
     )
     .map_err(|issue| ApiError::with_issues(400, vec![issue]))?;
+    let search = within_scopes(search, access)?;
     let subset = subset::parse(search.summary.as_deref(), search.elements.as_deref())
         .and_then(|s| s.check(kind.name).map(|()| s))
         .map_err(|m| ApiError::new(400, "invalid", m))?;
@@ -137,27 +138,95 @@ async fn respond(
     }
     let mut matches = Vec::with_capacity(page.versions.len());
     for version in &page.versions {
-        let text = String::from_utf8_lossy(&version.body);
-        let mut resource = json::parse_lossless(&text)
-            .map_err(|e| ApiError::internal(format!("stored body: {e}")))?;
+        let mut resource = stored(version)?;
         subset::apply(&mut resource, &subset);
         matches.push(resource);
     }
-    let outcome = (!search.ignored.is_empty()).then(|| {
-        let issues: Vec<OutcomeIssue> = search
-            .ignored
-            .iter()
-            .map(|name| {
-                OutcomeIssue::warning("not-supported", format!("Parameter {name} was ignored"))
-                    .at(name.clone())
-            })
-            .collect();
-        crate::fhir::outcome::operation_outcome(&issues)
-    });
-    let bundle = bundle::searchset(base, matches, page.total, &links, outcome);
+    let included = page
+        .included
+        .iter()
+        .map(stored)
+        .collect::<Result<Vec<_>>>()?;
+    let mut warnings: Vec<OutcomeIssue> = search
+        .ignored
+        .iter()
+        .map(|name| {
+            OutcomeIssue::warning("not-supported", format!("Parameter {name} was ignored"))
+                .at(name.clone())
+        })
+        .collect();
+    if page.truncated {
+        warnings.push(OutcomeIssue::warning(
+            "too-costly",
+            format!(
+                "_include and _revinclude were cut at {} resources",
+                search::MAX_INCLUDED
+            ),
+        ));
+    }
+    let outcome =
+        (!warnings.is_empty()).then(|| crate::fhir::outcome::operation_outcome(&warnings));
+    let bundle = bundle::searchset(base, matches, included, page.total, &links, outcome);
     Ok(HttpResponse::Ok()
         .content_type(format.content_type)
         .body(json::to_text(&bundle, format.pretty)))
+}
+
+/// Chains and `_has` search other types, and includes return them: the token must allow
+/// searching those types too. Includes keep only the types the token may read.
+fn within_scopes(mut search: query::Search, access: &Access) -> Result<query::Search> {
+    fn searched_types<'a>(criterion: &'a query::Criterion, out: &mut Vec<&'a str>) {
+        match &criterion.test {
+            query::Test::Chain(targets) => {
+                for (target, inner) in targets {
+                    out.push(target);
+                    searched_types(inner, out);
+                }
+            }
+            query::Test::Has {
+                source_type, inner, ..
+            } => {
+                out.push(source_type);
+                searched_types(inner, out);
+            }
+            _ => {}
+        }
+    }
+    let mut types = Vec::new();
+    for criterion in &search.criteria {
+        searched_types(criterion, &mut types);
+    }
+    for name in types {
+        let kind = kind_of(name)?;
+        permit(access, kind, &[Interaction::Search])?;
+    }
+    for include in &mut search.includes {
+        if include.reverse {
+            let kind = kind_of(&include.source_type)?;
+            permit(access, kind, &[Interaction::Read])?;
+        } else {
+            include
+                .target_types
+                .retain(|t| access.scope_allows(t, Interaction::Read));
+            if include.target_types.is_empty() {
+                let kind = kind_of(&include.source_type)?;
+                return Err(crate::http::guard::refused(
+                    crate::auth::Denial::Forbidden {
+                        message: format!(
+                            "the token's scopes allow reading none of the types {}:{} refers to",
+                            kind.name, include.param
+                        ),
+                    },
+                ));
+            }
+        }
+    }
+    Ok(search)
+}
+
+fn stored(version: &Version) -> Result<serde_json::Value> {
+    json::parse_lossless(&String::from_utf8_lossy(&version.body))
+        .map_err(|e| ApiError::internal(format!("stored body: {e}")))
 }
 
 /// What a cursor is bound to: the type, the selecting parameters in a canonical order, and the
