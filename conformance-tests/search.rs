@@ -420,6 +420,43 @@ fn chains_and_reverse_chains() {
 }
 
 #[test]
+fn patient_compartment_search() {
+    let s = Server::start();
+    let data = load(&s);
+    check(
+        &s,
+        &data,
+        &[
+            ("/Patient/{p1}/DocumentReference", &["d1", "d2"]),
+            ("/Patient/{p1}/DocumentReference?status=current", &["d1"]),
+            ("/Patient/{p2}/DocumentReference?_count=1", &["d3", "d4"]),
+            ("/Patient/{p2}/Patient", &["p2"]),
+        ],
+    );
+    s.get(&format!("/Patient/{}/Organization", data.id("p1")))
+        .outcome(404);
+    // A page link of one patient's compartment does not open another's.
+    let first = s
+        .get(&format!(
+            "/Patient/{}/DocumentReference?_count=1",
+            data.id("p2")
+        ))
+        .json();
+    let next = first["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["relation"] == "next")
+        .unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(next.contains(&format!("/Patient/{}/DocumentReference?", data.id("p2"))));
+    let moved = next.replace(data.id("p2"), data.id("p1"));
+    s.get(&moved).outcome(400);
+}
+
+#[test]
 fn pages_cover_every_match_once_and_cursors_cannot_be_moved() {
     let s = Server::start();
     let data = load(&s);

@@ -30,6 +30,7 @@ use utoipa::{Modify, OpenApi};
         interactions::conditional_patch,
         interactions::search_type,
         interactions::search_type_post,
+        interactions::search_compartment,
         interactions::history_type,
         interactions::read,
         interactions::update,

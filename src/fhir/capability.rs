@@ -86,6 +86,7 @@ pub fn capability_statement(base_url: &str, update_create: bool, date: &str) -> 
                 "description": "Every interaction but this statement and the discovery documents needs an OAuth2 bearer access token (a JWT from a trusted OpenID Connect issuer) carrying SMART App Launch v2 scopes; see .well-known/smart-configuration.",
             },
             "resource": resources,
+            "compartment": ["http://hl7.org/fhir/CompartmentDefinition/patient"],
             "interaction": [{"code": "history-system"}],
         }],
     })

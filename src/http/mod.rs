@@ -112,6 +112,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     .default_service(web::to(method_not_allowed("GET"))),
             )
             .service(
+                web::resource("/Patient/{id}/{compartment_type}")
+                    .route(web::get().to(search_compartment))
+                    .default_service(web::to(method_not_allowed("GET"))),
+            )
+            .service(
                 web::resource("/{type}/{id}/_history/{vid}")
                     .route(web::get().to(vread))
                     .default_service(web::to(method_not_allowed("GET"))),

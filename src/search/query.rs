@@ -88,6 +88,8 @@ pub enum Test {
     /// `patient.identifier=…`: the reference (the criterion's key) points to a resource of one
     /// of these types meeting its criterion.
     Chain(Vec<(String, Box<Criterion>)>),
+    /// Any of these criteria (a patient compartment is "any of its reference parameters").
+    AnyOf(Vec<Criterion>),
     /// `_has:Type:reference:param=…`: some `Type` resource referring to this one through
     /// `reference` meets `inner`.
     Has {
@@ -171,6 +173,49 @@ pub enum ReferenceMatch {
     },
     /// Any other reference, compared as written.
     Url(String),
+}
+
+/// The reference parameters that put a resource of `resource_type` in a patient's compartment
+/// (CompartmentDefinition `patient` of R4, for the types served here).
+pub fn patient_compartment_params(resource_type: &str) -> &'static [&'static str] {
+    match resource_type {
+        "AllergyIntolerance" => &["patient", "recorder", "asserter"],
+        "Appointment" => &["actor"],
+        "AuditEvent" => &["patient"],
+        "Communication" => &["subject", "sender", "recipient"],
+        "Consent" => &["patient"],
+        "DocumentReference" => &["subject", "author"],
+        "List" => &["subject", "source"],
+        "Patient" => &["link"],
+        "RelatedPerson" => &["patient"],
+        _ => &[],
+    }
+}
+
+/// The criterion "in the compartment of `Patient/{patient_id}`", or `None` when no resource of
+/// the type can be. The patient itself belongs to its own compartment.
+pub fn patient_compartment(resource_type: &str, patient_id: &str) -> Option<Criterion> {
+    let patient = || ReferenceMatch::Local {
+        target_type: Some("Patient".to_owned()),
+        id: patient_id.to_owned(),
+    };
+    let mut any: Vec<Criterion> = patient_compartment_params(resource_type)
+        .iter()
+        .map(|code| Criterion {
+            key: (*code).to_owned(),
+            test: Test::Reference(vec![patient()]),
+        })
+        .collect();
+    if resource_type == "Patient" {
+        any.push(Criterion {
+            key: "_id".to_owned(),
+            test: Test::Id(vec![patient_id.to_owned()]),
+        });
+    }
+    (!any.is_empty()).then(|| Criterion {
+        key: "_compartment".to_owned(),
+        test: Test::AnyOf(any),
+    })
 }
 
 /// Parameters that shape the result rather than select resources.
@@ -955,6 +1000,31 @@ mod tests {
             100
         )
         .is_err());
+    }
+
+    #[test]
+    fn patient_compartment_params_are_the_official_ones() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/fhir-r4/compartmentdefinition-patient.json"
+        );
+        let definition: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        for resource in definition["resource"].as_array().unwrap() {
+            let code = resource["code"].as_str().unwrap();
+            if crate::fhir::registry::lookup(code).is_none() {
+                continue;
+            }
+            let official: Vec<&str> = resource["param"]
+                .as_array()
+                .map(|p| p.iter().map(|v| v.as_str().unwrap()).collect())
+                .unwrap_or_default();
+            assert_eq!(
+                patient_compartment_params(code),
+                official.as_slice(),
+                "{code}"
+            );
+        }
     }
 
     #[test]

@@ -217,6 +217,7 @@ fn condition(b: &mut Builder, criterion: &Criterion, on: &On) -> String {
         Test::Uri { mode, values } => ids_in(b, on, "search_uris", key, |b| {
             any(values.iter().map(|v| uri_condition(b, *mode, v)))
         }),
+        Test::AnyOf(criteria) => any(criteria.iter().map(|c| condition(b, c, on))),
         Test::Chain(targets) => ids_in(b, on, "search_references", key, |b| {
             any(targets.iter().map(|(target_type, inner)| {
                 let kind = b.text(target_type);

@@ -24,7 +24,60 @@ pub async fn search_type(
     let kind = kind_of(&path)?;
     permit(&access, kind, &[Interaction::Search])?;
     let params = Params::of(&req)?;
-    respond(&req, kind, params.0, state, &access).await
+    respond(&req, Target::of(kind), params.0, state, &access).await
+}
+
+/// `GET Patient/[id]/[type]?…`
+#[utoipa::path(get, path = "/fhir/Patient/{id}/{type}", tag = "instance",
+    params(("id" = String, Path, description = "The patient whose compartment is searched"),
+        ("type" = String, Path, description = "Resource type in the patient compartment, e.g. DocumentReference")),
+    responses((status = 200, description = "searchset Bundle of the patient's resources of that type meeting the parameters", body = serde_json::Value, content_type = "application/fhir+json"),
+        (status = 400, description = "Unknown, unsupported or malformed parameter (OperationOutcome)", body = serde_json::Value),
+        (status = 404, description = "Unknown type, or a type outside the patient compartment (OperationOutcome)", body = serde_json::Value)))]
+pub async fn search_compartment(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    state: web::Data<AppState>,
+    access: Access,
+) -> Result<HttpResponse> {
+    let (patient_id, resource_type) = path.into_inner();
+    let kind = kind_of(&resource_type)?;
+    permit(&access, kind, &[Interaction::Search])?;
+    if !is_valid_id(&patient_id) {
+        return Err(ApiError::not_found("Patient", &patient_id));
+    }
+    let compartment = query::patient_compartment(kind.name, &patient_id).ok_or_else(|| {
+        ApiError::new(
+            404,
+            "not-supported",
+            format!("{} resources are not in a patient compartment", kind.name),
+        )
+    })?;
+    let target = Target {
+        kind,
+        path: format!("Patient/{patient_id}/{}", kind.name),
+        compartment: Some(compartment),
+    };
+    let params = Params::of(&req)?;
+    respond(&req, target, params.0, state, &access).await
+}
+
+/// What a search runs over: a type, or a type within a patient's compartment.
+struct Target {
+    kind: &'static ResourceKind,
+    /// The path under the base its links repeat.
+    path: String,
+    compartment: Option<query::Criterion>,
+}
+
+impl Target {
+    fn of(kind: &'static ResourceKind) -> Target {
+        Target {
+            kind,
+            path: kind.name.to_owned(),
+            compartment: None,
+        }
+    }
 }
 
 /// `POST [type]/_search`
@@ -56,7 +109,7 @@ pub async fn search_type_post(
     let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
         .map_err(|e| ApiError::new(400, "invalid", format!("Malformed form body: {e}")))?;
     params.extend(form);
-    respond(&req, kind, params, state, &access).await
+    respond(&req, Target::of(kind), params, state, &access).await
 }
 
 /// Parameters that say how to render, not what to find: left out of the cursor's binding.
@@ -64,7 +117,7 @@ const PRESENTATION: [&str; 3] = ["_format", "_pretty", "_cursor"];
 
 async fn respond(
     req: &HttpRequest,
-    kind: &'static ResourceKind,
+    target: Target,
     params: Vec<(String, String)>,
     state: web::Data<AppState>,
     access: &Access,
@@ -72,7 +125,8 @@ async fn respond(
     let format = negotiate(req, &Params(params.clone()))?;
     let strict = !respond::lenient(req)?;
     let limits = &state.config.search;
-    let search = query::parse(
+    let kind = target.kind;
+    let mut search = query::parse(
         kind.name,
         &params,
         strict,
@@ -80,6 +134,7 @@ async fn respond(
         limits.max_count,
     )
     .map_err(|issue| ApiError::with_issues(400, vec![issue]))?;
+    search.criteria.extend(target.compartment.clone());
     let search = within_scopes(search, access)?;
     let subset = subset::parse(search.summary.as_deref(), search.elements.as_deref())
         .and_then(|s| s.check(kind.name).map(|()| s))
@@ -89,7 +144,7 @@ async fn respond(
         .into_iter()
         .filter(|(k, _)| !search.ignored.contains(k))
         .collect();
-    let binding = cursor_binding(kind.name, &used, access);
+    let binding = cursor_binding(&target.path, &used, access);
     let position = match &search.cursor {
         None => Position::Start,
         Some(sealed) => cursor::open(&state.paging_secret, &binding, sealed)
@@ -121,8 +176,8 @@ async fn respond(
         pairs.extend(extra);
         let query = serde_urlencoded::to_string(&pairs).unwrap_or_default();
         match query.is_empty() {
-            true => format!("{base}/{}", kind.name),
-            false => format!("{base}/{}?{query}", kind.name),
+            true => format!("{base}/{}", target.path),
+            false => format!("{base}/{}?{query}", target.path),
         }
     };
     let mut links = vec![(
@@ -231,15 +286,12 @@ fn stored(version: &Version) -> Result<serde_json::Value> {
 
 /// What a cursor is bound to: the type, the selecting parameters in a canonical order, and the
 /// caller, so a cursor leaks nothing to another query or another principal.
-fn cursor_binding(resource_type: &str, params: &[(String, String)], access: &Access) -> String {
+fn cursor_binding(path: &str, params: &[(String, String)], access: &Access) -> String {
     let mut selecting: Vec<&(String, String)> = params
         .iter()
         .filter(|(k, _)| !PRESENTATION.contains(&k.as_str()))
         .collect();
     selecting.sort();
     let query = serde_urlencoded::to_string(&selecting).unwrap_or_default();
-    format!(
-        "{resource_type}?{query}#{:?}#{}",
-        access.principal, access.scopes
-    )
+    format!("{path}?{query}#{:?}#{}", access.principal, access.scopes)
 }
