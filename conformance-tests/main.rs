@@ -17,3 +17,4 @@ mod history;
 mod negotiation;
 mod patch;
 mod search;
+mod search_property;
