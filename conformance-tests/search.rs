@@ -96,6 +96,10 @@ fn load(s: &Server) -> Data {
         "male",
         "1950-07-14",
     );
+    p2["identifier"].as_array_mut().unwrap().push(json!({
+        "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}]},
+        "system": "urn:oid:1.2.250.1.999.2", "value": "IPP-77"
+    }));
     p2["telecom"] = json!([{"system": "phone", "value": "+33 6 12 34 56 78"}, {"system": "email", "value": "f.lefevre@example.fr"}]);
     add("p2", p2);
     add(
@@ -144,6 +148,10 @@ fn load(s: &Server) -> Data {
     );
     d1["masterIdentifier"] =
         json!({"system": "urn:ietf:rfc:3986", "value": "urn:oid:1.2.250.1.999.1"});
+    // An author known only by RPPS identifier, and the content at its own URL.
+    d1["author"] =
+        json!([{"identifier": {"system": "urn:oid:1.2.250.1.71.4.2.1", "value": "810001234567"}}]);
+    d1["content"][0]["attachment"]["url"] = json!("https://docs.example/cardio/d1.pdf");
     add("d1", d1);
     add(
         "d2",
@@ -280,6 +288,11 @@ fn patients_by_string_token_and_date() {
             ("/Patient?phone=%2B33%206%2012%2034%2056%2078", &["p2"]),
             ("/Patient?telecom:missing=false", &["p2"]),
             ("/Patient?_id={p1},{p2}", &["p1", "p2"]),
+            (
+                "/Patient?identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|MR|IPP-77",
+                &["p2"],
+            ),
+            ("/Patient?identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|MR|IPP-78", &[]),
         ],
     );
     // The access log names paths, never the identifiers in query strings.
@@ -352,6 +365,26 @@ fn documents_by_reference_token_date_and_text() {
                 &["d2"],
             ),
             ("/DocumentReference?description:exact=lettre de sortie", &[]),
+            (
+                "/DocumentReference?author:identifier=urn:oid:1.2.250.1.71.4.2.1|810001234567",
+                &["d1"],
+            ),
+            (
+                "/DocumentReference?location:below=https://docs.example/cardio",
+                &["d1"],
+            ),
+            (
+                "/DocumentReference?location:above=https://docs.example/cardio/d1.pdf",
+                &["d1"],
+            ),
+            (
+                "/DocumentReference?location=https://docs.example/x.pdf",
+                &["d2", "d3", "d4", "d5", "d6"],
+            ),
+            (
+                "/DocumentReference?location:below=https://docs.example",
+                &all,
+            ),
             ("/DocumentReference?patient={p1}&status=current", &["d1"]),
         ],
     );
@@ -514,6 +547,15 @@ fn pages_cover_every_match_once_and_cursors_cannot_be_moved() {
         None,
     );
     replay.outcome(400);
+
+    // _summary and _elements reduce each match, and say so.
+    let summary = s
+        .get("/DocumentReference?status=current&_elements=status")
+        .json();
+    let first = &summary["entry"][0]["resource"];
+    assert_eq!(first["status"], "current");
+    assert!(first.get("description").is_none());
+    assert_eq!(first["meta"]["tag"][0]["code"], "SUBSETTED");
 
     let count = s
         .get("/DocumentReference?status=current&_summary=count")
