@@ -452,6 +452,56 @@ fn chains_and_reverse_chains() {
     );
 }
 
+/// The match ids in result order, every page.
+fn ordered(s: &Server, data: &Data, query: &str) -> Vec<String> {
+    let (ids, _) = walk(s, query, "next");
+    let names: std::collections::HashMap<&String, &str> =
+        data.ids.iter().map(|(name, id)| (id, *name)).collect();
+    ids.iter().map(|id| names[id].to_owned()).collect()
+}
+
+#[test]
+fn sorted_results_page_in_order_both_ways() {
+    let s = Server::start();
+    let data = load(&s);
+    assert_eq!(
+        ordered(&s, &data, "/Patient?_sort=family"),
+        ["p2", "p5", "p1", "p3", "p4"]
+    );
+    assert_eq!(
+        ordered(&s, &data, "/Patient?_sort=-birthdate&_count=2"),
+        ["p3", "p5", "p1", "p4", "p2"]
+    );
+    let newest_first = ["d6", "d1", "d3", "d5", "d2", "d4"];
+    assert_eq!(
+        ordered(&s, &data, "/DocumentReference?_sort=-date&_count=4"),
+        newest_first
+    );
+    assert_eq!(
+        ordered(&s, &data, "/DocumentReference?_sort=-date&_count=1"),
+        newest_first
+    );
+    assert_eq!(
+        ordered(&s, &data, "/DocumentReference?_sort=status,-date&_count=2"),
+        ["d6", "d1", "d3", "d5", "d4", "d2"]
+    );
+    // Back from the last page: the same order, page by page.
+    let (forward, last) = walk(&s, "/DocumentReference?_sort=-date&_count=4", "next");
+    let (backward, _) = walk(&s, &last, "previous");
+    assert_eq!(backward[..2], forward[4..]);
+    assert_eq!(backward[2..], forward[..4]);
+    // Resources without a value come last, whichever the direction.
+    for query in [
+        "/DocumentReference?_sort=period&_count=2",
+        "/DocumentReference?_sort=-period&_count=2",
+    ] {
+        let order = ordered(&s, &data, query);
+        assert_eq!(order[0], "d6", "{query}");
+        assert_eq!(order.len(), 6, "{query}");
+    }
+    s.get("/Patient?_sort=shoe-size").outcome(400);
+}
+
 #[test]
 fn patient_compartment_search() {
     let s = Server::start();

@@ -13,35 +13,44 @@ pub mod registry;
 mod registry_gen;
 pub mod sql;
 
+use crate::store::search::{Found, KeyValue};
 use crate::store::{Store, StoreError, Version};
 use query::{Search, Total};
 
-/// Where a page starts, in id order.
+/// A place in the result order: a resource's sort key values and id.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Mark {
+    pub keys: Vec<Option<KeyValue>>,
+    pub id: String,
+}
+
+/// Where a page starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Position {
     /// The first page.
     Start,
-    /// Just after this id (a `next` link).
-    After(String),
-    /// Just before this id (a `previous` link).
-    Before(String),
+    /// Just after this place (a `next` link).
+    After(Mark),
+    /// Just before this place (a `previous` link).
+    Before(Mark),
 }
 
 impl Position {
     /// The text a cursor carries.
     pub fn encode(&self) -> String {
-        match self {
-            Position::Start => String::new(),
-            Position::After(id) => format!("a{id}"),
-            Position::Before(id) => format!("b{id}"),
-        }
+        let (direction, mark) = match self {
+            Position::Start => return String::new(),
+            Position::After(mark) => ("a", mark),
+            Position::Before(mark) => ("b", mark),
+        };
+        serde_json::to_string(&(direction, mark)).expect("a mark serializes")
     }
 
     /// The position of a cursor's text (already authenticated).
     pub fn decode(text: &str) -> Option<Position> {
-        match text.split_at_checked(1)? {
-            ("a", id) => Some(Position::After(id.to_owned())),
-            ("b", id) => Some(Position::Before(id.to_owned())),
+        match serde_json::from_str::<(String, Mark)>(text).ok()? {
+            (direction, mark) if direction == "a" => Some(Position::After(mark)),
+            (direction, mark) if direction == "b" => Some(Position::Before(mark)),
             _ => None,
         }
     }
@@ -93,14 +102,18 @@ pub fn execute(
     }
     let limit = search.count as i64;
     let page = sql::page(search, base_url, position, limit + 1, dialect);
-    let mut versions = store.search_versions(&page)?;
-    let more = versions.len() as i64 > limit;
-    versions.truncate(limit as usize);
+    let mut found = store.search_versions(&page)?;
+    let more = found.len() as i64 > limit;
+    found.truncate(limit as usize);
     if let Position::Before(_) = position {
-        versions.reverse();
+        found.reverse();
     }
-    let first = versions.first().map(|v| v.id.clone());
-    let last = versions.last().map(|v| v.id.clone());
+    let mark = |f: &Found| Mark {
+        keys: f.keys[..search.sort.len()].to_vec(),
+        id: f.version.id.clone(),
+    };
+    let first = found.first().map(mark);
+    let last = found.last().map(mark);
     let (next, previous) = match position {
         Position::Start => (last.filter(|_| more).map(Position::After), None),
         Position::After(after) => (
@@ -112,6 +125,7 @@ pub fn execute(
             first.filter(|_| more).map(Position::Before),
         ),
     };
+    let versions: Vec<Version> = found.into_iter().map(|f| f.version).collect();
     let (included, truncated) = included(store, search, &versions)?;
     Ok(Page {
         versions,
@@ -153,7 +167,7 @@ fn included(
                 }
                 let room = MAX_INCLUDED + 1 - included.len() - added.len();
                 let sql = sql::included(include, from_type, &ids, room as i64, store.dialect());
-                for version in store.search_versions(&sql)? {
+                for Found { version, .. } in store.search_versions(&sql)? {
                     if seen.insert(key(&version)) {
                         added.push(version);
                     }

@@ -26,7 +26,29 @@ pub struct Search {
     pub ignored: Vec<String>,
     /// `_include` and `_revinclude`, in request order.
     pub includes: Vec<Include>,
+    /// `_sort` keys before the id, which always breaks ties (ascending unless `_sort` names
+    /// `_id`).
+    pub sort: Vec<SortKey>,
+    pub id_descending: bool,
 }
+
+/// One `_sort` key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SortKey {
+    pub by: SortBy,
+    pub descending: bool,
+}
+
+/// What a sort key orders by: the resource's own column, or a parameter's values (the lowest
+/// for ascending order, the highest for descending, as the specification says).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SortBy {
+    LastUpdated,
+    Param { code: String, kind: ParamType },
+}
+
+/// Most `_sort` keys (besides `_id`).
+pub const MAX_SORT_KEYS: usize = 3;
 
 /// `_include=Source:param[:Target]` (the resources the page's matches refer to) or
 /// `_revinclude=Source:param[:Target]` (the `Source` resources referring to them); with
@@ -233,7 +255,6 @@ const RESULT_PARAMS: [&str; 7] = [
 /// this reason rather than silently ignored.
 fn not_yet(name: &str) -> Option<&'static str> {
     match name {
-        "_sort" => Some("_sort is not supported yet"),
         "_contained" | "_containedType" => Some("contained resources are not searched"),
         "_list" | "_query" | "_filter" | "_text" | "_content" | "_type" => {
             Some("this parameter is not supported")
@@ -262,10 +283,26 @@ pub fn parse(
         elements: None,
         ignored: Vec::new(),
         includes: Vec::new(),
+        sort: Vec::new(),
+        id_descending: false,
     };
     for (name, value) in params {
         if RESULT_PARAMS.contains(&name.as_str()) {
             result_param(&mut search, name, value, max_count)?;
+            continue;
+        }
+        if name == "_sort" {
+            if !search.sort.is_empty() || search.id_descending {
+                return Err(invalid(name, "_sort is given twice".to_owned()));
+            }
+            match sort(resource_type, value) {
+                Ok((keys, id_descending)) => {
+                    search.sort = keys;
+                    search.id_descending = id_descending;
+                }
+                Err(Refusal::Unknown(_)) if !strict => search.ignored.push(name.clone()),
+                Err(Refusal::Unknown(issue) | Refusal::Invalid(issue)) => return Err(issue),
+            }
             continue;
         }
         if let Some(reverse) = include_kind(name) {
@@ -292,6 +329,50 @@ pub fn parse(
         ));
     }
     Ok(search)
+}
+
+/// `_sort=a,-b`: the keys, and whether `_id` (always the last key) is descending.
+fn sort(resource_type: &str, value: &str) -> Result<(Vec<SortKey>, bool), Refusal> {
+    let mut keys = Vec::new();
+    for item in value.split(',') {
+        let (descending, code) = match item.strip_prefix('-') {
+            Some(code) => (true, code),
+            None => (false, item),
+        };
+        let by = match code {
+            "_id" => return Ok((keys, descending)),
+            "_lastUpdated" => SortBy::LastUpdated,
+            _ => {
+                let param = lookup(resource_type, code)
+                    .filter(|p| p.unsupported.is_none())
+                    .ok_or_else(|| {
+                        unknown(
+                            "_sort",
+                            format!("{resource_type} has no search parameter `{code}`"),
+                        )
+                    })?;
+                match param.kind {
+                    ParamType::String
+                    | ParamType::Token
+                    | ParamType::Date
+                    | ParamType::Uri
+                    | ParamType::Reference => SortBy::Param {
+                        code: code.to_owned(),
+                        kind: param.kind,
+                    },
+                    _ => return Err(unknown("_sort", format!("`{code}` cannot be sorted on"))),
+                }
+            }
+        };
+        keys.push(SortKey { by, descending });
+        if keys.len() > MAX_SORT_KEYS {
+            return Err(Refusal::Invalid(invalid(
+                "_sort",
+                format!("_sort takes at most {MAX_SORT_KEYS} keys besides _id"),
+            )));
+        }
+    }
+    Ok((keys, false))
 }
 
 /// `Some(reverse)` for the include parameters.
@@ -974,7 +1055,24 @@ mod tests {
     #[test]
     fn unknown_and_unsupported_parameters_are_refused_unless_lenient() {
         assert_eq!(refused("Patient", "shoe-size", "42").code, "not-supported");
-        assert_eq!(refused("Patient", "_sort", "name").code, "not-supported");
+        assert_eq!(
+            refused("Patient", "_sort", "shoe-size").code,
+            "not-supported"
+        );
+        assert_eq!(
+            refused("Patient", "_sort", "a,b,c,d,e").code,
+            "not-supported"
+        );
+        let sorted = parse(
+            "Patient",
+            &params(&[("_sort", "-birthdate,family,-_id")]),
+            true,
+            20,
+            100,
+        )
+        .unwrap();
+        assert_eq!(sorted.sort.len(), 2);
+        assert!(sorted.sort[0].descending && !sorted.sort[1].descending && sorted.id_descending);
         assert_eq!(
             refused("Patient", "family:sounds-like", "x")
                 .expression

@@ -2,11 +2,12 @@
 //! is a bind parameter; the text holds only names this module chooses.
 
 use super::query::{
-    Criterion, DateMatch, Include, Prefix, ReferenceMatch, Search, StringMode, SystemMatch, Test,
-    TokenMatch, UriMode,
+    Criterion, DateMatch, Include, Prefix, ReferenceMatch, Search, SortBy, SortKey, StringMode,
+    SystemMatch, Test, TokenMatch, UriMode,
 };
 use super::registry::ParamType;
-use super::Position;
+use super::{Mark, Position};
+use crate::store::search::{KeyValue, SORT_KEYS};
 
 pub use crate::store::search::{Bind, Dialect, Sql};
 
@@ -19,8 +20,9 @@ struct Builder {
 impl Builder {
     fn bind(&mut self, value: Bind) -> String {
         self.binds.push(value);
+        // Numbered on both backends, so a bind may be used twice (keyset conditions do).
         match self.dialect {
-            Dialect::Sqlite => "?".to_owned(),
+            Dialect::Sqlite => format!("?{}", self.binds.len()),
             Dialect::Postgres => format!("${}", self.binds.len()),
         }
     }
@@ -34,12 +36,9 @@ impl Builder {
     }
 }
 
-/// Columns of the current version of each match, in the order `store` reads them.
-const VERSION_COLUMNS: &str =
-    "v.resource_type, v.id, v.version_id, v.last_updated, v.deleted, v.method, v.key_id, v.body";
-
-/// One page of matches from `position`: in id order after it, or in reverse id order before
-/// it (the caller puts those back in order); `limit` rows at most.
+/// One page of matches from `position`, in the search's order (its `_sort` keys, then the id),
+/// or in reverse order before the position (the caller puts those back in order); `limit`
+/// rows at most. Each row carries its sort key values, from which the next cursor is made.
 pub fn page(
     search: &Search,
     base_url: &str,
@@ -51,29 +50,180 @@ pub fn page(
         dialect,
         binds: Vec::new(),
     };
-    let mut conditions = matching(&mut b, search, base_url);
-    let order = match position {
-        Position::Start => "ASC",
-        Position::After(id) => {
-            conditions.push(format!("r.id > {}", b.text(id)));
-            "ASC"
-        }
-        Position::Before(id) => {
-            conditions.push(format!("r.id < {}", b.text(id)));
-            "DESC"
+    let keys: Vec<Key> = search.sort.iter().map(Key::of).collect();
+    let mut columns = Vec::new();
+    for i in 0..SORT_KEYS {
+        let (text, number) = match keys.get(i) {
+            Some(key) if key.numeric => {
+                (null_text(), key.expression(&mut b, &search.resource_type))
+            }
+            Some(key) => (key.expression(&mut b, &search.resource_type), null_number()),
+            None => (null_text(), null_number()),
+        };
+        columns.push(format!("{text} AS k{i}_t, {number} AS k{i}_n"));
+    }
+    let conditions = matching(&mut b, search, base_url);
+    let backwards = matches!(position, Position::Before(_));
+    let keyset = match position {
+        Position::Start => "TRUE".to_owned(),
+        Position::After(mark) | Position::Before(mark) => {
+            keyset(&mut b, &keys, search.id_descending, mark, backwards)
         }
     };
+    let mut order: Vec<String> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| {
+            let ascending = key.descending == backwards;
+            let nulls = if backwards { "FIRST" } else { "LAST" };
+            format!(
+                "{} {} NULLS {nulls}",
+                key.column(i),
+                if ascending { "ASC" } else { "DESC" }
+            )
+        })
+        .collect();
+    let id_ascending = search.id_descending == backwards;
+    order.push(format!(
+        "m.id {}",
+        if id_ascending { "ASC" } else { "DESC" }
+    ));
     let limit = b.int(limit);
     Sql {
         text: format!(
-            "SELECT {VERSION_COLUMNS} FROM resources r JOIN resource_versions v \
-             ON v.resource_type = r.resource_type AND v.id = r.id AND v.version_id = r.version_id \
-             WHERE {} ORDER BY r.id {order} LIMIT {limit}",
-            conditions.join(" AND ")
+            "SELECT {VERSION_COLUMNS}, m.k0_t, m.k0_n, m.k1_t, m.k1_n, m.k2_t, m.k2_n \
+             FROM (SELECT r.resource_type, r.id, r.version_id, {} FROM resources r WHERE {}) m \
+             JOIN resource_versions v ON v.resource_type = m.resource_type AND v.id = m.id \
+             AND v.version_id = m.version_id \
+             WHERE {keyset} ORDER BY {} LIMIT {limit}",
+            columns.join(", "),
+            conditions.join(" AND "),
+            order.join(", ")
         ),
         binds: b.binds,
     }
 }
+
+fn null_text() -> String {
+    "CAST(NULL AS TEXT)".to_owned()
+}
+
+fn null_number() -> String {
+    "CAST(NULL AS BIGINT)".to_owned()
+}
+
+/// A sort key as SQL: a column of the resource, or the lowest (highest, descending) value of a
+/// parameter in its index table.
+struct Key<'a> {
+    key: &'a SortKey,
+    descending: bool,
+    numeric: bool,
+}
+
+impl<'a> Key<'a> {
+    fn of(key: &'a SortKey) -> Key<'a> {
+        let numeric = matches!(
+            key.by,
+            SortBy::LastUpdated
+                | SortBy::Param {
+                    kind: ParamType::Date,
+                    ..
+                }
+        );
+        Key {
+            key,
+            descending: key.descending,
+            numeric,
+        }
+    }
+
+    fn expression(&self, b: &mut Builder, resource_type: &str) -> String {
+        let (code, kind) = match &self.key.by {
+            SortBy::LastUpdated => return "r.last_updated".to_owned(),
+            SortBy::Param { code, kind } => (code, *kind),
+        };
+        let aggregate = if self.descending { "MAX" } else { "MIN" };
+        let (table, column) = match (kind, self.descending) {
+            (ParamType::Date, false) => ("search_dates", "low"),
+            (ParamType::Date, true) => ("search_dates", "high"),
+            (ParamType::String, _) => ("search_strings", "normalized"),
+            (ParamType::Uri, _) => ("search_uris", "uri"),
+            (ParamType::Reference, _) => ("search_references", "url"),
+            _ => ("search_tokens", "code"),
+        };
+        let kind_bind = b.text(resource_type);
+        let code = b.text(code);
+        format!(
+            "(SELECT {aggregate}(x.{column}) FROM {table} x WHERE x.resource_type = {kind_bind} \
+             AND x.id = r.id AND x.param = {code})"
+        )
+    }
+
+    fn column(&self, i: usize) -> String {
+        format!("m.k{i}_{}", if self.numeric { "n" } else { "t" })
+    }
+}
+
+/// Rows strictly after `mark` in the order (or strictly before it, `backwards`): some key is
+/// past the mark's value and every earlier key equals it; the id breaks the last tie. Missing
+/// values sort last in both directions.
+fn keyset(
+    b: &mut Builder,
+    keys: &[Key],
+    id_descending: bool,
+    mark: &Mark,
+    backwards: bool,
+) -> String {
+    let mut alternatives = Vec::new();
+    let mut equal_so_far: Vec<String> = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        let column = key.column(i);
+        let value = mark.keys.get(i).cloned().flatten();
+        let later = key.descending == backwards;
+        let past = match (&value, backwards) {
+            (Some(v), false) => {
+                let v = bind_key(b, v);
+                let op = if later { ">" } else { "<" };
+                format!("({column} {op} {v} OR {column} IS NULL)")
+            }
+            (Some(v), true) => {
+                let v = bind_key(b, v);
+                let op = if later { ">" } else { "<" };
+                format!("({column} {op} {v} AND {column} IS NOT NULL)")
+            }
+            (None, false) => "FALSE".to_owned(),
+            (None, true) => format!("{column} IS NOT NULL"),
+        };
+        let mut all = equal_so_far.clone();
+        all.push(past);
+        alternatives.push(format!("({})", all.join(" AND ")));
+        equal_so_far.push(match &value {
+            Some(v) => format!("{column} = {}", bind_key(b, v)),
+            None => format!("{column} IS NULL"),
+        });
+    }
+    let op = if id_descending == backwards { ">" } else { "<" };
+    let mut all = equal_so_far;
+    all.push(format!("m.id {op} {}", b.text(&mark.id)));
+    alternatives.push(format!("({})", all.join(" AND ")));
+    format!("({})", alternatives.join(" OR "))
+}
+
+fn bind_key(b: &mut Builder, value: &KeyValue) -> String {
+    match value {
+        KeyValue::Text(text) => b.text(text),
+        KeyValue::Int(number) => b.int(*number),
+    }
+}
+
+/// Columns of the current version of each match, in the order `store` reads them.
+const VERSION_COLUMNS: &str =
+    "v.resource_type, v.id, v.version_id, v.last_updated, v.deleted, v.method, v.key_id, v.body";
+
+/// What rows without sort keys select in their place.
+const NO_KEYS: &str = "CAST(NULL AS TEXT) AS k0_t, CAST(NULL AS BIGINT) AS k0_n, \
+     CAST(NULL AS TEXT) AS k1_t, CAST(NULL AS BIGINT) AS k1_n, \
+     CAST(NULL AS TEXT) AS k2_t, CAST(NULL AS BIGINT) AS k2_n";
 
 /// The current resources `include` reaches from the `from_type` resources `ids`: those they
 /// refer to, or (reverse) those referring to them; at most `limit` rows, possibly repeated.
@@ -112,7 +262,7 @@ pub fn included(
     let limit = b.int(limit);
     Sql {
         text: format!(
-            "SELECT {VERSION_COLUMNS} FROM search_references x \
+            "SELECT {VERSION_COLUMNS}, {NO_KEYS} FROM search_references x \
              JOIN resources r ON {join} \
              JOIN resource_versions v ON v.resource_type = r.resource_type AND v.id = r.id \
              AND v.version_id = r.version_id \
@@ -261,7 +411,7 @@ fn nested(b: &mut Builder, resource_type: &str, inner: &Criterion, on: &On) -> S
 }
 
 /// The resource's id is among those with a row of `table` for `key` meeting `condition`
-/// (on alias `x`). Binds follow text order: SQLite's `?` are positional.
+/// (on alias `x`).
 fn ids_in(
     b: &mut Builder,
     on: &On,
@@ -436,7 +586,10 @@ mod tests {
     #[test]
     fn client_values_are_always_bound() {
         let s = search(&[("description", "x' OR 1=1 --"), ("status", "current")]);
-        let after = Position::After("abc".into());
+        let after = Position::After(Mark {
+            keys: vec![],
+            id: "abc".into(),
+        });
         let sql = page(&s, "http://h/fhir", &after, 21, Dialect::Postgres);
         assert!(!sql.text.contains("OR 1=1"));
         assert!(sql.text.contains("$1"));

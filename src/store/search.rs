@@ -5,7 +5,8 @@ use super::db::AnyConnection;
 use super::schema::server_secrets;
 use super::{decode_version, Store, StoreError, Version};
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Binary, Bool, Text};
+use diesel::sql_types::{BigInt, Binary, Bool, Nullable, Text};
+use serde::{Deserialize, Serialize};
 
 /// Which placeholder syntax the SQL must use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +29,23 @@ pub struct Sql {
     pub binds: Vec<Bind>,
 }
 
+/// A sort key's value for one resource.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyValue {
+    Text(String),
+    Int(i64),
+}
+
+/// How many sort keys a search row carries (`k0_t`/`k0_n` … `k2_t`/`k2_n`, text or number).
+pub const SORT_KEYS: usize = 3;
+
+/// A current version with the values of its sort keys (`None`: no value, or no such key).
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub version: Version,
+    pub keys: [Option<KeyValue>; SORT_KEYS],
+}
+
 #[derive(QueryableByName)]
 struct VersionRow {
     #[diesel(sql_type = Text)]
@@ -46,6 +64,22 @@ struct VersionRow {
     key_id: String,
     #[diesel(sql_type = Binary)]
     body: Vec<u8>,
+    #[diesel(sql_type = Nullable<Text>)]
+    k0_t: Option<String>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    k0_n: Option<i64>,
+    #[diesel(sql_type = Nullable<Text>)]
+    k1_t: Option<String>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    k1_n: Option<i64>,
+    #[diesel(sql_type = Nullable<Text>)]
+    k2_t: Option<String>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    k2_n: Option<i64>,
+}
+
+fn key(text: Option<String>, number: Option<i64>) -> Option<KeyValue> {
+    text.map(KeyValue::Text).or(number.map(KeyValue::Int))
 }
 
 #[derive(QueryableByName)]
@@ -89,13 +123,14 @@ impl Store {
         self.dialect
     }
 
-    /// The current versions `sql` selects (see `search::sql::page`), in its order.
-    pub fn search_versions(&self, sql: &Sql) -> Result<Vec<Version>, StoreError> {
+    /// The current versions `sql` selects (see `search::sql::page`), in its order, with their
+    /// sort keys.
+    pub fn search_versions(&self, sql: &Sql) -> Result<Vec<Found>, StoreError> {
         let mut conn = self.reader.get()?;
         let rows = load!(&mut *conn, sql, VersionRow)?;
         rows.into_iter()
             .map(|r| {
-                decode_version((
+                let version = decode_version((
                     r.resource_type,
                     r.id,
                     r.version_id,
@@ -104,7 +139,15 @@ impl Store {
                     r.method,
                     r.key_id,
                     r.body,
-                ))
+                ))?;
+                Ok(Found {
+                    version,
+                    keys: [
+                        key(r.k0_t, r.k0_n),
+                        key(r.k1_t, r.k1_n),
+                        key(r.k2_t, r.k2_n),
+                    ],
+                })
             })
             .collect()
     }
