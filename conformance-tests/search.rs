@@ -503,6 +503,45 @@ fn sorted_results_page_in_order_both_ways() {
 }
 
 #[test]
+fn system_search_over_several_types() {
+    let s = Server::start();
+    let data = load(&s);
+    let p1 = data.id("p1");
+    check(
+        &s,
+        &data,
+        &[
+            ("/?_type=Patient,DocumentReference&_id={p1}", &["p1"]),
+            (
+                "/?_type=DocumentReference,Patient&_count=2",
+                &[
+                    "p1", "p2", "p3", "p4", "p5", "d1", "d2", "d3", "d4", "d5", "d6",
+                ],
+            ),
+        ],
+    );
+    let d6 = data.last_updated["d6"].replace('+', "%2B");
+    assert_eq!(
+        found(&s, &format!("?_lastUpdated=ge{d6}")),
+        data.set(&["d6"])
+    );
+    let all = s.get("?_type=Patient,DocumentReference&_count=3").json();
+    assert_eq!(all["total"], 11);
+    // Back from the last page across the type boundary.
+    let (forward, last) = walk(&s, "?_type=Patient,DocumentReference&_count=4", "next");
+    let (backward, _) = walk(&s, &last, "previous");
+    assert_eq!(backward.len(), forward.len());
+    assert_eq!(backward[..3], forward[8..]);
+    assert_eq!(backward[3..7], forward[4..8]);
+    s.get("?_type=Patient,DocumentReference&family=levy")
+        .outcome(400);
+    s.get("?_type=Patient,DocumentReference&_sort=_lastUpdated")
+        .outcome(400);
+    s.get("?_type=Nothing").outcome(404);
+    let _ = p1;
+}
+
+#[test]
 fn patient_compartment_search() {
     let s = Server::start();
     let data = load(&s);

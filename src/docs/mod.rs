@@ -31,6 +31,7 @@ use utoipa::{Modify, OpenApi};
         interactions::search_type,
         interactions::search_type_post,
         interactions::search_compartment,
+        interactions::search_system,
         interactions::history_type,
         interactions::read,
         interactions::update,

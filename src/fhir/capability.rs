@@ -87,7 +87,7 @@ pub fn capability_statement(base_url: &str, update_create: bool, date: &str) -> 
             },
             "resource": resources,
             "compartment": ["http://hl7.org/fhir/CompartmentDefinition/patient"],
-            "interaction": [{"code": "history-system"}],
+            "interaction": [{"code": "history-system"}, {"code": "search-system"}],
         }],
     })
 }

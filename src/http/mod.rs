@@ -75,6 +75,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::scope("/fhir")
             .wrap(actix_web::middleware::from_fn(guard::require_token))
             .service(
+                web::resource(["", "/"])
+                    .route(web::get().to(search_system))
+                    .default_service(web::to(method_not_allowed("GET"))),
+            )
+            .service(
                 web::resource("/_history")
                     .route(web::get().to(history_system))
                     .default_service(web::to(method_not_allowed("GET"))),

@@ -20,6 +20,7 @@ use query::{Search, Total};
 /// A place in the result order: a resource's sort key values and id.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Mark {
+    pub resource_type: String,
     pub keys: Vec<Option<KeyValue>>,
     pub id: String,
 }
@@ -77,20 +78,47 @@ pub struct Page {
     pub previous: Option<Position>,
 }
 
-/// Runs `search` from `position`. Pages are keyed on the resource id, so a write elsewhere in
-/// the result set never shifts a page: no match is skipped or repeated while paging.
+/// Runs `search` from `position`. Pages are keyed on the sort values and the id, so a write
+/// elsewhere in the result set never shifts a page: no match is skipped or repeated.
 pub fn execute(
     store: &Store,
     search: &Search,
     base_url: &str,
     position: &Position,
 ) -> Result<Page, StoreError> {
+    execute_all(store, std::slice::from_ref(search), base_url, position)
+}
+
+/// Runs one search per type (a system-level search), their results one type after the other
+/// in the order given, paged as one list.
+pub fn execute_all(
+    store: &Store,
+    searches: &[Search],
+    base_url: &str,
+    position: &Position,
+) -> Result<Page, StoreError> {
     let dialect = store.dialect();
-    let total = match (search.total, search.count_only) {
-        (Total::None, false) => None,
-        _ => Some(store.search_count(&sql::count(search, base_url, dialect))?),
+    let Some(first) = searches.first() else {
+        return Ok(Page {
+            versions: Vec::new(),
+            included: Vec::new(),
+            truncated: false,
+            total: Some(0),
+            next: None,
+            previous: None,
+        });
     };
-    if search.count_only {
+    let total = match (first.total, first.count_only) {
+        (Total::None, false) => None,
+        _ => {
+            let mut total = 0;
+            for search in searches {
+                total += store.search_count(&sql::count(search, base_url, dialect))?;
+            }
+            Some(total)
+        }
+    };
+    if first.count_only {
         return Ok(Page {
             versions: Vec::new(),
             included: Vec::new(),
@@ -100,33 +128,62 @@ pub fn execute(
             previous: None,
         });
     }
-    let limit = search.count as i64;
-    let page = sql::page(search, base_url, position, limit + 1, dialect);
-    let mut found = store.search_versions(&page)?;
-    let more = found.len() as i64 > limit;
-    found.truncate(limit as usize);
-    if let Position::Before(_) = position {
+    let limit = first.count as usize;
+    let (mark, backwards) = match position {
+        Position::Start => (None, false),
+        Position::After(mark) => (Some(mark), false),
+        Position::Before(mark) => (Some(mark), true),
+    };
+    let start = match mark {
+        Some(mark) => searches
+            .iter()
+            .position(|s| s.resource_type == mark.resource_type)
+            .unwrap_or(0),
+        None if backwards => searches.len() - 1,
+        None => 0,
+    };
+    let order: Vec<usize> = if backwards {
+        (0..=start).rev().collect()
+    } else {
+        (start..searches.len()).collect()
+    };
+    let mut found: Vec<(usize, Found)> = Vec::new();
+    for (step, index) in order.into_iter().enumerate() {
+        let from = if step == 0 { mark } else { None };
+        let wanted = (limit + 1 - found.len()) as i64;
+        let sql = sql::page_from(&searches[index], base_url, from, backwards, wanted, dialect);
+        found.extend(store.search_versions(&sql)?.into_iter().map(|f| (index, f)));
+        if found.len() > limit {
+            break;
+        }
+    }
+    let more = found.len() > limit;
+    found.truncate(limit);
+    if backwards {
         found.reverse();
     }
-    let mark = |f: &Found| Mark {
-        keys: f.keys[..search.sort.len()].to_vec(),
+    let mark = |(index, f): &(usize, Found)| Mark {
+        resource_type: f.version.resource_type.clone(),
+        keys: f.keys[..searches[*index].sort.len()].to_vec(),
         id: f.version.id.clone(),
     };
-    let first = found.first().map(mark);
-    let last = found.last().map(mark);
+    let first_mark = found.first().map(mark);
+    let last_mark = found.last().map(mark);
     let (next, previous) = match position {
-        Position::Start => (last.filter(|_| more).map(Position::After), None),
+        Position::Start => (last_mark.filter(|_| more).map(Position::After), None),
         Position::After(after) => (
-            last.filter(|_| more).map(Position::After),
-            Some(Position::Before(first.unwrap_or_else(|| after.clone()))),
+            last_mark.filter(|_| more).map(Position::After),
+            Some(Position::Before(
+                first_mark.unwrap_or_else(|| after.clone()),
+            )),
         ),
         Position::Before(before) => (
-            Some(Position::After(last.unwrap_or_else(|| before.clone()))),
-            first.filter(|_| more).map(Position::Before),
+            Some(Position::After(last_mark.unwrap_or_else(|| before.clone()))),
+            first_mark.filter(|_| more).map(Position::Before),
         ),
     };
-    let versions: Vec<Version> = found.into_iter().map(|f| f.version).collect();
-    let (included, truncated) = included(store, search, &versions)?;
+    let versions: Vec<Version> = found.into_iter().map(|(_, f)| f.version).collect();
+    let (included, truncated) = included(store, first, &versions)?;
     Ok(Page {
         versions,
         included,

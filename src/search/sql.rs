@@ -46,6 +46,22 @@ pub fn page(
     limit: i64,
     dialect: Dialect,
 ) -> Sql {
+    match position {
+        Position::Start => page_from(search, base_url, None, false, limit, dialect),
+        Position::After(mark) => page_from(search, base_url, Some(mark), false, limit, dialect),
+        Position::Before(mark) => page_from(search, base_url, Some(mark), true, limit, dialect),
+    }
+}
+
+/// Like [`page`]: after `mark`, or before it when `backwards` (from the very end without one).
+pub fn page_from(
+    search: &Search,
+    base_url: &str,
+    mark: Option<&Mark>,
+    backwards: bool,
+    limit: i64,
+    dialect: Dialect,
+) -> Sql {
     let mut b = Builder {
         dialect,
         binds: Vec::new(),
@@ -63,12 +79,9 @@ pub fn page(
         columns.push(format!("{text} AS k{i}_t, {number} AS k{i}_n"));
     }
     let conditions = matching(&mut b, search, base_url);
-    let backwards = matches!(position, Position::Before(_));
-    let keyset = match position {
-        Position::Start => "TRUE".to_owned(),
-        Position::After(mark) | Position::Before(mark) => {
-            keyset(&mut b, &keys, search.id_descending, mark, backwards)
-        }
+    let keyset = match mark {
+        None => "TRUE".to_owned(),
+        Some(mark) => keyset(&mut b, &keys, search.id_descending, mark, backwards),
     };
     let mut order: Vec<String> = keys
         .iter()
@@ -587,6 +600,7 @@ mod tests {
     fn client_values_are_always_bound() {
         let s = search(&[("description", "x' OR 1=1 --"), ("status", "current")]);
         let after = Position::After(Mark {
+            resource_type: "DocumentReference".into(),
             keys: vec![],
             id: "abc".into(),
         });

@@ -54,7 +54,7 @@ pub async fn search_compartment(
         )
     })?;
     let target = Target {
-        kind,
+        kinds: vec![kind],
         path: format!("Patient/{patient_id}/{}", kind.name),
         compartment: Some(compartment),
     };
@@ -62,10 +62,65 @@ pub async fn search_compartment(
     respond(&req, target, params.0, state, &access).await
 }
 
-/// What a search runs over: a type, or a type within a patient's compartment.
+/// `GET [base]?_type=…&…`
+#[utoipa::path(get, path = "/fhir", tag = "system",
+    params(("_type" = Option<String>, Query, description = "Comma-separated resource types (default: every type the token may search); other parameters must apply to each")),
+    responses((status = 200, description = "searchset Bundle: the matches of each type, one type after the other", body = serde_json::Value, content_type = "application/fhir+json"),
+        (status = 400, description = "Unknown type or parameter, or _sort over several types (OperationOutcome)", body = serde_json::Value)))]
+pub async fn search_system(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    access: Access,
+) -> Result<HttpResponse> {
+    let mut params = Params::of(&req)?.0;
+    let named: Vec<String> = params
+        .iter()
+        .filter(|(k, _)| k == "_type")
+        .flat_map(|(_, v)| v.split(',').map(str::to_owned))
+        .collect();
+    params.retain(|(k, _)| k != "_type");
+    let kinds: Vec<&'static ResourceKind> = if named.is_empty() {
+        // A scope narrows: without _type, the types this token may search.
+        crate::fhir::registry::all()
+            .iter()
+            .filter(|k| access.scope_allows(k.name, Interaction::Search))
+            .collect()
+    } else {
+        let mut kinds = Vec::new();
+        for name in &named {
+            let kind = kind_of(name).map_err(|e| e.at("_type"))?;
+            permit(&access, kind, &[Interaction::Search])?;
+            if !kinds.iter().any(|k: &&ResourceKind| k.name == kind.name) {
+                kinds.push(kind);
+            }
+        }
+        kinds
+    };
+    if kinds.is_empty() {
+        return Err(crate::http::guard::refused(
+            crate::auth::Denial::Forbidden {
+                message: "the token's scopes allow searching no resource type".to_owned(),
+            },
+        ));
+    }
+    let mut kinds = kinds;
+    kinds.sort_by_key(|k| k.name);
+    let mut link_params = params.clone();
+    if !named.is_empty() {
+        link_params.insert(0, ("_type".to_owned(), named.join(",")));
+    }
+    let target = Target {
+        kinds,
+        path: String::new(),
+        compartment: None,
+    };
+    respond_with_links(&req, target, params, link_params, state, &access).await
+}
+
+/// What a search runs over: one type, a type within a patient's compartment, or several types.
 struct Target {
-    kind: &'static ResourceKind,
-    /// The path under the base its links repeat.
+    kinds: Vec<&'static ResourceKind>,
+    /// The path under the base its links repeat (empty for the whole server).
     path: String,
     compartment: Option<query::Criterion>,
 }
@@ -73,7 +128,7 @@ struct Target {
 impl Target {
     fn of(kind: &'static ResourceKind) -> Target {
         Target {
-            kind,
+            kinds: vec![kind],
             path: kind.name.to_owned(),
             compartment: None,
         }
@@ -122,27 +177,62 @@ async fn respond(
     state: web::Data<AppState>,
     access: &Access,
 ) -> Result<HttpResponse> {
+    let link_params = params.clone();
+    respond_with_links(req, target, params, link_params, state, access).await
+}
+
+/// Runs the search of `params` over `target`; page links repeat `link_params`.
+async fn respond_with_links(
+    req: &HttpRequest,
+    target: Target,
+    params: Vec<(String, String)>,
+    link_params: Vec<(String, String)>,
+    state: web::Data<AppState>,
+    access: &Access,
+) -> Result<HttpResponse> {
     let format = negotiate(req, &Params(params.clone()))?;
     let strict = !respond::lenient(req)?;
     let limits = &state.config.search;
-    let kind = target.kind;
-    let mut search = query::parse(
-        kind.name,
-        &params,
-        strict,
-        limits.default_count,
-        limits.max_count,
-    )
-    .map_err(|issue| ApiError::with_issues(400, vec![issue]))?;
-    search.criteria.extend(target.compartment.clone());
-    let search = within_scopes(search, access)?;
+    let mut searches = Vec::with_capacity(target.kinds.len());
+    for kind in &target.kinds {
+        let mut search = query::parse(
+            kind.name,
+            &params,
+            strict,
+            limits.default_count,
+            limits.max_count,
+        )
+        .map_err(|issue| ApiError::with_issues(400, vec![issue]))?;
+        search.criteria.extend(target.compartment.clone());
+        searches.push(within_scopes(search, access)?);
+    }
+    let search = searches[0].clone();
+    if searches.len() > 1 && (!search.sort.is_empty() || search.id_descending) {
+        return Err(ApiError::new(
+            400,
+            "not-supported",
+            "_sort applies to a search on one type",
+        )
+        .at("_sort"));
+    }
     let subset = subset::parse(search.summary.as_deref(), search.elements.as_deref())
-        .and_then(|s| s.check(kind.name).map(|()| s))
+        .and_then(|s| {
+            for kind in &target.kinds {
+                s.check(kind.name)?;
+            }
+            Ok(s)
+        })
         .map_err(|m| ApiError::new(400, "invalid", m))?;
+    let mut ignored: Vec<String> = searches
+        .iter()
+        .flat_map(|s| s.ignored.iter().cloned())
+        .collect();
+    ignored.sort();
+    ignored.dedup();
     // The parameters actually used, in the client's order: links repeat them.
-    let used: Vec<(String, String)> = params
+    let used: Vec<(String, String)> = link_params
         .into_iter()
-        .filter(|(k, _)| !search.ignored.contains(k))
+        .filter(|(k, _)| !ignored.contains(k))
         .collect();
     let binding = cursor_binding(&target.path, &used, access);
     let position = match &search.cursor {
@@ -160,9 +250,8 @@ async fn respond(
             })?,
     };
     let state2 = state.clone();
-    let search2 = search.clone();
     let page = web::block(move || {
-        search::execute(&state2.store, &search2, state2.config.base(), &position)
+        search::execute_all(&state2.store, &searches, state2.config.base(), &position)
     })
     .await??;
 
@@ -175,9 +264,13 @@ async fn respond(
             .collect();
         pairs.extend(extra);
         let query = serde_urlencoded::to_string(&pairs).unwrap_or_default();
+        let path = match target.path.as_str() {
+            "" => base.to_owned(),
+            path => format!("{base}/{path}"),
+        };
         match query.is_empty() {
-            true => format!("{base}/{}", target.path),
-            false => format!("{base}/{}?{query}", target.path),
+            true => path,
+            false => format!("{path}?{query}"),
         }
     };
     let mut links = vec![(
@@ -202,8 +295,7 @@ async fn respond(
         .iter()
         .map(stored)
         .collect::<Result<Vec<_>>>()?;
-    let mut warnings: Vec<OutcomeIssue> = search
-        .ignored
+    let mut warnings: Vec<OutcomeIssue> = ignored
         .iter()
         .map(|name| {
             OutcomeIssue::warning("not-supported", format!("Parameter {name} was ignored"))
