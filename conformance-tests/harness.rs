@@ -519,6 +519,7 @@ pub fn query_plan(server: &Server, sql: &carnet::store::search::Sql) -> Vec<Stri
                 query = match bind {
                     Bind::Text(v) => query.bind::<Text, _>(v.clone()),
                     Bind::BigInt(v) => query.bind::<BigInt, _>(*v),
+                    other => panic!("a search binds no {other:?}"),
                 };
             }
             let lines: Vec<SqliteLine> = query.load(&mut conn).unwrap();
@@ -535,6 +536,7 @@ pub fn query_plan(server: &Server, sql: &carnet::store::search::Sql) -> Vec<Stri
                 query = match bind {
                     Bind::Text(v) => query.bind::<Text, _>(v.clone()),
                     Bind::BigInt(v) => query.bind::<BigInt, _>(*v),
+                    other => panic!("a search binds no {other:?}"),
                 };
             }
             let lines: Vec<PgLine> = query.load(&mut conn).unwrap();

@@ -108,8 +108,12 @@ pub fn execute_all(
             previous: None,
         });
     };
-    let total = match (first.total, first.count_only) {
-        (Total::None, false) => None,
+    let counted = match first.total {
+        None => matches!(position, Position::Start),
+        Some(total) => total != Total::None,
+    };
+    let total = match counted || first.count_only {
+        false => None,
         _ => {
             let mut total = 0;
             for search in searches {

@@ -14,7 +14,9 @@ pub struct Search {
     pub resource_type: String,
     pub criteria: Vec<Criterion>,
     pub count: u64,
-    pub total: Total,
+    /// `_total`; when absent, the first page counts and the next ones do not (a count over a
+    /// large result costs more than the page itself).
+    pub total: Option<Total>,
     /// The opaque position of a next page, as the client sent it.
     pub cursor: Option<String>,
     /// `_summary=count`: no entries, only the total.
@@ -276,7 +278,7 @@ pub fn parse(
         resource_type: resource_type.to_owned(),
         criteria: Vec::new(),
         count: default_count,
-        total: Total::Accurate,
+        total: None,
         cursor: None,
         count_only: false,
         summary: None,
@@ -449,9 +451,9 @@ fn result_param(
         }
         "_total" => {
             search.total = match value {
-                "none" => Total::None,
-                "estimate" => Total::Estimate,
-                "accurate" => Total::Accurate,
+                "none" => Some(Total::None),
+                "estimate" => Some(Total::Estimate),
+                "accurate" => Some(Total::Accurate),
                 _ => {
                     return Err(invalid(
                         name,

@@ -7,6 +7,7 @@
 
 pub mod codec;
 pub mod db;
+pub mod import;
 pub mod index;
 mod schema;
 pub mod search;

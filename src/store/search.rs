@@ -20,6 +20,10 @@ pub enum Dialect {
 pub enum Bind {
     Text(String),
     BigInt(i64),
+    /// A nullable text column (bulk import).
+    OptText(Option<String>),
+    Bool(bool),
+    Bytes(Vec<u8>),
 }
 
 /// SQL text and its binds, in placeholder order.
@@ -88,29 +92,55 @@ struct CountRow {
     n: i64,
 }
 
+/// Binds every value of `binds` to the boxed query, in order.
+macro_rules! bind_all {
+    ($query:ident, $binds:expr) => {
+        for bind in &$binds {
+            $query = match bind {
+                Bind::Text(v) => $query.bind::<Text, _>(v.clone()),
+                Bind::BigInt(v) => $query.bind::<BigInt, _>(*v),
+                Bind::OptText(v) => $query.bind::<Nullable<Text>, _>(v.clone()),
+                Bind::Bool(v) => $query.bind::<Bool, _>(*v),
+                Bind::Bytes(v) => $query.bind::<Binary, _>(v.clone()),
+            };
+        }
+    };
+}
+pub(crate) use bind_all;
+
+/// Runs the statement `sql` on the connection's own backend; returns the rows affected.
+macro_rules! execute {
+    ($conn:expr, $sql:expr) => {
+        match $conn {
+            AnyConnection::Postgresql(conn) => {
+                let mut query = diesel::sql_query(&$sql.text).into_boxed::<diesel::pg::Pg>();
+                bind_all!(query, $sql.binds);
+                query.execute(conn)
+            }
+            AnyConnection::Sqlite(conn) => {
+                let mut query =
+                    diesel::sql_query(&$sql.text).into_boxed::<diesel::sqlite::Sqlite>();
+                bind_all!(query, $sql.binds);
+                query.execute(conn)
+            }
+        }
+    };
+}
+pub(crate) use execute;
+
 /// Loads the rows of `sql` on the connection's own backend.
 macro_rules! load {
     ($conn:expr, $sql:expr, $row:ty) => {
         match $conn {
             AnyConnection::Postgresql(conn) => {
                 let mut query = diesel::sql_query(&$sql.text).into_boxed::<diesel::pg::Pg>();
-                for bind in &$sql.binds {
-                    query = match bind {
-                        Bind::Text(v) => query.bind::<Text, _>(v.clone()),
-                        Bind::BigInt(v) => query.bind::<BigInt, _>(*v),
-                    };
-                }
+                bind_all!(query, $sql.binds);
                 query.load::<$row>(conn)
             }
             AnyConnection::Sqlite(conn) => {
                 let mut query =
                     diesel::sql_query(&$sql.text).into_boxed::<diesel::sqlite::Sqlite>();
-                for bind in &$sql.binds {
-                    query = match bind {
-                        Bind::Text(v) => query.bind::<Text, _>(v.clone()),
-                        Bind::BigInt(v) => query.bind::<BigInt, _>(*v),
-                    };
-                }
+                bind_all!(query, $sql.binds);
                 query.load::<$row>(conn)
             }
         }
