@@ -206,7 +206,8 @@ fn load(store: &Store, options: &Options) {
         }
     }
     flush(&mut batch);
-    eprintln!("loaded in {:.0?}", started.elapsed());
+    store.analyze().expect("analyze");
+    eprintln!("loaded and analysed in {:.0?}", started.elapsed());
 }
 
 struct Server {

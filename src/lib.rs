@@ -85,17 +85,17 @@ pub fn mint_token(
 pub fn reindex(config: &Config) -> Result<u64, StartError> {
     let store = store::Store::open(&config.database_url)?;
     let base_url = config.base().to_owned();
-    store
-        .reindex(|version| {
-            let document = fhir::json::parse_lossless(&String::from_utf8_lossy(&version.body))
-                .map_err(|e| store::StoreError::Corrupt(e.to_string()))?;
-            Ok(search::index::rows(
-                &version.resource_type,
-                &document,
-                &base_url,
-            ))
-        })
-        .map_err(StartError::from)
+    let count = store.reindex(|version| {
+        let document = fhir::json::parse_lossless(&String::from_utf8_lossy(&version.body))
+            .map_err(|e| store::StoreError::Corrupt(e.to_string()))?;
+        Ok(search::index::rows(
+            &version.resource_type,
+            &document,
+            &base_url,
+        ))
+    })?;
+    store.analyze()?;
+    Ok(count)
 }
 
 /// Applies migrations and exits.

@@ -240,6 +240,7 @@ const NO_KEYS: &str = "CAST(NULL AS TEXT) AS k0_t, CAST(NULL AS BIGINT) AS k0_n,
 
 /// The current resources `include` reaches from the `from_type` resources `ids`: those they
 /// refer to, or (reverse) those referring to them; at most `limit` rows, possibly repeated.
+/// No order: an `ORDER BY` tempts SQLite into walking the whole type in key order.
 pub fn included(
     include: &Include,
     from_type: &str,
@@ -280,7 +281,7 @@ pub fn included(
              JOIN resource_versions v ON v.resource_type = r.resource_type AND v.id = r.id \
              AND v.version_id = r.version_id \
              WHERE x.resource_type = {source} AND x.param = {param} AND {restriction} \
-             AND r.deleted = FALSE ORDER BY r.resource_type, r.id LIMIT {limit}"
+             AND r.deleted = FALSE LIMIT {limit}"
         ),
         binds: b.binds,
     }
@@ -319,10 +320,27 @@ fn matching(b: &mut Builder, search: &Search, base_url: &str) -> Vec<String> {
         depth: 0,
         base_url,
     };
-    for criterion in &search.criteria {
-        conditions.push(condition(b, criterion, &on));
+    let driver = search.criteria.iter().position(selective);
+    for (i, criterion) in search.criteria.iter().enumerate() {
+        conditions.push(condition(b, criterion, &on, Some(i) == driver));
     }
     conditions
+}
+
+/// Criteria that narrow a search to a few resources (a patient, an identifier, an id): one of
+/// them drives the query as `id IN (…)`, and every other criterion is checked per candidate
+/// with an `EXISTS` probe on (type, id, param). Materialising `IN` lists for broad criteria
+/// such as `status=current` would cost a pass over most of the type on every search.
+fn selective(criterion: &Criterion) -> bool {
+    match &criterion.test {
+        Test::Id(_) | Test::Reference(_) | Test::Chain(_) | Test::Has { .. } | Test::AnyOf(_) => {
+            true
+        }
+        Test::Token { negate: false, .. } => {
+            criterion.key.contains("identifier") || criterion.key.ends_with(":of-type")
+        }
+        _ => false,
+    }
 }
 
 /// The resource a condition is about: its alias in the SQL, its type, and how deep in chains
@@ -334,11 +352,16 @@ struct On<'a> {
     base_url: &'a str,
 }
 
-/// Each criterion is an uncorrelated `id IN (SELECT … FROM index)`: both engines turn it into
-/// an index lookup on (type, param, value) and then a primary-key probe.
-fn condition(b: &mut Builder, criterion: &Criterion, on: &On) -> String {
+/// A criterion as SQL: when it `drives`, an uncorrelated `id IN (SELECT … FROM index)` that
+/// both engines turn into an index lookup on (type, param, value); otherwise an `EXISTS` probe
+/// of the candidate's own index rows.
+fn condition(b: &mut Builder, criterion: &Criterion, on: &On, drives: bool) -> String {
     let key = criterion.key.as_str();
     let r = on.alias;
+    let ids_in =
+        |b: &mut Builder, table: &str, key: &str, cond: &dyn Fn(&mut Builder) -> String| {
+            rows_of(b, on, table, key, drives, cond)
+        };
     match &criterion.test {
         Test::Id(ids) => {
             let list: Vec<String> = ids.iter().map(|id| b.text(id)).collect();
@@ -352,36 +375,38 @@ fn condition(b: &mut Builder, criterion: &Criterion, on: &On) -> String {
             any(dates.iter().map(|d| date_condition(b, &low, &high, d)))
         }
         Test::Missing { kind, missing } => {
-            let found = ids_in(b, on, table_of(*kind), key, |_| "TRUE".to_owned());
+            let found = ids_in(b, table_of(*kind), key, &|_: &mut Builder| {
+                "TRUE".to_owned()
+            });
             negated(found, *missing, r)
         }
-        Test::String { mode, values } => ids_in(b, on, "search_strings", key, |b| {
+        Test::String { mode, values } => ids_in(b, "search_strings", key, &|b: &mut Builder| {
             any(values.iter().map(|v| string_condition(b, *mode, v)))
         }),
         Test::Token { negate, values } => {
-            let found = ids_in(b, on, "search_tokens", key, |b| {
+            let found = ids_in(b, "search_tokens", key, &|b: &mut Builder| {
                 any(values.iter().map(|v| token_condition(b, v)))
             });
             negated(found, *negate, r)
         }
-        Test::TokenText(values) => ids_in(b, on, "search_tokens", key, |b| {
+        Test::TokenText(values) => ids_in(b, "search_tokens", key, &|b: &mut Builder| {
             any(values.iter().map(|v| prefix_condition(b, "x.text", v)))
         }),
-        Test::Date(dates) => ids_in(b, on, "search_dates", key, |b| {
+        Test::Date(dates) => ids_in(b, "search_dates", key, &|b: &mut Builder| {
             any(dates
                 .iter()
                 .map(|d| date_condition(b, "x.low", "x.high", d)))
         }),
-        Test::Reference(references) => ids_in(b, on, "search_references", key, |b| {
+        Test::Reference(references) => ids_in(b, "search_references", key, &|b: &mut Builder| {
             any(references
                 .iter()
                 .map(|r| reference_condition(b, r, on.base_url)))
         }),
-        Test::Uri { mode, values } => ids_in(b, on, "search_uris", key, |b| {
+        Test::Uri { mode, values } => ids_in(b, "search_uris", key, &|b: &mut Builder| {
             any(values.iter().map(|v| uri_condition(b, *mode, v)))
         }),
-        Test::AnyOf(criteria) => any(criteria.iter().map(|c| condition(b, c, on))),
-        Test::Chain(targets) => ids_in(b, on, "search_references", key, |b| {
+        Test::AnyOf(criteria) => any(criteria.iter().map(|c| condition(b, c, on, drives))),
+        Test::Chain(targets) => ids_in(b, "search_references", key, &|b: &mut Builder| {
             any(targets.iter().map(|(target_type, inner)| {
                 let kind = b.text(target_type);
                 let nested = nested(b, target_type, inner, on);
@@ -397,11 +422,14 @@ fn condition(b: &mut Builder, criterion: &Criterion, on: &On) -> String {
             let param = b.text(reference);
             let target = b.text(on.resource_type);
             let nested = nested(b, source_type, inner, on);
-            format!(
-                "{r}.id IN (SELECT x.target_id FROM search_references x \
-                 WHERE x.resource_type = {source} AND x.param = {param} \
-                 AND x.target_type = {target} AND x.id IN ({nested}))"
-            )
+            let rows = format!(
+                "FROM search_references x WHERE x.resource_type = {source} AND x.param = {param} \
+                 AND x.target_type = {target} AND x.id IN ({nested})"
+            );
+            match drives {
+                true => format!("{r}.id IN (SELECT x.target_id {rows})"),
+                false => format!("EXISTS (SELECT 1 {rows} AND x.target_id = {r}.id)"),
+            }
         }
     }
 }
@@ -416,42 +444,46 @@ fn nested(b: &mut Builder, resource_type: &str, inner: &Criterion, on: &On) -> S
         depth: on.depth + 1,
         base_url: on.base_url,
     };
-    let condition = condition(b, inner, &deeper);
+    let driver = selective(inner);
+    let condition = condition(b, inner, &deeper, driver);
     format!(
         "SELECT {alias}.id FROM resources {alias} WHERE {alias}.resource_type = {kind} \
          AND {alias}.deleted = FALSE AND {condition}"
     )
 }
 
-/// The resource's id is among those with a row of `table` for `key` meeting `condition`
-/// (on alias `x`).
-fn ids_in(
+/// The resource has a row of `table` for `key` meeting `condition` (on alias `x`): as the ids
+/// the index yields when the criterion `drives`, else as a probe of the resource's own rows.
+fn rows_of(
     b: &mut Builder,
     on: &On,
     table: &str,
     key: &str,
-    condition: impl FnOnce(&mut Builder) -> String,
+    drives: bool,
+    condition: &dyn Fn(&mut Builder) -> String,
 ) -> String {
     let kind = b.text(on.resource_type);
     let key = b.text(key);
     let condition = condition(b);
-    format!(
-        "{}.id IN (SELECT x.id FROM {table} x WHERE x.resource_type = {kind} \
-         AND x.param = {key} AND {condition})",
-        on.alias
-    )
+    let r = on.alias;
+    match drives {
+        true => format!(
+            "{r}.id IN (SELECT x.id FROM {table} x WHERE x.resource_type = {kind} \
+             AND x.param = {key} AND {condition})"
+        ),
+        false => format!(
+            "EXISTS (SELECT 1 FROM {table} x WHERE x.resource_type = {kind} \
+             AND x.id = {r}.id AND x.param = {key} AND {condition})"
+        ),
+    }
 }
 
-/// `NOT IN` instead of `IN` when `negate`.
-fn negated(found: String, negate: bool, alias: &str) -> String {
-    if !negate {
-        return found;
+/// The negation of a probe (`negated` criteria never drive).
+fn negated(found: String, negate: bool, _alias: &str) -> String {
+    match negate {
+        true => format!("NOT {found}"),
+        false => found,
     }
-    let prefix = format!("{alias}.id IN ");
-    format!(
-        "{alias}.id NOT IN {}",
-        found.strip_prefix(&prefix).unwrap_or(&found)
-    )
 }
 
 fn any(alternatives: impl Iterator<Item = String>) -> String {

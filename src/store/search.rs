@@ -189,6 +189,14 @@ impl Store {
         Ok(rows.first().map_or(0, |r| r.n))
     }
 
+    /// Refreshes the planner's statistics (after a bulk load or a reindex): SQLite only picks
+    /// good plans for large tables once it knows how selective each index is.
+    pub fn analyze(&self) -> Result<(), StoreError> {
+        let mut conn = self.writer.get()?;
+        diesel::sql_query("ANALYZE").execute(&mut *conn)?;
+        Ok(())
+    }
+
     /// The secret called `name`, created at random on first use and the same ever after.
     pub fn secret(&self, name: &str) -> Result<Vec<u8>, StoreError> {
         let mut conn = self.writer.get()?;
