@@ -358,7 +358,7 @@ struct On<'a> {
 fn condition(b: &mut Builder, criterion: &Criterion, on: &On, drives: bool) -> String {
     let key = criterion.key.as_str();
     let r = on.alias;
-    let ids_in =
+    let has_row =
         |b: &mut Builder, table: &str, key: &str, cond: &dyn Fn(&mut Builder) -> String| {
             rows_of(b, on, table, key, drives, cond)
         };
@@ -375,38 +375,38 @@ fn condition(b: &mut Builder, criterion: &Criterion, on: &On, drives: bool) -> S
             any(dates.iter().map(|d| date_condition(b, &low, &high, d)))
         }
         Test::Missing { kind, missing } => {
-            let found = ids_in(b, table_of(*kind), key, &|_: &mut Builder| {
+            let found = has_row(b, table_of(*kind), key, &|_: &mut Builder| {
                 "TRUE".to_owned()
             });
-            negated(found, *missing, r)
+            negated(found, *missing)
         }
-        Test::String { mode, values } => ids_in(b, "search_strings", key, &|b: &mut Builder| {
+        Test::String { mode, values } => has_row(b, "search_strings", key, &|b: &mut Builder| {
             any(values.iter().map(|v| string_condition(b, *mode, v)))
         }),
         Test::Token { negate, values } => {
-            let found = ids_in(b, "search_tokens", key, &|b: &mut Builder| {
+            let found = has_row(b, "search_tokens", key, &|b: &mut Builder| {
                 any(values.iter().map(|v| token_condition(b, v)))
             });
-            negated(found, *negate, r)
+            negated(found, *negate)
         }
-        Test::TokenText(values) => ids_in(b, "search_tokens", key, &|b: &mut Builder| {
+        Test::TokenText(values) => has_row(b, "search_tokens", key, &|b: &mut Builder| {
             any(values.iter().map(|v| prefix_condition(b, "x.text", v)))
         }),
-        Test::Date(dates) => ids_in(b, "search_dates", key, &|b: &mut Builder| {
+        Test::Date(dates) => has_row(b, "search_dates", key, &|b: &mut Builder| {
             any(dates
                 .iter()
                 .map(|d| date_condition(b, "x.low", "x.high", d)))
         }),
-        Test::Reference(references) => ids_in(b, "search_references", key, &|b: &mut Builder| {
+        Test::Reference(references) => has_row(b, "search_references", key, &|b: &mut Builder| {
             any(references
                 .iter()
                 .map(|r| reference_condition(b, r, on.base_url)))
         }),
-        Test::Uri { mode, values } => ids_in(b, "search_uris", key, &|b: &mut Builder| {
+        Test::Uri { mode, values } => has_row(b, "search_uris", key, &|b: &mut Builder| {
             any(values.iter().map(|v| uri_condition(b, *mode, v)))
         }),
         Test::AnyOf(criteria) => any(criteria.iter().map(|c| condition(b, c, on, drives))),
-        Test::Chain(targets) => ids_in(b, "search_references", key, &|b: &mut Builder| {
+        Test::Chain(targets) => has_row(b, "search_references", key, &|b: &mut Builder| {
             any(targets.iter().map(|(target_type, inner)| {
                 let kind = b.text(target_type);
                 let nested = nested(b, target_type, inner, on);
@@ -479,7 +479,7 @@ fn rows_of(
 }
 
 /// The negation of a probe (`negated` criteria never drive).
-fn negated(found: String, negate: bool, _alias: &str) -> String {
+fn negated(found: String, negate: bool) -> String {
     match negate {
         true => format!("NOT {found}"),
         false => found,
