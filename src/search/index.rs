@@ -51,8 +51,6 @@ fn push(rows: &mut IndexRows, param: String, value: IndexValue) {
             url,
         }),
         IndexValue::Uri(uri) => rows.uris.push(UriRow { param, uri }),
-        #[allow(unreachable_patterns)]
-        _ => {}
     }
 }
 

@@ -149,16 +149,8 @@ pub enum UriMode {
     Above,
 }
 
-/// Which systems a token value accepts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SystemMatch {
-    /// `code`: any system or none.
-    Any,
-    /// `|code`: no system.
-    Absent,
-    /// `system|code` or `system|`.
-    Is(String),
-}
+/// Which systems a token value accepts (the same rule as conditional writes).
+pub use crate::store::SystemMatch;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenMatch {

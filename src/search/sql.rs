@@ -87,7 +87,7 @@ pub fn page_from(
         .iter()
         .enumerate()
         .map(|(i, key)| {
-            let ascending = key.descending == backwards;
+            let ascending = key.key.descending == backwards;
             let nulls = if backwards { "FIRST" } else { "LAST" };
             format!(
                 "{} {} NULLS {nulls}",
@@ -129,7 +129,6 @@ fn null_number() -> String {
 /// parameter in its index table.
 struct Key<'a> {
     key: &'a SortKey,
-    descending: bool,
     numeric: bool,
 }
 
@@ -143,11 +142,7 @@ impl<'a> Key<'a> {
                     ..
                 }
         );
-        Key {
-            key,
-            descending: key.descending,
-            numeric,
-        }
+        Key { key, numeric }
     }
 
     fn expression(&self, b: &mut Builder, resource_type: &str) -> String {
@@ -155,8 +150,8 @@ impl<'a> Key<'a> {
             SortBy::LastUpdated => return "r.last_updated".to_owned(),
             SortBy::Param { code, kind } => (code, *kind),
         };
-        let aggregate = if self.descending { "MAX" } else { "MIN" };
-        let (table, column) = match (kind, self.descending) {
+        let aggregate = if self.key.descending { "MAX" } else { "MIN" };
+        let (table, column) = match (kind, self.key.descending) {
             (ParamType::Date, false) => ("search_dates", "low"),
             (ParamType::Date, true) => ("search_dates", "high"),
             (ParamType::String, _) => ("search_strings", "normalized"),
@@ -192,7 +187,7 @@ fn keyset(
     for (i, key) in keys.iter().enumerate() {
         let column = key.column(i);
         let value = mark.keys.get(i).cloned().flatten();
-        let later = key.descending == backwards;
+        let later = key.key.descending == backwards;
         let past = match (&value, backwards) {
             (Some(v), false) => {
                 let v = bind_key(b, v);
