@@ -3,7 +3,9 @@
 
 use super::db::AnyConnection;
 use super::schema::{search_dates, search_references, search_strings, search_tokens, search_uris};
+use super::search::{bind_all, execute, Bind, Dialect, Sql};
 use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Binary, Bool, Nullable, Text};
 
 /// A token: a code with its system (identifiers, codes, Codings, booleans).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -77,72 +79,129 @@ impl IndexRows {
 /// Removes the resource's rows and writes `rows` (none for a deletion).
 pub fn replace(
     conn: &mut AnyConnection,
+    dialect: Dialect,
     resource_type: &str,
     id: &str,
     patient_id: Option<&str>,
     rows: &IndexRows,
 ) -> QueryResult<()> {
     remove(conn, resource_type, id)?;
-    for row in &rows.tokens {
-        diesel::insert_into(search_tokens::table)
-            .values((
-                search_tokens::resource_type.eq(resource_type),
-                search_tokens::id.eq(id),
-                search_tokens::param.eq(&row.param),
-                search_tokens::system.eq(&row.system),
-                search_tokens::code.eq(&row.code),
-                search_tokens::text.eq(&row.text),
-                search_tokens::patient_id.eq(patient_id),
-            ))
-            .execute(conn)?;
+    insert(conn, dialect, &[(resource_type, id, patient_id, rows)])
+}
+
+/// The index rows of one resource, with whose they are: type, id and compartment patient.
+pub type Owned<'a> = (&'a str, &'a str, Option<&'a str>, &'a IndexRows);
+
+/// Writes the rows of every resource of `owned`, one multi-row statement per table (and per
+/// bind limit) rather than a statement per row.
+pub fn insert(conn: &mut AnyConnection, dialect: Dialect, owned: &[Owned]) -> QueryResult<()> {
+    let text = |v: &str| Bind::Text(v.to_owned());
+    let optional = |v: &Option<String>| Bind::OptText(v.clone());
+    let mut tokens = Vec::new();
+    let mut strings = Vec::new();
+    let mut dates = Vec::new();
+    let mut references = Vec::new();
+    let mut uris = Vec::new();
+    for (resource_type, id, patient_id, rows) in owned {
+        let with = |values: Vec<Bind>| {
+            let owner = [
+                text(resource_type),
+                text(id),
+                Bind::OptText(patient_id.map(str::to_owned)),
+            ];
+            owner.into_iter().chain(values).collect::<Vec<Bind>>()
+        };
+        for t in &rows.tokens {
+            tokens.push(with(vec![
+                text(&t.param),
+                optional(&t.system),
+                text(&t.code),
+                optional(&t.text),
+            ]));
+        }
+        for s in &rows.strings {
+            strings.push(with(vec![
+                text(&s.param),
+                text(&s.normalized),
+                text(&s.exact),
+            ]));
+        }
+        for d in &rows.dates {
+            dates.push(with(vec![
+                text(&d.param),
+                Bind::BigInt(d.low),
+                Bind::BigInt(d.high),
+            ]));
+        }
+        for r in &rows.references {
+            references.push(with(vec![
+                text(&r.param),
+                optional(&r.target_type),
+                optional(&r.target_id),
+                text(&r.url),
+            ]));
+        }
+        for u in &rows.uris {
+            uris.push(with(vec![text(&u.param), text(&u.uri)]));
+        }
     }
-    for row in &rows.strings {
-        diesel::insert_into(search_strings::table)
-            .values((
-                search_strings::resource_type.eq(resource_type),
-                search_strings::id.eq(id),
-                search_strings::param.eq(&row.param),
-                search_strings::normalized.eq(&row.normalized),
-                search_strings::exact.eq(&row.exact),
-                search_strings::patient_id.eq(patient_id),
-            ))
-            .execute(conn)?;
+    let owner = "resource_type, id, patient_id";
+    let tables = [
+        (
+            format!("search_tokens ({owner}, param, system, code, text)"),
+            tokens,
+        ),
+        (
+            format!("search_strings ({owner}, param, normalized, exact)"),
+            strings,
+        ),
+        (format!("search_dates ({owner}, param, low, high)"), dates),
+        (
+            format!("search_references ({owner}, param, target_type, target_id, url)"),
+            references,
+        ),
+        (format!("search_uris ({owner}, param, uri)"), uris),
+    ];
+    for (into, rows) in tables {
+        insert_values(conn, dialect, &into, rows)?;
     }
-    for row in &rows.dates {
-        diesel::insert_into(search_dates::table)
-            .values((
-                search_dates::resource_type.eq(resource_type),
-                search_dates::id.eq(id),
-                search_dates::param.eq(&row.param),
-                search_dates::low.eq(row.low),
-                search_dates::high.eq(row.high),
-                search_dates::patient_id.eq(patient_id),
-            ))
-            .execute(conn)?;
-    }
-    for row in &rows.references {
-        diesel::insert_into(search_references::table)
-            .values((
-                search_references::resource_type.eq(resource_type),
-                search_references::id.eq(id),
-                search_references::param.eq(&row.param),
-                search_references::target_type.eq(&row.target_type),
-                search_references::target_id.eq(&row.target_id),
-                search_references::url.eq(&row.url),
-                search_references::patient_id.eq(patient_id),
-            ))
-            .execute(conn)?;
-    }
-    for row in &rows.uris {
-        diesel::insert_into(search_uris::table)
-            .values((
-                search_uris::resource_type.eq(resource_type),
-                search_uris::id.eq(id),
-                search_uris::param.eq(&row.param),
-                search_uris::uri.eq(&row.uri),
-                search_uris::patient_id.eq(patient_id),
-            ))
-            .execute(conn)?;
+    Ok(())
+}
+
+/// Binds per statement, under SQLite's and PostgreSQL's limits.
+const MAX_BINDS: usize = 30_000;
+
+/// `INSERT INTO {into} VALUES (…), (…)…` in as few statements as the bind limits allow.
+pub fn insert_values(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    into: &str,
+    rows: Vec<Vec<Bind>>,
+) -> QueryResult<()> {
+    let Some(width) = rows.first().map(Vec::len) else {
+        return Ok(());
+    };
+    for chunk in rows.chunks((MAX_BINDS / width).max(1)) {
+        let mut sql = Sql {
+            text: format!("INSERT INTO {into} VALUES "),
+            binds: Vec::with_capacity(chunk.len() * width),
+        };
+        for (i, row) in chunk.iter().enumerate() {
+            sql.text.push_str(if i == 0 { "(" } else { ", (" });
+            for (j, value) in row.iter().enumerate() {
+                if j > 0 {
+                    sql.text.push_str(", ");
+                }
+                sql.binds.push(value.clone());
+                let n = sql.binds.len();
+                sql.text.push_str(&match dialect {
+                    Dialect::Sqlite => format!("?{n}"),
+                    Dialect::Postgres => format!("${n}"),
+                });
+            }
+            sql.text.push(')');
+        }
+        execute!(conn, sql)?;
     }
     Ok(())
 }

@@ -299,6 +299,7 @@ impl Store {
             }
             index::replace(
                 conn,
+                self.dialect,
                 &new.resource_type,
                 &new.id,
                 new.patient_id.as_deref(),
@@ -411,6 +412,7 @@ impl Store {
                     let index = index_of(&version)?;
                     index::replace(
                         conn,
+                        self.dialect,
                         &version.resource_type,
                         &version.id,
                         patient_id.as_deref(),
