@@ -187,6 +187,10 @@ pub fn date_range(text: &str) -> Option<(i64, i64)> {
             let sign = if zone.starts_with('-') { -1 } else { 1 };
             let hours = zone.get(1..3)?.parse::<i8>().ok()?;
             let minutes = zone.get(4..6)?.parse::<i8>().ok()?;
+            // Real offsets run from -12:00 to +14:00; FHIR allows ±14:00 at most.
+            if hours > 14 || minutes > 59 || (hours == 14 && minutes > 0) {
+                return None;
+            }
             UtcOffset::from_hms(sign * hours, sign * minutes, 0).ok()?
         }
     };
@@ -664,7 +668,10 @@ mod tests {
     fn normalize_folds_every_script_by_decomposition() {
         assert_eq!(normalize("Nguyễn Thị Ánh"), "nguyen thi anh");
         assert_eq!(normalize("NGUYỄN"), normalize("nguyen"));
-        assert_eq!(normalize("Ἀθηνᾶ ΟΔΥΣΣΕΥΣ Οδυσσεύς"), "αθηνα οδυσσευσ οδυσσευσ");
+        assert_eq!(
+            normalize("Ἀθηνᾶ ΟΔΥΣΣΕΥΣ Οδυσσεύς"),
+            "αθηνα οδυσσευσ οδυσσευσ"
+        );
         assert_eq!(normalize("Йордан ПЁТР"), "иордан петр");
         assert_eq!(normalize("İlknur Çağlar"), "ilknur caglar");
         assert_eq!(normalize("ﬁlippo ＬＥＶＹ"), "filippo levy");
@@ -747,6 +754,9 @@ mod tests {
             "2024-03-05T10:00:00.1234567890Z",
             "２０２４",
             "2024-03-05T10:00:00+99:00",
+            "2024-03-05T10:00:00+25:00",
+            "2024-03-05T10:00:00-14:30",
+            "2024-03-05T10:00:00+01:75",
         ] {
             assert_eq!(date_range(bad), None, "{bad}");
         }
