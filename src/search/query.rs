@@ -388,7 +388,9 @@ pub fn parse(
             // "Empty parameters are not an error": the search runs as if it were absent.
             continue;
         }
-        if name.len() + value.len() > MAX_PARAM_BYTES {
+        // A cursor is the server's own (authenticated) text, as long as the sort values it
+        // carries.
+        if name != "_cursor" && name.len() + value.len() > MAX_PARAM_BYTES {
             return Err(too_costly(
                 name,
                 format!("a search parameter takes at most {MAX_PARAM_BYTES} bytes"),
@@ -1321,6 +1323,52 @@ mod tests {
             one("Patient", "_lastUpdated", "ge9999-12-31"),
             Test::LastUpdated(_)
         ));
+    }
+
+    #[test]
+    fn empty_parameters_are_ignored_and_control_characters_refused() {
+        let s = parse(
+            "Patient",
+            &params(&[("family", ""), ("gender", "female"), ("_sort", "")]),
+            true,
+            20,
+            100,
+        )
+        .unwrap();
+        assert_eq!(s.criteria.len(), 1);
+        assert!(s.sort.is_empty());
+        let issue = refused("Patient", "family", "a\u{0}");
+        assert_eq!(
+            (issue.code, issue.expression.as_deref()),
+            ("invalid", Some("family"))
+        );
+        let issue = parse("Patient", &params(&[("\u{1}x", "1")]), false, 20, 100).unwrap_err();
+        assert_eq!(issue.expression.as_deref(), Some("\\u{0001}x"));
+    }
+
+    #[test]
+    fn searches_are_costed_before_they_are_built() {
+        let slashes = "/".repeat(MAX_PARAM_BYTES);
+        assert_eq!(
+            refused("Patient", "_profile:above", &slashes).code,
+            "too-costly"
+        );
+        let deep = format!("http://x.org/{}", "s/".repeat(MAX_ABOVE_URIS));
+        let issue = refused("Patient", "_profile:above", &deep);
+        assert_eq!(issue.expression.as_deref(), Some("_profile:above"));
+        assert_eq!(
+            above("http://x.org/a/b"),
+            vec!["http://x.org", "http://x.org/a", "http://x.org/a/b"]
+        );
+        let values = vec!["v"; MAX_VALUES].join(",");
+        let many: Vec<(String, String)> = (0..MAX_CRITERIA)
+            .map(|_| ("name".to_owned(), values.clone()))
+            .collect();
+        let issue = parse("Patient", &many, true, 20, 100).unwrap_err();
+        assert_eq!(
+            (issue.code, issue.expression.as_deref()),
+            ("too-costly", Some("name"))
+        );
     }
 
     #[test]
