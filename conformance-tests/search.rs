@@ -537,7 +537,7 @@ fn system_search_over_several_types() {
         .outcome(400);
     s.get("?_type=Patient,DocumentReference&_sort=_lastUpdated")
         .outcome(400);
-    s.get("?_type=Nothing").outcome(404);
+    s.get("?_type=Nothing").outcome(400);
     let _ = p1;
 }
 

@@ -92,16 +92,21 @@ fn range(text: &str) -> (i64, i64) {
     }
 }
 
-/// The FHIR prefix rules on `[low, high)` ranges.
+/// The R4 prefix table, literally, on `[low, high)` ranges: the resource's range `r`, the
+/// search value's `q`.
 fn date_matches(prefix: &str, (rl, rh): (i64, i64), (ql, qh): (i64, i64)) -> bool {
+    // q contains r.
     let eq = rl >= ql && rh <= qh;
+    // The range above q (below q) overlaps r.
+    let above = rh > qh;
+    let below = rl < ql;
     match prefix {
         "eq" => eq,
         "ne" => !eq,
-        "gt" => rh > qh,
-        "lt" => rl < ql,
-        "ge" => rh > ql,
-        "le" => rl < qh,
+        "gt" => above,
+        "lt" => below,
+        "ge" => above || eq,
+        "le" => below || eq,
         "sa" => rl >= qh,
         "eb" => rh <= ql,
         _ => unreachable!(),

@@ -32,6 +32,7 @@ use utoipa::{Modify, OpenApi};
         interactions::search_type_post,
         interactions::search_compartment,
         interactions::search_system,
+        interactions::search_system_post,
         interactions::history_type,
         interactions::read,
         interactions::update,

@@ -24,6 +24,9 @@ pub fn parse(
         OutcomeIssue::error("not-supported", format!("Conditional criteria: {why}"))
             .at(name.to_owned())
     };
+    for (name, value) in criteria {
+        crate::search::query::refuse_control_characters(name, value)?;
+    }
     let [(name, value)] = criteria else {
         return Err(OutcomeIssue::error(
             "invalid",
@@ -177,5 +180,14 @@ mod tests {
         assert!(
             matches!(parse(patient_kind(), &pairs(&[("_id", "a")])).unwrap(), Condition::Id(id) if id == "a")
         );
+    }
+
+    #[test]
+    fn control_characters_are_refused_in_names_and_values() {
+        for (name, value) in [("identifier", "a\0b|c"), ("_id", "\0"), ("\0x", "1")] {
+            let issue = parse(patient_kind(), &pairs(&[(name, value)])).unwrap_err();
+            assert_eq!(issue.code, "invalid", "{name:?}={value:?}");
+            assert!(!issue.expression.unwrap().contains('\0'));
+        }
     }
 }

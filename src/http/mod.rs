@@ -80,6 +80,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     .default_service(web::to(method_not_allowed("GET"))),
             )
             .service(
+                web::resource("/_search")
+                    .route(web::post().to(search_system_post))
+                    .default_service(web::to(method_not_allowed("POST"))),
+            )
+            .service(
                 web::resource("/_history")
                     .route(web::get().to(history_system))
                     .default_service(web::to(method_not_allowed("GET"))),

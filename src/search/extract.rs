@@ -96,52 +96,57 @@ pub fn extract(resource: &Value, param: &SearchParam, base_url: &str) -> Vec<(St
     rows.rows
 }
 
-/// Search text in the form every string comparison uses: lower case, without diacritics
-/// (Latin-1 Supplement and Latin Extended-A letters are spelled in ASCII: é→e, œ→oe, ß→ss,
-/// ø→o; combining marks are dropped), typographic apostrophes as `'`, whitespace runs
-/// collapsed to one space and trimmed. Hyphens and apostrophes stay: `Lévy-Durand` is
-/// `levy-durand`.
+/// Search text in the form every string comparison uses, the same when indexed and when
+/// searched: compatibility-decomposed (NFKD: `ﬁ`→`fi`, full-width letters → ASCII), lower case
+/// in every script (`ς`→`σ`, `ß`→`ss`), without the diacritics of the combining diacritical
+/// mark blocks (`Nguyễn`→`nguyen`, `Ἀθῆναι`→`αθηναι`, `й`→`и`; marks that are letters of
+/// their script, such as Devanagari vowel signs or the Japanese voicing marks, stay), letters
+/// that do not decompose spelled as they are read (`œ`→`oe`, `ø`→`o`, `ł`→`l`), typographic
+/// apostrophes as `'`, recomposed (NFC), whitespace runs collapsed to one space and trimmed.
+/// Hyphens and apostrophes stay: `Lévy-Durand` is `levy-durand`.
 pub fn normalize(text: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
     let mut folded = String::with_capacity(text.len());
-    for c in text.chars().flat_map(char::to_lowercase) {
-        if ('\u{300}'..='\u{36f}').contains(&c) {
+    for c in text.nfkd().flat_map(char::to_lowercase) {
+        if is_diacritic(c) {
             continue;
         }
         match fold(c) {
-            Some(ascii) => folded.push_str(ascii),
+            Some(spelled) => folded.push_str(spelled),
             None => folded.push(c),
         }
     }
-    folded.split_whitespace().collect::<Vec<_>>().join(" ")
+    let recomposed: String = folded.nfc().collect();
+    recomposed.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// ASCII spelling of a lower-case letter with a diacritic, or a typographic apostrophe.
+/// Combining marks that are diacritics (accents, cedillas, tildes…) rather than letters.
+fn is_diacritic(c: char) -> bool {
+    matches!(c,
+        '\u{300}'..='\u{36f}'     // Combining Diacritical Marks
+        | '\u{1ab0}'..='\u{1aff}' // … Extended
+        | '\u{1dc0}'..='\u{1dff}' // … Supplement
+        | '\u{20d0}'..='\u{20ff}' // … for Symbols
+        | '\u{fe20}'..='\u{fe2f}' // Combining Half Marks
+    )
+}
+
+/// How a lower-case letter that has no decomposition is spelled, or a typographic apostrophe.
 fn fold(c: char) -> Option<&'static str> {
     Some(match c {
-        'à'..='å' | 'ā' | 'ă' | 'ą' => "a",
         'æ' => "ae",
-        'ç' | 'ć' | 'ĉ' | 'ċ' | 'č' => "c",
-        'ð' | 'ď' | 'đ' => "d",
-        'è'..='ë' | 'ē' | 'ĕ' | 'ė' | 'ę' | 'ě' => "e",
-        'ĝ' | 'ğ' | 'ġ' | 'ģ' => "g",
-        'ĥ' | 'ħ' => "h",
-        'ì'..='ï' | 'ĩ' | 'ī' | 'ĭ' | 'į' | 'ı' => "i",
-        'ĳ' => "ij",
-        'ĵ' => "j",
-        'ķ' | 'ĸ' => "k",
-        'ĺ' | 'ļ' | 'ľ' | 'ŀ' | 'ł' => "l",
-        'ñ' | 'ń' | 'ņ' | 'ň' | 'ŉ' | 'ŋ' => "n",
-        'ò'..='ö' | 'ø' | 'ō' | 'ŏ' | 'ő' => "o",
+        'ð' | 'đ' => "d",
+        'ħ' => "h",
+        'ı' => "i",
+        'ŀ' | 'ł' => "l",
+        'ŋ' => "n",
+        'ø' => "o",
         'œ' => "oe",
-        'ŕ' | 'ŗ' | 'ř' => "r",
-        'ś' | 'ŝ' | 'ş' | 'š' | 'ſ' => "s",
         'ß' => "ss",
-        'ţ' | 'ť' | 'ŧ' => "t",
+        'ſ' => "s",
+        'ŧ' => "t",
         'þ' => "th",
-        'ù'..='ü' | 'ũ' | 'ū' | 'ŭ' | 'ů' | 'ű' | 'ų' => "u",
-        'ŵ' => "w",
-        'ý' | 'ÿ' | 'ŷ' => "y",
-        'ź' | 'ż' | 'ž' => "z",
+        'ς' => "σ",
         '\u{2018}' | '\u{2019}' | '\u{2bc}' => "'",
         _ => return None,
     })
@@ -182,6 +187,10 @@ pub fn date_range(text: &str) -> Option<(i64, i64)> {
             let sign = if zone.starts_with('-') { -1 } else { 1 };
             let hours = zone.get(1..3)?.parse::<i8>().ok()?;
             let minutes = zone.get(4..6)?.parse::<i8>().ok()?;
+            // Real offsets run from -12:00 to +14:00; FHIR allows ±14:00 at most.
+            if hours > 14 || minutes > 59 || (hours == 14 && minutes > 0) {
+                return None;
+            }
             UtcOffset::from_hms(sign * hours, sign * minutes, 0).ok()?
         }
     };
@@ -656,6 +665,25 @@ mod tests {
     }
 
     #[test]
+    fn normalize_folds_every_script_by_decomposition() {
+        assert_eq!(normalize("Nguyễn Thị Ánh"), "nguyen thi anh");
+        assert_eq!(normalize("NGUYỄN"), normalize("nguyen"));
+        assert_eq!(
+            normalize("Ἀθηνᾶ ΟΔΥΣΣΕΥΣ Οδυσσεύς"),
+            "αθηνα οδυσσευσ οδυσσευσ"
+        );
+        assert_eq!(normalize("Йордан ПЁТР"), "иордан петр");
+        assert_eq!(normalize("İlknur Çağlar"), "ilknur caglar");
+        assert_eq!(normalize("ﬁlippo ＬＥＶＹ"), "filippo levy");
+        assert_eq!(normalize("Đặng Ðoàn"), "dang doan");
+        // Marks that are letters of their script stay; syllables are recomposed.
+        assert_eq!(normalize("김민준"), "김민준");
+        assert_eq!(normalize("がくと"), "がくと");
+        assert_eq!(normalize("कुमार"), "कुमार");
+        assert_eq!(normalize("محمد"), "محمد");
+    }
+
+    #[test]
     fn date_range_follows_the_precision() {
         assert_eq!(
             date_range("2024"),
@@ -726,6 +754,9 @@ mod tests {
             "2024-03-05T10:00:00.1234567890Z",
             "２０２４",
             "2024-03-05T10:00:00+99:00",
+            "2024-03-05T10:00:00+25:00",
+            "2024-03-05T10:00:00-14:30",
+            "2024-03-05T10:00:00+01:75",
         ] {
             assert_eq!(date_range(bad), None, "{bad}");
         }

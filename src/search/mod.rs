@@ -60,6 +60,9 @@ impl Position {
 /// Most resources `_include`/`_revinclude` add to one page; past it the page says so.
 pub const MAX_INCLUDED: usize = 1000;
 
+/// Ids of resources whose includes one query looks up.
+const INCLUDE_IDS_PER_QUERY: usize = 500;
+
 /// `:iterate` follows includes this many times at most.
 const MAX_ITERATIONS: usize = 4;
 
@@ -223,14 +226,19 @@ fn included(
                     .filter(|(t, _)| t == from_type)
                     .map(|(_, id)| id.clone())
                     .collect();
-                if ids.is_empty() {
-                    continue;
-                }
-                let room = MAX_INCLUDED + 1 - included.len() - added.len();
-                let sql = sql::included(include, from_type, &ids, room as i64, store.dialect());
-                for Found { version, .. } in store.search_versions(&sql)? {
-                    if seen.insert(key(&version)) {
-                        added.push(version);
+                // A page may be large (search.max_count) and so may what an include added:
+                // a bounded number of ids per query keeps the binds far below the backends'
+                // limits.
+                for ids in ids.chunks(INCLUDE_IDS_PER_QUERY) {
+                    let room = MAX_INCLUDED + 1 - included.len() - added.len();
+                    let sql = sql::included(include, from_type, ids, room as i64, store.dialect());
+                    for Found { version, .. } in store.search_versions(&sql)? {
+                        if seen.insert(key(&version)) {
+                            added.push(version);
+                        }
+                    }
+                    if included.len() + added.len() > MAX_INCLUDED {
+                        break;
                     }
                 }
                 if included.len() + added.len() > MAX_INCLUDED {

@@ -132,6 +132,107 @@ pub const MAX_VALUES: usize = 100;
 /// Most criteria and includes in one search.
 pub const MAX_CRITERIA: usize = 50;
 
+/// Most bind parameters the criteria of one search may compile to: far below SQLite's 32766
+/// and PostgreSQL's 65535 whatever the shape (chains and `_has` repeat their inner criterion
+/// for every target type), and small enough for either planner. Checked on the parsed search,
+/// before any SQL is built.
+pub const MAX_BINDS: usize = 4000;
+
+/// Most bytes of client values one search may bind (a value bound twice counts twice).
+pub const MAX_BOUND_BYTES: usize = 256 * 1024;
+
+/// Most bytes of one parameter, name and value, checked before it is parsed (a chain copies
+/// its value for each type it may reach).
+pub const MAX_PARAM_BYTES: usize = 32 * 1024;
+
+/// Most URIs a `:above` value stands for (itself and its path prefixes).
+pub const MAX_ABOVE_URIS: usize = 32;
+
+/// What a criterion adds to a compiled query, at most.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Cost {
+    pub binds: usize,
+    pub bytes: usize,
+}
+
+impl std::ops::Add for Cost {
+    type Output = Cost;
+    fn add(self, other: Cost) -> Cost {
+        Cost {
+            binds: self.binds + other.binds,
+            bytes: self.bytes + other.bytes,
+        }
+    }
+}
+
+impl Cost {
+    fn of(binds: usize, bytes: usize) -> Cost {
+        Cost { binds, bytes }
+    }
+
+    fn sum<T>(items: &[T], each: impl Fn(&T) -> Cost) -> Cost {
+        items.iter().map(each).fold(Cost::default(), |a, b| a + b)
+    }
+}
+
+/// An upper bound of the binds and bound bytes `criterion` compiles to (`search::sql`): a
+/// keyed comparison binds a value at most twice (key and whole value, or a range's two ends),
+/// an index probe its type and parameter, each chain target its type and a nested search.
+pub fn cost(criterion: &Criterion) -> Cost {
+    // An index probe: the resource type and the parameter.
+    let probe = Cost::of(2, 128);
+    let text = |v: &String| Cost::of(2, 2 * v.len() + 8);
+    match &criterion.test {
+        Test::Id(ids) => Cost::sum(ids, |id| Cost::of(1, id.len())),
+        Test::LastUpdated(dates) => Cost::sum(dates, |_| Cost::of(2, 16)),
+        Test::Date(dates) => probe + Cost::sum(dates, |_| Cost::of(2, 16)),
+        Test::Missing { .. } => probe,
+        Test::String { values, .. } | Test::TokenText(values) => probe + Cost::sum(values, text),
+        Test::Token { values, .. } => {
+            probe
+                + Cost::sum(values, |v| {
+                    let system = match &v.system {
+                        SystemMatch::Is(system) => text(system),
+                        _ => Cost::default(),
+                    };
+                    system + v.code.as_ref().map_or(Cost::default(), text)
+                })
+        }
+        Test::Reference(references) => {
+            probe
+                + Cost::sum(references, |r| match r {
+                    ReferenceMatch::Local { id, .. } => Cost::of(2, id.len() + 64),
+                    ReferenceMatch::Url(url) => text(url),
+                })
+        }
+        Test::Uri { mode, values } => {
+            probe
+                + Cost::sum(values, |v| match mode {
+                    UriMode::Above => Cost::sum(&above(v), |u| text(&(*u).to_owned())),
+                    _ => text(v),
+                })
+        }
+        Test::AnyOf(criteria) => Cost::sum(criteria, cost),
+        Test::Chain(targets) => {
+            probe + Cost::sum(targets, |(_, inner)| Cost::of(2, 128) + cost(inner))
+        }
+        Test::Has { inner, .. } => Cost::of(4, 256) + cost(inner),
+    }
+}
+
+/// The URIs a `uri:above` value stands for: its path prefixes cut at each `/` (never a bare
+/// scheme or authority-less stub) and itself.
+pub fn above(value: &str) -> Vec<&str> {
+    let mut uris: Vec<&str> = value
+        .char_indices()
+        .filter(|(_, c)| *c == '/')
+        .map(|(i, _)| &value[..i])
+        .filter(|p| !p.is_empty() && !p.ends_with(':') && !p.ends_with('/'))
+        .collect();
+    uris.push(value);
+    uris
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StringMode {
     /// Default: starts with, ignoring case and accents.
@@ -280,7 +381,21 @@ pub fn parse(
         sort: Vec::new(),
         id_descending: false,
     };
+    let mut spent = Cost::default();
     for (name, value) in params {
+        refuse_control_characters(name, value)?;
+        if value.is_empty() {
+            // "Empty parameters are not an error": the search runs as if it were absent.
+            continue;
+        }
+        // A cursor is the server's own (authenticated) text, as long as the sort values it
+        // carries.
+        if name != "_cursor" && name.len() + value.len() > MAX_PARAM_BYTES {
+            return Err(too_costly(
+                name,
+                format!("a search parameter takes at most {MAX_PARAM_BYTES} bytes"),
+            ));
+        }
         if RESULT_PARAMS.contains(&name.as_str()) {
             result_param(&mut search, name, value, max_count)?;
             continue;
@@ -308,7 +423,20 @@ pub fn parse(
             continue;
         }
         match criterion(resource_type, name, value, 0) {
-            Ok(criterion) => search.criteria.push(criterion),
+            Ok(criterion) => {
+                spent = spent + cost(&criterion);
+                if spent.binds > MAX_BINDS || spent.bytes > MAX_BOUND_BYTES {
+                    return Err(too_costly(
+                        name,
+                        format!(
+                            "the search is too large to run (at most {MAX_BINDS} values to \
+                             compare and {MAX_BOUND_BYTES} bytes of them, chains and _has \
+                             counting once per type they reach)"
+                        ),
+                    ));
+                }
+                search.criteria.push(criterion)
+            }
             Err(Refusal::Unknown(issue)) if !strict => {
                 let _ = issue;
                 search.ignored.push(name.clone());
@@ -463,6 +591,35 @@ fn result_param(
     Ok(())
 }
 
+/// Control characters have no place in a search: PostgreSQL cannot even compare text holding
+/// U+0000, and a name echoed in an OperationOutcome must stay printable. Refused wherever they
+/// appear, in a name or a value.
+pub fn refuse_control_characters(name: &str, value: &str) -> Result<(), OutcomeIssue> {
+    let where_ = if name.chars().any(char::is_control) {
+        "name"
+    } else if value.chars().any(char::is_control) {
+        "value"
+    } else {
+        return Ok(());
+    };
+    Err(invalid(
+        &printable(name),
+        format!("a search parameter {where_} holds a control character"),
+    ))
+}
+
+/// `text` with each control character spelled `\u{…}`, for messages about client input.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c.is_control() {
+            true => out.push_str(&format!("\\u{{{:04x}}}", c as u32)),
+            false => out.push(c),
+        }
+    }
+    out
+}
+
 enum Refusal {
     /// Unknown or unsupported: ignored when lenient.
     Unknown(OutcomeIssue),
@@ -472,6 +629,10 @@ enum Refusal {
 
 fn invalid(name: &str, message: String) -> OutcomeIssue {
     OutcomeIssue::error("invalid", message).at(name.to_owned())
+}
+
+fn too_costly(name: &str, message: String) -> OutcomeIssue {
+    OutcomeIssue::error("too-costly", message).at(name.to_owned())
 }
 
 fn unknown(name: &str, message: String) -> Refusal {
@@ -573,6 +734,12 @@ fn criterion(
                 Some("above") => UriMode::Above,
                 Some(other) => return Err(bad_modifier(name, other)),
             };
+            if mode == UriMode::Above && values.iter().any(|v| above(v).len() > MAX_ABOVE_URIS) {
+                return Err(Refusal::Invalid(too_costly(
+                    name,
+                    format!(":above takes URIs of at most {MAX_ABOVE_URIS} path segments"),
+                )));
+            }
             Test::Uri { mode, values }
         }
         _ => {
@@ -1156,6 +1323,52 @@ mod tests {
             one("Patient", "_lastUpdated", "ge9999-12-31"),
             Test::LastUpdated(_)
         ));
+    }
+
+    #[test]
+    fn empty_parameters_are_ignored_and_control_characters_refused() {
+        let s = parse(
+            "Patient",
+            &params(&[("family", ""), ("gender", "female"), ("_sort", "")]),
+            true,
+            20,
+            100,
+        )
+        .unwrap();
+        assert_eq!(s.criteria.len(), 1);
+        assert!(s.sort.is_empty());
+        let issue = refused("Patient", "family", "a\u{0}");
+        assert_eq!(
+            (issue.code, issue.expression.as_deref()),
+            ("invalid", Some("family"))
+        );
+        let issue = parse("Patient", &params(&[("\u{1}x", "1")]), false, 20, 100).unwrap_err();
+        assert_eq!(issue.expression.as_deref(), Some("\\u{0001}x"));
+    }
+
+    #[test]
+    fn searches_are_costed_before_they_are_built() {
+        let slashes = "/".repeat(MAX_PARAM_BYTES);
+        assert_eq!(
+            refused("Patient", "_profile:above", &slashes).code,
+            "too-costly"
+        );
+        let deep = format!("http://x.org/{}", "s/".repeat(MAX_ABOVE_URIS));
+        let issue = refused("Patient", "_profile:above", &deep);
+        assert_eq!(issue.expression.as_deref(), Some("_profile:above"));
+        assert_eq!(
+            above("http://x.org/a/b"),
+            vec!["http://x.org", "http://x.org/a", "http://x.org/a/b"]
+        );
+        let values = vec!["v"; MAX_VALUES].join(",");
+        let many: Vec<(String, String)> = (0..MAX_CRITERIA)
+            .map(|_| ("name".to_owned(), values.clone()))
+            .collect();
+        let issue = parse("Patient", &many, true, 20, 100).unwrap_err();
+        assert_eq!(
+            (issue.code, issue.expression.as_deref()),
+            ("too-costly", Some("name"))
+        );
     }
 
     #[test]

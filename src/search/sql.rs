@@ -2,11 +2,12 @@
 //! is a bind parameter; the text holds only names this module chooses.
 
 use super::query::{
-    Criterion, DateMatch, Include, Prefix, ReferenceMatch, Search, SortBy, SortKey, StringMode,
-    SystemMatch, Test, TokenMatch, UriMode,
+    above, Criterion, DateMatch, Include, Prefix, ReferenceMatch, Search, SortBy, SortKey,
+    StringMode, SystemMatch, Test, TokenMatch, UriMode,
 };
 use super::registry::ParamType;
 use super::{Mark, Position};
+use crate::store::index::{cut, KEY_CHARS};
 use crate::store::search::{KeyValue, SORT_KEYS};
 
 pub use crate::store::search::{Bind, Dialect, Sql};
@@ -152,17 +153,17 @@ impl<'a> Key<'a> {
         };
         let aggregate = if self.key.descending { "MAX" } else { "MIN" };
         let (table, column) = match (kind, self.key.descending) {
-            (ParamType::Date, false) => ("search_dates", "low"),
-            (ParamType::Date, true) => ("search_dates", "high"),
-            (ParamType::String, _) => ("search_strings", "normalized"),
-            (ParamType::Uri, _) => ("search_uris", "uri"),
-            (ParamType::Reference, _) => ("search_references", "url"),
-            _ => ("search_tokens", "code"),
+            (ParamType::Date, false) => ("search_dates", "x.low".to_owned()),
+            (ParamType::Date, true) => ("search_dates", "x.high".to_owned()),
+            (ParamType::String, _) => ("search_strings", whole("x.normalized")),
+            (ParamType::Uri, _) => ("search_uris", whole("x.uri")),
+            (ParamType::Reference, _) => ("search_references", whole("x.url")),
+            _ => ("search_tokens", whole("x.code")),
         };
         let kind_bind = b.text(resource_type);
         let code = b.text(code);
         format!(
-            "(SELECT {aggregate}(x.{column}) FROM {table} x WHERE x.resource_type = {kind_bind} \
+            "(SELECT {aggregate}({column}) FROM {table} x WHERE x.resource_type = {kind_bind} \
              AND x.id = r.id AND x.param = {code})"
         )
     }
@@ -499,10 +500,51 @@ fn table_of(kind: ParamType) -> &'static str {
 fn string_condition(b: &mut Builder, mode: StringMode, value: &str) -> String {
     match mode {
         StringMode::Exact => format!("x.exact = {}", b.text(value)),
-        StringMode::Prefix => prefix_condition(b, "x.normalized", value),
+        StringMode::Prefix => starts_with(b, "x.normalized", value),
         StringMode::Contains => {
             let pattern = format!("%{}%", escape_like(value));
-            format!("x.normalized LIKE {} ESCAPE '\\'", b.text(&pattern))
+            format!(
+                "{} LIKE {} ESCAPE '\\'",
+                whole("x.normalized"),
+                b.text(&pattern)
+            )
+        }
+    }
+}
+
+/// The whole value of a keyed column (see `store::index::cut`): its `_full` twin when the
+/// value was cut, else the column itself.
+fn whole(column: &str) -> String {
+    format!("COALESCE({column}_full, {column})")
+}
+
+/// A keyed `column` holds `value`: the key matches (the index serves it) and, when the key
+/// could be a cut, so does the whole value. Values shorter than a key compare as before.
+fn equals(b: &mut Builder, column: &str, value: &str) -> String {
+    let (key, full) = cut(value);
+    let key_bind = b.text(key);
+    match full {
+        None if value.chars().nth(KEY_CHARS - 1).is_none() => format!("{column} = {key_bind}"),
+        None => format!("({column} = {key_bind} AND {column}_full IS NULL)"),
+        Some(full) => format!(
+            "({column} = {key_bind} AND {column}_full = {})",
+            b.text(full)
+        ),
+    }
+}
+
+/// A keyed `column`'s whole value starts with `prefix`: a range on the key when the prefix
+/// fits in one, else the key's equality confirmed on the whole value.
+fn starts_with(b: &mut Builder, column: &str, prefix: &str) -> String {
+    match cut(prefix) {
+        (_, None) => prefix_condition(b, column, prefix),
+        (key, Some(_)) => {
+            let key = b.text(key);
+            let length = prefix.chars().count();
+            format!(
+                "({column} = {key} AND substr({column}_full, 1, {length}) = {})",
+                b.text(prefix)
+            )
         }
     }
 }
@@ -528,18 +570,22 @@ fn escape_like(value: &str) -> String {
 fn token_condition(b: &mut Builder, value: &TokenMatch) -> String {
     let mut parts = Vec::new();
     if let Some(code) = &value.code {
-        parts.push(format!("x.code = {}", b.text(code)));
+        parts.push(equals(b, "x.code", code));
     }
     match &value.system {
         SystemMatch::Any => {}
         SystemMatch::Absent => parts.push("x.system IS NULL".to_owned()),
-        SystemMatch::Is(system) => parts.push(format!("x.system = {}", b.text(system))),
+        SystemMatch::Is(system) => parts.push(equals(b, "x.system", system)),
     }
     format!("({})", parts.join(" AND "))
 }
 
-/// The prefixes compare the resource's range `[low, high)` with the value's: `ge` means the
-/// resource reaches into the value or later, `gt` later than the value, and so on.
+/// The prefixes compare the resource's range `[low, high)` with the value's `[from, to)` as
+/// the R4 prefix table says, literally (an open end is infinite): `gt` — the range above the
+/// value overlaps the resource's (`high > to`); `ge` — that, or the value contains the
+/// resource's range; `lt`/`le` likewise below. So a birth year 1978 is not `ge1978-12`.
+/// `ge` is written `high > from AND (high > to OR low >= from)` (the same set, since every
+/// range is non-empty) to keep a range condition an index on `high` can serve.
 fn date_condition(b: &mut Builder, low: &str, high: &str, value: &DateMatch) -> String {
     let (from, to) = (value.low, value.high);
     match value.prefix {
@@ -547,8 +593,14 @@ fn date_condition(b: &mut Builder, low: &str, high: &str, value: &DateMatch) -> 
         Prefix::Ne => format!("NOT ({low} >= {} AND {high} <= {})", b.int(from), b.int(to)),
         Prefix::Gt => format!("{high} > {}", b.int(to)),
         Prefix::Lt => format!("{low} < {}", b.int(from)),
-        Prefix::Ge => format!("{high} > {}", b.int(from)),
-        Prefix::Le => format!("{low} < {}", b.int(to)),
+        Prefix::Ge => {
+            let (from, to) = (b.int(from), b.int(to));
+            format!("({high} > {from} AND ({high} > {to} OR {low} >= {from}))")
+        }
+        Prefix::Le => {
+            let (from, to) = (b.int(from), b.int(to));
+            format!("({low} < {to} AND ({low} < {from} OR {high} <= {to}))")
+        }
         Prefix::Sa => format!("{low} >= {}", b.int(to)),
         Prefix::Eb => format!("{high} <= {}", b.int(from)),
         Prefix::Ap => {
@@ -586,26 +638,18 @@ fn reference_condition(b: &mut Builder, reference: &ReferenceMatch, base_url: &s
                 b.text(&id),
                 b.text(&kind)
             ),
-            None => format!("x.url = {}", b.text(url)),
+            None => equals(b, "x.url", url),
         },
     }
 }
 
 fn uri_condition(b: &mut Builder, mode: UriMode, value: &str) -> String {
     match mode {
-        UriMode::Exact => format!("x.uri = {}", b.text(value)),
-        UriMode::Below => prefix_condition(b, "x.uri", value),
+        UriMode::Exact => equals(b, "x.uri", value),
+        UriMode::Below => starts_with(b, "x.uri", value),
         UriMode::Above => {
-            // Every path prefix of the value, cut at `/`.
-            let mut prefixes: Vec<String> = value
-                .char_indices()
-                .filter(|(_, c)| *c == '/')
-                .map(|(i, _)| value[..i].to_owned())
-                .filter(|p| !p.is_empty() && !p.ends_with(':') && !p.ends_with('/'))
-                .collect();
-            prefixes.push(value.to_owned());
-            let list: Vec<String> = prefixes.iter().map(|p| b.text(p)).collect();
-            format!("x.uri IN ({})", list.join(", "))
+            // The value and every path prefix of it (bounded when parsed).
+            any(above(value).into_iter().map(|p| equals(b, "x.uri", p)))
         }
     }
 }
@@ -656,6 +700,82 @@ mod tests {
             })
             .collect();
         assert_eq!(numbers, (1..=sql.binds.len()).collect::<Vec<_>>());
+    }
+
+    /// `query::cost` bounds what each criterion compiles to, whatever its shape, so that the
+    /// budget checked at parse time holds for the SQL.
+    #[test]
+    fn parse_time_cost_bounds_the_compiled_binds() {
+        use crate::search::query::{cost, Cost};
+        let long = "é".repeat(300);
+        let shapes: Vec<Vec<(&str, String)>> = vec![
+            vec![("description", format!("a,{long},b"))],
+            vec![("description:contains", long.clone())],
+            vec![("description:exact", long.clone())],
+            vec![("status:not", "current,superseded".into())],
+            vec![("type", format!("http://loinc.org|1,|2,{long}|{long},x|"))],
+            vec![("type:text", "compte,rendu".into())],
+            vec![(
+                "date",
+                "ge2024,le2025-03,ap2024,ne2020,sa2019,eb2030".into(),
+            )],
+            vec![("subject", format!("Patient/1,2,https://x.org/{long}"))],
+            vec![("subject:identifier", "urn:s|1,2".into())],
+            vec![("patient.identifier", "urn:s|1,2,3".into())],
+            vec![("subject.organization.name", "a,b".into())],
+            vec![("_has:List:item:code", "a,b".into())],
+            vec![
+                ("_id", "a,b,c".into()),
+                ("_lastUpdated", "ge2024,lt2025".into()),
+            ],
+            vec![
+                ("relatesto:missing", "true".into()),
+                ("_sort", "-date,description".into()),
+            ],
+        ];
+        for pairs in shapes {
+            let params: Vec<(String, String)> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect();
+            let search = parse("DocumentReference", &params, true, 20, 100).unwrap();
+            let spent = search
+                .criteria
+                .iter()
+                .map(cost)
+                .fold(Cost::default(), |a, b| a + b);
+            let mark = Mark {
+                resource_type: "DocumentReference".into(),
+                keys: vec![Some(KeyValue::Int(1)), Some(KeyValue::Text("x".into()))],
+                id: "abc".into(),
+            };
+            for sql in [
+                page(
+                    &search,
+                    "http://h/fhir",
+                    &Position::After(mark),
+                    21,
+                    Dialect::Sqlite,
+                ),
+                count(&search, "http://h/fhir", Dialect::Postgres),
+            ] {
+                // The search itself adds its type, sort keys, keyset and limit.
+                assert!(
+                    sql.binds.len() <= spent.binds + 16,
+                    "{pairs:?}: {}",
+                    sql.binds.len()
+                );
+                let bytes: usize = sql
+                    .binds
+                    .iter()
+                    .map(|b| match b {
+                        Bind::Text(t) => t.len(),
+                        _ => 8,
+                    })
+                    .sum();
+                assert!(bytes <= spent.bytes + 256, "{pairs:?}: {bytes}");
+            }
+        }
     }
 
     #[test]

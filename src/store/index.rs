@@ -76,6 +76,21 @@ impl IndexRows {
     }
 }
 
+/// Characters of a text value the indexed columns hold. A longer value keeps its first
+/// `KEY_CHARS` characters there and goes whole to the column's unindexed `_full` twin: an index
+/// entry stays far below PostgreSQL's B-tree limit (2704 bytes) even with a 4-byte character
+/// in each place, and a match on the key is confirmed on the whole value. Characters, not
+/// bytes, so that SQL's `substr` (characters on both backends) cuts where this does.
+pub const KEY_CHARS: usize = 200;
+
+/// A value as its indexed key and, when the key is cut short, the whole value.
+pub fn cut(value: &str) -> (&str, Option<&str>) {
+    match value.char_indices().nth(KEY_CHARS) {
+        Some((end, _)) => (&value[..end], Some(value)),
+        None => (value, None),
+    }
+}
+
 /// Removes the resource's rows and writes `rows` (none for a deletion).
 pub fn replace(
     conn: &mut AnyConnection,
@@ -97,6 +112,15 @@ pub type Owned<'a> = (&'a str, &'a str, Option<&'a str>, &'a IndexRows);
 pub fn insert(conn: &mut AnyConnection, dialect: Dialect, owned: &[Owned]) -> QueryResult<()> {
     let text = |v: &str| Bind::Text(v.to_owned());
     let optional = |v: &Option<String>| Bind::OptText(v.clone());
+    // The key and the whole value when cut (see `KEY_CHARS`).
+    let keyed = |v: &str| {
+        let (key, full) = cut(v);
+        [text(key), Bind::OptText(full.map(str::to_owned))]
+    };
+    let keyed_optional = |v: &Option<String>| match v {
+        Some(v) => keyed(v),
+        None => [Bind::OptText(None), Bind::OptText(None)],
+    };
     let mut tokens = Vec::new();
     let mut strings = Vec::new();
     let mut dates = Vec::new();
@@ -112,19 +136,17 @@ pub fn insert(conn: &mut AnyConnection, dialect: Dialect, owned: &[Owned]) -> Qu
             owner.into_iter().chain(values).collect::<Vec<Bind>>()
         };
         for t in &rows.tokens {
-            tokens.push(with(vec![
-                text(&t.param),
-                optional(&t.system),
-                text(&t.code),
-                optional(&t.text),
-            ]));
+            let mut values = vec![text(&t.param)];
+            values.extend(keyed_optional(&t.system));
+            values.extend(keyed(&t.code));
+            values.push(optional(&t.text));
+            tokens.push(with(values));
         }
         for s in &rows.strings {
-            strings.push(with(vec![
-                text(&s.param),
-                text(&s.normalized),
-                text(&s.exact),
-            ]));
+            let mut values = vec![text(&s.param)];
+            values.extend(keyed(&s.normalized));
+            values.push(text(&s.exact));
+            strings.push(with(values));
         }
         for d in &rows.dates {
             dates.push(with(vec![
@@ -134,33 +156,36 @@ pub fn insert(conn: &mut AnyConnection, dialect: Dialect, owned: &[Owned]) -> Qu
             ]));
         }
         for r in &rows.references {
-            references.push(with(vec![
+            let mut values = vec![
                 text(&r.param),
                 optional(&r.target_type),
                 optional(&r.target_id),
-                text(&r.url),
-            ]));
+            ];
+            values.extend(keyed(&r.url));
+            references.push(with(values));
         }
         for u in &rows.uris {
-            uris.push(with(vec![text(&u.param), text(&u.uri)]));
+            let mut values = vec![text(&u.param)];
+            values.extend(keyed(&u.uri));
+            uris.push(with(values));
         }
     }
     let owner = "resource_type, id, patient_id";
     let tables = [
         (
-            format!("search_tokens ({owner}, param, system, code, text)"),
+            format!("search_tokens ({owner}, param, system, system_full, code, code_full, text)"),
             tokens,
         ),
         (
-            format!("search_strings ({owner}, param, normalized, exact)"),
+            format!("search_strings ({owner}, param, normalized, normalized_full, exact)"),
             strings,
         ),
         (format!("search_dates ({owner}, param, low, high)"), dates),
         (
-            format!("search_references ({owner}, param, target_type, target_id, url)"),
+            format!("search_references ({owner}, param, target_type, target_id, url, url_full)"),
             references,
         ),
-        (format!("search_uris ({owner}, param, uri)"), uris),
+        (format!("search_uris ({owner}, param, uri, uri_full)"), uris),
     ];
     for (into, rows) in tables {
         insert_values(conn, dialect, &into, rows)?;
@@ -225,4 +250,20 @@ fn remove(conn: &mut AnyConnection, resource_type: &str, id: &str) -> QueryResul
         search_uris
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_values_are_cut_at_a_character_boundary() {
+        assert_eq!(cut("court"), ("court", None));
+        let exactly = "é".repeat(KEY_CHARS);
+        assert_eq!(cut(&exactly), (exactly.as_str(), None));
+        let long = format!("{}ễ", "é".repeat(KEY_CHARS));
+        let (key, full) = cut(&long);
+        assert_eq!(key, exactly);
+        assert_eq!(full, Some(long.as_str()));
+    }
 }

@@ -459,17 +459,30 @@ fn token_matches(
     query: &TokenQuery,
     limit: i64,
 ) -> diesel::QueryResult<Vec<String>> {
+    // Long values are indexed by a key and kept whole beside it (see `index::cut`).
+    let (code, code_full) = index::cut(&query.code);
     let mut select = search_tokens::table
         .filter(search_tokens::resource_type.eq(query.resource_type.clone()))
         .filter(search_tokens::param.eq(query.param.clone()))
-        .filter(search_tokens::code.eq(query.code.clone()))
+        .filter(search_tokens::code.eq(code.to_owned()))
         .select(search_tokens::id)
         .distinct()
         .into_boxed();
+    select = match code_full {
+        Some(full) => select.filter(search_tokens::code_full.eq(full.to_owned())),
+        None => select.filter(search_tokens::code_full.is_null()),
+    };
     select = match &query.system {
         SystemMatch::Any => select,
         SystemMatch::Absent => select.filter(search_tokens::system.is_null()),
-        SystemMatch::Is(system) => select.filter(search_tokens::system.eq(system.clone())),
+        SystemMatch::Is(system) => match index::cut(system) {
+            (system, None) => select
+                .filter(search_tokens::system.eq(system.to_owned()))
+                .filter(search_tokens::system_full.is_null()),
+            (system, Some(full)) => select
+                .filter(search_tokens::system.eq(system.to_owned()))
+                .filter(search_tokens::system_full.eq(full.to_owned())),
+        },
     };
     select.order(search_tokens::id).limit(limit).load(conn)
 }

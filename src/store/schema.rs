@@ -52,7 +52,9 @@ diesel::table! {
         id -> Text,
         param -> Text,
         system -> Nullable<Text>,
+        system_full -> Nullable<Text>,
         code -> Text,
+        code_full -> Nullable<Text>,
         patient_id -> Nullable<Text>,
         text -> Nullable<Text>,
     }
@@ -64,6 +66,7 @@ diesel::table! {
         id -> Text,
         param -> Text,
         normalized -> Text,
+        normalized_full -> Nullable<Text>,
         exact -> Text,
         patient_id -> Nullable<Text>,
     }
@@ -88,6 +91,7 @@ diesel::table! {
         target_type -> Nullable<Text>,
         target_id -> Nullable<Text>,
         url -> Text,
+        url_full -> Nullable<Text>,
         patient_id -> Nullable<Text>,
     }
 }
@@ -98,6 +102,7 @@ diesel::table! {
         id -> Text,
         param -> Text,
         uri -> Text,
+        uri_full -> Nullable<Text>,
         patient_id -> Nullable<Text>,
     }
 }

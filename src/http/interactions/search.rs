@@ -72,11 +72,65 @@ pub async fn search_system(
     state: web::Data<AppState>,
     access: Access,
 ) -> Result<HttpResponse> {
-    let mut params = Params::of(&req)?.0;
+    let params = Params::of(&req)?.0;
+    respond_system(&req, params, state, &access).await
+}
+
+/// `POST [base]/_search`
+#[utoipa::path(post, path = "/fhir/_search", tag = "system",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "The search parameters, as in a query string (_type among them)"),
+    responses((status = 200, description = "searchset Bundle, as GET [base]?…", body = serde_json::Value, content_type = "application/fhir+json"),
+        (status = 400, description = "Unknown type or parameter, or _sort over several types (OperationOutcome)", body = serde_json::Value),
+        (status = 415, description = "Body is not form-encoded (OperationOutcome)", body = serde_json::Value)))]
+pub async fn search_system_post(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    access: Access,
+) -> Result<HttpResponse> {
+    let params = form_params(&req, payload, &state).await?;
+    respond_system(&req, params, state, &access).await
+}
+
+/// The query parameters of a `POST …/_search` followed by those of its form body.
+async fn form_params(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &web::Data<AppState>,
+) -> Result<Vec<(String, String)>> {
+    let mut params = Params::of(req)?.0;
+    let media = body_media_type(req);
+    if media.as_deref() != Some("application/x-www-form-urlencoded") {
+        return Err(ApiError::new(
+            415,
+            "not-supported",
+            "POST _search takes application/x-www-form-urlencoded parameters",
+        ));
+    }
+    let body = body::read(req, payload, state.config.limits.body_max_bytes).await?;
+    let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
+        .map_err(|e| ApiError::new(400, "invalid", format!("Malformed form body: {e}")))?;
+    params.extend(form);
+    Ok(params)
+}
+
+/// A system-level search: over the types `_type` names, or every type the token may search.
+async fn respond_system(
+    req: &HttpRequest,
+    mut params: Vec<(String, String)>,
+    state: web::Data<AppState>,
+    access: &Access,
+) -> Result<HttpResponse> {
+    for (name, value) in &params {
+        query::refuse_control_characters(name, value)
+            .map_err(|issue| ApiError::with_issues(400, vec![issue]))?;
+    }
     let named: Vec<String> = params
         .iter()
         .filter(|(k, _)| k == "_type")
-        .flat_map(|(_, v)| v.split(',').map(str::to_owned))
+        .flat_map(|(_, v)| v.split(','))
+        .filter(|name| !name.is_empty())
+        .map(str::to_owned)
         .collect();
     params.retain(|(k, _)| k != "_type");
     let kinds: Vec<&'static ResourceKind> = if named.is_empty() {
@@ -88,8 +142,16 @@ pub async fn search_system(
     } else {
         let mut kinds = Vec::new();
         for name in &named {
-            let kind = kind_of(name).map_err(|e| e.at("_type"))?;
-            permit(&access, kind, &[Interaction::Search])?;
+            // A bad parameter value, not a missing resource: 400.
+            let kind = crate::fhir::registry::lookup(name).ok_or_else(|| {
+                ApiError::new(
+                    400,
+                    "not-supported",
+                    format!("_type: resource type {name} is not served here"),
+                )
+                .at("_type")
+            })?;
+            permit(access, kind, &[Interaction::Search])?;
             if !kinds.iter().any(|k: &&ResourceKind| k.name == kind.name) {
                 kinds.push(kind);
             }
@@ -114,7 +176,7 @@ pub async fn search_system(
         path: String::new(),
         compartment: None,
     };
-    respond_with_links(&req, target, params, link_params, state, &access).await
+    respond_with_links(req, target, params, link_params, state, access).await
 }
 
 /// What a search runs over: one type, a type within a patient's compartment, or several types.
@@ -151,19 +213,7 @@ pub async fn search_type_post(
 ) -> Result<HttpResponse> {
     let kind = kind_of(&path)?;
     permit(&access, kind, &[Interaction::Search])?;
-    let mut params = Params::of(&req)?.0;
-    let media = body_media_type(&req);
-    if media.as_deref() != Some("application/x-www-form-urlencoded") {
-        return Err(ApiError::new(
-            415,
-            "not-supported",
-            "POST _search takes application/x-www-form-urlencoded parameters",
-        ));
-    }
-    let body = body::read(&req, payload, state.config.limits.body_max_bytes).await?;
-    let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
-        .map_err(|e| ApiError::new(400, "invalid", format!("Malformed form body: {e}")))?;
-    params.extend(form);
+    let params = form_params(&req, payload, &state).await?;
     respond(&req, Target::of(kind), params, state, &access).await
 }
 

@@ -1,0 +1,10 @@
+UPDATE search_tokens SET code = code_full WHERE code_full IS NOT NULL;
+UPDATE search_tokens SET system = system_full WHERE system_full IS NOT NULL;
+UPDATE search_strings SET normalized = normalized_full WHERE normalized_full IS NOT NULL;
+UPDATE search_references SET url = url_full WHERE url_full IS NOT NULL;
+UPDATE search_uris SET uri = uri_full WHERE uri_full IS NOT NULL;
+ALTER TABLE search_tokens DROP COLUMN code_full;
+ALTER TABLE search_tokens DROP COLUMN system_full;
+ALTER TABLE search_strings DROP COLUMN normalized_full;
+ALTER TABLE search_references DROP COLUMN url_full;
+ALTER TABLE search_uris DROP COLUMN uri_full;
