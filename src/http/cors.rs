@@ -65,14 +65,18 @@ pub async fn cors(
         }
         return Ok(req.into_response(answer.finish()).map_into_right_body());
     }
-    let request = req.request().clone();
-    // An error answer is made readable too, so a browser app can show why it was refused.
-    let mut response = match next.call(req).await {
-        Ok(response) => response.map_into_left_body(),
-        Err(error) => ServiceResponse::new(request, error.error_response()).map_into_right_body(),
-    };
+    // Handler errors arrive here as answers already, so refusals are readable too.
+    let mut response = next.call(req).await?.map_into_left_body();
     let headers = response.headers_mut();
-    headers.append(header::VARY, HeaderValue::from_static("Origin"));
+    // One `Vary` line, whatever the handler already varies on.
+    let mut vary: Vec<String> = headers
+        .get_all(header::VARY)
+        .filter_map(|v| v.to_str().ok().map(str::to_owned))
+        .collect();
+    vary.push("Origin".to_owned());
+    if let Ok(value) = HeaderValue::from_str(&vary.join(", ")) {
+        headers.insert(header::VARY, value);
+    }
     if let Some(origin) = allowed {
         headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
         headers.insert(
