@@ -491,7 +491,7 @@ fn backend_services_clients_get_tokens_with_a_signed_assertion() {
     let unregistered = TestClient::es384("nobody");
     let keyless = TestClient::es384("test-feeder");
     let scope = "system/Patient.rs";
-    let cases: Vec<(&str, Vec<(&str, String)>, u16, &str)> = vec![
+    let cases: Vec<(&str, Form, u16, &str)> = vec![
         (
             "password grant",
             vec![("grant_type", "password".into())],
@@ -643,7 +643,10 @@ fn backend_services_clients_get_tokens_with_a_signed_assertion() {
     assert_eq!(again.status, 200, "{}", again.body);
 }
 
-fn form(scope: &str, assertion: String) -> Vec<(&'static str, String)> {
+/// The fields of a token request.
+type Form = Vec<(&'static str, String)>;
+
+fn form(scope: &str, assertion: String) -> Form {
     vec![
         ("grant_type", "client_credentials".into()),
         ("scope", scope.to_owned()),
