@@ -898,3 +898,89 @@ fn cors_origins_are_checked_when_the_configuration_loads() {
         );
     }
 }
+
+// ---- 19 and 20 with a real SMART client ------------------------------------------------------
+
+const SMART_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/conformance-tests/smart");
+
+/// A Python with SMART's `fhirclient` (pinned in `smart/requirements.txt`), installed into
+/// `smart/.venv` on first use.
+static SMART_PYTHON: std::sync::LazyLock<std::path::PathBuf> = std::sync::LazyLock::new(|| {
+    let venv = std::path::Path::new(SMART_DIR).join(".venv");
+    let python = venv.join("bin/python");
+    let installed = std::process::Command::new(&python)
+        .args(["-c", "import fhirclient"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !installed {
+        let created = std::process::Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .unwrap_or_else(|e| panic!("python3 is needed for the SMART client test: {e}"));
+        assert!(
+            created.success(),
+            "python3 -m venv {} failed",
+            venv.display()
+        );
+        let pip = std::process::Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "-r",
+            ])
+            .arg(format!("{SMART_DIR}/requirements.txt"))
+            .status()
+            .unwrap();
+        assert!(
+            pip.success(),
+            "pip install -r {SMART_DIR}/requirements.txt failed"
+        );
+    }
+    python
+});
+
+#[test]
+fn smart_python_fhirclient_gets_a_token_from_the_capability_statement() {
+    let lab = TestClient::es384("lab-es384");
+    let s = Server::start_configured(
+        &format!(
+            "[[clients]]\nclient_id = \"lab-es384\"\nkind = \"feeder\"\norganization = \"{ORGANIZATION}\"\n\
+             scopes = \"system/*.rs\"\njwk = '{}'\n",
+            lab.jwk()
+        ),
+        &[],
+    );
+    let token_url = format!("{}/local-issuer/token", s.base);
+    let settings = json!({
+        "app_id": "lab-es384",
+        "api_base": format!("{}/", s.base),
+        "scope": "system/Patient.rs",
+        "jwt_token": lab.assertion(&lab.claims(&token_url)),
+    });
+    let run = || {
+        std::process::Command::new(&*SMART_PYTHON)
+            .arg(format!("{SMART_DIR}/backend_client.py"))
+            .arg(settings.to_string())
+            .output()
+            .unwrap()
+    };
+    let output = run();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "fhirclient failed: {stderr}");
+    let found: Value = serde_json::from_str(
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .last()
+            .unwrap_or_default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stdout)));
+    assert_eq!(found["token_uri"], token_url);
+    assert_eq!(found["ready"], true);
+    assert_eq!(found["read"], "Bundle");
+    // The library sent the assertion once; sending it again is a replay, and refused.
+    assert!(!run().status.success(), "a replayed assertion got a token");
+}
