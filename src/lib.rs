@@ -132,11 +132,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     ));
     let backend_services = local_issuer.clone().map(|issuer| {
         Arc::new(auth::backend_services::BackendServices::new(
-            issuer,
-            config.audience().to_owned(),
-            config.clients.clone(),
-            std::time::Duration::from_secs(config.auth.jwks_min_refresh_seconds),
-            config.max_token_lifetime(),
+            issuer, &config,
         ))
     });
     let started = fhir::resource::instant(fhir::resource::now_micros());

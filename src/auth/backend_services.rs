@@ -84,21 +84,17 @@ impl OAuthError {
 }
 
 impl BackendServices {
-    /// The endpoint at `{issuer}/token`, issuing tokens for `audience` to `clients`.
-    pub fn new(
-        issuer: Arc<LocalIssuer>,
-        audience: String,
-        clients: Vec<Client>,
-        min_refresh: std::time::Duration,
-        max_lifetime: i64,
-    ) -> BackendServices {
+    /// The endpoint at `{issuer}/token`, issuing tokens for the configured audience to the
+    /// registered clients.
+    pub fn new(issuer: Arc<LocalIssuer>, config: &crate::config::Config) -> BackendServices {
+        let min_refresh = std::time::Duration::from_secs(config.auth.jwks_min_refresh_seconds);
         BackendServices {
             token_url: token_url(&issuer.url),
             issuer,
-            audience,
-            keys: ClientKeys::new(&clients, min_refresh),
-            clients,
-            max_lifetime,
+            audience: config.audience().to_owned(),
+            keys: ClientKeys::new(&config.clients, min_refresh),
+            clients: config.clients.clone(),
+            max_lifetime: config.max_token_lifetime(),
             seen: Mutex::new(HashMap::new()),
         }
     }
@@ -262,4 +258,76 @@ impl BackendServices {
 /// The token endpoint of the local issuer at `issuer_url`.
 pub fn token_url(issuer_url: &str) -> String {
     format!("{issuer_url}/token")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    use ring::rand::SystemRandom;
+    use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P384_SHA384_FIXED_SIGNING};
+    use serde_json::json;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn key() -> EcdsaKeyPair {
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &rng).unwrap();
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap()
+    }
+
+    fn sign(key: &EcdsaKeyPair, claims: &Value) -> String {
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(json!({"alg": "ES384", "kid": "k"}).to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let signature = key.sign(&SystemRandom::new(), input.as_bytes()).unwrap();
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref()))
+    }
+
+    #[test]
+    fn a_signed_assertion_gets_narrowed_scopes_once() {
+        let dir = std::env::temp_dir().join(format!("carnet-bs-{}", uuid::Uuid::new_v4().simple()));
+        let issuer = LocalIssuer::open("https://x/fhir/local-issuer".into(), &dir.join("k.p8"));
+        let client_key = key();
+        let point = client_key.public_key().as_ref();
+        let jwk = json!({"kty": "EC", "crv": "P-384", "kid": "k",
+            "x": URL_SAFE_NO_PAD.encode(&point[1..49]), "y": URL_SAFE_NO_PAD.encode(&point[49..97])});
+        let clients = toml::from_str::<toml::Table>(&format!(
+            "[[c]]\nclient_id = \"lab\"\nkind = \"feeder\"\norganization = \"o|1\"\n\
+             scopes = \"system/*.rs\"\njwk = '{jwk}'\n"
+        ))
+        .unwrap()["c"]
+            .clone()
+            .try_into()
+            .unwrap();
+        let config = crate::config::Config {
+            base_url: "https://x/fhir".into(),
+            clients,
+            ..Default::default()
+        };
+        let service = BackendServices::new(Arc::new(issuer.unwrap()), &config);
+        let assertion = sign(
+            &client_key,
+            &json!({"iss": "lab", "sub": "lab", "aud": "https://x/fhir/local-issuer/token",
+                "exp": NOW + 200, "jti": "one"}),
+        );
+        let form: Vec<(String, String)> = [
+            ("grant_type", "client_credentials"),
+            ("scope", "system/Patient.cruds"),
+            ("client_assertion_type", ASSERTION_TYPE),
+            ("client_assertion", &assertion),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let grant = service.grant(&form, NOW).unwrap();
+        assert_eq!(grant.scope, "system/Patient.rs");
+        assert_eq!(grant.expires_in, 300);
+        let replay = service.grant(&form, NOW + 1).unwrap_err();
+        assert_eq!((replay.status, replay.error), (401, "invalid_client"));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }
