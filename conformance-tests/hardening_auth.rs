@@ -984,3 +984,43 @@ fn smart_python_fhirclient_gets_a_token_from_the_capability_statement() {
     // The library sent the assertion once; sending it again is a replay, and refused.
     assert!(!run().status.success(), "a replayed assertion got a token");
 }
+
+/// fhir-kit-client's npm package (locked in `smart/package-lock.json`), installed on first use.
+static SMART_NODE: std::sync::LazyLock<()> = std::sync::LazyLock::new(|| {
+    if std::path::Path::new(SMART_DIR)
+        .join("node_modules/fhir-kit-client")
+        .exists()
+    {
+        return;
+    }
+    let status = std::process::Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund", "--prefix", SMART_DIR])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("npm is needed for the fhir-kit-client test: {e}"));
+    assert!(status.success(), "npm ci in {SMART_DIR} failed");
+});
+
+#[test]
+fn fhir_kit_client_finds_the_token_endpoint() {
+    std::sync::LazyLock::force(&SMART_NODE);
+    let s = Server::start();
+    let output = std::process::Command::new("node")
+        .arg(format!("{SMART_DIR}/auth_metadata.mjs"))
+        .arg(&s.base)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "fhir-kit-client failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let found: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stdout)));
+    let token_url = format!("{}/local-issuer/token", s.base);
+    assert_eq!(found["tokenUrl"], token_url, "{found}");
+    assert_eq!(found["capabilityTokenUrl"], token_url, "{found}");
+    // No authorization endpoint exists, so none is announced anywhere.
+    assert_eq!(found["authorizeUrl"], Value::Null, "{found}");
+    assert_eq!(found["capabilityAuthorizeUrl"], Value::Null, "{found}");
+}
