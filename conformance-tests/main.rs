@@ -14,6 +14,7 @@ mod crud;
 mod errors;
 mod external_issuer;
 mod hardening_search;
+mod hardening_auth;
 mod history;
 mod negotiation;
 mod patch;

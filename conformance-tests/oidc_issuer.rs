@@ -35,6 +35,8 @@ pub struct OidcIssuer {
     port: u16,
     keys_file: PathBuf,
     clients: String,
+    /// Lifetime of its access tokens in seconds (its default, 300, when `None`).
+    ttl: Option<u64>,
     child: Option<Child>,
     agent: ureq::Agent,
 }
@@ -43,6 +45,11 @@ impl OidcIssuer {
     /// Starts an issuer knowing `client_ids` (all with [`SECRET`]), its keys in `keys_file`
     /// (generated when absent).
     pub fn start(keys_file: PathBuf, client_ids: &[&str]) -> OidcIssuer {
+        OidcIssuer::start_with_ttl(keys_file, client_ids, None)
+    }
+
+    /// [`OidcIssuer::start`], its access tokens living `ttl` seconds.
+    pub fn start_with_ttl(keys_file: PathBuf, client_ids: &[&str], ttl: Option<u64>) -> OidcIssuer {
         LazyLock::force(&INSTALLED);
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -58,6 +65,7 @@ impl OidcIssuer {
             port,
             keys_file,
             clients: serde_json::Value::from(clients).to_string(),
+            ttl,
             child: None,
             agent: ureq::AgentBuilder::new()
                 .timeout(Duration::from_secs(20))
@@ -68,7 +76,11 @@ impl OidcIssuer {
     }
 
     fn launch(&mut self) {
-        let mut child = Command::new("node")
+        let mut command = Command::new("node");
+        if let Some(ttl) = self.ttl {
+            command.env("TTL", ttl.to_string());
+        }
+        let mut child = command
             .arg(format!("{DIR}/issuer.mjs"))
             .env("PORT", self.port.to_string())
             .env("KEYS_FILE", &self.keys_file)

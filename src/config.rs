@@ -24,6 +24,8 @@ pub struct Config {
     pub search: Search,
     /// Token issuers and audience.
     pub auth: Auth,
+    /// Cross-origin access for browser apps.
+    pub cors: Cors,
     /// The client registry: an unregistered `client_id` gets nothing.
     #[serde(skip_serializing)]
     pub clients: Vec<Client>,
@@ -44,6 +46,8 @@ pub struct Auth {
     /// Fewest seconds between two fetches of an issuer's keys, however many unknown `kid`s
     /// arrive: an attacker cannot turn tokens into a flood of requests to the issuer.
     pub jwks_min_refresh_seconds: u64,
+    /// The longest a token may live (from now, and from its `iat`), whoever issued it.
+    pub max_token_lifetime_seconds: u64,
     /// Trusted external OpenID Connect issuers.
     pub issuers: Vec<Issuer>,
 }
@@ -54,6 +58,14 @@ pub struct Auth {
 pub struct Issuer {
     /// The issuer URL; discovery is at `{url}/.well-known/openid-configuration`.
     pub url: String,
+}
+
+/// Cross-origin resource sharing: which browser origins may call the API.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Cors {
+    /// Exact origins (`scheme://host[:port]`); empty turns CORS off.
+    pub allowed_origins: Vec<String>,
 }
 
 /// Request size limits.
@@ -88,6 +100,7 @@ impl Default for Config {
             limits: Limits::default(),
             search: Search::default(),
             auth: Auth::default(),
+            cors: Cors::default(),
             clients: Vec::new(),
         }
     }
@@ -100,6 +113,7 @@ impl Default for Auth {
             audience: String::new(),
             local_issuer_key: String::new(),
             jwks_min_refresh_seconds: 10,
+            max_token_lifetime_seconds: 86_400,
             issuers: Vec::new(),
         }
     }
@@ -191,8 +205,16 @@ impl Config {
                 "search.default_count must be between 1 and search.max_count".into(),
             ));
         }
+        if !(1..=i64::MAX as u64).contains(&self.auth.max_token_lifetime_seconds) {
+            return Err(ConfigError(
+                "auth.max_token_lifetime_seconds must be a positive number of seconds".into(),
+            ));
+        }
         for issuer in &self.auth.issuers {
             check_fetch_url(&issuer.url)?;
+        }
+        for origin in &self.cors.allowed_origins {
+            check_origin(origin)?;
         }
         let mut seen = std::collections::HashSet::new();
         for client in &self.clients {
@@ -202,8 +224,16 @@ impl Config {
                     client.client_id
                 )));
             }
+            crate::auth::client_keys::check_registration(client).map_err(|reason| {
+                ConfigError(format!("clients: client {:?}: {reason}", client.client_id))
+            })?;
         }
         Ok(())
+    }
+
+    /// The token lifetime cap, in seconds.
+    pub fn max_token_lifetime(&self) -> i64 {
+        i64::try_from(self.auth.max_token_lifetime_seconds).unwrap_or(i64::MAX)
     }
 
     /// The base URL without a trailing slash.
@@ -260,7 +290,12 @@ fn env_schema() -> toml::Table {
 /// Issuers and their keys are reached over HTTPS; plain HTTP only on loopback, where nobody can
 /// tamper with the keys on the way. No user info: `http://localhost@evil.example` is not local.
 pub fn check_fetch_url(url: &str) -> Result<(), ConfigError> {
-    let refuse = |why: &str| ConfigError(format!("auth.issuers: {url:?} {why}"));
+    check_fetch_url_of("auth.issuers", url)
+}
+
+/// [`check_fetch_url`] for the configuration key `key`, which error messages name.
+pub fn check_fetch_url_of(key: &str, url: &str) -> Result<(), ConfigError> {
+    let refuse = |why: &str| ConfigError(format!("{key}: {url:?} {why}"));
     let authority = |rest: &str| {
         rest.split(['/', '?', '#'])
             .next()
@@ -303,6 +338,59 @@ pub fn check_fetch_url(url: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// An origin as browsers send it: `scheme://host[:port]` in lowercase, http(s), no path, no
+/// wildcard. Origins are compared exactly, so anything else could never match (or match too much).
+fn check_origin(origin: &str) -> Result<(), ConfigError> {
+    let refuse = |why: &str| {
+        ConfigError(format!(
+            "cors.allowed_origins: {origin:?} {why} (expected scheme://host[:port], e.g. https://app.example)"
+        ))
+    };
+    let authority = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+        .ok_or_else(|| refuse("is not an http:// or https:// origin"))?;
+    if origin.contains('*') {
+        return Err(refuse("contains a wildcard; list each origin"));
+    }
+    if origin != origin.to_ascii_lowercase() {
+        return Err(refuse("must be lowercase, as browsers send it"));
+    }
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => {
+            let (address, rest) = v6.split_once(']').ok_or_else(|| refuse("has a bad host"))?;
+            if address.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err(refuse("has a bad IPv6 address"));
+            }
+            match rest {
+                "" => (address, None),
+                _ => (
+                    address,
+                    Some(rest.strip_prefix(':').ok_or_else(|| refuse("has a path"))?),
+                ),
+            }
+        }
+        None => match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        },
+    };
+    let host_ok = !host.is_empty()
+        && (authority.starts_with('[')
+            || host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'));
+    if !host_ok {
+        return Err(refuse("has a path, a user name or a bad host"));
+    }
+    if let Some(port) = port {
+        if port.parse::<u16>().map_or(true, |p| p == 0) || port.starts_with('0') {
+            return Err(refuse("has a bad port"));
+        }
+    }
+    Ok(())
+}
+
 fn lookup<'a>(table: &'a toml::Table, path: &[String]) -> Option<&'a toml::Value> {
     let (first, rest) = path.split_first()?;
     let value = table.get(first)?;
@@ -336,6 +424,14 @@ fn typed(default: &toml::Value, raw: &str, name: &str) -> Result<toml::Value, Co
         toml::Value::Boolean(_) => {
             toml::Value::Boolean(raw.parse().map_err(|_| bad("true or false"))?)
         }
+        // A list: comma-separated values, blanks dropped (an empty variable is an empty list).
+        toml::Value::Array(_) => toml::Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(|item| toml::Value::String(item.to_owned()))
+                .collect(),
+        ),
         _ => toml::Value::String(raw.to_owned()),
     })
 }
@@ -476,6 +572,65 @@ scopes = "system/*.cruds"
         assert!(err.to_string().contains("twice"), "{err}");
         let bad_scope = "[[clients]]\nclient_id = \"a\"\nkind = \"app\"\nscopes = \"nonsense\"\n";
         assert!(from_file(bad_scope).is_err());
+    }
+
+    #[test]
+    fn cors_origins_load_from_the_environment_and_are_checked() {
+        let c = Config::load(
+            None,
+            env(&[(
+                "CARNET_CORS__ALLOWED_ORIGINS",
+                "https://app.example, http://localhost:3000,,http://[::1]:8081",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.cors.allowed_origins,
+            [
+                "https://app.example",
+                "http://localhost:3000",
+                "http://[::1]:8081"
+            ]
+        );
+        assert!(Config::load(None, env(&[]))
+            .unwrap()
+            .cors
+            .allowed_origins
+            .is_empty());
+        for bad in [
+            "*",
+            "https://*.example",
+            "https://app.example/",
+            "https://app.example/path",
+            "https://App.example",
+            "ftp://app.example",
+            "app.example",
+            "https://user@app.example",
+            "https://app.example:0",
+            "https://app.example:99999",
+            "https://app.example?x",
+            "null",
+            "https://",
+            "http://[::1",
+        ] {
+            let err = Config::load(None, env(&[("CARNET_CORS__ALLOWED_ORIGINS", bad)]))
+                .expect_err(bad)
+                .to_string();
+            assert!(err.contains("cors.allowed_origins"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_token_lifetime_cap_is_positive() {
+        assert_eq!(
+            Config::load(None, env(&[])).unwrap().max_token_lifetime(),
+            86_400
+        );
+        let set =
+            |v: &str| Config::load(None, env(&[("CARNET_AUTH__MAX_TOKEN_LIFETIME_SECONDS", v)]));
+        assert_eq!(set("600").unwrap().max_token_lifetime(), 600);
+        assert!(set("0").is_err());
+        assert!(set("-1").is_err());
     }
 
     #[test]

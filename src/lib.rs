@@ -74,6 +74,13 @@ pub fn mint_token(
     if expires_in <= 0 {
         return Err(StartError::Token("--expires-in must be positive".into()));
     }
+    if expires_in > config.max_token_lifetime() {
+        return Err(StartError::Token(format!(
+            "--expires-in {expires_in} is longer than auth.max_token_lifetime_seconds ({}): \
+             the server would refuse the token",
+            config.max_token_lifetime()
+        )));
+    }
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     issuer
         .mint(claims, config.audience(), now, expires_in)
@@ -121,24 +128,33 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         issuers,
         config.audience().to_owned(),
         config.clients.clone(),
+        config.max_token_lifetime(),
     ));
+    let backend_services = local_issuer.clone().map(|issuer| {
+        Arc::new(auth::backend_services::BackendServices::new(
+            issuer, &config,
+        ))
+    });
     let started = fhir::resource::instant(fhir::resource::now_micros());
     let state = web::Data::new(http::AppState {
         capability_statement: fhir::capability::capability_statement(
             config.base(),
             config.update_create,
             &started,
+            !config.cors.allowed_origins.is_empty(),
         ),
         config,
         store,
         authenticator,
         local_issuer,
+        backend_services,
         paging_secret,
     });
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .wrap(actix_web::middleware::from_fn(http::panics::catch_panics))
+            .wrap(actix_web::middleware::from_fn(http::cors::cors))
             // The path only: query strings carry identifiers (an INS is personal data).
             .wrap(
                 actix_web::middleware::Logger::new("%{method}xi %U %s %Dms")

@@ -46,6 +46,8 @@ pub struct Provider {
     pub jwks_uri: String,
     pub authorization_endpoint: Option<String>,
     pub token_endpoint: Option<String>,
+    /// The grant types its discovery document lists.
+    pub grant_types: Vec<String>,
 }
 
 impl TrustedIssuers {
@@ -100,7 +102,8 @@ impl TrustedIssuers {
             issuer: url.clone(),
             jwks_uri: format!("{url}/jwks"),
             authorization_endpoint: None,
-            token_endpoint: None,
+            token_endpoint: Some(super::backend_services::token_url(url)),
+            grant_types: vec!["client_credentials".to_owned()],
         })
     }
 
@@ -206,6 +209,14 @@ impl ExternalIssuer {
             jwks_uri: metadata.jwks_uri().to_string(),
             authorization_endpoint: Some(metadata.authorization_endpoint().to_string()),
             token_endpoint: metadata.token_endpoint().map(|t| t.to_string()),
+            // RFC 8414: without the member, the provider supports these two.
+            grant_types: match metadata.grant_types_supported() {
+                Some(types) => types
+                    .iter()
+                    .filter_map(|t| serde_json::to_value(t).ok()?.as_str().map(str::to_owned))
+                    .collect(),
+                None => vec!["authorization_code".to_owned(), "implicit".to_owned()],
+            },
         };
         Ok((metadata.jwks().keys().clone(), provider))
     }

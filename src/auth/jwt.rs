@@ -1,5 +1,6 @@
 //! Compact JWS access tokens: decoding, the algorithm allowlist, signature verification against
-//! an issuer's keys, and the registered claims (`iss`, `aud`, `exp`, `nbf`).
+//! an issuer's keys, and the registered claims (`iss`, `aud`, `exp`, `nbf`, `iat`) with a cap on
+//! how long a token may live.
 //!
 //! Errors never quote the token: they name what was wrong, so they can be logged and returned.
 
@@ -11,6 +12,10 @@ use serde_json::{Map, Value};
 
 /// Seconds of clock difference tolerated on `exp` and `nbf`.
 pub const LEEWAY_SECONDS: i64 = 60;
+
+/// The latest time a claim may name: 9999-12-31T23:59:59Z. Anything later (`1e300`) is not a
+/// time but a way to mint a token that never expires.
+const MAX_NUMERIC_DATE: i64 = 253_402_300_799;
 
 /// Tokens larger than this are refused before any decoding work.
 const MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -40,6 +45,12 @@ pub enum TokenError {
     WrongAudience,
     #[error("claim `{0}` is missing or has the wrong type")]
     MissingClaim(&'static str),
+    #[error("claim `{0}` is not a plausible time (whole seconds between 1970 and 9999)")]
+    ImplausibleTime(&'static str),
+    #[error("the token was issued in the future (iat)")]
+    IssuedInTheFuture,
+    #[error("the token lives longer than this server accepts ({0} s at most)")]
+    TooLong(i64),
 }
 
 /// A token split and decoded, its signature not yet checked.
@@ -192,20 +203,30 @@ pub fn has_key(token: &Unverified, keys: &[CoreJsonWebKey]) -> bool {
     }
 }
 
-/// Checks `exp` (required), `nbf` (when present) and `aud` (must name `audience`).
+/// Checks `exp` (required), `nbf` and `iat` (when present), the lifetime (at most
+/// `max_lifetime` seconds from now, and from `iat` when present) and `aud` (must name
+/// `audience`).
 pub fn check_claims(
     claims: &Map<String, Value>,
     audience: &str,
     now: i64,
+    max_lifetime: i64,
 ) -> Result<(), TokenError> {
     let exp = numeric_date(claims, "exp")?.ok_or(TokenError::MissingClaim("exp"))?;
+    let nbf = numeric_date(claims, "nbf")?;
+    let iat = numeric_date(claims, "iat")?;
     if now.saturating_sub(LEEWAY_SECONDS) > exp {
         return Err(TokenError::Expired);
     }
-    if let Some(nbf) = numeric_date(claims, "nbf")? {
-        if now.saturating_add(LEEWAY_SECONDS) < nbf {
-            return Err(TokenError::NotYetValid);
-        }
+    if nbf.is_some_and(|nbf| now.saturating_add(LEEWAY_SECONDS) < nbf) {
+        return Err(TokenError::NotYetValid);
+    }
+    if iat.is_some_and(|iat| now.saturating_add(LEEWAY_SECONDS) < iat) {
+        return Err(TokenError::IssuedInTheFuture);
+    }
+    let too_far = exp.saturating_sub(now) > max_lifetime.saturating_add(LEEWAY_SECONDS);
+    if too_far || iat.is_some_and(|iat| exp.saturating_sub(iat) > max_lifetime) {
+        return Err(TokenError::TooLong(max_lifetime));
     }
     let names_us = match claims.get("aud") {
         Some(Value::String(aud)) => same_audience(aud, audience),
@@ -226,20 +247,30 @@ fn same_audience(claimed: &str, audience: &str) -> bool {
     claimed.trim_end_matches('/') == audience.trim_end_matches('/')
 }
 
-/// Seconds since the epoch; fractional values are allowed by RFC 7519 and truncated.
+/// Seconds since the epoch, between 1970 and 9999. Fractional values are allowed by RFC 7519
+/// and truncated; negative, huge (`1e300`) and non-numeric values are refused.
 fn numeric_date(
     claims: &Map<String, Value>,
     name: &'static str,
 ) -> Result<Option<i64>, TokenError> {
-    match claims.get(name) {
-        None => Ok(None),
-        Some(Value::Number(n)) => n
-            .as_i64()
-            .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
-            .map(Some)
-            .ok_or(TokenError::MissingClaim(name)),
-        Some(_) => Err(TokenError::MissingClaim(name)),
-    }
+    let Some(value) = claims.get(name) else {
+        return Ok(None);
+    };
+    let Value::Number(n) = value else {
+        return Err(TokenError::MissingClaim(name));
+    };
+    let seconds = match n.as_i64() {
+        Some(whole) => Some(whole),
+        None if n.is_f64() => n
+            .as_f64()
+            .filter(|f| (0.0..=MAX_NUMERIC_DATE as f64).contains(f))
+            .map(|f| f as i64),
+        None => None, // an integer beyond i64
+    };
+    seconds
+        .filter(|s| (0..=MAX_NUMERIC_DATE).contains(s))
+        .map(Some)
+        .ok_or(TokenError::ImplausibleTime(name))
 }
 
 #[cfg(test)]
@@ -313,7 +344,7 @@ mod tests {
     #[test]
     fn time_and_audience_claims_are_checked_with_leeway() {
         let aud = "https://fhir.example/fhir";
-        let ok = |c: Value| check_claims(c.as_object().unwrap(), aud, 1000);
+        let ok = |c: Value| check_claims(c.as_object().unwrap(), aud, 1000, 86_400);
         assert_eq!(ok(json!({"exp": 1001, "aud": aud})), Ok(()));
         assert_eq!(
             ok(json!({"exp": 1000 - LEEWAY_SECONDS, "aud": aud})),
@@ -348,16 +379,49 @@ mod tests {
             ok(json!({"exp": 2000})),
             Err(TokenError::MissingClaim("aud"))
         );
-        // Extreme values never overflow.
-        assert_eq!(ok(json!({"exp": i64::MAX, "aud": aud})), Ok(()));
-        assert_eq!(ok(json!({"exp": 1e300, "aud": aud})), Ok(()));
-        assert_eq!(
-            ok(json!({"exp": i64::MIN, "aud": aud})),
-            Err(TokenError::Expired)
-        );
+        // Extreme and absurd values are refused, never overflow.
+        for exp in [
+            json!(i64::MAX),
+            json!(1e300),
+            json!(u64::MAX),
+            json!(-5),
+            json!(-0.5),
+        ] {
+            assert_eq!(
+                ok(json!({"exp": exp, "aud": aud})),
+                Err(TokenError::ImplausibleTime("exp")),
+                "{exp}"
+            );
+        }
         assert_eq!(
             ok(json!({"exp": 2000, "nbf": i64::MAX, "aud": aud})),
-            Err(TokenError::NotYetValid)
+            Err(TokenError::ImplausibleTime("nbf"))
+        );
+        assert_eq!(
+            ok(json!({"exp": 2000, "iat": 1e300, "aud": aud})),
+            Err(TokenError::ImplausibleTime("iat"))
+        );
+        assert_eq!(ok(json!({"exp": 2000.75, "aud": aud})), Ok(()));
+    }
+
+    #[test]
+    fn the_token_lifetime_is_capped() {
+        let aud = "https://fhir.example/fhir";
+        let check = |c: Value| check_claims(c.as_object().unwrap(), aud, 1000, 600);
+        assert_eq!(check(json!({"exp": 1600, "aud": aud})), Ok(()));
+        assert_eq!(
+            check(json!({"exp": 1600 + LEEWAY_SECONDS + 1, "aud": aud})),
+            Err(TokenError::TooLong(600))
+        );
+        // With `iat`, the whole lifetime counts, even when most of it has passed.
+        assert_eq!(check(json!({"exp": 1500, "iat": 900, "aud": aud})), Ok(()));
+        assert_eq!(
+            check(json!({"exp": 1500, "iat": 800, "aud": aud})),
+            Err(TokenError::TooLong(600))
+        );
+        assert_eq!(
+            check(json!({"exp": 1500, "iat": 1000 + LEEWAY_SECONDS + 1, "aud": aud})),
+            Err(TokenError::IssuedInTheFuture)
         );
     }
 

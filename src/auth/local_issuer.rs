@@ -62,16 +62,20 @@ impl LocalIssuer {
         json!({ "keys": [self.jwk()] })
     }
 
-    /// The OpenID Connect discovery document. The local issuer has no authorization or token
-    /// endpoint (tokens come from `carnet token`), so only what a verifier needs is listed.
+    /// The OpenID Connect discovery document. The local issuer has no authorization endpoint:
+    /// its token endpoint serves SMART Backend Services (`client_credentials` with
+    /// `private_key_jwt`), and `carnet token` mints tokens for tests.
     pub fn discovery(&self) -> Value {
         json!({
             "issuer": self.url,
             "jwks_uri": format!("{}/jwks", self.url),
+            "token_endpoint": super::backend_services::token_url(&self.url),
+            "grant_types_supported": ["client_credentials"],
+            "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+            "token_endpoint_auth_signing_alg_values_supported": super::backend_services::SIGNING_ALGORITHMS,
             "response_types_supported": [],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["ES256"],
-            "token_endpoint_auth_methods_supported": [],
         })
     }
 

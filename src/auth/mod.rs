@@ -6,6 +6,8 @@
 //! claims and the client registry ([`principal`], [`scopes`]). Everything but key fetching is pure
 //! and unit-tested on its own.
 
+pub mod backend_services;
+pub mod client_keys;
 pub mod issuers;
 pub mod jwt;
 pub mod local_issuer;
@@ -52,16 +54,25 @@ pub struct Authenticator {
     issuers: issuers::TrustedIssuers,
     audience: String,
     clients: Vec<Client>,
+    /// The longest a token may live, whoever issued it.
+    max_lifetime: i64,
     failures: AtomicU64,
 }
 
 impl Authenticator {
-    /// An authenticator trusting `issuers`, for tokens naming `audience`.
-    pub fn new(issuers: issuers::TrustedIssuers, audience: String, clients: Vec<Client>) -> Self {
+    /// An authenticator trusting `issuers`, for tokens naming `audience` and living at most
+    /// `max_lifetime` seconds.
+    pub fn new(
+        issuers: issuers::TrustedIssuers,
+        audience: String,
+        clients: Vec<Client>,
+        max_lifetime: i64,
+    ) -> Self {
         Authenticator {
             issuers,
             audience,
             clients,
+            max_lifetime,
             failures: AtomicU64::new(0),
         }
     }
@@ -111,26 +122,32 @@ impl Authenticator {
         self.issuers
             .verify_signature(&unverified)
             .map_err(invalid)?;
-        jwt::check_claims(&unverified.claims, &self.audience, now).map_err(invalid)?;
+        jwt::check_claims(&unverified.claims, &self.audience, now, self.max_lifetime)
+            .map_err(invalid)?;
         let claims: Claims = serde_json::from_value(serde_json::Value::Object(unverified.claims))
             .map_err(|e| Denial::Unauthenticated {
             error: Some("invalid_token"),
             message: format!("the token's claims are not usable: {e}"),
         })?;
         let (principal, scopes) = principal::derive(&claims, &self.clients).map_err(refusal_of)?;
-        if let Some(scope) = scopes
-            .resource_scopes()
-            .iter()
-            .find(|s| !s.parameters.is_empty())
-        {
-            return Err(Denial::Forbidden {
-                message: format!(
-                    "scope `{scope}` has parameters; this server does not honour scope \
-                     parameters yet, so it refuses the token rather than widen it"
-                ),
-            });
-        }
+        refuse_scope_parameters(&scopes).map_err(|message| Denial::Forbidden { message })?;
         Ok(Access { principal, scopes })
+    }
+}
+
+/// Scope parameters (`?category=…`) are not honoured yet: a token or request carrying one is
+/// refused rather than widened. Shared by the gate and the token endpoint.
+pub fn refuse_scope_parameters(scopes: &Scopes) -> Result<(), String> {
+    match scopes
+        .resource_scopes()
+        .iter()
+        .find(|s| !s.parameters.is_empty())
+    {
+        None => Ok(()),
+        Some(scope) => Err(format!(
+            "scope `{scope}` has parameters; this server does not honour scope \
+             parameters yet, so it refuses the token rather than widen it"
+        )),
     }
 }
 
@@ -206,7 +223,7 @@ scopes = "system/*.cruds"
             .try_into()
             .unwrap();
         let trusted = issuers::TrustedIssuers::new(Some(&issuer), &[], Duration::from_secs(10));
-        let authenticator = Authenticator::new(trusted, AUDIENCE.to_owned(), clients);
+        let authenticator = Authenticator::new(trusted, AUDIENCE.to_owned(), clients, 86_400);
         Fixture {
             issuer,
             authenticator,

@@ -75,6 +75,12 @@ pub struct Client {
     pub organization: Option<String>,
     /// The most its tokens may carry.
     pub scopes: Scopes,
+    /// Its public key (a JWK as a JSON string), for the local issuer's token endpoint.
+    #[serde(default)]
+    pub jwk: Option<String>,
+    /// Where its public keys are published (a JWKS), instead of `jwk`.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
 }
 
 /// Why a professional acts.
@@ -436,6 +442,8 @@ mod tests {
             kind,
             organization: Some("https://finess.esante.gouv.fr|750000001".to_owned()),
             scopes: parse_scopes(scopes).unwrap(),
+            jwk: None,
+            jwks_url: None,
         }
     }
 

@@ -24,8 +24,13 @@ const READ_ONLY: &[&str] = &[
     "search-type",
 ];
 
-/// Builds the CapabilityStatement for a server at `base_url`, dated `date` (its start time).
-pub fn capability_statement(base_url: &str, update_create: bool, date: &str) -> Value {
+/// The SMART extension that tells clients where to get tokens.
+pub const OAUTH_URIS: &str =
+    "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris";
+
+/// Builds the CapabilityStatement for a server at `base_url`, dated `date` (its start time);
+/// `cors` says whether browser origins are allowed.
+pub fn capability_statement(base_url: &str, update_create: bool, date: &str, cors: bool) -> Value {
     let resources: Vec<Value> = RESOURCES
         .iter()
         .map(|kind| {
@@ -78,7 +83,7 @@ pub fn capability_statement(base_url: &str, update_create: bool, date: &str) -> 
         "rest": [{
             "mode": "server",
             "security": {
-                "cors": false,
+                "cors": cors,
                 "service": [{"coding": [{
                     "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
                     "code": "SMART-on-FHIR",
@@ -92,13 +97,36 @@ pub fn capability_statement(base_url: &str, update_create: bool, date: &str) -> 
     })
 }
 
+/// The statement with the SMART `oauth-uris` extension naming the `token` endpoint and, where
+/// there is one, the `authorize` endpoint (clients such as fhirclient read them here).
+pub fn with_oauth_uris(statement: &Value, token: Option<&str>, authorize: Option<&str>) -> Value {
+    let mut statement = statement.clone();
+    let uris: Vec<Value> = [("token", token), ("authorize", authorize)]
+        .into_iter()
+        .filter_map(|(name, uri)| Some(json!({"url": name, "valueUri": uri?})))
+        .collect();
+    if !uris.is_empty() {
+        statement["rest"][0]["security"]["extension"] =
+            json!([{"url": OAUTH_URIS, "extension": uris}]);
+    }
+    statement
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn capability_statement_is_valid_and_honest() {
-        let cs = capability_statement("http://h/fhir", false, "2026-11-23T00:00:00Z");
+        let cs = capability_statement("http://h/fhir", false, "2026-11-23T00:00:00Z", true);
+        assert_eq!(cs["rest"][0]["security"]["cors"], true);
+        let with_uris = with_oauth_uris(&cs, Some("https://i/token"), None);
+        assert!(crate::fhir::validate::validate_resource(&with_uris).is_empty());
+        assert_eq!(
+            with_uris["rest"][0]["security"]["extension"][0]["extension"],
+            json!([{"url": "token", "valueUri": "https://i/token"}])
+        );
+        assert_eq!(with_oauth_uris(&cs, None, None), cs);
         assert!(
             crate::fhir::validate::validate_resource(&cs).is_empty(),
             "{:?}",

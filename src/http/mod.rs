@@ -1,6 +1,7 @@
 //! The HTTP surface: routes, content negotiation, headers and errors.
 
 mod body;
+pub mod cors;
 pub mod discovery;
 pub mod error;
 pub mod guard;
@@ -8,6 +9,7 @@ pub mod interactions;
 pub mod negotiate;
 pub mod panics;
 mod respond;
+pub mod token;
 
 use crate::auth::local_issuer::LocalIssuer;
 use crate::auth::scopes::Interaction;
@@ -29,6 +31,8 @@ pub struct AppState {
     pub authenticator: Arc<Authenticator>,
     /// The built-in issuer, when on (its discovery document and keys are served).
     pub local_issuer: Option<Arc<LocalIssuer>>,
+    /// The built-in issuer's token endpoint (SMART Backend Services), when it is on.
+    pub backend_services: Option<Arc<crate::auth::backend_services::BackendServices>>,
     /// Authenticates paging cursors (kept in the database: links survive restarts).
     pub paging_secret: Vec<u8>,
 }
@@ -50,25 +54,33 @@ impl AppState {
 pub fn routes(cfg: &mut web::ServiceConfig) {
     use interactions::*;
     let public = [
-        ("/fhir/metadata", web::get().to(metadata)),
+        ("/fhir/metadata", web::get().to(metadata), "GET"),
         (
             "/fhir/.well-known/smart-configuration",
             web::get().to(discovery::smart_configuration),
+            "GET",
         ),
         (
             "/fhir/local-issuer/.well-known/openid-configuration",
             web::get().to(discovery::local_issuer_discovery),
+            "GET",
         ),
         (
             "/fhir/local-issuer/jwks",
             web::get().to(discovery::local_issuer_jwks),
+            "GET",
+        ),
+        (
+            "/fhir/local-issuer/token",
+            web::post().to(token::token),
+            "POST",
         ),
     ];
-    for (path, route) in public {
+    for (path, route, allowed) in public {
         cfg.service(
             web::resource(path)
                 .route(route)
-                .default_service(web::to(method_not_allowed("GET"))),
+                .default_service(web::to(method_not_allowed(allowed))),
         );
     }
     cfg.service(

@@ -190,9 +190,10 @@ pub async fn metadata(req: HttpRequest, state: web::Data<AppState>) -> Result<Ht
             .at("mode"))
         }
     }
+    let statement = super::discovery::capability_statement(&state).await?;
     Ok(HttpResponse::Ok()
         .content_type(format.content_type)
-        .body(json::to_text(&state.capability_statement, format.pretty)))
+        .body(json::to_text(&statement, format.pretty)))
 }
 
 /// Methods of `[type]/[id]`.
