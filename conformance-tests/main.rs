@@ -13,6 +13,7 @@ mod crash;
 mod crud;
 mod errors;
 mod external_issuer;
+mod hardening_http;
 mod history;
 mod negotiation;
 mod patch;

@@ -158,6 +158,13 @@ pub fn lock_condition(conn: &mut AnyConnection, condition: &str) -> QueryResult<
     Ok(())
 }
 
+/// Serializes writes to one resource until the transaction ends (see `Store::locked`).
+/// SQLite needs nothing: its single writer connection already serializes every write.
+pub fn lock_resource(conn: &mut AnyConnection, resource_type: &str, id: &str) -> QueryResult<()> {
+    // The separator cannot occur in a type or an id, so no condition key names a resource.
+    lock_condition(conn, &format!("resource\u{1f}{resource_type}\u{1f}{id}"))
+}
+
 /// A stable 64-bit hash (FNV-1a): the advisory lock key of a condition.
 fn fnv1a(text: &str) -> i64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
