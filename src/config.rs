@@ -66,6 +66,10 @@ pub struct Limits {
     pub binary_max_bytes: u64,
     /// Most entries accepted in one Bundle.
     pub bundle_max_entries: u64,
+    /// Seconds a client has to send a request's head; then 408 and the connection closes.
+    pub header_timeout_seconds: u64,
+    /// Seconds a client has, from its request's head, to send the whole body; then 408.
+    pub body_timeout_seconds: u64,
 }
 
 /// Paging of search and history results.
@@ -111,6 +115,8 @@ impl Default for Limits {
             body_max_bytes: 32 * 1024 * 1024,
             binary_max_bytes: 20 * 1024 * 1024,
             bundle_max_entries: 1000,
+            header_timeout_seconds: 10,
+            body_timeout_seconds: 60,
         }
     }
 }
@@ -185,6 +191,12 @@ impl Config {
         }
         if !self.base_url.starts_with("http://") && !self.base_url.starts_with("https://") {
             return Err(ConfigError("base_url must be an http(s) URL".into()));
+        }
+        if self.limits.header_timeout_seconds == 0 || self.limits.body_timeout_seconds == 0 {
+            return Err(ConfigError(
+                "limits.header_timeout_seconds and limits.body_timeout_seconds must be positive"
+                    .into(),
+            ));
         }
         if self.search.default_count == 0 || self.search.max_count < self.search.default_count {
             return Err(ConfigError(

@@ -122,6 +122,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         config.audience().to_owned(),
         config.clients.clone(),
     ));
+    let header_timeout = std::time::Duration::from_secs(config.limits.header_timeout_seconds);
     let started = fhir::resource::instant(fhir::resource::now_micros());
     let state = web::Data::new(http::AppState {
         capability_statement: fhir::capability::capability_statement(
@@ -139,6 +140,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         App::new()
             .app_data(state.clone())
             .wrap(actix_web::middleware::from_fn(http::panics::catch_panics))
+            .wrap(actix_web::middleware::from_fn(http::edges::edges))
             // The path only: query strings carry identifiers (an INS is personal data).
             .wrap(
                 actix_web::middleware::Logger::new("%{method}xi %U %s %Dms")
@@ -147,6 +149,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
             )
             .configure(http::routes)
     })
+    .client_request_timeout(header_timeout)
     .bind(&addresses[..])
     .map_err(|e| StartError::Listen(e.to_string()))?;
     for address in &addresses {

@@ -2,6 +2,7 @@
 
 mod body;
 pub mod discovery;
+pub mod edges;
 pub mod error;
 pub mod guard;
 pub mod interactions;
