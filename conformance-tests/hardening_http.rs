@@ -313,6 +313,24 @@ fn a_head_trickling_in_is_cut_off_with_408() {
 }
 
 #[test]
+fn the_head_timeout_is_the_configured_one() {
+    // 30 s allowed; the head takes about 6 s, longer than actix's own default of 5 s.
+    let s = Server::start_with(&[("CARNET_LIMITS__HEADER_TIMEOUT_SECONDS", "30")]);
+    let mut stream = connect(&s);
+    let parts = [
+        "GET /fhir/metadata HTTP/1.1\r\n",
+        "Host: 127.0.0.1\r\n",
+        "X-Slow: 1\r\n",
+    ];
+    for part in parts.iter().chain(["X-Slow: 2\r\n"; 3].iter()) {
+        std::io::Write::write_all(&mut stream, part.as_bytes()).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1200));
+    }
+    std::io::Write::write_all(&mut stream, b"Connection: close\r\n\r\n").unwrap();
+    assert_eq!(read_reply(&mut stream).status, 200);
+}
+
+#[test]
 fn timeouts_must_be_positive() {
     let (ok, stderr) = crate::harness::run_carnet(
         &["migrate"],

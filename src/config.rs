@@ -364,6 +364,36 @@ mod tests {
     }
 
     #[test]
+    fn timeouts_default_and_override() {
+        let c = Config::load(None, env(&[])).unwrap();
+        assert_eq!(
+            (
+                c.limits.header_timeout_seconds,
+                c.limits.body_timeout_seconds
+            ),
+            (10, 60)
+        );
+        let c = Config::load(
+            None,
+            env(&[
+                ("CARNET_LIMITS__HEADER_TIMEOUT_SECONDS", "3"),
+                ("CARNET_LIMITS__BODY_TIMEOUT_SECONDS", "4"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                c.limits.header_timeout_seconds,
+                c.limits.body_timeout_seconds
+            ),
+            (3, 4)
+        );
+        assert!(
+            Config::load(None, env(&[("CARNET_LIMITS__HEADER_TIMEOUT_SECONDS", "0")])).is_err()
+        );
+    }
+
+    #[test]
     fn defaults_need_no_file() {
         let c = Config::load(None, env(&[])).unwrap();
         assert_eq!(c.listen, "127.0.0.1:8080");

@@ -195,7 +195,7 @@ fn essence(media: &str) -> String {
 }
 
 /// Media types that mean FHIR JSON in a request or an `Accept` header.
-fn is_fhir_json(media: &str) -> bool {
+pub fn is_fhir_json(media: &str) -> bool {
     matches!(
         media,
         "application/fhir+json" | "application/json" | "application/json+fhir"

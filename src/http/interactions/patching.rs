@@ -44,7 +44,8 @@ async fn patch_document(
     let declared_json_patch = media.as_deref() == Some("application/json-patch+json");
     if !declared_json_patch {
         require_json_body(req).map_err(|e| {
-            if e.status != StatusCode::UNSUPPORTED_MEDIA_TYPE {
+            // A JSON media type refused (for its charset) keeps its own reason.
+            if media.as_deref().is_some_and(super::super::negotiate::is_fhir_json) {
                 return e;
             }
             ApiError::new(
