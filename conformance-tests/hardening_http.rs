@@ -553,3 +553,21 @@ fn a_patch_sent_as_application_json_is_read_by_its_shape() {
     assert_eq!(other.outcome(400)["expression"][0], "resourceType");
     assert_eq!(history_total(&s, &id), 3);
 }
+
+#[test]
+fn a_body_cut_short_is_a_400_operation_outcome() {
+    let s = Server::start();
+    let mut stream = connect(&s);
+    let head = format!(
+        "POST /fhir/Patient HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/fhir+json\r\nContent-Length: 100\r\n\r\n{{\"resourceType\"",
+        s.default_token
+    );
+    std::io::Write::write_all(&mut stream, head.as_bytes()).unwrap();
+    // The client stops sending long before the announced 100 bytes.
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let reply = read_reply(&mut stream);
+    assert_eq!(reply.outcome(400)["code"], "invalid");
+    assert_eq!(s.version_count(), 0);
+    assert_eq!(s.get("/metadata").status, 200);
+}
