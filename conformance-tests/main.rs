@@ -15,6 +15,7 @@ mod errors;
 mod external_issuer;
 mod hardening_search;
 mod hardening_auth;
+mod hardening_http;
 mod history;
 mod negotiation;
 mod patch;

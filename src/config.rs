@@ -78,6 +78,10 @@ pub struct Limits {
     pub binary_max_bytes: u64,
     /// Most entries accepted in one Bundle.
     pub bundle_max_entries: u64,
+    /// Seconds a client has to send a request's head; then 408 and the connection closes.
+    pub header_timeout_seconds: u64,
+    /// Seconds a client has, from its request's head, to send the whole body; then 408.
+    pub body_timeout_seconds: u64,
 }
 
 /// Paging of search and history results.
@@ -125,6 +129,8 @@ impl Default for Limits {
             body_max_bytes: 32 * 1024 * 1024,
             binary_max_bytes: 20 * 1024 * 1024,
             bundle_max_entries: 1000,
+            header_timeout_seconds: 10,
+            body_timeout_seconds: 60,
         }
     }
 }
@@ -199,6 +205,12 @@ impl Config {
         }
         if !self.base_url.starts_with("http://") && !self.base_url.starts_with("https://") {
             return Err(ConfigError("base_url must be an http(s) URL".into()));
+        }
+        if self.limits.header_timeout_seconds == 0 || self.limits.body_timeout_seconds == 0 {
+            return Err(ConfigError(
+                "limits.header_timeout_seconds and limits.body_timeout_seconds must be positive"
+                    .into(),
+            ));
         }
         if self.search.default_count == 0 || self.search.max_count < self.search.default_count {
             return Err(ConfigError(
@@ -445,6 +457,36 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn timeouts_default_and_override() {
+        let c = Config::load(None, env(&[])).unwrap();
+        assert_eq!(
+            (
+                c.limits.header_timeout_seconds,
+                c.limits.body_timeout_seconds
+            ),
+            (10, 60)
+        );
+        let c = Config::load(
+            None,
+            env(&[
+                ("CARNET_LIMITS__HEADER_TIMEOUT_SECONDS", "3"),
+                ("CARNET_LIMITS__BODY_TIMEOUT_SECONDS", "4"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                c.limits.header_timeout_seconds,
+                c.limits.body_timeout_seconds
+            ),
+            (3, 4)
+        );
+        assert!(
+            Config::load(None, env(&[("CARNET_LIMITS__HEADER_TIMEOUT_SECONDS", "0")])).is_err()
+        );
     }
 
     #[test]

@@ -135,6 +135,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
             issuer, &config,
         ))
     });
+    let header_timeout = std::time::Duration::from_secs(config.limits.header_timeout_seconds);
     let started = fhir::resource::instant(fhir::resource::now_micros());
     let state = web::Data::new(http::AppState {
         capability_statement: fhir::capability::capability_statement(
@@ -154,6 +155,8 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         App::new()
             .app_data(state.clone())
             .wrap(actix_web::middleware::from_fn(http::panics::catch_panics))
+            .wrap(actix_web::middleware::from_fn(http::edges::edges))
+            // Outside the edges so that every answer, errors included, carries the CORS headers.
             .wrap(actix_web::middleware::from_fn(http::cors::cors))
             // The path only: query strings carry identifiers (an INS is personal data).
             .wrap(
@@ -163,6 +166,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
             )
             .configure(http::routes)
     })
+    .client_request_timeout(header_timeout)
     .bind(&addresses[..])
     .map_err(|e| StartError::Listen(e.to_string()))?;
     for address in &addresses {

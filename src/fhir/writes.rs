@@ -6,7 +6,7 @@ use super::json;
 use super::outcome::OutcomeIssue;
 use super::registry::ResourceKind;
 use super::resource::{compartment_patient, is_valid_id, new_id, now_micros, stamp};
-use crate::store::{NewVersion, Store, StoreError, TokenQuery, Version};
+use crate::store::{Held, NewVersion, Store, StoreError, TokenQuery, Version};
 use serde_json::Value;
 
 /// Why a write did not happen; nothing was stored.
@@ -47,11 +47,14 @@ pub enum Created {
     Existing(String),
 }
 
-/// How many times a write without `If-Match` retries after losing a race.
-const ATTEMPTS: usize = 16;
+/// How many times a write without `If-Match` retries after losing a race. Writes to one
+/// resource queue on its lock, so a race is only lost to a writer outside the server (the
+/// bulk importer creating the same id).
+const ATTEMPTS: usize = 4;
 
 /// Runs `attempt` until it does not lose a race with another write: retried when the client
-/// did not pin a version, 412 when it did (its version is no longer the current one).
+/// did not pin a version, 412 when it did (its version is no longer the current one), 409
+/// when every attempt lost.
 fn retrying<T>(
     pinned: bool,
     mut attempt: impl FnMut() -> Result<T, WriteError>,
@@ -67,7 +70,11 @@ fn retrying<T>(
             other => return other,
         }
     }
-    Err(WriteError::Store(StoreError::Conflict))
+    Err(rejected_as(
+        409,
+        "conflict",
+        "The resource was changed concurrently; retry".into(),
+    ))
 }
 
 fn cannot_create(name: &str) -> WriteError {
@@ -106,7 +113,7 @@ impl WriteContext<'_> {
                 None
             }
         };
-        match self.install(&incoming, &id, None, 1, now_micros(), "POST", query) {
+        match self.install(&incoming, &id, "POST", query) {
             Ok(version) => Ok(Created::New(version)),
             Err(WriteError::Store(StoreError::Matches(ids))) if ids.len() == 1 => {
                 Ok(Created::Existing(ids.into_iter().next().expect("one id")))
@@ -159,7 +166,7 @@ impl WriteContext<'_> {
             ([], Condition::Token(query)) => match incoming.id.clone() {
                 None => {
                     let id = new_id();
-                    match self.install(&incoming, &id, None, 1, now_micros(), "PUT", Some(query)) {
+                    match self.install(&incoming, &id, "PUT", Some(query)) {
                         Err(WriteError::Store(StoreError::Matches(_))) => {
                             Err(WriteError::PreconditionFailed(
                                 "A matching resource was created concurrently; retry".into(),
@@ -205,47 +212,54 @@ impl WriteContext<'_> {
         if_match: Option<i64>,
     ) -> Result<Version, WriteError> {
         retrying(if_match.is_some(), || {
-            let current = match self.store.read(kind.name, id)? {
-                None => return Err(WriteError::NotFound),
-                Some(v) if v.deleted => return Err(WriteError::Gone),
-                Some(v) => v,
-            };
-            if let Some(wanted) = if_match.filter(|w| *w != current.version_id) {
-                return Err(WriteError::PreconditionFailed(format!(
-                    "If-Match names version {wanted} but the current version is {}",
-                    current.version_id
-                )));
-            }
-            let mut document = json::parse_lossless(&String::from_utf8_lossy(&current.body))
-                .map_err(|e| WriteError::Store(StoreError::Corrupt(e.to_string())))?;
-            patch(&mut document)
-                .map_err(|(status, issues)| WriteError::Rejected { status, issues })?;
-            if document["resourceType"] != kind.name || document["id"] != id {
-                return Err(WriteError::Rejected {
-                    status: 400,
-                    issues: vec![OutcomeIssue::error(
-                        "invalid",
-                        "A patch may not change resourceType or id",
-                    )],
-                });
-            }
-            let incoming = incoming::parse(json::to_text(&document, false).as_bytes(), kind.name)
-                .map_err(|r| WriteError::Rejected {
+            self.store.locked(kind.name, id, |held| {
+                self.patch_held(held, kind, id, patch, if_match)
+            })
+        })
+    }
+
+    /// [`WriteContext::patch`] under the resource's lock: reads, patches and installs.
+    fn patch_held(
+        &self,
+        held: &mut Held<'_>,
+        kind: &'static ResourceKind,
+        id: &str,
+        patch: &dyn Fn(&mut Value) -> PatchOutcome,
+        if_match: Option<i64>,
+    ) -> Result<Version, WriteError> {
+        let current = match held.read()? {
+            None => return Err(WriteError::NotFound),
+            Some(v) if v.deleted => return Err(WriteError::Gone),
+            Some(v) => v,
+        };
+        if let Some(wanted) = if_match.filter(|w| *w != current.version_id) {
+            return Err(WriteError::PreconditionFailed(format!(
+                "If-Match names version {wanted} but the current version is {}",
+                current.version_id
+            )));
+        }
+        let mut document = json::parse_lossless(&String::from_utf8_lossy(&current.body))
+            .map_err(|e| WriteError::Store(StoreError::Corrupt(e.to_string())))?;
+        patch(&mut document).map_err(|(status, issues)| WriteError::Rejected { status, issues })?;
+        if document["resourceType"] != kind.name || document["id"] != id {
+            return Err(WriteError::Rejected {
+                status: 400,
+                issues: vec![OutcomeIssue::error(
+                    "invalid",
+                    "A patch may not change resourceType or id",
+                )],
+            });
+        }
+        let incoming = incoming::parse(json::to_text(&document, false).as_bytes(), kind.name)
+            .map_err(|r| WriteError::Rejected {
                 status: 422,
                 issues: r.issues,
             })?;
-            let last_updated = now_micros().max(current.last_updated + 1);
-            let next = current.version_id + 1;
-            self.install(
-                &incoming,
-                id,
-                Some(current.version_id),
-                next,
-                last_updated,
-                "PATCH",
-                None,
-            )
-        })
+        let last_updated = now_micros().max(current.last_updated + 1);
+        let next = current.version_id + 1;
+        let (new, version) = self.prepare(&incoming, id, next, last_updated, "PATCH")?;
+        held.install(Some(current.version_id), new)?;
+        Ok(version)
     }
 
     /// The one current resource matching `condition` (conditional patch):
@@ -284,50 +298,55 @@ impl WriteContext<'_> {
         id: &str,
         if_match: Option<i64>,
     ) -> Result<(Version, bool), WriteError> {
+        let name = incoming.kind.name;
         retrying(if_match.is_some(), || {
-            let current = self.store.current(incoming.kind.name, id)?;
-            let (expected, version_id, after) = match (current, if_match) {
-                (None, Some(_)) => {
-                    return Err(WriteError::PreconditionFailed(format!(
-                        "If-Match given but {}/{id} does not exist",
-                        incoming.kind.name
-                    )))
-                }
-                (None, None) if !self.update_create => {
-                    return Err(WriteError::NotAllowed(format!(
-                        "{}/{id} does not exist and this server assigns ids itself: use POST to create",
-                        incoming.kind.name
-                    )))
-                }
-                (None, None) if !self.may_create => {
-                    return Err(cannot_create(incoming.kind.name))
-                }
-                // Writing over a deletion brings the resource back: that is a creation.
-                (Some(c), _) if c.deleted && !self.may_create => {
-                    return Err(cannot_create(incoming.kind.name))
-                }
-                (None, None) => (None, 1, 0),
-                (Some(c), Some(wanted)) if c.version_id != wanted => {
-                    return Err(WriteError::PreconditionFailed(format!(
-                        "If-Match names version {wanted} but the current version is {}",
-                        c.version_id
-                    )))
-                }
-                (Some(c), _) => (Some(c.version_id), c.version_id + 1, c.last_updated),
-            };
-            // Versions of one resource never share or go back in time, whatever the clock does.
-            let last_updated = now_micros().max(after + 1);
-            self.install(
-                &incoming,
-                id,
-                expected,
-                version_id,
-                last_updated,
-                "PUT",
-                None,
-            )
-            .map(|v| (v, expected.is_none()))
+            self.store.locked(name, id, |held| {
+                self.update_held(held, &incoming, id, if_match)
+            })
         })
+    }
+
+    /// [`WriteContext::update`] under the resource's lock.
+    fn update_held(
+        &self,
+        held: &mut Held<'_>,
+        incoming: &Incoming,
+        id: &str,
+        if_match: Option<i64>,
+    ) -> Result<(Version, bool), WriteError> {
+        let current = held.current()?;
+        let (expected, version_id, after) = match (current, if_match) {
+            (None, Some(_)) => {
+                return Err(WriteError::PreconditionFailed(format!(
+                    "If-Match given but {}/{id} does not exist",
+                    incoming.kind.name
+                )))
+            }
+            (None, None) if !self.update_create => {
+                return Err(WriteError::NotAllowed(format!(
+                    "{}/{id} does not exist and this server assigns ids itself: use POST to create",
+                    incoming.kind.name
+                )))
+            }
+            (None, None) if !self.may_create => return Err(cannot_create(incoming.kind.name)),
+            // Writing over a deletion brings the resource back: that is a creation.
+            (Some(c), _) if c.deleted && !self.may_create => {
+                return Err(cannot_create(incoming.kind.name))
+            }
+            (None, None) => (None, 1, 0),
+            (Some(c), Some(wanted)) if c.version_id != wanted => {
+                return Err(WriteError::PreconditionFailed(format!(
+                    "If-Match names version {wanted} but the current version is {}",
+                    c.version_id
+                )))
+            }
+            (Some(c), _) => (Some(c.version_id), c.version_id + 1, c.last_updated),
+        };
+        // Versions of one resource never share or go back in time, whatever the clock does.
+        let last_updated = now_micros().max(after + 1);
+        let (new, version) = self.prepare(incoming, id, version_id, last_updated, "PUT")?;
+        held.install(expected, new)?;
+        Ok((version, expected.is_none()))
     }
 
     /// Deletes `kind/id`. `Ok(false)`: it was already deleted.
@@ -338,47 +357,59 @@ impl WriteContext<'_> {
         if_match: Option<i64>,
     ) -> Result<bool, WriteError> {
         retrying(if_match.is_some(), || {
-            let Some(current) = self.store.current(kind.name, id)? else {
-                return Err(WriteError::NotFound);
-            };
-            if let Some(wanted) = if_match.filter(|w| *w != current.version_id) {
-                return Err(WriteError::PreconditionFailed(format!(
-                    "If-Match names version {wanted} but the current version is {}",
-                    current.version_id
-                )));
-            }
-            if current.deleted {
-                return Ok(false);
-            }
-            let new = NewVersion {
-                resource_type: kind.name.to_owned(),
-                id: id.to_owned(),
-                version_id: current.version_id + 1,
-                last_updated: now_micros().max(current.last_updated + 1),
-                deleted: true,
-                method: "DELETE",
-                patient_id: None,
-                body: Vec::new(),
-                content: None,
-                index: Default::default(),
-            };
-            (self.store.write(Some(current.version_id), new, None))
-                .map(|()| true)
-                .map_err(WriteError::from)
+            self.store.locked(kind.name, id, |held| {
+                let Some(current) = held.current()? else {
+                    return Err(WriteError::NotFound);
+                };
+                if let Some(wanted) = if_match.filter(|w| *w != current.version_id) {
+                    return Err(WriteError::PreconditionFailed(format!(
+                        "If-Match names version {wanted} but the current version is {}",
+                        current.version_id
+                    )));
+                }
+                if current.deleted {
+                    return Ok(false);
+                }
+                let new = NewVersion {
+                    resource_type: kind.name.to_owned(),
+                    id: id.to_owned(),
+                    version_id: current.version_id + 1,
+                    last_updated: now_micros().max(current.last_updated + 1),
+                    deleted: true,
+                    method: "DELETE",
+                    patient_id: None,
+                    body: Vec::new(),
+                    content: None,
+                    index: Default::default(),
+                };
+                held.install(Some(current.version_id), new)?;
+                Ok(true)
+            })
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Stores the first version of a new resource (`unless`: see [`Store::write`]).
     fn install(
         &self,
         incoming: &Incoming,
         id: &str,
-        expected: Option<i64>,
-        version_id: i64,
-        last_updated: i64,
         method: &'static str,
         unless: Option<&TokenQuery>,
     ) -> Result<Version, WriteError> {
+        let (new, version) = self.prepare(incoming, id, 1, now_micros(), method)?;
+        self.store.write(None, new, unless)?;
+        Ok(version)
+    }
+
+    /// Version `version_id` of `incoming` as `id`: what to store, and what to answer.
+    fn prepare(
+        &self,
+        incoming: &Incoming,
+        id: &str,
+        version_id: i64,
+        last_updated: i64,
+        method: &'static str,
+    ) -> Result<(NewVersion, Version), WriteError> {
         let kind = incoming.kind;
         if !is_valid_id(id) {
             return Err(rejected(400, format!("{id:?} is not a valid resource id")));
@@ -388,23 +419,19 @@ impl WriteContext<'_> {
         let patient_id = compartment_patient(kind, id, &document, self.base_url);
         let index = crate::search::index::rows(kind.name, &document, self.base_url);
         let body = json::to_text(&document, false).into_bytes();
-        self.store.write(
-            expected,
-            NewVersion {
-                resource_type: kind.name.to_owned(),
-                id: id.to_owned(),
-                version_id,
-                last_updated,
-                deleted: false,
-                method,
-                patient_id,
-                body: body.clone(),
-                content: incoming.content.clone(),
-                index,
-            },
-            unless,
-        )?;
-        Ok(Version {
+        let new = NewVersion {
+            resource_type: kind.name.to_owned(),
+            id: id.to_owned(),
+            version_id,
+            last_updated,
+            deleted: false,
+            method,
+            patient_id,
+            body: body.clone(),
+            content: incoming.content.clone(),
+            index,
+        };
+        let version = Version {
             resource_type: kind.name.to_owned(),
             id: id.to_owned(),
             version_id,
@@ -412,14 +439,19 @@ impl WriteContext<'_> {
             deleted: false,
             method: method.to_owned(),
             body,
-        })
+        };
+        Ok((new, version))
     }
 }
 
 fn rejected(status: u16, message: String) -> WriteError {
+    rejected_as(status, "invalid", message)
+}
+
+fn rejected_as(status: u16, code: &'static str, message: String) -> WriteError {
     WriteError::Rejected {
         status,
-        issues: vec![OutcomeIssue::error("invalid", message)],
+        issues: vec![OutcomeIssue::error(code, message)],
     }
 }
 

@@ -24,8 +24,7 @@ pub async fn read(req: &HttpRequest, mut payload: Payload, limit: u64) -> Result
     }
     let mut body = BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk
-            .map_err(|e| ApiError::new(400, "invalid", format!("Cannot read the body: {e}")))?;
+        let chunk = chunk.map_err(super::edges::payload_error)?;
         if (body.len() + chunk.len()) as u64 > limit {
             return Err(too_large());
         }

@@ -3,6 +3,7 @@
 mod body;
 pub mod cors;
 pub mod discovery;
+pub mod edges;
 pub mod error;
 pub mod guard;
 pub mod interactions;

@@ -72,50 +72,116 @@ pub fn negotiate(req: &HttpRequest, params: &Params) -> Result<Format, ApiError>
             .at("_pretty"))
         }
     };
-    let requested: Vec<String> = match params.one("_format")? {
-        Some(f) => vec![f.to_owned()],
-        None => match req.headers().get("Accept") {
-            None => vec![],
-            Some(h) => h
-                .to_str()
-                .map_err(|_| ApiError::new(400, "invalid", "The Accept header is not readable"))?
-                .split(',')
-                .map(essence)
-                .filter(|m| !m.is_empty())
-                .collect(),
-        },
-    };
-    if requested.is_empty() {
-        return Ok(Format {
-            content_type: FHIR_JSON,
-            pretty,
-        });
-    }
-    for media in &requested {
-        let content_type = match media.as_str() {
-            // `+` in an unencoded `_format=application/fhir+json` arrives as a space.
+    if let Some(format) = params.one("_format")? {
+        // `+` in an unencoded `_format=application/fhir+json` arrives as a space.
+        let content_type = match essence(format).as_str() {
             "application/fhir+json"
             | "application/fhir json"
             | "json"
-            | "application/json+fhir"
-            | "application/*"
-            | "*/*" => FHIR_JSON,
-            "application/json" => "application/json; charset=utf-8",
-            _ => continue,
+            | "application/json+fhir" => FHIR_JSON,
+            "application/json" => JSON,
+            other => return Err(not_acceptable(other)),
         };
         return Ok(Format {
             content_type,
             pretty,
         });
     }
-    Err(ApiError::new(
+    let ranges = match req.headers().get("Accept") {
+        None => vec![],
+        Some(h) => accept_ranges(
+            h.to_str()
+                .map_err(|_| ApiError::new(400, "invalid", "The Accept header is not readable"))?,
+        ),
+    };
+    if ranges.is_empty() {
+        return Ok(Format {
+            content_type: FHIR_JSON,
+            pretty,
+        });
+    }
+    // The offer whose most specific matching range has the highest quality; FHIR JSON on a tie.
+    let mut best: Option<(f32, &'static str)> = None;
+    for (offer, content_type) in [
+        ("application/fhir+json", FHIR_JSON),
+        ("application/json", JSON),
+    ] {
+        let q = quality(&ranges, offer);
+        if q > 0.0 && best.is_none_or(|(b, _)| q > b) {
+            best = Some((q, content_type));
+        }
+    }
+    match best {
+        Some((_, content_type)) => Ok(Format {
+            content_type,
+            pretty,
+        }),
+        None => {
+            let listed: Vec<&str> = ranges.iter().map(|(m, _)| m.as_str()).collect();
+            Err(not_acceptable(&listed.join(", ")))
+        }
+    }
+}
+
+/// Plain JSON, for clients that ask for it by name.
+const JSON: &str = "application/json; charset=utf-8";
+
+fn not_acceptable(requested: &str) -> ApiError {
+    ApiError::new(
         406,
         "not-supported",
-        format!(
-            "Cannot answer in {}; Carnet speaks application/fhir+json",
-            requested.join(", ")
-        ),
-    ))
+        format!("Cannot answer in {requested}; Carnet speaks application/fhir+json"),
+    )
+}
+
+/// The media ranges of an `Accept` header with their quality (`q`, 1 by default), FHIR's
+/// aliases of FHIR JSON folded into `application/fhir+json`.
+fn accept_ranges(header: &str) -> Vec<(String, f32)> {
+    header
+        .split(',')
+        .filter_map(|range| {
+            let mut parts = range.split(';');
+            let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            if media.is_empty() {
+                return None;
+            }
+            let q = parts
+                .filter_map(|p| p.split_once('='))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("q"))
+                .map_or(Some(1.0), |(_, v)| v.trim().parse::<f32>().ok())
+                .filter(|q| (0.0..=1.0).contains(q))
+                .unwrap_or(0.0);
+            let media = match media.as_str() {
+                "application/json+fhir" | "application/fhir json" | "json" => {
+                    "application/fhir+json".to_owned()
+                }
+                _ => media,
+            };
+            Some((media, q))
+        })
+        .collect()
+}
+
+/// The quality `ranges` give `offer`: that of the most specific range matching it (RFC 9110
+/// 12.5.1), 0 when none does.
+fn quality(ranges: &[(String, f32)], offer: &str) -> f32 {
+    let kind = offer.split('/').next().unwrap_or("");
+    let specificity = |range: &str| {
+        if range == offer {
+            Some(3)
+        } else if range.strip_suffix("/*") == Some(kind) {
+            Some(2)
+        } else if range == "*/*" {
+            Some(1)
+        } else {
+            None
+        }
+    };
+    ranges
+        .iter()
+        .filter_map(|(range, q)| specificity(range).map(|s| (s, *q)))
+        .max_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)))
+        .map_or(0.0, |(_, q)| q)
 }
 
 /// A media type without its parameters, lower case (`Application/JSON; q=1` → `application/json`).
@@ -129,7 +195,7 @@ fn essence(media: &str) -> String {
 }
 
 /// Media types that mean FHIR JSON in a request or an `Accept` header.
-fn is_fhir_json(media: &str) -> bool {
+pub fn is_fhir_json(media: &str) -> bool {
     matches!(
         media,
         "application/fhir+json" | "application/json" | "application/json+fhir"
@@ -144,6 +210,17 @@ pub fn body_media_type(req: &HttpRequest) -> Option<String> {
         .map(essence)
 }
 
+/// The `charset` parameter of the body's Content-Type, lower case, unquoted.
+fn body_charset(req: &HttpRequest) -> Option<String> {
+    let header = req.headers().get("Content-Type")?.to_str().ok()?;
+    header
+        .split(';')
+        .skip(1)
+        .filter_map(|p| p.split_once('='))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("charset"))
+        .map(|(_, v)| v.trim().trim_matches('"').to_ascii_lowercase())
+}
+
 /// Whether a Binary read asks for the FHIR JSON form (`_format`, or FHIR JSON named in
 /// `Accept`) rather than the raw content.
 pub fn wants_fhir_binary(req: &HttpRequest, params: &Params) -> bool {
@@ -153,11 +230,22 @@ pub fn wants_fhir_binary(req: &HttpRequest, params: &Params) -> bool {
     req.headers()
         .get("Accept")
         .and_then(|h| h.to_str().ok())
-        .is_some_and(|accept| accept.split(',').map(essence).any(|m| is_fhir_json(&m)))
+        .is_some_and(|accept| {
+            accept_ranges(accept)
+                .iter()
+                .any(|(m, q)| *q > 0.0 && is_fhir_json(m))
+        })
 }
 
-/// Checks that a request body is FHIR JSON (415 otherwise).
+/// Checks that a request body is FHIR JSON in UTF-8 (415 otherwise).
 pub fn require_json_body(req: &HttpRequest) -> Result<(), ApiError> {
+    if let Some(charset) = body_charset(req).filter(|c| c != "utf-8" && c != "utf8") {
+        return Err(ApiError::new(
+            415,
+            "not-supported",
+            format!("charset {charset} is not supported; FHIR JSON is UTF-8"),
+        ));
+    }
     match body_media_type(req).as_deref() {
         Some(media) if is_fhir_json(media) => Ok(()),
         Some(other) => Err(ApiError::new(

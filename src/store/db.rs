@@ -158,6 +158,24 @@ pub fn lock_condition(conn: &mut AnyConnection, condition: &str) -> QueryResult<
     Ok(())
 }
 
+/// Serializes writes to one resource until the transaction ends (see `Store::locked`); call
+/// it first in the transaction. On PostgreSQL an advisory lock keyed by the resource. SQLite's
+/// single writer connection already serializes the server's writes; a write statement (one
+/// that changes nothing) takes the database's write lock before the transaction reads, so a
+/// writer in another process (`carnet reindex`) is waited for (busy_timeout) instead of
+/// invalidating what this transaction read.
+pub fn lock_resource(conn: &mut AnyConnection, resource_type: &str, id: &str) -> QueryResult<()> {
+    match conn {
+        AnyConnection::Sqlite(sqlite) => {
+            diesel::sql_query("UPDATE resources SET version_id = version_id WHERE 0")
+                .execute(sqlite)?;
+            Ok(())
+        }
+        // The separator cannot occur in a type or an id, so no condition key names a resource.
+        _ => lock_condition(conn, &format!("resource\u{1f}{resource_type}\u{1f}{id}")),
+    }
+}
+
 /// A stable 64-bit hash (FNV-1a): the advisory lock key of a condition.
 fn fnv1a(text: &str) -> i64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
@@ -198,4 +216,35 @@ pub fn pool(target: &Target, size: u32) -> Result<Pool, OpenError> {
         .connection_timeout(Duration::from_secs(30))
         .build(Manager(target.clone()))
         .map_err(|e| OpenError::Connect(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sqlite_resource_lock_is_the_write_lock() {
+        let dir = std::env::temp_dir().join(format!("carnet-lock-{}", uuid::Uuid::new_v4()));
+        let target = Target::Sqlite(dir.join("carnet.db"));
+        target.prepare().unwrap();
+        let mut holder = target.connect().unwrap();
+        let mut other =
+            SqliteConnection::establish(dir.join("carnet.db").to_str().unwrap()).unwrap();
+        holder
+            .transaction::<_, diesel::result::Error, _>(|conn| {
+                lock_resource(conn, "Patient", "1")?;
+                // Another process's write now waits (here: fails at once, no busy timeout).
+                let write = diesel::sql_query("DELETE FROM resources").execute(&mut other);
+                assert!(
+                    write.is_err(),
+                    "the lock must hold the database's write lock"
+                );
+                Ok(())
+            })
+            .unwrap();
+        diesel::sql_query("DELETE FROM resources")
+            .execute(&mut other)
+            .expect("released with the transaction");
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

@@ -1,8 +1,9 @@
 //! Storage: current and historical versions of every resource, over SQLite or PostgreSQL.
 //!
-//! Writes are optimistic: the caller reads the current version, prepares the next one and
-//! asks [`Store::write`] to install it only if the current version is still the one it read.
-//! A unique (type, id, version) key and a guarded update make a lost race a
+//! Writes to an existing resource run under its write lock ([`Store::locked`]): the caller
+//! reads the current version, prepares the next one and installs it in one transaction, so
+//! concurrent writers of one resource queue instead of failing. Underneath, a unique
+//! (type, id, version) key and a guarded update still make any lost race a
 //! [`StoreError::Conflict`], on both backends, so versions never skip or repeat.
 
 pub mod codec;
@@ -151,39 +152,12 @@ impl Store {
 
     /// The current version's state, if the resource ever existed.
     pub fn current(&self, resource_type: &str, id: &str) -> Result<Option<Current>, StoreError> {
-        let mut conn = self.reader.get()?;
-        let row = resources::table
-            .find((resource_type, id))
-            .select((
-                resources::version_id,
-                resources::last_updated,
-                resources::deleted,
-            ))
-            .first::<(i64, i64, bool)>(&mut conn)
-            .optional()?;
-        Ok(row.map(|(version_id, last_updated, deleted)| Current {
-            version_id,
-            last_updated,
-            deleted,
-        }))
+        current_of(&mut *self.reader.get()?, resource_type, id)
     }
 
     /// The current version, deleted or not.
     pub fn read(&self, resource_type: &str, id: &str) -> Result<Option<Version>, StoreError> {
-        let mut conn = self.reader.get()?;
-        let row = resource_versions::table
-            .inner_join(
-                resources::table.on(resources::resource_type
-                    .eq(resource_versions::resource_type)
-                    .and(resources::id.eq(resource_versions::id))
-                    .and(resources::version_id.eq(resource_versions::version_id))),
-            )
-            .filter(resources::resource_type.eq(resource_type))
-            .filter(resources::id.eq(id))
-            .select(version_columns())
-            .first::<VersionRow>(&mut conn)
-            .optional()?;
-        row.map(decode_version).transpose()
+        read_current(&mut *self.reader.get()?, resource_type, id)
     }
 
     /// One version by number.
@@ -233,10 +207,8 @@ impl Store {
         new: NewVersion,
         unless: Option<&TokenQuery>,
     ) -> Result<(), StoreError> {
-        let encoded = codec::encode(new.body);
-        let content = new.content.map(codec::encode);
         let mut conn = self.writer.get()?;
-        let result = conn.transaction::<_, StoreError, _>(|conn| {
+        conn.transaction::<_, StoreError, _>(|conn| {
             if let Some(query) = unless {
                 db::lock_condition(
                     conn,
@@ -247,73 +219,35 @@ impl Store {
                     return Err(StoreError::Matches(found));
                 }
             }
-            diesel::insert_into(resource_versions::table)
-                .values((
-                    resource_versions::resource_type.eq(&new.resource_type),
-                    resource_versions::id.eq(&new.id),
-                    resource_versions::version_id.eq(new.version_id),
-                    resource_versions::last_updated.eq(new.last_updated),
-                    resource_versions::deleted.eq(new.deleted),
-                    resource_versions::method.eq(new.method),
-                    resource_versions::patient_id.eq(&new.patient_id),
-                    resource_versions::key_id.eq(&encoded.key_id),
-                    resource_versions::body.eq(&encoded.bytes),
-                ))
-                .execute(conn)?;
-            if let Some(content) = &content {
-                diesel::insert_into(binary_contents::table)
-                    .values((
-                        binary_contents::id.eq(&new.id),
-                        binary_contents::version_id.eq(new.version_id),
-                        binary_contents::key_id.eq(&content.key_id),
-                        binary_contents::content.eq(&content.bytes),
-                    ))
-                    .execute(conn)?;
-            }
-            let installed = match expected {
-                None => diesel::insert_into(resources::table)
-                    .values((
-                        resources::resource_type.eq(&new.resource_type),
-                        resources::id.eq(&new.id),
-                        resources::version_id.eq(new.version_id),
-                        resources::last_updated.eq(new.last_updated),
-                        resources::deleted.eq(new.deleted),
-                        resources::patient_id.eq(&new.patient_id),
-                    ))
-                    .execute(conn)?,
-                Some(version) => diesel::update(
-                    resources::table
-                        .find((&new.resource_type, &new.id))
-                        .filter(resources::version_id.eq(version)),
-                )
-                .set((
-                    resources::version_id.eq(new.version_id),
-                    resources::last_updated.eq(new.last_updated),
-                    resources::deleted.eq(new.deleted),
-                    resources::patient_id.eq(&new.patient_id),
-                ))
-                .execute(conn)?,
-            };
-            if installed != 1 {
-                return Err(StoreError::Conflict);
-            }
-            index::replace(
+            install(conn, self.dialect, expected, new)
+        })
+    }
+
+    /// Runs `work` holding the write lock of `resource_type/id`, in one transaction: writes to
+    /// one resource run one after another, each reading (through [`Held`]) what the previous
+    /// one installed, so a read-modify-write (a PATCH) never applies to a stale version.
+    /// Nothing `work` installed stays when it fails.
+    pub fn locked<T, E: From<StoreError>>(
+        &self,
+        resource_type: &str,
+        id: &str,
+        work: impl FnOnce(&mut Held<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut conn = self.writer.get().map_err(StoreError::from)?;
+        let result = conn.transaction::<T, Failure<E>, _>(|conn| {
+            db::lock_resource(conn, resource_type, id)?;
+            let mut held = Held {
                 conn,
-                self.dialect,
-                &new.resource_type,
-                &new.id,
-                new.patient_id.as_deref(),
-                &new.index,
-            )?;
-            Ok(())
+                dialect: self.dialect,
+                resource_type,
+                id,
+            };
+            work(&mut held).map_err(Failure::Work)
         });
-        match result {
-            Err(StoreError::Database(diesel::result::Error::DatabaseError(
-                diesel::result::DatabaseErrorKind::UniqueViolation,
-                _,
-            ))) => Err(StoreError::Conflict),
-            other => other,
-        }
+        result.map_err(|failure| match failure {
+            Failure::Store(e) => E::from(e),
+            Failure::Work(e) => e,
+        })
     }
 
     /// One page of versions in `scope`, newest first, written at or after `since`
@@ -452,6 +386,170 @@ fn version_columns() -> (
         resource_versions::key_id,
         resource_versions::body,
     )
+}
+
+/// A resource whose write lock the current transaction holds (see [`Store::locked`]).
+pub struct Held<'c> {
+    conn: &'c mut db::AnyConnection,
+    dialect: search::Dialect,
+    resource_type: &'c str,
+    id: &'c str,
+}
+
+impl Held<'_> {
+    /// The current version's state, if the resource ever existed.
+    pub fn current(&mut self) -> Result<Option<Current>, StoreError> {
+        current_of(self.conn, self.resource_type, self.id)
+    }
+
+    /// The current version, deleted or not.
+    pub fn read(&mut self) -> Result<Option<Version>, StoreError> {
+        read_current(self.conn, self.resource_type, self.id)
+    }
+
+    /// Installs `new`, a version of the held resource, over `expected` (see [`Store::write`]).
+    pub fn install(&mut self, expected: Option<i64>, new: NewVersion) -> Result<(), StoreError> {
+        if new.resource_type != self.resource_type || new.id != self.id {
+            return Err(StoreError::Corrupt(format!(
+                "a write to {}/{} under the lock of {}/{}",
+                new.resource_type, new.id, self.resource_type, self.id
+            )));
+        }
+        install(self.conn, self.dialect, expected, new)
+    }
+}
+
+/// Why a [`Store::locked`] transaction failed: the database, or the caller's work.
+enum Failure<E> {
+    Store(StoreError),
+    Work(E),
+}
+
+impl<E> From<diesel::result::Error> for Failure<E> {
+    fn from(e: diesel::result::Error) -> Self {
+        Failure::Store(e.into())
+    }
+}
+
+fn current_of(
+    conn: &mut db::AnyConnection,
+    resource_type: &str,
+    id: &str,
+) -> Result<Option<Current>, StoreError> {
+    let row = resources::table
+        .find((resource_type, id))
+        .select((
+            resources::version_id,
+            resources::last_updated,
+            resources::deleted,
+        ))
+        .first::<(i64, i64, bool)>(conn)
+        .optional()?;
+    Ok(row.map(|(version_id, last_updated, deleted)| Current {
+        version_id,
+        last_updated,
+        deleted,
+    }))
+}
+
+fn read_current(
+    conn: &mut db::AnyConnection,
+    resource_type: &str,
+    id: &str,
+) -> Result<Option<Version>, StoreError> {
+    let row = resource_versions::table
+        .inner_join(
+            resources::table.on(resources::resource_type
+                .eq(resource_versions::resource_type)
+                .and(resources::id.eq(resource_versions::id))
+                .and(resources::version_id.eq(resource_versions::version_id))),
+        )
+        .filter(resources::resource_type.eq(resource_type))
+        .filter(resources::id.eq(id))
+        .select(version_columns())
+        .first::<VersionRow>(conn)
+        .optional()?;
+    row.map(decode_version).transpose()
+}
+
+/// Inserts `new` and makes it current if the current version is still `expected`; a lost
+/// race (guarded update missed, or a duplicate key) is [`StoreError::Conflict`].
+fn install(
+    conn: &mut db::AnyConnection,
+    dialect: search::Dialect,
+    expected: Option<i64>,
+    new: NewVersion,
+) -> Result<(), StoreError> {
+    let encoded = codec::encode(new.body);
+    let content = new.content.map(codec::encode);
+    let result = (|| -> Result<(), StoreError> {
+        diesel::insert_into(resource_versions::table)
+            .values((
+                resource_versions::resource_type.eq(&new.resource_type),
+                resource_versions::id.eq(&new.id),
+                resource_versions::version_id.eq(new.version_id),
+                resource_versions::last_updated.eq(new.last_updated),
+                resource_versions::deleted.eq(new.deleted),
+                resource_versions::method.eq(new.method),
+                resource_versions::patient_id.eq(&new.patient_id),
+                resource_versions::key_id.eq(&encoded.key_id),
+                resource_versions::body.eq(&encoded.bytes),
+            ))
+            .execute(conn)?;
+        if let Some(content) = &content {
+            diesel::insert_into(binary_contents::table)
+                .values((
+                    binary_contents::id.eq(&new.id),
+                    binary_contents::version_id.eq(new.version_id),
+                    binary_contents::key_id.eq(&content.key_id),
+                    binary_contents::content.eq(&content.bytes),
+                ))
+                .execute(conn)?;
+        }
+        let installed = match expected {
+            None => diesel::insert_into(resources::table)
+                .values((
+                    resources::resource_type.eq(&new.resource_type),
+                    resources::id.eq(&new.id),
+                    resources::version_id.eq(new.version_id),
+                    resources::last_updated.eq(new.last_updated),
+                    resources::deleted.eq(new.deleted),
+                    resources::patient_id.eq(&new.patient_id),
+                ))
+                .execute(conn)?,
+            Some(version) => diesel::update(
+                resources::table
+                    .find((&new.resource_type, &new.id))
+                    .filter(resources::version_id.eq(version)),
+            )
+            .set((
+                resources::version_id.eq(new.version_id),
+                resources::last_updated.eq(new.last_updated),
+                resources::deleted.eq(new.deleted),
+                resources::patient_id.eq(&new.patient_id),
+            ))
+            .execute(conn)?,
+        };
+        if installed != 1 {
+            return Err(StoreError::Conflict);
+        }
+        index::replace(
+            conn,
+            dialect,
+            &new.resource_type,
+            &new.id,
+            new.patient_id.as_deref(),
+            &new.index,
+        )?;
+        Ok(())
+    })();
+    match result {
+        Err(StoreError::Database(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        ))) => Err(StoreError::Conflict),
+        other => other,
+    }
 }
 
 fn token_matches(

@@ -102,6 +102,12 @@ fn write_error(e: WriteError, kind: &ResourceKind, id: &str) -> ApiError {
         WriteError::Forbidden(message) => {
             super::guard::refused(crate::auth::Denial::Forbidden { message })
         }
+        // A write lost to another writer (e.g. a create racing a create of the same id).
+        WriteError::Store(crate::store::StoreError::Conflict) => ApiError::new(
+            409,
+            "conflict",
+            format!("{}/{id} was changed concurrently; retry", kind.name),
+        ),
         WriteError::Store(e) => ApiError::internal(e),
     }
 }

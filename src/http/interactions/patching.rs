@@ -33,16 +33,21 @@ impl PatchDocument {
     }
 }
 
-/// Reads a patch body: `application/json-patch+json` or a FHIR JSON `Parameters`.
+/// Reads a patch body: `application/json-patch+json`, or FHIR JSON (also sent as plain
+/// `application/json`) holding a `Parameters` (FHIRPath Patch) or an array (JSON Patch).
 async fn patch_document(
     req: &HttpRequest,
     payload: web::Payload,
     state: &AppState,
 ) -> Result<PatchDocument> {
     let media = body_media_type(req);
-    let is_json_patch = media.as_deref() == Some("application/json-patch+json");
-    if !is_json_patch {
-        require_json_body(req).map_err(|_| {
+    let declared_json_patch = media.as_deref() == Some("application/json-patch+json");
+    if !declared_json_patch {
+        require_json_body(req).map_err(|e| {
+            // A JSON media type refused (for its charset) keeps its own reason.
+            if media.as_deref().is_some_and(super::super::negotiate::is_fhir_json) {
+                return e;
+            }
             ApiError::new(
                 415,
                 "not-supported",
@@ -55,6 +60,8 @@ async fn patch_document(
         .map_err(|e| ApiError::new(400, "structure", format!("The body is not UTF-8: {e}")))?;
     let plain: serde_json::Value = serde_json::from_str(text)
         .map_err(|e| ApiError::new(400, "structure", format!("The body is not valid JSON: {e}")))?;
+    // Many clients send RFC 6902 patches as application/json: the body's shape tells.
+    let is_json_patch = declared_json_patch || plain.is_array();
     if !is_json_patch {
         if plain.get("resourceType").and_then(|t| t.as_str()) != Some("Parameters") {
             return Err(
