@@ -307,8 +307,9 @@ fn a_head_trickling_in_is_cut_off_with_408() {
         std::time::Duration::from_millis(100),
     );
     let mut stream = stream;
-    // actix-http answers a late head itself (an empty 408) and closes the connection.
-    assert_eq!(read_reply(&mut stream).status, 408);
+    // actix-http answers a late head itself and closes the connection; the connection
+    // wrapper gives that answer its OperationOutcome.
+    assert_eq!(read_reply(&mut stream).outcome(408)["code"], "timeout");
     assert_eq!(s.get("/metadata").status, 200);
 }
 
@@ -373,26 +374,27 @@ fn errors_before_the_handlers_are_operation_outcomes() {
 }
 
 #[test]
-fn requests_the_http_codec_refuses_change_nothing_and_the_server_goes_on() {
-    // actix-http answers these itself, before any application code, with an empty body and
-    // no hook to change it (documented in src/http/edges.rs): the URI is over 64 KiB, the
-    // head over 128 KiB, the length ambiguous.
+fn requests_the_http_codec_refuses_are_operation_outcomes_and_change_nothing() {
+    // actix-http answers these itself, before any application code (the URI is over 64 KiB,
+    // the head over 128 KiB, the length ambiguous); src/http/connection.rs gives those answers
+    // their OperationOutcome.
     let s = Server::start();
     let long = "a".repeat(100 * 1024);
     let big: String = (0..90)
         .map(|i| format!("\r\nX-Pad-{i}: {}", "b".repeat(12_000)))
         .collect();
-    let cases: [(Vec<u8>, &[u8], u16); 3] = [
-        (format!("GET /fhir/Patient?family={long} HTTP/1.1").into_bytes(), b"", 400),
-        (format!("GET /fhir/metadata HTTP/1.1{big}").into_bytes(), b"", 431),
+    let cases: [(Vec<u8>, &[u8], u16, &str); 3] = [
+        (format!("GET /fhir/Patient?family={long} HTTP/1.1").into_bytes(), b"", 400, "structure"),
+        (format!("GET /fhir/metadata HTTP/1.1{big}").into_bytes(), b"", 431, "too-costly"),
         (
             b"POST /fhir/Patient HTTP/1.1\r\nContent-Type: application/fhir+json\r\nContent-Length: 2\r\nContent-Length: 3".to_vec(),
             b"{}",
             400,
+            "structure",
         ),
     ];
-    for (head, body, status) in cases {
-        assert_eq!(raw(&s, &head, body).status, status);
+    for (head, body, status, code) in cases {
+        assert_eq!(raw(&s, &head, body).outcome(status)["code"], code);
     }
     assert_eq!(s.version_count(), 0);
     assert_eq!(s.get("/metadata").status, 200);

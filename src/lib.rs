@@ -8,7 +8,9 @@ pub mod http;
 pub mod search;
 pub mod store;
 
-use actix_web::{web, App, HttpServer};
+use actix_service::{IntoServiceFactory, ServiceFactoryExt};
+use actix_web::dev::AppConfig;
+use actix_web::{web, App};
 use config::Config;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
@@ -151,29 +153,60 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         backend_services,
         paging_secret,
     });
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(state.clone())
-            .wrap(actix_web::middleware::from_fn(http::panics::catch_panics))
-            .wrap(actix_web::middleware::from_fn(http::edges::edges))
-            // Outside the edges so that every answer, errors included, carries the CORS headers.
-            .wrap(actix_web::middleware::from_fn(http::cors::cors))
-            // The path only: query strings carry identifiers (an INS is personal data).
-            .wrap(
-                actix_web::middleware::Logger::new("%{method}xi %U %s %Dms")
-                    .custom_request_replace("method", |req| req.method().to_string())
-                    .log_target("carnet::access"),
-            )
-            .configure(http::routes)
-    })
-    .client_request_timeout(header_timeout)
-    .bind(&addresses[..])
-    .map_err(|e| StartError::Listen(e.to_string()))?;
-    for address in &addresses {
+    // actix-web's HttpServer, assembled by hand so that each connection is wrapped: the answers
+    // the HTTP/1 codec writes itself get an OperationOutcome too (see http::connection).
+    let mut server = actix_server::Server::build();
+    for &address in &addresses {
+        let state = state.clone();
+        server = server
+            .bind("carnet", address, move || {
+                let app = app(state.clone())
+                    .into_factory()
+                    .map_err(|error| error.error_response());
+                let http = actix_http::HttpService::build()
+                    .client_request_timeout(header_timeout)
+                    .client_disconnect_timeout(std::time::Duration::from_secs(1))
+                    .local_addr(address)
+                    .h1(actix_service::map_config(app, |_| AppConfig::default()));
+                actix_service::fn_service(|io: actix_web::rt::net::TcpStream| {
+                    let peer = io.peer_addr().ok();
+                    std::future::ready(Ok((http::connection::OutcomeOnBareErrors::new(io), peer)))
+                })
+                .and_then(http)
+            })
+            .map_err(|e| StartError::Listen(e.to_string()))?;
         tracing::info!(%address, "listening");
     }
     server
         .run()
         .await
         .map_err(|e| StartError::Listen(e.to_string()))
+}
+
+/// The application: middleware from the outside in — access log, CORS, edges, panics — then
+/// the routes.
+fn app(
+    state: web::Data<http::AppState>,
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(state)
+        .wrap(actix_web::middleware::from_fn(http::panics::catch_panics))
+        .wrap(actix_web::middleware::from_fn(http::edges::edges))
+        // Outside the edges so that every answer, errors included, carries the CORS headers.
+        .wrap(actix_web::middleware::from_fn(http::cors::cors))
+        // The path only: query strings carry identifiers (an INS is personal data).
+        .wrap(
+            actix_web::middleware::Logger::new("%{method}xi %U %s %Dms")
+                .custom_request_replace("method", |req| req.method().to_string())
+                .log_target("carnet::access"),
+        )
+        .configure(http::routes)
 }

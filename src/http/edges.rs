@@ -2,11 +2,9 @@
 //! without a body, a trailing slash ignored, a deadline on the body, and every error answered
 //! with an OperationOutcome, whoever raised it (an extractor, the router, actix itself).
 //!
-//! Not covered, because actix-http's HTTP/1 codec answers them itself before any application
-//! code runs and offers no hook: a request head over 128 KiB or with more than 96 headers (431),
-//! a head that does not parse, e.g. two `Content-Length` headers (400), and a head not
-//! received within `limits.header_timeout_seconds` (408). Those answers have an empty body and
-//! close the connection.
+//! What actix-http's HTTP/1 codec answers itself before any application code runs (a head that
+//! does not parse, too large or too late) is given its OperationOutcome one layer down, on the
+//! connection: see `connection`.
 
 use super::error::ApiError;
 use super::AppState;

@@ -1,6 +1,7 @@
 //! The HTTP surface: routes, content negotiation, headers and errors.
 
 mod body;
+pub mod connection;
 pub mod cors;
 pub mod discovery;
 pub mod edges;
