@@ -13,6 +13,7 @@ mod crash;
 mod crud;
 mod errors;
 mod external_issuer;
+mod hardening_intake;
 mod history;
 mod negotiation;
 mod patch;

@@ -23,6 +23,7 @@
 //! path reaches equals the literal. A choice element is navigated by its base name
 //! (`Observation.value` reaches `valueQuantity`).
 
+use super::json;
 use super::outcome::OutcomeIssue;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
@@ -54,8 +55,8 @@ const MAX_FHIRPATH_DEPTH: usize = 32;
 /// On error `resource` is unchanged; malformed operations are all reported, otherwise the
 /// first operation that fails is.
 ///
-/// A patch may not grow the resource past `max_bytes` (approximate JSON size): `copy` and
-/// `add` can double a document with each operation.
+/// A patch may not grow the resource past `max_bytes` (approximate JSON size) nor nest it
+/// deeper than [`json::MAX_DEPTH`], and its work is bounded (see [`Bounds`]).
 pub fn apply_json_patch(
     resource: &mut Value,
     patch: &Value,
@@ -67,13 +68,17 @@ pub fn apply_json_patch(
             OutcomeIssue::error(INVALID, message).at(ROOT_EXPRESSION)
         ]);
     };
+    check_count(items.len())?;
     let operations = parse_json_operations(items)?;
+    let mut bounds = Bounds::new(max_bytes);
     let mut patched = resource.clone();
     for (position, operation) in operations.iter().enumerate() {
         operation
             .apply(&mut patched)
             .map_err(|failure| vec![failure.in_json_patch(position)])?;
-        check_size(&patched, max_bytes).map_err(|issue| vec![issue.at(format!("[{position}]"))])?;
+        bounds
+            .check(&patched)
+            .map_err(|issue| vec![issue.at(format!("[{position}]"))])?;
     }
     tidy(&mut patched);
     *resource = patched;
@@ -96,20 +101,23 @@ pub fn apply_json_patch(
 /// On error `resource` is unchanged; malformed operations are all reported, otherwise the
 /// first operation that fails is.
 ///
-/// A patch may not grow the resource past `max_bytes` (approximate JSON size).
+/// The same bounds as [`apply_json_patch`] hold.
 pub fn apply_fhirpath_patch(
     resource: &mut Value,
     parameters: &Value,
     is_repeating: &dyn Fn(&str) -> bool,
     max_bytes: usize,
 ) -> Result<(), Vec<OutcomeIssue>> {
+    check_count(parameters["parameter"].as_array().map_or(0, Vec::len))?;
     let operations = parse_fhirpath_operations(parameters)?;
+    let mut bounds = Bounds::new(max_bytes);
     let mut patched = resource.clone();
     for (position, operation) in operations.iter().enumerate() {
         operation
             .apply(&mut patched, is_repeating)
             .map_err(|failure| vec![operation.parts.locate(failure)])?;
-        check_size(&patched, max_bytes)
+        bounds
+            .check(&patched)
             .map_err(|issue| vec![issue.at(format!("Parameters.parameter[{position}]"))])?;
         // Later paths must see the resource as FHIR would hold it, without emptied elements.
         tidy(&mut patched);
@@ -118,41 +126,85 @@ pub fn apply_fhirpath_patch(
     Ok(())
 }
 
-/// Refuses a document whose approximate JSON size passes `max_bytes`; stops counting as soon
-/// as it does, so the check stays cheap on huge documents.
-fn check_size(document: &Value, max_bytes: usize) -> Result<(), OutcomeIssue> {
-    fn spend(value: &Value, budget: &mut isize) -> bool {
-        *budget -= 8;
-        match value {
-            Value::String(s) => *budget -= s.len() as isize,
-            Value::Array(items) => {
-                for item in items {
-                    if !spend(item, budget) {
-                        return false;
-                    }
-                }
-            }
-            Value::Object(fields) => {
-                for (key, item) in fields {
-                    *budget -= key.len() as isize;
-                    if !spend(item, budget) {
-                        return false;
-                    }
-                }
-            }
-            _ => {}
+/// Most operations in one patch document.
+pub const MAX_OPERATIONS: usize = 10_000;
+
+/// How much work one patch may do, in multiples of the size limit: every operation walks the
+/// document once (to measure it), so this bounds operations × document size.
+const WORK_FACTOR: usize = 16;
+
+/// What one patch may still spend; checked after every operation.
+struct Bounds {
+    max_bytes: usize,
+    /// Bytes of document the remaining operations may still walk.
+    work_left: usize,
+}
+
+impl Bounds {
+    fn new(max_bytes: usize) -> Self {
+        Bounds {
+            max_bytes,
+            work_left: max_bytes.saturating_mul(WORK_FACTOR),
         }
-        *budget >= 0
     }
-    let mut budget = max_bytes as isize;
-    if spend(document, &mut budget) {
+
+    /// Refuses a document nested deeper than [`json::MAX_DEPTH`] (the parser's own limit: a
+    /// `copy` into its own leaf doubles the depth, and every later walk would recurse that
+    /// deep), larger than `max_bytes` (approximate JSON size; `copy` and `add` can double a
+    /// document with each operation), or a patch whose operations together walked too much.
+    /// Stops walking as soon as a bound is passed, without recursion.
+    fn check(&mut self, document: &Value) -> Result<(), OutcomeIssue> {
+        let mut size = 0usize;
+        let mut pending = vec![(document, 0usize)];
+        while let Some((value, level)) = pending.pop() {
+            size += 8;
+            match value {
+                Value::String(s) => size += s.len(),
+                Value::Array(items) => pending.extend(items.iter().map(|v| (v, level + 1))),
+                Value::Object(fields) => {
+                    size += fields.keys().map(String::len).sum::<usize>();
+                    pending.extend(fields.values().map(|v| (v, level + 1)));
+                }
+                _ => {}
+            }
+            if matches!(value, Value::Array(_) | Value::Object(_)) && level + 1 > json::MAX_DEPTH {
+                return Err(OutcomeIssue::error(
+                    "structure",
+                    format!(
+                        "The patched resource would nest deeper than {} levels",
+                        json::MAX_DEPTH
+                    ),
+                ));
+            }
+            if size > self.max_bytes {
+                return Err(OutcomeIssue::error(
+                    "too-costly",
+                    format!("The patched resource would exceed {} bytes", self.max_bytes),
+                ));
+            }
+        }
+        self.work_left = self.work_left.checked_sub(size).ok_or_else(|| {
+            OutcomeIssue::error(
+                "too-costly",
+                format!(
+                    "The patch does too much work: its operations together may walk at most {WORK_FACTOR} times the size limit"
+                ),
+            )
+        })?;
         Ok(())
-    } else {
-        Err(OutcomeIssue::error(
-            "too-costly",
-            format!("The patched resource would exceed {max_bytes} bytes"),
-        ))
     }
+}
+
+/// Refuses a patch of more than [`MAX_OPERATIONS`] operations.
+fn check_count(count: usize) -> Result<(), Vec<OutcomeIssue>> {
+    if count > MAX_OPERATIONS {
+        return Err(vec![OutcomeIssue::error(
+            "too-costly",
+            format!("A patch may hold at most {MAX_OPERATIONS} operations, this one has {count}"),
+        )
+        .at(ROOT_EXPRESSION)]);
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2096,6 +2148,68 @@ mod tests {
             1,
             "unchanged on error"
         );
+    }
+
+    /// `{"x": {"x": … {"x": 1}}}`, `levels` objects deep, and the pointer to its deepest `x`.
+    fn nested(levels: usize) -> (Value, String) {
+        let mut value = json!(1);
+        for _ in 0..levels {
+            value = json!({ "x": value });
+        }
+        (value, "/x".repeat(levels))
+    }
+
+    #[test]
+    fn copying_a_deep_object_into_its_own_leaf_is_refused() {
+        let (x, leaf) = nested(100);
+        let mut resource = json!({"resourceType": "Patient", "x": x});
+        let ops: Vec<Value> = (0..7)
+            .map(|_| json!({"op": "copy", "from": "/x", "path": leaf}))
+            .collect();
+        let before = resource.clone();
+        let issues = apply_json_patch(&mut resource, &Value::Array(ops), TEST_MAX).unwrap_err();
+        assert_eq!(issues[0].code, "structure");
+        assert_eq!(issues[0].expression.as_deref(), Some("[0]"));
+        assert_eq!(resource, before);
+    }
+
+    #[test]
+    fn fhirpath_patch_values_cannot_nest_the_resource_too_deep() {
+        // A value of 60 nested parts added at the end of an 80-level chain.
+        let mut part = json!({"name": "x", "valueString": "leaf"});
+        for _ in 0..60 {
+            part = json!({"name": "x", "part": [part]});
+        }
+        let (x, _) = nested(80);
+        let mut resource = json!({"resourceType": "Patient", "x": x});
+        let path = format!("Patient{}", ".x".repeat(79));
+        let parameters = json!({"resourceType": "Parameters", "parameter": [{"name": "operation",
+            "part": [{"name": "type", "valueCode": "add"}, {"name": "path", "valueString": path},
+                {"name": "name", "valueString": "y"}, {"name": "value", "part": part["part"]}]}]});
+        let before = resource.clone();
+        let issues =
+            apply_fhirpath_patch(&mut resource, &parameters, &|_| false, TEST_MAX).unwrap_err();
+        assert_eq!(issues[0].code, "structure", "{issues:?}");
+        assert_eq!(resource, before);
+    }
+
+    #[test]
+    fn a_patch_has_bounded_work() {
+        let mut resource = json!({"resourceType": "Patient", "name": [{"family": "Durand"}]});
+        let too_many: Vec<Value> = (0..=MAX_OPERATIONS)
+            .map(|_| json!({"op": "test", "path": "/resourceType", "value": "Patient"}))
+            .collect();
+        let issues =
+            apply_json_patch(&mut resource, &Value::Array(too_many), TEST_MAX).unwrap_err();
+        assert_eq!(issues[0].code, "too-costly");
+        // 2,000 operations on a 1 KB resource walk 2 MB: past 16 × a 64 KB limit.
+        resource["text"] = json!("a".repeat(1000));
+        let many: Vec<Value> = (0..2000)
+            .map(|_| json!({"op": "test", "path": "/resourceType", "value": "Patient"}))
+            .collect();
+        let issues = apply_json_patch(&mut resource, &Value::Array(many), 64 * 1024).unwrap_err();
+        assert_eq!(issues[0].code, "too-costly");
+        assert!(issues[0].diagnostics.contains("work"), "{issues:?}");
     }
 
     use super::*;

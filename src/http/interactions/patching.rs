@@ -21,11 +21,12 @@ impl PatchDocument {
         };
         result.map_err(|issues| {
             // A failed `test` or an ambiguous target conflicts with the resource's state;
-            // a path that resolves nowhere cannot be processed; a malformed patch is 400.
+            // a path that resolves nowhere or a result nested too deep cannot be processed;
+            // a malformed patch is 400.
             let status = match issues.first().map(|i| i.code) {
                 Some("processing") => 409,
                 Some("too-costly") => 413,
-                Some("not-found" | "value") => 422,
+                Some("not-found" | "value" | "structure") => 422,
                 _ => 400,
             };
             (status, issues)
