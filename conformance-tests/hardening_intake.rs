@@ -189,3 +189,42 @@ fn ids_made_only_of_dots_are_refused_everywhere() {
     assert_eq!(s.get("/Patient/...").status, 404);
     assert_eq!(s.get("/metadata").status, 200);
 }
+
+/// POSTs `patient` and returns the refused reply's issues (asserting `status`).
+fn refused_issues(s: &Server, patient: &Value, status: u16) -> Vec<Value> {
+    let reply = s.send("POST", "/Patient", patient, &[]);
+    reply.outcome(status);
+    reply.json()["issue"].as_array().unwrap().clone()
+}
+
+#[test]
+fn validation_errors_point_at_the_element_at_fault() {
+    let s = Server::start();
+    let mut robot = patient("1");
+    robot["gender"] = json!("robot");
+    let issues = refused_issues(&s, &robot, 400);
+    assert_eq!(issues[0]["expression"], json!(["Patient.gender"]));
+    assert_eq!(issues[0]["code"], "value");
+
+    let mut bad_use = patient("1");
+    bad_use["name"] = json!([{"family": "A"}, {"family": "B", "use": "bogus"}]);
+    let issues = refused_issues(&s, &bad_use, 400);
+    assert_eq!(issues[0]["expression"], json!(["Patient.name[1].use"]));
+
+    let mut no_ins = patient("1");
+    no_ins["identifier"] = json!([{"system": "urn:oid:1.2.250.1.71.4.2.7", "value": "IPP-1"}]);
+    let issues = refused_issues(&s, &no_ins, 422);
+    assert!(
+        issues.iter().all(|i| i["expression"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("Patient.identifier")),
+        "{issues:?}"
+    );
+    assert!(
+        issues.iter().any(|i| i["code"] == "invariant"),
+        "{issues:?}"
+    );
+    assert_eq!(s.version_count(), 0);
+    assert_eq!(s.get("/metadata").status, 200);
+}

@@ -95,12 +95,10 @@ pub fn parse(body: &[u8], expected: &str) -> Result<Incoming, Rejected> {
         ));
     };
     let typed = model::round_trip(&value).map_err(|e| {
+        let at = e.at.unwrap_or_else(|| resource_type.clone());
         rejected(
             400,
-            vec![
-                OutcomeIssue::error("structure", format!("Invalid {resource_type}: {e}"))
-                    .at(resource_type.clone()),
-            ],
+            vec![OutcomeIssue::error("value", format!("Invalid {at}: {}", e.message)).at(at)],
         )
     })?;
     if let Some(path) = model::first_dropped_element(&value, &typed, &resource_type) {
