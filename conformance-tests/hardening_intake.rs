@@ -228,3 +228,31 @@ fn validation_errors_point_at_the_element_at_fault() {
     assert_eq!(s.version_count(), 0);
     assert_eq!(s.get("/metadata").status, 200);
 }
+
+#[test]
+fn disguised_script_in_the_narrative_is_refused() {
+    let s = Server::start();
+    let attacks = [
+        r#"<a href="&#106;avascript:alert(1)">a</a>"#,
+        r#"<a href="java&#x0A;script:alert(1)">a</a>"#,
+        "<a href=\"java\tscript:alert(1)\">a</a>",
+        r#"<a title="x>" onmouseover="alert(1)">a</a>"#,
+        r#"<img alt="x>" src="x" onerror="alert(1)"/>"#,
+        r#"<p>unclosed"#,
+        r#"<?xml-stylesheet href="x"?>"#,
+    ];
+    for attack in attacks {
+        let mut p = patient("1");
+        p["text"] = json!({"status": "generated",
+            "div": format!(r#"<div xmlns="http://www.w3.org/1999/xhtml">{attack}</div>"#)});
+        let reply = s.send("POST", "/Patient", &p, &[]);
+        let issue = reply.outcome(400);
+        assert_eq!(issue["code"], "invariant", "{attack}: {}", reply.body);
+        assert_eq!(issue["expression"][0], "Patient.text.div", "{attack}");
+    }
+    assert_eq!(s.version_count(), 0);
+    // A safe narrative with links and entities is still stored.
+    let mut p = patient("1");
+    p["text"] = json!({"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\"><a href=\"https://x.fr/?a=1&amp;b=2\">Dossier</a> &#233;</div>"});
+    assert_eq!(s.send("POST", "/Patient", &p, &[]).status, 201);
+}
