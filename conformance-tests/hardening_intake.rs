@@ -256,3 +256,72 @@ fn disguised_script_in_the_narrative_is_refused() {
     p["text"] = json!({"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\"><a href=\"https://x.fr/?a=1&amp;b=2\">Dossier</a> &#233;</div>"});
     assert_eq!(s.send("POST", "/Patient", &p, &[]).status, 201);
 }
+
+/// The server's peak resident memory so far (VmHWM), in bytes.
+fn peak_rss(s: &Server) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", s.pid())).unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .expect("VmHWM in /proc/<pid>/status");
+    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb * 1024
+}
+
+#[test]
+fn one_body_costs_at_most_a_small_multiple_of_its_size_in_memory() {
+    let s = Server::start();
+    s.create(&patient("1"));
+    let versions = s.version_count();
+
+    // 2 million tiny names in 30 MB: refused before it is parsed into a tree.
+    let names = vec![r#"{"family":"x"}"#; 2_000_000].join(",");
+    let body = format!(r#"{{"resourceType":"Patient","name":[{names}]}}"#);
+    drop(names);
+    let before = peak_rss(&s);
+    let started = std::time::Instant::now();
+    let reply = s.request("POST", "/Patient", &[FHIR_JSON], Some(&body));
+    let elapsed = started.elapsed();
+    assert_eq!(reply.outcome(413)["code"], "too-costly");
+    let grown = peak_rss(&s).saturating_sub(before);
+    eprintln!(
+        "{} MB of tiny elements: refused in {elapsed:?}, peak RSS +{} MB",
+        body.len() >> 20,
+        grown >> 20
+    );
+    assert!(
+        grown <= 10 * body.len() as u64,
+        "peak RSS grew by {grown} bytes for a body of {}",
+        body.len()
+    );
+    assert_eq!(s.version_count(), versions);
+    drop(body);
+
+    // A large valid resource (a 12 MB photo) is stored within the same bound.
+    let mut p = patient("2");
+    let data = "QUJD".repeat(3 << 20);
+    p["photo"] = json!([{"contentType": "image/png", "data": data}]);
+    let body = p.to_string();
+    let before = peak_rss(&s);
+    let started = std::time::Instant::now();
+    let reply = s.request("POST", "/Patient", &[FHIR_JSON], Some(&body));
+    let elapsed = started.elapsed();
+    assert_eq!(
+        reply.status,
+        201,
+        "{}",
+        &reply.body[..reply.body.len().min(500)]
+    );
+    let grown = peak_rss(&s).saturating_sub(before);
+    eprintln!(
+        "{} MB Patient: stored in {elapsed:?}, peak RSS +{} MB",
+        body.len() >> 20,
+        grown >> 20
+    );
+    assert!(
+        grown <= 10 * body.len() as u64,
+        "peak RSS grew by {grown} bytes for a body of {}",
+        body.len()
+    );
+    assert_eq!(s.version_count(), versions + 1);
+}

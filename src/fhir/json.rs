@@ -244,6 +244,29 @@ pub fn first_duplicate_key(text: &str) -> Option<String> {
     }
 }
 
+/// How many elements (values and object members) JSON `text` holds, counted from its
+/// structural characters outside strings without parsing; stops counting past `limit`.
+/// Exact for valid JSON up to ±1; any text gives some count.
+pub fn count_elements(text: &str, limit: usize) -> usize {
+    let bytes = text.as_bytes();
+    let (mut count, mut i) = (1, 0);
+    while i < bytes.len() && count <= limit {
+        match bytes[i] {
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            // A new value follows each of these (an empty container over-counts by one).
+            b',' | b'[' | b'{' => count += 1,
+            _ => {}
+        }
+        i += 1;
+    }
+    count
+}
+
 /// Marks a plain number (for values the server itself writes, e.g. `Bundle.total`).
 pub fn number(n: impl std::fmt::Display) -> Value {
     Value::String(format!("{NUMBER_MARK}{n}"))
@@ -479,6 +502,13 @@ mod tests {
             text,
             "{\"a\":\"\\u0000\",\"b\":\"\\u00001]}\",\"c\":12,\"d\":\"\u{2028}\"}"
         );
+    }
+
+    #[test]
+    fn elements_are_counted_without_parsing() {
+        assert_eq!(count_elements("1", 10), 1);
+        assert_eq!(count_elements(r#"{"a":[1,2,"x,[{"],"b":{"c":1}}"#, 100), 7);
+        assert_eq!(count_elements(&"[".repeat(1000), 10), 11);
     }
 
     #[test]

@@ -54,6 +54,8 @@ async fn patch_document(
     let bytes = body::read(req, payload, state.config.limits.body_max_bytes).await?;
     let text = std::str::from_utf8(&bytes)
         .map_err(|e| ApiError::new(400, "structure", format!("The body is not UTF-8: {e}")))?;
+    crate::fhir::incoming::check_element_count(text)
+        .map_err(|r| ApiError::with_issues(r.status, r.issues))?;
     let plain: serde_json::Value = serde_json::from_str(text)
         .map_err(|e| ApiError::new(400, "structure", format!("The body is not valid JSON: {e}")))?;
     if !is_json_patch {
