@@ -241,7 +241,7 @@ fn url_problem(url: &str, image: bool) -> Option<String> {
         .filter(|c| !c.is_ascii_whitespace() && !c.is_ascii_control())
         .collect::<String>()
         .to_ascii_lowercase();
-    let scheme_end = compact.find(|c: char| matches!(c, ':' | '/' | '?' | '#'));
+    let scheme_end = compact.find([':', '/', '?', '#']);
     let Some(end) = scheme_end.filter(|&i| compact[i..].starts_with(':')) else {
         return None; // relative URL, path or fragment
     };
