@@ -34,8 +34,10 @@ fn locate(value: &Value) -> Option<String> {
     fn path<T: for<'de> Deserialize<'de>>(value: &Value) -> Option<String> {
         let error = serde_path_to_error::deserialize::<_, T>(value).err()?;
         let path = error.path().to_string();
-        // `.` is the document itself; `?` stands for a segment the tracker cannot name.
-        (path != "." && !path.contains('?')).then_some(path)
+        // `.` is the document itself; `?` stands for a segment the tracker cannot name (inside
+        // a contained resource, itself a tagged enum): keep the part before it.
+        let known = path[..path.find('?').unwrap_or(path.len())].trim_end_matches('.');
+        (!known.is_empty()).then(|| known.to_owned())
     }
     let resource_type = value.get("resourceType")?.as_str()?;
     let inner = match resource_type {
@@ -121,5 +123,15 @@ mod tests {
             "name": [{"family": "a"}, {"use": "nickname"}, {"use": "bogus"}]}))
         .unwrap_err();
         assert_eq!(err.at.as_deref(), Some("Patient.name[2].use"));
+        let err = round_trip(&json!({"resourceType": "Patient",
+            "contained": [{"resourceType": "Organization", "active": "x"}]}))
+        .unwrap_err();
+        assert!(
+            err.at
+                .as_deref()
+                .unwrap()
+                .starts_with("Patient.contained[0]"),
+            "{err:?}"
+        );
     }
 }
