@@ -329,6 +329,11 @@ impl Server {
         }
     }
 
+    /// The server process's id (to read its memory use in `/proc`).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the server is running").id()
+    }
+
     /// The server's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()

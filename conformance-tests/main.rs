@@ -16,6 +16,7 @@ mod external_issuer;
 mod hardening_auth;
 mod hardening_http;
 mod hardening_search;
+mod hardening_intake;
 mod history;
 mod negotiation;
 mod patch;

@@ -29,8 +29,41 @@ fn rejected(status: u16, issues: Vec<OutcomeIssue>) -> Rejected {
     Rejected { status, issues }
 }
 
+/// Most JSON elements (values and object members, see [`json::count_elements`]) in one body.
+/// A parsed element costs far more memory than its text (a `{"family":"x"}` of 15 bytes
+/// becomes ~200 bytes of tree), so a body of millions of tiny elements is refused before
+/// parsing rather than multiplied in memory; real resources hold far fewer.
+pub const MAX_ELEMENTS: usize = 100_000;
+
+/// Bytes of request bodies being parsed at once across the server: a body waits until its
+/// size fits, so a few concurrent bodies at the size limit cannot exhaust memory together.
+const PARSE_BUDGET: usize = 64 * 1024 * 1024;
+
+/// Refuses text with more than [`MAX_ELEMENTS`] elements, without parsing it.
+pub fn check_element_count(text: &str) -> Result<(), Rejected> {
+    let count = json::count_elements(text, MAX_ELEMENTS);
+    if count > MAX_ELEMENTS {
+        return Err(rejected(
+            413,
+            vec![OutcomeIssue::error(
+                "too-costly",
+                format!("The body holds more than {MAX_ELEMENTS} JSON elements"),
+            )
+            .at(ROOT_EXPRESSION)],
+        ));
+    }
+    Ok(())
+}
+
+/// Expression used when the problem is the body as a whole.
+const ROOT_EXPRESSION: &str = "$this";
+
 /// Parses and validates a request body sent to the `expected` resource type's URL.
+///
+/// Bounded in memory: the element count is checked first, bodies parsed at once share
+/// [`PARSE_BUDGET`], and each stage drops its copy of the document before the next makes one.
 pub fn parse(body: &[u8], expected: &str) -> Result<Incoming, Rejected> {
+    let _permit = gate::acquire(body.len(), PARSE_BUDGET);
     let text = std::str::from_utf8(body).map_err(|e| {
         rejected(
             400,
@@ -40,6 +73,7 @@ pub fn parse(body: &[u8], expected: &str) -> Result<Incoming, Rejected> {
             )],
         )
     })?;
+    check_element_count(text)?;
     let value: Value = serde_json::from_str(text).map_err(|e| {
         rejected(
             400,
@@ -95,15 +129,15 @@ pub fn parse(body: &[u8], expected: &str) -> Result<Incoming, Rejected> {
         ));
     };
     let typed = model::round_trip(&value).map_err(|e| {
+        let at = e.at.unwrap_or_else(|| resource_type.clone());
         rejected(
             400,
-            vec![
-                OutcomeIssue::error("structure", format!("Invalid {resource_type}: {e}"))
-                    .at(resource_type.clone()),
-            ],
+            vec![OutcomeIssue::error("value", format!("Invalid {at}: {}", e.message)).at(at)],
         )
     })?;
-    if let Some(path) = model::first_dropped_element(&value, &typed, &resource_type) {
+    let dropped = model::first_dropped_element(&value, &typed, &resource_type);
+    drop(typed);
+    if let Some(path) = dropped {
         return Err(rejected(
             400,
             vec![OutcomeIssue::error(
@@ -121,6 +155,8 @@ pub fn parse(body: &[u8], expected: &str) -> Result<Incoming, Rejected> {
     if !violations.is_empty() {
         return Err(rejected(422, violations));
     }
+    let id = value.get("id").and_then(Value::as_str).map(str::to_owned);
+    drop(value);
     let mut document = json::parse_lossless(text)
         .map_err(|e| rejected(400, vec![OutcomeIssue::error("structure", e.to_string())]))?;
     let content = if kind.name == "Binary" {
@@ -130,10 +166,46 @@ pub fn parse(body: &[u8], expected: &str) -> Result<Incoming, Rejected> {
     };
     Ok(Incoming {
         kind,
-        id: value.get("id").and_then(Value::as_str).map(str::to_owned),
+        id,
         document,
         content,
     })
+}
+
+/// A counting semaphore of bytes for [`parse`]. Parsing runs on blocking threads, so waiting
+/// blocks one of them, never the async workers.
+mod gate {
+    use std::sync::{Condvar, Mutex};
+
+    static IN_USE: Mutex<usize> = Mutex::new(0);
+    static FREED: Condvar = Condvar::new();
+
+    /// Bytes held while a body is parsed; released when dropped.
+    pub struct Permit(usize);
+
+    /// Waits until `bytes` (at most `budget`: a body larger than the budget runs alone) fit.
+    pub fn acquire(bytes: usize, budget: usize) -> Permit {
+        let weight = bytes.min(budget);
+        let mut in_use = IN_USE.lock().unwrap_or_else(|e| e.into_inner());
+        while *in_use + weight > budget {
+            in_use = FREED.wait(in_use).unwrap_or_else(|e| e.into_inner());
+        }
+        *in_use += weight;
+        Permit(weight)
+    }
+
+    impl Drop for Permit {
+        fn drop(&mut self) {
+            let mut in_use = IN_USE.lock().unwrap_or_else(|e| e.into_inner());
+            *in_use -= self.0;
+            FREED.notify_all();
+        }
+    }
+
+    #[cfg(test)]
+    pub fn in_use() -> usize {
+        *IN_USE.lock().unwrap()
+    }
 }
 
 /// Core invariants the structure check does not cover: safe narratives (txt-1) and no
@@ -252,6 +324,31 @@ mod tests {
         let err = parse(br#"{"resourceType":"Observation"}"#, "Patient").unwrap_err();
         assert_eq!(err.status, 400);
         assert_eq!(err.issues[0].expression.as_deref(), Some("resourceType"));
+    }
+
+    #[test]
+    fn bodies_of_absurdly_many_elements_are_refused_before_parsing() {
+        let names = vec![r#"{"family":"x"}"#; MAX_ELEMENTS].join(",");
+        let body = format!(r#"{{"resourceType":"Patient","name":[{names}]}}"#);
+        let err = parse(body.as_bytes(), "Patient").unwrap_err();
+        assert_eq!(err.status, 413);
+        assert_eq!(err.issues[0].code, "too-costly");
+    }
+
+    #[test]
+    fn the_parse_gate_holds_bytes_until_released() {
+        let budget = 1 << 40; // far above what other tests hold at once
+        let before = gate::in_use();
+        let a = gate::acquire(budget / 2, budget);
+        assert!(gate::in_use() >= before + budget / 2);
+        let released = std::thread::spawn(move || {
+            // Waits for `a`: together they would pass the budget.
+            let _b = gate::acquire(budget, budget);
+        });
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(!released.is_finished());
+        drop(a);
+        released.join().unwrap();
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! numbers as binary floats. Every JSON document the server rewrites (stamping `id`/`meta`,
 //! `_elements`, pretty printing) therefore goes through [`parse_lossless`] and [`to_text`]:
 //! numbers travel as marked strings in between and are written back verbatim.
-//! Validation rejects control characters in client strings, so the marker cannot collide.
+//! Validation rejects control characters in client strings, so the marker cannot collide with
+//! a client's value; [`to_text`] writes any other string starting with it as a plain string.
 
 use serde_json::Value;
 
@@ -36,14 +37,124 @@ pub fn parse_lossless(text: &str) -> serde_json::Result<Value> {
 }
 
 /// Serializes a value produced by [`parse_lossless`] (or built from it) back to JSON text.
+///
+/// One pass, straight into the output: a marked string whose rest is a JSON number is written
+/// as that bare number; every other string (a server message echoing a client's NUL, say) is
+/// written as an escaped string, so the text is valid JSON whatever the value holds. Recursion
+/// follows the value's nesting, which intake and patching bound to [`MAX_DEPTH`].
 pub fn to_text(value: &Value, pretty: bool) -> String {
-    let text = if pretty {
-        serde_json::to_string_pretty(value)
-    } else {
-        serde_json::to_string(value)
+    let mut out = String::new();
+    write_value(&mut out, value, pretty.then_some(0));
+    out
+}
+
+/// Deepest nesting of arrays and objects in any document the server builds from client
+/// input; the same as serde_json's parser recursion limit (128 levels, counting the root).
+pub const MAX_DEPTH: usize = 127;
+
+/// How deeply `value` nests arrays and objects (a scalar is 0); stops as soon as the depth
+/// passes `limit`. Iterative, so it is safe on any value, however deep.
+pub fn depth(value: &Value, limit: usize) -> usize {
+    let mut deepest = 0;
+    let mut pending = vec![(value, 0)];
+    while let Some((value, level)) = pending.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match value {
+            Value::Array(items) => Box::new(items.iter()),
+            Value::Object(fields) => Box::new(fields.values()),
+            _ => continue,
+        };
+        deepest = deepest.max(level + 1);
+        if deepest > limit {
+            break;
+        }
+        pending.extend(children.map(|child| (child, level + 1)));
     }
-    .expect("serializing a serde_json::Value cannot fail");
-    unmark_numbers(&text)
+    deepest
+}
+
+/// Appends `value`; `indent` is the current indentation level when pretty printing.
+fn write_value(out: &mut String, value: &Value, indent: Option<usize>) {
+    match value {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => out.push_str(&n.to_string()),
+        Value::String(s) => match s.strip_prefix(NUMBER_MARK) {
+            Some(number) if is_json_number(number) => out.push_str(number),
+            _ => write_string(out, s),
+        },
+        Value::Array(items) => {
+            write_container(out, ('[', ']'), items.iter().map(|v| (None, v)), indent)
+        }
+        Value::Object(fields) => write_container(
+            out,
+            ('{', '}'),
+            fields.iter().map(|(k, v)| (Some(k.as_str()), v)),
+            indent,
+        ),
+    }
+}
+
+fn write_container<'a>(
+    out: &mut String,
+    (open, close): (char, char),
+    members: impl ExactSizeIterator<Item = (Option<&'a str>, &'a Value)>,
+    indent: Option<usize>,
+) {
+    out.push(open);
+    let empty = members.len() == 0;
+    let inner = indent.map(|i| i + 1);
+    for (i, (key, value)) in members.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        if let Some(level) = inner {
+            out.push('\n');
+            out.extend(std::iter::repeat_n("  ", level));
+        }
+        if let Some(key) = key {
+            write_string(out, key);
+            out.push(':');
+            if indent.is_some() {
+                out.push(' ');
+            }
+        }
+        write_value(out, value, inner);
+    }
+    if let (Some(level), false) = (indent, empty) {
+        out.push('\n');
+        out.extend(std::iter::repeat_n("  ", level));
+    }
+    out.push(close);
+}
+
+/// A JSON string literal: `"` and `\\` escaped, every control character (U+0000–U+001F) as
+/// `\n`-style or `\u00XX` escapes; everything else, U+2028/U+2029 included, is valid as is.
+fn write_string(out: &mut String, s: &str) {
+    out.reserve(s.len() + 2);
+    out.push('"');
+    let mut last = 0;
+    for (i, c) in s.char_indices() {
+        let escape = match c {
+            '"' => "\\\"",
+            '\\' => "\\\\",
+            '\n' => "\\n",
+            '\r' => "\\r",
+            '\t' => "\\t",
+            '\u{8}' => "\\b",
+            '\u{c}' => "\\f",
+            c if c < ' ' => "",
+            _ => continue,
+        };
+        out.push_str(&s[last..i]);
+        if escape.is_empty() {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push_str(escape);
+        }
+        last = i + c.len_utf8();
+    }
+    out.push_str(&s[last..]);
+    out.push('"');
 }
 
 /// Re-indents JSON text without reinterpreting any value.
@@ -133,6 +244,29 @@ pub fn first_duplicate_key(text: &str) -> Option<String> {
     }
 }
 
+/// How many elements (values and object members) JSON `text` holds, counted from its
+/// structural characters outside strings without parsing; stops counting past `limit`.
+/// Exact for valid JSON up to ±1; any text gives some count.
+pub fn count_elements(text: &str, limit: usize) -> usize {
+    let bytes = text.as_bytes();
+    let (mut count, mut i) = (1, 0);
+    while i < bytes.len() && count <= limit {
+        match bytes[i] {
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            // A new value follows each of these (an empty container over-counts by one).
+            b',' | b'[' | b'{' => count += 1,
+            _ => {}
+        }
+        i += 1;
+    }
+    count
+}
+
 /// Marks a plain number (for values the server itself writes, e.g. `Bundle.total`).
 pub fn number(n: impl std::fmt::Display) -> Value {
     Value::String(format!("{NUMBER_MARK}{n}"))
@@ -172,26 +306,8 @@ fn is_json_number(s: &str) -> bool {
     i == b.len()
 }
 
-fn unmark_numbers(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut tokens = Tokens::new(text);
-    let mut last = 0;
-    while let Some(token) = tokens.next_token() {
-        if let Token::String(range) = token {
-            let s = &text[range.clone()];
-            if s.starts_with(NUMBER_MARK_ESCAPED) {
-                out.push_str(&text[last..range.start]);
-                out.push_str(&s[NUMBER_MARK_ESCAPED.len()..s.len() - 1]);
-                last = range.end;
-            }
-        }
-    }
-    out.push_str(&text[last..]);
-    out
-}
-
 enum Token {
-    String(std::ops::Range<usize>),
+    String,
     Number(std::ops::Range<usize>),
 }
 
@@ -227,7 +343,7 @@ impl<'a> Tokens<'a> {
                         }
                     }
                     self.pos = self.pos.min(self.bytes.len());
-                    return Some(Token::String(start..self.pos));
+                    return Some(Token::String);
                 }
                 b'-' | b'0'..=b'9' => {
                     while self.pos < self.bytes.len()
@@ -296,5 +412,114 @@ mod tests {
         assert!(parse_lossless("{\"a\":1.}").is_err());
         assert!(parse_lossless("{\"a\":-}").is_err());
         assert!(parse_lossless("{\"a\":}").is_err());
+    }
+
+    /// A small deterministic generator (xorshift), enough to explore values without a crate.
+    struct Random(u64);
+
+    impl Random {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+        fn string(&mut self) -> String {
+            const CHARS: &[char] = &[
+                '\u{0}', '\u{1}', '\u{1f}', '\u{7f}', '\n', '\t', '\r', '\u{8}', '\u{c}', '"',
+                '\\', '/', 'a', 'é', '1', '.', '-', 'e', '\u{2028}', '\u{2029}', '\u{fffd}', '😀',
+            ];
+            (0..self.below(8))
+                .map(|_| CHARS[self.below(CHARS.len() as u64) as usize])
+                .collect()
+        }
+        fn value(&mut self, depth: usize) -> Value {
+            match self.below(if depth > 4 { 4 } else { 6 }) {
+                0 => Value::Null,
+                1 => Value::Bool(self.below(2) == 0),
+                2 => number(self.next() as i64 as f64 / 1000.0),
+                3 => Value::String(self.string()),
+                4 => Value::Array((0..self.below(4)).map(|_| self.value(depth + 1)).collect()),
+                _ => Value::Object(
+                    (0..self.below(4))
+                        .map(|_| (self.string(), self.value(depth + 1)))
+                        .collect(),
+                ),
+            }
+        }
+    }
+
+    #[test]
+    fn any_value_is_written_as_valid_json_that_reads_back_equal() {
+        let mut random = Random(0x9e37_79b9_7f4a_7c15);
+        for _ in 0..5_000 {
+            let value = random.value(0);
+            for pretty in [false, true] {
+                let text = to_text(&value, pretty);
+                let plain: Result<Value, _> = serde_json::from_str(&text);
+                assert!(plain.is_ok(), "not JSON: {text}");
+                assert_eq!(parse_lossless(&text).unwrap(), value, "{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_layout_is_serde_json_s() {
+        let mut random = Random(42);
+        for _ in 0..2_000 {
+            let mut plain = random.value(0);
+            unmark(&mut plain);
+            assert_eq!(
+                to_text(&plain, false),
+                serde_json::to_string(&plain).unwrap()
+            );
+            assert_eq!(
+                to_text(&plain, true),
+                serde_json::to_string_pretty(&plain).unwrap()
+            );
+        }
+    }
+
+    /// Drops the number marks, turning marked strings into plain ones.
+    fn unmark(value: &mut Value) {
+        match value {
+            Value::String(s) => *s = s.replace(NUMBER_MARK, "?"),
+            Value::Array(items) => items.iter_mut().for_each(unmark),
+            Value::Object(fields) => fields.values_mut().for_each(unmark),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn strings_that_look_marked_stay_strings() {
+        let value =
+            serde_json::json!({"a": "\u{0}", "b": "\u{0}1]}", "c": "\u{0}12", "d": "\u{2028}"});
+        let text = to_text(&value, false);
+        assert_eq!(
+            text,
+            "{\"a\":\"\\u0000\",\"b\":\"\\u00001]}\",\"c\":12,\"d\":\"\u{2028}\"}"
+        );
+    }
+
+    #[test]
+    fn elements_are_counted_without_parsing() {
+        assert_eq!(count_elements("1", 10), 1);
+        assert_eq!(count_elements(r#"{"a":[1,2,"x,[{"],"b":{"c":1}}"#, 100), 7);
+        assert_eq!(count_elements(&"[".repeat(1000), 10), 11);
+    }
+
+    #[test]
+    fn depth_counts_nesting_and_stops_early() {
+        assert_eq!(depth(&serde_json::json!(1), 10), 0);
+        assert_eq!(depth(&serde_json::json!({"a": [1, {"b": []}]}), 10), 4);
+        let mut deep = Value::Null;
+        for _ in 0..100_000 {
+            deep = Value::Array(vec![deep]);
+        }
+        assert_eq!(depth(&deep, MAX_DEPTH), MAX_DEPTH + 1);
+        std::mem::forget(deep); // dropping it would recurse 100,000 levels
     }
 }

@@ -2,14 +2,65 @@
 //!
 //! The only place that instantiates fhir-sdk types, so its heavy generated code is compiled once.
 
-use fhir_sdk::r4b::resources::Resource;
+use fhir_sdk::r4b::resources as r;
+use serde::Deserialize;
 use serde_json::Value;
 
+/// Why the typed model refused a resource.
+#[derive(Debug)]
+pub struct ModelError {
+    pub message: String,
+    /// Where, as a FHIRPath-like location (`Patient.name[0].given[1]`), when it can be told.
+    pub at: Option<String>,
+}
+
 /// Parses `value` through the typed model and returns the model's own JSON rendering of it.
-/// fhir-sdk drops elements it does not know, so the caller compares the two.
-pub fn round_trip(value: &Value) -> Result<Value, String> {
-    let resource: Resource = serde_json::from_value(value.clone()).map_err(|e| e.to_string())?;
-    serde_json::to_value(&resource).map_err(|e| e.to_string())
+/// fhir-sdk drops elements it does not know, so the caller compares the two. Reads `value` in
+/// place (no copy of the document).
+pub fn round_trip(value: &Value) -> Result<Value, ModelError> {
+    let resource = r::Resource::deserialize(value).map_err(|e| ModelError {
+        message: e.to_string(),
+        at: locate(value),
+    })?;
+    serde_json::to_value(&resource).map_err(|e| ModelError {
+        message: e.to_string(),
+        at: None,
+    })
+}
+
+/// Where the typed model fails on `value`: deserialized again as its own type (the
+/// `Resource` enum is tagged by `resourceType`, which hides the path), tracking the path.
+fn locate(value: &Value) -> Option<String> {
+    fn path<T: for<'de> Deserialize<'de>>(value: &Value) -> Option<String> {
+        let error = serde_path_to_error::deserialize::<_, T>(value).err()?;
+        let path = error.path().to_string();
+        // `.` is the document itself; `?` stands for a segment the tracker cannot name (inside
+        // a contained resource, itself a tagged enum): keep the part before it.
+        let known = path[..path.find('?').unwrap_or(path.len())].trim_end_matches('.');
+        (!known.is_empty()).then(|| known.to_owned())
+    }
+    let resource_type = value.get("resourceType")?.as_str()?;
+    let inner = match resource_type {
+        "Patient" => path::<r::Patient>(value),
+        "DocumentReference" => path::<r::DocumentReference>(value),
+        "AllergyIntolerance" => path::<r::AllergyIntolerance>(value),
+        "Consent" => path::<r::Consent>(value),
+        "Communication" => path::<r::Communication>(value),
+        "Appointment" => path::<r::Appointment>(value),
+        "Binary" => path::<r::Binary>(value),
+        "List" => path::<r::List>(value),
+        "Practitioner" => path::<r::Practitioner>(value),
+        "PractitionerRole" => path::<r::PractitionerRole>(value),
+        "Organization" => path::<r::Organization>(value),
+        "RelatedPerson" => path::<r::RelatedPerson>(value),
+        "AuditEvent" => path::<r::AuditEvent>(value),
+        "Parameters" => path::<r::Parameters>(value),
+        _ => None,
+    };
+    Some(match inner {
+        Some(inner) => format!("{resource_type}.{inner}"),
+        None => resource_type.to_owned(),
+    })
 }
 
 /// The first element of `input` that is absent from `output`, as a FHIRPath-like location.
@@ -63,7 +114,24 @@ mod tests {
     }
 
     #[test]
-    fn typed_model_rejects_wrong_types() {
-        assert!(round_trip(&json!({"resourceType": "Patient", "active": "yes"})).is_err());
+    fn typed_model_rejects_wrong_types_at_their_element() {
+        let err = round_trip(&json!({"resourceType": "Patient", "active": "yes"})).unwrap_err();
+        assert_eq!(err.at.as_deref(), Some("Patient.active"));
+        let err = round_trip(&json!({"resourceType": "Patient", "gender": "robot"})).unwrap_err();
+        assert_eq!(err.at.as_deref(), Some("Patient.gender"));
+        let err = round_trip(&json!({"resourceType": "Patient",
+            "name": [{"family": "a"}, {"use": "nickname"}, {"use": "bogus"}]}))
+        .unwrap_err();
+        assert_eq!(err.at.as_deref(), Some("Patient.name[2].use"));
+        let err = round_trip(&json!({"resourceType": "Patient",
+            "contained": [{"resourceType": "Organization", "active": "x"}]}))
+        .unwrap_err();
+        assert!(
+            err.at
+                .as_deref()
+                .unwrap()
+                .starts_with("Patient.contained[0]"),
+            "{err:?}"
+        );
     }
 }

@@ -48,15 +48,30 @@ pub fn operation_outcome(issues: &[OutcomeIssue]) -> Value {
             let mut issue = json!({
                 "severity": i.severity,
                 "code": i.code,
-                "diagnostics": i.diagnostics,
+                "diagnostics": printable(&i.diagnostics),
             });
             if let Some(expression) = &i.expression {
-                issue["expression"] = json!([expression]);
+                issue["expression"] = json!([printable(expression)]);
             }
             issue
         })
         .collect();
     json!({"resourceType": "OperationOutcome", "issue": issues})
+}
+
+/// `text` with the control characters FHIR strings may not hold (all but tab, CR and LF)
+/// replaced by U+FFFD: messages echo client input, and the outcome must stay a valid resource
+/// (and a NUL-led string must not pass for a lossless number, see `fhir::json`).
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c < ' ' && !matches!(c, '\t' | '\n' | '\r') {
+                '\u{fffd}'
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -72,5 +87,16 @@ mod tests {
         assert!(crate::fhir::validate::validate_resource(&outcome).is_empty());
         assert_eq!(outcome["issue"][0]["expression"][0], "Patient.foo");
         assert!(outcome["issue"][1].get("expression").is_none());
+    }
+
+    #[test]
+    fn control_characters_from_client_input_are_replaced() {
+        let outcome =
+            operation_outcome(&[OutcomeIssue::error("invalid", "\u{0}12").at("\u{0}1]}")]);
+        assert_eq!(outcome["issue"][0]["diagnostics"], "\u{fffd}12");
+        assert_eq!(outcome["issue"][0]["expression"][0], "\u{fffd}1]}");
+        assert!(crate::fhir::validate::validate_resource(&outcome).is_empty());
+        let text = crate::fhir::json::to_text(&outcome, false);
+        assert!(serde_json::from_str::<Value>(&text).is_ok(), "{text}");
     }
 }

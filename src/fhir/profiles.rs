@@ -351,7 +351,14 @@ fn check_rule(rule: &Rule, profile: &Profile, resource: &Value) -> Vec<OutcomeIs
             if holds {
                 vec![]
             } else {
-                vec![violation("invariant", format!("{key}: {human}")).at(root)]
+                // The element whose values break the rule (`Patient.identifier`).
+                let at = [root, path.as_str()]
+                    .iter()
+                    .filter(|p| !p.is_empty())
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(".");
+                vec![violation("invariant", format!("{key}: {human}")).at(at)]
             }
         }
     }
@@ -412,7 +419,9 @@ mod tests {
             .any(|i| i.code == "invariant" && i.diagnostics.contains("carnet-ins-1")));
         let other =
             json!({"resourceType": "Patient", "identifier": [{"system": "urn:x", "value": "1"}]});
-        assert_eq!(check(&other).len(), 1);
+        let issues = check(&other);
+        assert_eq!(issues.len(), 1);
+        assert_eq!(issues[0].expression.as_deref(), Some("Patient.identifier"));
     }
 
     #[test]

@@ -5,12 +5,14 @@ use serde_json::{Map, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-/// The FHIR `id` pattern.
+/// The FHIR `id` pattern (`[A-Za-z0-9\-\.]{1,64}`), less ids made only of dots: `.` and `..`
+/// are URL path segments, so `Patient/..` would name the server's base, not a resource.
 pub fn is_valid_id(id: &str) -> bool {
     (1..=64).contains(&id.len())
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        && !id.bytes().all(|b| b == b'.')
 }
 
 /// A new server-assigned id.
@@ -179,5 +181,7 @@ mod tests {
         assert_eq!(parse_instant("1970-01-01T01:00:00+01:00"), Some(0));
         assert_eq!(parse_instant("yesterday"), None);
         assert!(is_valid_id("a-B.9") && !is_valid_id("a b") && !is_valid_id(""));
+        assert!(is_valid_id(".a.") && !is_valid_id(".") && !is_valid_id("..."));
+        assert!(is_valid_id(&"a".repeat(64)) && !is_valid_id(&"a".repeat(65)));
     }
 }

@@ -264,6 +264,8 @@ enum ExtraCheck {
     Range(i64, i64),
     /// Narrative XHTML: a `<div>` element.
     Xhtml,
+    /// A resource id: the regex allows `.` and `..`, which are path segments, not ids.
+    Id,
 }
 
 impl ExtraCheck {
@@ -276,6 +278,7 @@ impl ExtraCheck {
             "positiveInt" => ExtraCheck::Range(1, max),
             "unsignedInt" => ExtraCheck::Range(0, max),
             "xhtml" => ExtraCheck::Xhtml,
+            "id" => ExtraCheck::Id,
             _ => ExtraCheck::None,
         }
     }
@@ -1118,6 +1121,9 @@ fn extra_problem(primitive: &Primitive, text: &str) -> Option<String> {
         ExtraCheck::Xhtml if !text.trim_start().starts_with("<div") => {
             Some("narrative XHTML must be a <div> element".to_owned())
         }
+        ExtraCheck::Id if !crate::fhir::resource::is_valid_id(text) => Some(format!(
+            "`{text}` is not a valid id: an id made only of dots would be a path segment"
+        )),
         _ => None,
     }
 }

@@ -21,11 +21,12 @@ impl PatchDocument {
         };
         result.map_err(|issues| {
             // A failed `test` or an ambiguous target conflicts with the resource's state;
-            // a path that resolves nowhere cannot be processed; a malformed patch is 400.
+            // a path that resolves nowhere or a result nested too deep cannot be processed;
+            // a malformed patch is 400.
             let status = match issues.first().map(|i| i.code) {
                 Some("processing") => 409,
                 Some("too-costly") => 413,
-                Some("not-found" | "value") => 422,
+                Some("not-found" | "value" | "structure") => 422,
                 _ => 400,
             };
             (status, issues)
@@ -58,6 +59,8 @@ async fn patch_document(
     let bytes = body::read(req, payload, state.config.limits.body_max_bytes).await?;
     let text = std::str::from_utf8(&bytes)
         .map_err(|e| ApiError::new(400, "structure", format!("The body is not UTF-8: {e}")))?;
+    crate::fhir::incoming::check_element_count(text)
+        .map_err(|r| ApiError::with_issues(r.status, r.issues))?;
     let plain: serde_json::Value = serde_json::from_str(text)
         .map_err(|e| ApiError::new(400, "structure", format!("The body is not valid JSON: {e}")))?;
     // Many clients send RFC 6902 patches as application/json: the body's shape tells.
