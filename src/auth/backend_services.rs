@@ -172,6 +172,18 @@ impl BackendServices {
                 "client_id does not match the assertion's issuer",
             ));
         }
+        // One audience: an assertion also meant for another server could be replayed here by
+        // that server (the "audience injection" of private_key_jwt).
+        let single = match claims.get("aud") {
+            Some(Value::Array(auds)) => auds.len() == 1,
+            _ => true,
+        };
+        if !single {
+            return Err(OAuthError::client(format!(
+                "client_assertion: `aud` must name this token endpoint alone ({})",
+                self.token_url
+            )));
+        }
         jwt::check_claims(claims, &self.token_url, now, MAX_ASSERTION_LIFETIME).map_err(invalid)?;
         let jti = match claims.get("jti") {
             Some(Value::String(jti)) if !jti.is_empty() && jti.len() <= 255 => jti.clone(),
