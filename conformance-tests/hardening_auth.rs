@@ -1090,6 +1090,31 @@ fn an_assertion_must_name_this_token_endpoint_alone() {
     }
 }
 
+/// Token requests are read within a small bound and refused as OAuth errors (JSON, not cached),
+/// never with the framework's plain-text answer.
+#[test]
+fn an_oversized_token_request_is_an_oauth_error() {
+    let lab = TestClient::es384("lab-a");
+    let other = TestClient::es384("lab-b");
+    let s = two_labs(&lab, &other);
+    let token_url = format!("{}/local-issuer/token", s.base);
+    let assertion = lab.assertion(&lab.claims(&token_url));
+    let mut form = grant_form("system/Patient.rs", &assertion);
+    let padding = "x".repeat(300 * 1024);
+    form.push(("padding", &padding));
+    let refused = token_request(&s, &form);
+    assert_eq!(
+        refused.header("Content-Type"),
+        Some("application/json"),
+        "{}",
+        refused.body
+    );
+    assert_oauth_error(&refused, 413, "invalid_request", "a 300 KB form");
+    // The assertion was not used up, and the server still grants.
+    let granted = token_request(&s, &grant_form("system/Patient.rs", &assertion));
+    assert_eq!(granted.status, 200, "{}", granted.body);
+}
+
 /// Held: thirty copies of one assertion sent at once get exactly one token.
 #[test]
 fn racing_copies_of_one_assertion_get_one_token() {
