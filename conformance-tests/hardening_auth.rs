@@ -1115,6 +1115,50 @@ fn an_oversized_token_request_is_an_oauth_error() {
     assert_eq!(granted.status, 200, "{}", granted.body);
 }
 
+/// Before a caller has proved it holds a registered key, the answer does not tell which client
+/// ids are registered or which of them have keys.
+#[test]
+fn refusals_before_the_signature_do_not_reveal_registered_clients() {
+    let lab = TestClient::es384("lab-a");
+    let other = TestClient::es384("lab-b");
+    let s = two_labs(&lab, &other);
+    let token_url = format!("{}/local-issuer/token", s.base);
+    let impostor = |id: &str| {
+        let mut claims = lab.claims(&token_url);
+        claims["iss"] = json!(id);
+        claims["sub"] = json!(id);
+        other.assertion(&claims)
+    };
+    let answers: Vec<String> = [
+        ("unregistered", impostor("nobody")),
+        ("registered without a key", impostor("test-feeder")),
+        (
+            "registered, signed by another client's key",
+            impostor("lab-a"),
+        ),
+        (
+            "registered, unknown kid",
+            lab.sign(
+                &json!({"alg": "ES384", "kid": "nope"}),
+                &lab.claims(&token_url),
+            ),
+        ),
+    ]
+    .iter()
+    .map(|(case, assertion)| {
+        let reply = token_request(&s, &grant_form("system/Patient.rs", assertion));
+        assert_oauth_error(&reply, 401, "invalid_client", case)
+    })
+    .collect();
+    assert!(
+        answers.windows(2).all(|w| w[0] == w[1]),
+        "the answers differ: {answers:?}"
+    );
+    assert!(!answers[0].contains("nobody"), "{}", answers[0]);
+    // The log keeps the precise reason for the operator.
+    assert!(s.log().contains("not registered"), "{}", s.log());
+}
+
 /// Held: thirty copies of one assertion sent at once get exactly one token.
 #[test]
 fn racing_copies_of_one_assertion_get_one_token() {

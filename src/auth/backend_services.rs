@@ -147,20 +147,26 @@ impl BackendServices {
         let invalid = |e: TokenError| OAuthError::client(format!("client_assertion: {e}"));
         let unverified = jwt::decode(assertion).map_err(invalid)?;
         let issuer = unverified.issuer().map_err(invalid)?;
+        // Until the caller has proved it holds a registered key, every failure reads the same,
+        // so the answers do not tell which client ids are registered or which have keys; the
+        // log keeps the reason for the operator.
+        let unproven = |reason: String| {
+            tracing::warn!(target: "carnet::auth", client = ?issuer, %reason, "client assertion refused");
+            OAuthError::client(
+                "client_assertion: the client is not registered here, or the assertion is not \
+                 signed by one of its registered keys",
+            )
+        };
         let client = self
             .clients
             .iter()
             .find(|c| c.client_id == issuer)
-            .ok_or_else(|| OAuthError::client(format!("client `{issuer}` is not registered")))?;
+            .ok_or_else(|| unproven("the client is not registered".to_owned()))?;
         let keys = self
             .keys
             .keys_for(&client.client_id, &unverified)
-            .ok_or_else(|| {
-                OAuthError::client(format!(
-                    "client `{issuer}` has no registered key (jwk or jwks_url)"
-                ))
-            })?;
-        jwt::verify_signature(&unverified, &keys).map_err(invalid)?;
+            .ok_or_else(|| unproven("the client has no registered key (jwk or jwks_url)".into()))?;
+        jwt::verify_signature(&unverified, &keys).map_err(|e| unproven(e.to_string()))?;
         let claims = &unverified.claims;
         if claims.get("sub").and_then(Value::as_str) != Some(client.client_id.as_str()) {
             return Err(OAuthError::client(
