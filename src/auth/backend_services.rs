@@ -22,8 +22,10 @@ const MAX_ASSERTION_LIFETIME: i64 = 300;
 /// cap is lower.
 const ACCESS_TOKEN_LIFETIME: i64 = 300;
 
-/// Assertion ids remembered at once; beyond, requests wait for old ones to expire.
-const MAX_SEEN_ASSERTIONS: usize = 100_000;
+/// Assertion ids remembered at once for one client; beyond, its requests wait for old ones to
+/// expire. Counted per client, so one client flooding the endpoint cannot lock out the others
+/// (a lab asking a token every second needs about 360).
+const MAX_SEEN_PER_CLIENT: usize = 10_000;
 
 /// The signing algorithms announced (SMART requires RS384 and ES384; the others on the
 /// gate's allowlist are accepted too).
@@ -41,8 +43,8 @@ pub struct BackendServices {
     clients: Vec<Client>,
     keys: ClientKeys,
     max_lifetime: i64,
-    /// `(client_id, jti)` of the assertions already used, with their `exp`.
-    seen: Mutex<HashMap<(String, String), i64>>,
+    /// Per client, the `jti` of the assertions already used, with their `exp`.
+    seen: Mutex<HashMap<String, HashMap<String, i64>>>,
 }
 
 /// A token granted (RFC 6749 §5.1).
@@ -207,18 +209,19 @@ impl BackendServices {
     /// Records an assertion id until its `exp` (and the clock leeway) has passed; a second use
     /// within that time is a replay.
     fn remember(&self, client_id: &str, jti: String, exp: i64, now: i64) -> Result<(), OAuthError> {
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        if seen.len() >= MAX_SEEN_ASSERTIONS / 2 {
+        let mut all = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let seen = all.entry(client_id.to_owned()).or_default();
+        if seen.len() >= MAX_SEEN_PER_CLIENT / 2 {
             seen.retain(|_, exp| exp.saturating_add(jwt::LEEWAY_SECONDS) >= now);
         }
-        if seen.len() >= MAX_SEEN_ASSERTIONS {
+        if seen.len() >= MAX_SEEN_PER_CLIENT {
             return Err(OAuthError::new(
                 503,
                 "temporarily_unavailable",
-                "too many token requests at once; try again in a minute",
+                "too many token requests from this client; try again in a few minutes",
             ));
         }
-        match seen.entry((client_id.to_owned(), jti)) {
+        match seen.entry(jti) {
             std::collections::hash_map::Entry::Occupied(_) => Err(OAuthError::client(
                 "client_assertion: this jti was already used (replay)",
             )),
@@ -303,6 +306,37 @@ mod tests {
         );
         let signature = key.sign(&SystemRandom::new(), input.as_bytes()).unwrap();
         format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref()))
+    }
+
+    #[test]
+    fn one_client_filling_its_replay_memory_does_not_lock_out_the_others() {
+        let dir = std::env::temp_dir().join(format!("carnet-bs-{}", uuid::Uuid::new_v4().simple()));
+        let issuer = LocalIssuer::open("https://x/fhir/local-issuer".into(), &dir.join("k.p8"));
+        let service =
+            BackendServices::new(Arc::new(issuer.unwrap()), &crate::config::Config::default());
+        let exp = NOW + 300;
+        let refused = (0..1_000_000)
+            .find_map(|n| service.remember("flooder", n.to_string(), exp, NOW).err())
+            .expect("the memory is bounded");
+        assert_eq!(
+            (refused.status, refused.error),
+            (503, "temporarily_unavailable")
+        );
+        assert_eq!(service.remember("lab", "one".into(), exp, NOW), Ok(()));
+        assert_eq!(
+            service
+                .remember("lab", "one".into(), exp, NOW)
+                .unwrap_err()
+                .status,
+            401
+        );
+        // Once the flooder's assertions have expired, it is served again.
+        let later = exp + jwt::LEEWAY_SECONDS + 1;
+        assert_eq!(
+            service.remember("flooder", "new".into(), later + 300, later),
+            Ok(())
+        );
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
