@@ -259,10 +259,15 @@ impl BackendServices {
             _ => OAuthError::scope(e.message()),
         })?;
         super::refuse_scope_parameters(&granted).map_err(OAuthError::scope)?;
-        let claims = Claims {
-            scope: granted.to_string(),
-            ..asked
-        };
+        // Resource scopes only: `openid`, `fhirUser`, `launch/…` or `offline_access` mean
+        // nothing for a client acting for itself (no id token, no user, no refresh token).
+        let scope = granted
+            .resource_scopes()
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let claims = Claims { scope, ..asked };
         let expires_in = ACCESS_TOKEN_LIFETIME.min(self.max_lifetime);
         let access_token = self
             .issuer
@@ -349,7 +354,7 @@ mod tests {
             "x": URL_SAFE_NO_PAD.encode(&point[1..49]), "y": URL_SAFE_NO_PAD.encode(&point[49..97])});
         let clients = toml::from_str::<toml::Table>(&format!(
             "[[c]]\nclient_id = \"lab\"\nkind = \"feeder\"\norganization = \"o|1\"\n\
-             scopes = \"system/*.rs\"\njwk = '{jwk}'\n"
+             scopes = \"system/*.rs openid fhirUser offline_access\"\njwk = '{jwk}'\n"
         ))
         .unwrap()["c"]
             .clone()
@@ -368,7 +373,10 @@ mod tests {
         );
         let form: Vec<(String, String)> = [
             ("grant_type", "client_credentials"),
-            ("scope", "system/Patient.cruds"),
+            (
+                "scope",
+                "system/Patient.cruds openid fhirUser offline_access",
+            ),
             ("client_assertion_type", ASSERTION_TYPE),
             ("client_assertion", &assertion),
         ]
