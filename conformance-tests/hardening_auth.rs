@@ -1115,6 +1115,32 @@ fn an_oversized_token_request_is_an_oauth_error() {
     assert_eq!(granted.status, 200, "{}", granted.body);
 }
 
+/// A national record must be able to tell which client got which token: the log names it.
+#[test]
+fn every_token_issued_is_logged_with_its_client() {
+    let lab = TestClient::es384("lab-a");
+    let other = TestClient::es384("lab-b");
+    let s = two_labs(&lab, &other);
+    let token_url = format!("{}/local-issuer/token", s.base);
+    let granted = token_request(
+        &s,
+        &grant_form(
+            "system/Patient.rs",
+            &other.assertion(&other.claims(&token_url)),
+        ),
+    );
+    assert_eq!(granted.status, 200, "{}", granted.body);
+    let log = s.log();
+    let issued = log
+        .lines()
+        .find(|l| l.contains("token issued"))
+        .unwrap_or_else(|| panic!("no issuance logged: {log}"));
+    assert!(
+        issued.contains("lab-b") && issued.contains("system/Patient.rs"),
+        "{issued}"
+    );
+}
+
 /// Before a caller has proved it holds a registered key, the answer does not tell which client
 /// ids are registered or which of them have keys.
 #[test]

@@ -50,6 +50,8 @@ pub struct BackendServices {
 /// A token granted (RFC 6749 §5.1).
 #[derive(Debug)]
 pub struct Grant {
+    /// Who got it, for the audit log.
+    pub client_id: String,
     pub access_token: String,
     pub expires_in: i64,
     pub scope: String,
@@ -274,6 +276,7 @@ impl BackendServices {
             .mint(&claims, &self.audience, now, expires_in)
             .map_err(|e| OAuthError::new(500, "server_error", e))?;
         Ok(Grant {
+            client_id: client.client_id.clone(),
             access_token,
             expires_in,
             scope: claims.scope,

@@ -74,7 +74,7 @@ pub async fn token(
     let answer = web::block(move || service.grant(&form, now)).await?;
     Ok(match answer {
         Ok(grant) => {
-            tracing::info!(target: "carnet::auth", scope = %grant.scope, "token issued");
+            tracing::info!(target: "carnet::auth", client = ?grant.client_id, scope = %grant.scope, expires_in = grant.expires_in, "token issued");
             no_store(HttpResponse::Ok()).body(
                 json!({
                     "access_token": grant.access_token,
