@@ -90,7 +90,10 @@ fn metadata_and_discovery_documents_need_no_token() {
         .as_array()
         .unwrap()
         .contains(&json!("permission-v2")));
-    assert!(smart["scopes_supported"].as_array().unwrap().len() > 3);
+    assert_eq!(
+        smart["scopes_supported"],
+        json!(["system/*.cruds", "system/*.rs"])
+    );
 
     let discovery = no_token(
         &s,

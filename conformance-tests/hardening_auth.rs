@@ -1024,3 +1024,192 @@ fn fhir_kit_client_finds_the_token_endpoint() {
     assert_eq!(found["authorizeUrl"], Value::Null, "{found}");
     assert_eq!(found["capabilityAuthorizeUrl"], Value::Null, "{found}");
 }
+
+// ---- Hostile review of the token endpoint -----------------------------------------------------
+
+/// A server with two Backend Services clients registered by their JWK.
+fn two_labs(a: &TestClient, b: &TestClient) -> Server {
+    Server::start_configured(
+        &format!(
+            "[[clients]]\nclient_id = \"{}\"\nkind = \"feeder\"\norganization = \"{ORGANIZATION}\"\n\
+             scopes = \"system/*.rs\"\njwk = '{}'\n\n\
+             [[clients]]\nclient_id = \"{}\"\nkind = \"feeder\"\norganization = \"{ORGANIZATION}\"\n\
+             scopes = \"system/*.cruds\"\njwk = '{}'\n",
+            a.id,
+            a.jwk(),
+            b.id,
+            b.jwk()
+        ),
+        &[],
+    )
+}
+
+/// An assertion meant for several audiences could be replayed here by any of them: SMART names
+/// one audience, this token endpoint.
+#[test]
+fn an_assertion_must_name_this_token_endpoint_alone() {
+    let lab = TestClient::es384("lab-a");
+    let other = TestClient::es384("lab-b");
+    let s = two_labs(&lab, &other);
+    let token_url = format!("{}/local-issuer/token", s.base);
+    for (case, aud) in [
+        (
+            "this endpoint and another server",
+            json!([token_url, "https://other.example/token"]),
+        ),
+        (
+            "another server first",
+            json!(["https://other.example/token", token_url]),
+        ),
+        ("an empty list", json!([])),
+        (
+            "https instead of http",
+            json!(token_url.replace("http:", "https:")),
+        ),
+        ("the FHIR base", json!(s.base)),
+        ("a number", json!(5)),
+    ] {
+        let mut claims = lab.claims(&token_url);
+        claims["aud"] = aud;
+        let refused = token_request(
+            &s,
+            &grant_form("system/Patient.rs", &lab.assertion(&claims)),
+        );
+        let why = assert_oauth_error(&refused, 401, "invalid_client", case);
+        assert!(why.contains("aud"), "{case}: {why}");
+    }
+    // The endpoint itself, as a string or a list of one, still works.
+    for aud in [json!(token_url), json!([token_url])] {
+        let mut claims = lab.claims(&token_url);
+        claims["aud"] = aud;
+        let granted = token_request(
+            &s,
+            &grant_form("system/Patient.rs", &lab.assertion(&claims)),
+        );
+        assert_eq!(granted.status, 200, "{}", granted.body);
+    }
+}
+
+/// Token requests are read within a small bound and refused as OAuth errors (JSON, not cached),
+/// never with the framework's plain-text answer.
+#[test]
+fn an_oversized_token_request_is_an_oauth_error() {
+    let lab = TestClient::es384("lab-a");
+    let other = TestClient::es384("lab-b");
+    let s = two_labs(&lab, &other);
+    let token_url = format!("{}/local-issuer/token", s.base);
+    let assertion = lab.assertion(&lab.claims(&token_url));
+    let mut form = grant_form("system/Patient.rs", &assertion);
+    let padding = "x".repeat(300 * 1024);
+    form.push(("padding", &padding));
+    let refused = token_request(&s, &form);
+    assert_eq!(
+        refused.header("Content-Type"),
+        Some("application/json"),
+        "{}",
+        refused.body
+    );
+    assert_oauth_error(&refused, 413, "invalid_request", "a 300 KB form");
+    // The assertion was not used up, and the server still grants.
+    let granted = token_request(&s, &grant_form("system/Patient.rs", &assertion));
+    assert_eq!(granted.status, 200, "{}", granted.body);
+}
+
+/// A national record must be able to tell which client got which token: the log names it.
+#[test]
+fn every_token_issued_is_logged_with_its_client() {
+    let lab = TestClient::es384("lab-a");
+    let other = TestClient::es384("lab-b");
+    let s = two_labs(&lab, &other);
+    let token_url = format!("{}/local-issuer/token", s.base);
+    let granted = token_request(
+        &s,
+        &grant_form(
+            "system/Patient.rs",
+            &other.assertion(&other.claims(&token_url)),
+        ),
+    );
+    assert_eq!(granted.status, 200, "{}", granted.body);
+    let log = s.log();
+    let issued = log
+        .lines()
+        .find(|l| l.contains("token issued"))
+        .unwrap_or_else(|| panic!("no issuance logged: {log}"));
+    assert!(
+        issued.contains("lab-b") && issued.contains("system/Patient.rs"),
+        "{issued}"
+    );
+}
+
+/// Before a caller has proved it holds a registered key, the answer does not tell which client
+/// ids are registered or which of them have keys.
+#[test]
+fn refusals_before_the_signature_do_not_reveal_registered_clients() {
+    let lab = TestClient::es384("lab-a");
+    let other = TestClient::es384("lab-b");
+    let s = two_labs(&lab, &other);
+    let token_url = format!("{}/local-issuer/token", s.base);
+    let impostor = |id: &str| {
+        let mut claims = lab.claims(&token_url);
+        claims["iss"] = json!(id);
+        claims["sub"] = json!(id);
+        other.assertion(&claims)
+    };
+    let answers: Vec<String> = [
+        ("unregistered", impostor("nobody")),
+        ("registered without a key", impostor("test-feeder")),
+        (
+            "registered, signed by another client's key",
+            impostor("lab-a"),
+        ),
+        (
+            "registered, unknown kid",
+            lab.sign(
+                &json!({"alg": "ES384", "kid": "nope"}),
+                &lab.claims(&token_url),
+            ),
+        ),
+    ]
+    .iter()
+    .map(|(case, assertion)| {
+        let reply = token_request(&s, &grant_form("system/Patient.rs", assertion));
+        assert_oauth_error(&reply, 401, "invalid_client", case)
+    })
+    .collect();
+    assert!(
+        answers.windows(2).all(|w| w[0] == w[1]),
+        "the answers differ: {answers:?}"
+    );
+    assert!(!answers[0].contains("nobody"), "{}", answers[0]);
+    // The log keeps the precise reason for the operator.
+    assert!(s.log().contains("not registered"), "{}", s.log());
+}
+
+/// Held: thirty copies of one assertion sent at once get exactly one token.
+#[test]
+fn racing_copies_of_one_assertion_get_one_token() {
+    let lab = TestClient::es384("lab-a");
+    let other = TestClient::es384("lab-b");
+    let s = two_labs(&lab, &other);
+    let token_url = format!("{}/local-issuer/token", s.base);
+    let assertion = lab.assertion(&lab.claims(&token_url));
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..30)
+            .map(|_| {
+                scope.spawn(|| {
+                    token_request(&s, &grant_form("system/Patient.rs", &assertion)).status
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 401),
+        "{statuses:?}"
+    );
+}

@@ -22,8 +22,10 @@ const MAX_ASSERTION_LIFETIME: i64 = 300;
 /// cap is lower.
 const ACCESS_TOKEN_LIFETIME: i64 = 300;
 
-/// Assertion ids remembered at once; beyond, requests wait for old ones to expire.
-const MAX_SEEN_ASSERTIONS: usize = 100_000;
+/// Assertion ids remembered at once for one client; beyond, its requests wait for old ones to
+/// expire. Counted per client, so one client flooding the endpoint cannot lock out the others
+/// (a lab asking a token every second needs about 360).
+const MAX_SEEN_PER_CLIENT: usize = 10_000;
 
 /// The signing algorithms announced (SMART requires RS384 and ES384; the others on the
 /// gate's allowlist are accepted too).
@@ -41,13 +43,15 @@ pub struct BackendServices {
     clients: Vec<Client>,
     keys: ClientKeys,
     max_lifetime: i64,
-    /// `(client_id, jti)` of the assertions already used, with their `exp`.
-    seen: Mutex<HashMap<(String, String), i64>>,
+    /// Per client, the `jti` of the assertions already used, with their `exp`.
+    seen: Mutex<HashMap<String, HashMap<String, i64>>>,
 }
 
 /// A token granted (RFC 6749 §5.1).
 #[derive(Debug)]
 pub struct Grant {
+    /// Who got it, for the audit log.
+    pub client_id: String,
     pub access_token: String,
     pub expires_in: i64,
     pub scope: String,
@@ -147,20 +151,26 @@ impl BackendServices {
         let invalid = |e: TokenError| OAuthError::client(format!("client_assertion: {e}"));
         let unverified = jwt::decode(assertion).map_err(invalid)?;
         let issuer = unverified.issuer().map_err(invalid)?;
+        // Until the caller has proved it holds a registered key, every failure reads the same,
+        // so the answers do not tell which client ids are registered or which have keys; the
+        // log keeps the reason for the operator.
+        let unproven = |reason: String| {
+            tracing::warn!(target: "carnet::auth", client = ?issuer, %reason, "client assertion refused");
+            OAuthError::client(
+                "client_assertion: the client is not registered here, or the assertion is not \
+                 signed by one of its registered keys",
+            )
+        };
         let client = self
             .clients
             .iter()
             .find(|c| c.client_id == issuer)
-            .ok_or_else(|| OAuthError::client(format!("client `{issuer}` is not registered")))?;
+            .ok_or_else(|| unproven("the client is not registered".to_owned()))?;
         let keys = self
             .keys
             .keys_for(&client.client_id, &unverified)
-            .ok_or_else(|| {
-                OAuthError::client(format!(
-                    "client `{issuer}` has no registered key (jwk or jwks_url)"
-                ))
-            })?;
-        jwt::verify_signature(&unverified, &keys).map_err(invalid)?;
+            .ok_or_else(|| unproven("the client has no registered key (jwk or jwks_url)".into()))?;
+        jwt::verify_signature(&unverified, &keys).map_err(|e| unproven(e.to_string()))?;
         let claims = &unverified.claims;
         if claims.get("sub").and_then(Value::as_str) != Some(client.client_id.as_str()) {
             return Err(OAuthError::client(
@@ -171,6 +181,18 @@ impl BackendServices {
             return Err(OAuthError::client(
                 "client_id does not match the assertion's issuer",
             ));
+        }
+        // One audience: an assertion also meant for another server could be replayed here by
+        // that server (the "audience injection" of private_key_jwt).
+        let single = match claims.get("aud") {
+            Some(Value::Array(auds)) => auds.len() == 1,
+            _ => true,
+        };
+        if !single {
+            return Err(OAuthError::client(format!(
+                "client_assertion: `aud` must name this token endpoint alone ({})",
+                self.token_url
+            )));
         }
         jwt::check_claims(claims, &self.token_url, now, MAX_ASSERTION_LIFETIME).map_err(invalid)?;
         let jti = match claims.get("jti") {
@@ -189,18 +211,19 @@ impl BackendServices {
     /// Records an assertion id until its `exp` (and the clock leeway) has passed; a second use
     /// within that time is a replay.
     fn remember(&self, client_id: &str, jti: String, exp: i64, now: i64) -> Result<(), OAuthError> {
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        if seen.len() >= MAX_SEEN_ASSERTIONS / 2 {
+        let mut all = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let seen = all.entry(client_id.to_owned()).or_default();
+        if seen.len() >= MAX_SEEN_PER_CLIENT / 2 {
             seen.retain(|_, exp| exp.saturating_add(jwt::LEEWAY_SECONDS) >= now);
         }
-        if seen.len() >= MAX_SEEN_ASSERTIONS {
+        if seen.len() >= MAX_SEEN_PER_CLIENT {
             return Err(OAuthError::new(
                 503,
                 "temporarily_unavailable",
-                "too many token requests at once; try again in a minute",
+                "too many token requests from this client; try again in a few minutes",
             ));
         }
-        match seen.entry((client_id.to_owned(), jti)) {
+        match seen.entry(jti) {
             std::collections::hash_map::Entry::Occupied(_) => Err(OAuthError::client(
                 "client_assertion: this jti was already used (replay)",
             )),
@@ -238,16 +261,22 @@ impl BackendServices {
             _ => OAuthError::scope(e.message()),
         })?;
         super::refuse_scope_parameters(&granted).map_err(OAuthError::scope)?;
-        let claims = Claims {
-            scope: granted.to_string(),
-            ..asked
-        };
+        // Resource scopes only: `openid`, `fhirUser`, `launch/…` or `offline_access` mean
+        // nothing for a client acting for itself (no id token, no user, no refresh token).
+        let scope = granted
+            .resource_scopes()
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let claims = Claims { scope, ..asked };
         let expires_in = ACCESS_TOKEN_LIFETIME.min(self.max_lifetime);
         let access_token = self
             .issuer
             .mint(&claims, &self.audience, now, expires_in)
             .map_err(|e| OAuthError::new(500, "server_error", e))?;
         Ok(Grant {
+            client_id: client.client_id.clone(),
             access_token,
             expires_in,
             scope: claims.scope,
@@ -288,6 +317,37 @@ mod tests {
     }
 
     #[test]
+    fn one_client_filling_its_replay_memory_does_not_lock_out_the_others() {
+        let dir = std::env::temp_dir().join(format!("carnet-bs-{}", uuid::Uuid::new_v4().simple()));
+        let issuer = LocalIssuer::open("https://x/fhir/local-issuer".into(), &dir.join("k.p8"));
+        let service =
+            BackendServices::new(Arc::new(issuer.unwrap()), &crate::config::Config::default());
+        let exp = NOW + 300;
+        let refused = (0..1_000_000)
+            .find_map(|n| service.remember("flooder", n.to_string(), exp, NOW).err())
+            .expect("the memory is bounded");
+        assert_eq!(
+            (refused.status, refused.error),
+            (503, "temporarily_unavailable")
+        );
+        assert_eq!(service.remember("lab", "one".into(), exp, NOW), Ok(()));
+        assert_eq!(
+            service
+                .remember("lab", "one".into(), exp, NOW)
+                .unwrap_err()
+                .status,
+            401
+        );
+        // Once the flooder's assertions have expired, it is served again.
+        let later = exp + jwt::LEEWAY_SECONDS + 1;
+        assert_eq!(
+            service.remember("flooder", "new".into(), later + 300, later),
+            Ok(())
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn a_signed_assertion_gets_narrowed_scopes_once() {
         let dir = std::env::temp_dir().join(format!("carnet-bs-{}", uuid::Uuid::new_v4().simple()));
         let issuer = LocalIssuer::open("https://x/fhir/local-issuer".into(), &dir.join("k.p8"));
@@ -297,7 +357,7 @@ mod tests {
             "x": URL_SAFE_NO_PAD.encode(&point[1..49]), "y": URL_SAFE_NO_PAD.encode(&point[49..97])});
         let clients = toml::from_str::<toml::Table>(&format!(
             "[[c]]\nclient_id = \"lab\"\nkind = \"feeder\"\norganization = \"o|1\"\n\
-             scopes = \"system/*.rs\"\njwk = '{jwk}'\n"
+             scopes = \"system/*.rs openid fhirUser offline_access\"\njwk = '{jwk}'\n"
         ))
         .unwrap()["c"]
             .clone()
@@ -316,7 +376,10 @@ mod tests {
         );
         let form: Vec<(String, String)> = [
             ("grant_type", "client_credentials"),
-            ("scope", "system/Patient.cruds"),
+            (
+                "scope",
+                "system/Patient.cruds openid fhirUser offline_access",
+            ),
             ("client_assertion_type", ASSERTION_TYPE),
             ("client_assertion", &assertion),
         ]

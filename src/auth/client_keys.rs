@@ -1,25 +1,20 @@
 //! The public keys registered clients sign their token requests with (SMART Backend Services,
 //! `private_key_jwt`): one JWK in the registration (`jwk`), or a key set the client publishes
-//! (`jwks_url`), fetched like an issuer's keys: https (or http on loopback), a timeout, no
-//! redirects, a size bound, cached and fetched again at a bounded rate when a `kid` is unknown.
+//! (`jwks_url`), fetched like an issuer's keys ([`KeyCache`]): https (or http on loopback), a
+//! timeout, no redirects, a size bound, cached and fetched again at a bounded rate when a `kid`
+//! is unknown.
 
-use super::jwt::{self, Unverified};
+use super::jwt::Unverified;
+use super::key_cache::{self, Fetched, KeyCache};
 use super::principal::Client;
 use openidconnect::core::CoreJsonWebKey;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io::Read;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
-/// How long one key set request may take.
-const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+use std::time::Duration;
 
 /// Key sets larger than this are refused (a key set holds a few keys of a few KB).
 const MAX_JWKS_BYTES: u64 = 256 * 1024;
-
-/// Keys older than this are fetched again, so a withdrawn key stops being trusted.
-const MAX_KEY_AGE: Duration = Duration::from_secs(3600);
 
 /// Members only a private key has: registering one would put the client's secret in our file.
 const PRIVATE_MEMBERS: [&str; 7] = ["d", "p", "q", "dp", "dq", "qi", "k"];
@@ -62,27 +57,16 @@ fn public_key(value: &Value) -> Result<CoreJsonWebKey, String> {
 /// Every registered client's keys.
 pub struct ClientKeys {
     by_client: HashMap<String, Source>,
-    min_refresh: Duration,
     http: ureq::Agent,
 }
 
 enum Source {
     Fixed(Vec<CoreJsonWebKey>),
-    Published(Published),
-}
-
-/// A key set at the client's URL and what is known of it.
-struct Published {
-    url: String,
-    cache: Mutex<Cache>,
-    /// Held by the one request fetching.
-    fetching: Mutex<()>,
-}
-
-#[derive(Default)]
-struct Cache {
-    keys: Vec<CoreJsonWebKey>,
-    last_fetch: Option<Instant>,
+    /// A key set at the client's URL.
+    Published {
+        url: String,
+        keys: KeyCache<()>,
+    },
 }
 
 impl ClientKeys {
@@ -95,11 +79,10 @@ impl ClientKeys {
                     (Some(jwk), _) => {
                         Source::Fixed(parse_public_jwk(jwk).ok().into_iter().collect())
                     }
-                    (None, Some(url)) => Source::Published(Published {
+                    (None, Some(url)) => Source::Published {
                         url: url.clone(),
-                        cache: Mutex::new(Cache::default()),
-                        fetching: Mutex::new(()),
-                    }),
+                        keys: KeyCache::new(min_refresh),
+                    },
                     (None, None) => return None,
                 };
                 Some((client.client_id.clone(), source))
@@ -107,11 +90,7 @@ impl ClientKeys {
             .collect();
         ClientKeys {
             by_client,
-            min_refresh,
-            http: ureq::AgentBuilder::new()
-                .timeout(FETCH_TIMEOUT)
-                .redirects(0)
-                .build(),
+            http: key_cache::http_agent(),
         }
     }
 
@@ -120,49 +99,24 @@ impl ClientKeys {
     pub fn keys_for(&self, client_id: &str, assertion: &Unverified) -> Option<Vec<CoreJsonWebKey>> {
         match self.by_client.get(client_id)? {
             Source::Fixed(keys) => Some(keys.clone()),
-            Source::Published(published) => Some(published.keys_for(assertion, self)),
-        }
-    }
-}
-
-impl Published {
-    /// The cached keys, fetched again first when stale or missing the assertion's `kid`, at most
-    /// once per `min_refresh`, by one request at a time; the others use the keys known.
-    fn keys_for(&self, assertion: &Unverified, keys: &ClientKeys) -> Vec<CoreJsonWebKey> {
-        let wanted = {
-            let cache = self.cache();
-            let fresh = cache
-                .last_fetch
-                .is_some_and(|at| at.elapsed() < MAX_KEY_AGE);
-            let may = cache
-                .last_fetch
-                .is_none_or(|at| at.elapsed() >= keys.min_refresh);
-            !(fresh && jwt::has_key(assertion, &cache.keys)) && may
-        };
-        if wanted {
-            if let Ok(_fetching) = self.fetching.try_lock() {
-                self.cache().last_fetch = Some(Instant::now());
-                match fetch(&self.url, &keys.http) {
-                    Ok(fetched) => {
-                        tracing::info!(url = %self.url, keys = fetched.len(), "client keys fetched");
-                        self.cache().keys = fetched;
+            Source::Published { url, keys } => Some(keys.keys_for(assertion, || {
+                let fetched = fetch(url, &self.http);
+                match &fetched {
+                    Ok((keys, ())) => {
+                        tracing::info!(%url, keys = keys.len(), "client keys fetched")
                     }
                     Err(reason) => {
-                        tracing::warn!(url = %self.url, %reason, "client keys could not be fetched");
+                        tracing::warn!(%url, %reason, "client keys could not be fetched")
                     }
                 }
-            }
+                fetched
+            })),
         }
-        self.cache().keys.clone()
-    }
-
-    fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
-        self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 /// Fetches a key set; private, symmetric and unusable keys in it are skipped.
-fn fetch(url: &str, http: &ureq::Agent) -> Result<Vec<CoreJsonWebKey>, String> {
+fn fetch(url: &str, http: &ureq::Agent) -> Fetched<()> {
     let response = http.get(url).call().map_err(|e| e.to_string())?;
     if response.status() != 200 {
         return Err(format!(
@@ -184,7 +138,7 @@ fn fetch(url: &str, http: &ureq::Agent) -> Result<Vec<CoreJsonWebKey>, String> {
         .get("keys")
         .and_then(Value::as_array)
         .ok_or("not a JWKS (no `keys` array)")?;
-    Ok(keys.iter().filter_map(|k| public_key(k).ok()).collect())
+    Ok((keys.iter().filter_map(|k| public_key(k).ok()).collect(), ()))
 }
 
 #[cfg(test)]

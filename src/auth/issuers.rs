@@ -3,18 +3,11 @@
 //! when a token names a key not seen yet (the provider rotated), at a bounded rate.
 
 use super::jwt::{self, TokenError, Unverified};
+use super::key_cache::{self, Fetched, KeyCache};
 use super::local_issuer::LocalIssuer;
 use openidconnect::core::{CoreJsonWebKey, CoreProviderMetadata};
 use openidconnect::IssuerUrl;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
-/// How long one discovery or JWKS request may take.
-const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Keys older than this are fetched again, so a key the issuer withdrew stops being trusted
-/// even if no token with a new `kid` comes along.
-const MAX_KEY_AGE: Duration = Duration::from_secs(3600);
+use std::time::Duration;
 
 /// Every trusted issuer.
 pub struct TrustedIssuers {
@@ -23,20 +16,10 @@ pub struct TrustedIssuers {
     http: ureq::Agent,
 }
 
-/// One external provider and what is known of its keys.
+/// One external provider, its keys and its discovery document.
 struct ExternalIssuer {
     url: String,
-    min_refresh: Duration,
-    keys: Mutex<KeyCache>,
-    /// Held by the one request fetching keys.
-    fetching: Mutex<()>,
-}
-
-#[derive(Default)]
-struct KeyCache {
-    keys: Vec<CoreJsonWebKey>,
-    provider: Option<Provider>,
-    last_fetch: Option<Instant>,
+    keys: KeyCache<Provider>,
 }
 
 /// What clients need to know of an issuer to get tokens (for the SMART configuration).
@@ -68,20 +51,13 @@ impl TrustedIssuers {
                 // Compared exactly, as OpenID Connect requires: a trailing slash is part of
                 // the issuer identifier.
                 url: url.clone(),
-                min_refresh,
-                keys: Mutex::new(KeyCache::default()),
-                fetching: Mutex::new(()),
+                keys: KeyCache::new(min_refresh),
             })
             .collect();
-        // No redirects: the configured URLs are the only places keys come from.
-        let http = ureq::AgentBuilder::new()
-            .timeout(FETCH_TIMEOUT)
-            .redirects(0)
-            .build();
         TrustedIssuers {
             local,
             external,
-            http,
+            http: key_cache::http_agent(),
         }
     }
 
@@ -89,14 +65,7 @@ impl TrustedIssuers {
     /// if never fetched yet), else the local issuer.
     pub fn primary_provider(&self) -> Option<Provider> {
         if let Some(first) = self.external.first() {
-            let wanted = {
-                let cache = first.cache();
-                cache.provider.is_none() && first.may_fetch(&cache)
-            };
-            if wanted {
-                first.try_refresh(&self.http);
-            }
-            return first.cache().provider.clone();
+            return first.keys.metadata(|| first.fetch(&self.http));
         }
         self.local.as_ref().map(|(url, _)| Provider {
             issuer: url.clone(),
@@ -121,77 +90,31 @@ impl TrustedIssuers {
             .iter()
             .find(|e| e.url == issuer)
             .ok_or(TokenError::UntrustedIssuer)?;
-        let keys = external.keys_for(token, &self.http)?;
+        let keys = external.keys.keys_for(token, || external.fetch(&self.http));
+        if keys.is_empty() {
+            return Err(TokenError::IssuerUnavailable);
+        }
         jwt::verify_signature(token, &keys)
     }
 }
 
 impl ExternalIssuer {
-    /// The cached keys, fetched again first when the token's key is not among them (or the
-    /// keys are old) and the last fetch is old enough. Only one request fetches at a time and
-    /// nobody waits for it: the others go on with the keys already known, so a flood of unknown
-    /// `kid`s cannot hold requests hostage to the issuer's response time.
-    fn keys_for(
-        &self,
-        token: &Unverified,
-        http: &ureq::Agent,
-    ) -> Result<Vec<CoreJsonWebKey>, TokenError> {
-        let wanted = {
-            let cache = self.cache();
-            let fresh = cache
-                .last_fetch
-                .is_some_and(|at| at.elapsed() < MAX_KEY_AGE);
-            !(fresh && jwt::has_key(token, &cache.keys)) && self.may_fetch(&cache)
-        };
-        if wanted {
-            self.try_refresh(http);
-        }
-        let cache = self.cache();
-        match cache.keys.is_empty() {
-            true => Err(TokenError::IssuerUnavailable),
-            false => Ok(cache.keys.clone()),
-        }
-    }
-
-    fn cache(&self) -> std::sync::MutexGuard<'_, KeyCache> {
-        self.keys.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn may_fetch(&self, cache: &KeyCache) -> bool {
-        cache
-            .last_fetch
-            .is_none_or(|at| at.elapsed() >= self.min_refresh)
-    }
-
-    /// Fetches discovery and keys unless another request is doing it; the cache is locked only
-    /// to read and store, never across the network. On failure the previous keys stay.
-    fn try_refresh(&self, http: &ureq::Agent) {
-        let Ok(_fetching) = self.fetching.try_lock() else {
-            return;
-        };
-        {
-            let mut cache = self.cache();
-            if !self.may_fetch(&cache) {
-                return;
-            }
-            cache.last_fetch = Some(Instant::now());
-        }
-        let fetched = self.fetch(http);
-        let mut cache = self.cache();
-        match fetched {
-            Ok((keys, provider)) => {
-                tracing::info!(issuer = %self.url, keys = keys.len(), "issuer keys fetched");
-                cache.keys = keys;
-                cache.provider = Some(provider);
+    /// [`Self::discover`], logged.
+    fn fetch(&self, http: &ureq::Agent) -> Fetched<Provider> {
+        let fetched = self.discover(http);
+        match &fetched {
+            Ok((keys, _)) => {
+                tracing::info!(issuer = %self.url, keys = keys.len(), "issuer keys fetched")
             }
             Err(reason) => {
-                tracing::warn!(issuer = %self.url, %reason, "issuer keys could not be fetched");
+                tracing::warn!(issuer = %self.url, %reason, "issuer keys could not be fetched")
             }
         }
+        fetched
     }
 
     /// Discovery (which checks that the document names this very issuer), then its JWKS.
-    fn fetch(&self, http: &ureq::Agent) -> Result<(Vec<CoreJsonWebKey>, Provider), String> {
+    fn discover(&self, http: &ureq::Agent) -> Fetched<Provider> {
         let url = IssuerUrl::new(self.url.clone()).map_err(|e| e.to_string())?;
         let metadata = CoreProviderMetadata::discover(&url, http).map_err(|e| {
             let mut reason = e.to_string();

@@ -10,6 +10,7 @@ pub mod backend_services;
 pub mod client_keys;
 pub mod issuers;
 pub mod jwt;
+pub mod key_cache;
 pub mod local_issuer;
 pub mod principal;
 pub mod scopes;

@@ -59,6 +59,11 @@ fn smart_document(provider: Option<&Provider>, local: bool) -> Value {
             }
         }
         if local {
+            // Backend Services clients act for themselves: system scopes are all it grants.
+            fields.insert(
+                "scopes_supported".into(),
+                json!(["system/*.cruds", "system/*.rs"]),
+            );
             fields.insert(
                 "token_endpoint_auth_methods_supported".into(),
                 json!(["private_key_jwt"]),
@@ -160,6 +165,25 @@ mod tests {
             json!(["client_credentials"])
         );
         assert!(no_authorize.get("authorization_endpoint").is_none());
+        let local = smart_document(
+            Some(&Provider {
+                issuer: "https://fhir.example/fhir/local-issuer".into(),
+                grant_types: vec!["client_credentials".into()],
+                authorization_endpoint: None,
+                ..provider(false, &[])
+            }),
+            true,
+        );
+        // The local issuer grants system scopes only: `openid` or `patient/*.rs` are never
+        // granted there, so they are not offered.
+        assert_eq!(
+            local["scopes_supported"],
+            json!(["system/*.cruds", "system/*.rs"])
+        );
+        assert_eq!(
+            local["grant_types_supported"],
+            json!(["client_credentials"])
+        );
         let none = smart_document(None, false);
         assert_eq!(none["grant_types_supported"], json!([]));
     }

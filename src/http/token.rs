@@ -8,6 +8,10 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
+/// A token request is a few short parameters and one assertion (at most 16 KB): anything much
+/// larger is refused before it is parsed.
+const MAX_FORM_BYTES: u64 = 64 * 1024;
+
 /// `POST /local-issuer/token`
 #[utoipa::path(post, path = "/fhir/local-issuer/token", tag = "system", security(()),
     request_body(content = String, content_type = "application/x-www-form-urlencoded",
@@ -18,7 +22,7 @@ use serde_json::json;
         (status = 404, description = "The local issuer is off (OperationOutcome)", body = serde_json::Value, content_type = "application/fhir+json")))]
 pub async fn token(
     req: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let Some(service) = state.backend_services.clone() else {
@@ -44,6 +48,18 @@ pub async fn token(
             description: "send the parameters as application/x-www-form-urlencoded".into(),
         }));
     }
+    let body = match super::body::read(&req, payload, MAX_FORM_BYTES).await {
+        Ok(body) => body,
+        Err(e) => {
+            return Ok(refusal(OAuthError {
+                status: e.status.as_u16(),
+                error: "invalid_request",
+                description: format!(
+                    "the form could not be read, or is larger than {MAX_FORM_BYTES} bytes"
+                ),
+            }))
+        }
+    };
     let form: Vec<(String, String)> = match serde_urlencoded::from_bytes(&body) {
         Ok(form) => form,
         Err(_) => {
@@ -58,7 +74,7 @@ pub async fn token(
     let answer = web::block(move || service.grant(&form, now)).await?;
     Ok(match answer {
         Ok(grant) => {
-            tracing::info!(target: "carnet::auth", scope = %grant.scope, "token issued");
+            tracing::info!(target: "carnet::auth", client = ?grant.client_id, scope = %grant.scope, expires_in = grant.expires_in, "token issued");
             no_store(HttpResponse::Ok()).body(
                 json!({
                     "access_token": grant.access_token,
