@@ -63,11 +63,15 @@ pub async fn edges(
     }
 }
 
-/// A 4xx/5xx whose body is not FHIR JSON (Carnet's own errors always are).
+/// A 4xx/5xx whose body is neither FHIR JSON (Carnet's own errors always are) nor the OAuth
+/// JSON error the token endpoint must answer with (RFC 6749 §5.2).
 fn is_bare_error<B>(response: &actix_web::HttpResponse<B>) -> bool {
     let fhir = HeaderValue::from_static(super::negotiate::FHIR_JSON);
+    let oauth = HeaderValue::from_static("application/json");
+    let content_type = response.headers().get(CONTENT_TYPE);
     (response.status().is_client_error() || response.status().is_server_error())
-        && response.headers().get(CONTENT_TYPE) != Some(&fhir)
+        && content_type != Some(&fhir)
+        && content_type != Some(&oauth)
 }
 
 /// An OperationOutcome for an error raised outside Carnet's handlers.
