@@ -400,3 +400,24 @@ fn system_search_by_post_and_unknown_types() {
     assert_eq!(not_a_form.outcome(415)["code"], "not-supported");
     still_answers(&s);
 }
+
+/// Item 15, review: `Ŀ`/`ŀ` (Catalan) decompose to `l` and a middle dot that is no combining
+/// mark; read `l` (as the Latin table did before decomposition), both when indexed and searched.
+#[test]
+fn string_search_reads_l_with_middle_dot_as_l() {
+    let s = Server::start();
+    let mut resource = patient("284022912345678");
+    resource["name"] = json!([{"family": "Ŀlobet", "given": ["Paŀla"]}]);
+    let id = s.create(&resource)["id"].as_str().unwrap().to_owned();
+    let before = s.version_count();
+    for query in [
+        "/Patient?family=llobet",
+        "/Patient?family=%C4%BFlobet",
+        "/Patient?given=palla",
+        "/Patient?given:contains=ll",
+    ] {
+        assert_eq!(ids(&s.get(query)), [id.clone()].into(), "{query}");
+    }
+    assert_eq!(s.version_count(), before);
+    still_answers(&s);
+}

@@ -101,12 +101,18 @@ pub fn extract(resource: &Value, param: &SearchParam, base_url: &str) -> Vec<(St
 /// in every script (`ς`→`σ`, `ß`→`ss`), without the diacritics of the combining diacritical
 /// mark blocks (`Nguyễn`→`nguyen`, `Ἀθῆναι`→`αθηναι`, `й`→`и`; marks that are letters of
 /// their script, such as Devanagari vowel signs or the Japanese voicing marks, stay), letters
-/// that do not decompose spelled as they are read (`œ`→`oe`, `ø`→`o`, `ł`→`l`), typographic
+/// that do not decompose, or decompose to a letter and a spacing mark, spelled as they are
+/// read (`œ`→`oe`, `ø`→`o`, `ł`→`l`, `ŀ`→`l`), typographic
 /// apostrophes as `'`, recomposed (NFC), whitespace runs collapsed to one space and trimmed.
 /// Hyphens and apostrophes stay: `Lévy-Durand` is `levy-durand`.
 pub fn normalize(text: &str) -> String {
     use unicode_normalization::UnicodeNormalization;
     let mut folded = String::with_capacity(text.len());
+    // `Ŀ`/`ŀ` would decompose to `l` and a spacing middle dot: read them `l` first.
+    let text = text.chars().map(|c| match c {
+        'Ŀ' | 'ŀ' => 'l',
+        c => c,
+    });
     for c in text.nfkd().flat_map(char::to_lowercase) {
         if is_diacritic(c) {
             continue;
@@ -138,7 +144,7 @@ fn fold(c: char) -> Option<&'static str> {
         'ð' | 'đ' => "d",
         'ħ' => "h",
         'ı' => "i",
-        'ŀ' | 'ł' => "l",
+        'ł' => "l",
         'ŋ' => "n",
         'ø' => "o",
         'œ' => "oe",
@@ -681,6 +687,14 @@ mod tests {
         assert_eq!(normalize("がくと"), "がくと");
         assert_eq!(normalize("कुमार"), "कुमार");
         assert_eq!(normalize("محمد"), "محمد");
+    }
+
+    /// `Ŀ`/`ŀ` decompose (NFKD) to `l` and a middle dot, which is no combining mark: folded
+    /// before decomposition, as the Latin table always did, they read `l`.
+    #[test]
+    fn normalize_folds_l_with_middle_dot_before_decomposing() {
+        assert_eq!(normalize("Ŀela Paŀlàs"), "lela pallas");
+        assert_eq!(normalize("Ŀ"), normalize("l"));
     }
 
     #[test]
