@@ -421,3 +421,28 @@ fn string_search_reads_l_with_middle_dot_as_l() {
     assert_eq!(s.version_count(), before);
     still_answers(&s);
 }
+
+/// Items 3 and 6, review: FHIR strings may hold a tab, a carriage return or a line feed
+/// (R4 `string`: nothing below U+0020 but those three), so a search value may too and finds
+/// them; other control characters, and any in a name, are still refused.
+#[test]
+fn tab_and_line_breaks_in_values_are_searched() {
+    let s = Server::start();
+    let mut resource = patient("284022912345678");
+    resource["name"] = json!([{"family": "Le\tGall", "given": ["Anne\r\nMarie"]}]);
+    let id = s.create(&resource)["id"].as_str().unwrap().to_owned();
+    let before = s.version_count();
+    for query in [
+        "/Patient?family:exact=Le%09Gall",
+        "/Patient?family=le%09ga",
+        "/Patient?given:exact=Anne%0D%0AMarie",
+        "/Patient?given=anne%0Amar",
+    ] {
+        assert_eq!(ids(&s.get(query)), [id.clone()].into(), "{query}");
+    }
+    refused(&s.get("/Patient?family=Le%00Gall"), "invalid", "family");
+    refused(&s.get("/Patient?family=Le%0BGall"), "invalid", "family");
+    refused(&s.get("/Patient?fam%09ily=x"), "invalid", "fam\\u{0009}ily");
+    assert_eq!(s.version_count(), before);
+    still_answers(&s);
+}

@@ -592,12 +592,15 @@ fn result_param(
 }
 
 /// Control characters have no place in a search: PostgreSQL cannot even compare text holding
-/// U+0000, and a name echoed in an OperationOutcome must stay printable. Refused wherever they
-/// appear, in a name or a value.
+/// U+0000, and a name echoed in an OperationOutcome must stay printable. Refused in a name, and
+/// in a value unless it is one a FHIR string may hold (tab, carriage return, line feed).
 pub fn refuse_control_characters(name: &str, value: &str) -> Result<(), OutcomeIssue> {
     let where_ = if name.chars().any(char::is_control) {
         "name"
-    } else if value.chars().any(char::is_control) {
+    } else if value
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\r' | '\n'))
+    {
         "value"
     } else {
         return Ok(());
