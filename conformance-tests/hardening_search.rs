@@ -446,3 +446,31 @@ fn tab_and_line_breaks_in_values_are_searched() {
     assert_eq!(s.version_count(), before);
     still_answers(&s);
 }
+
+/// Item 3, review: control characters in the parameters read before the search is parsed
+/// (`_format`, `_pretty`) are refused like any other, with 400 naming the parameter, on type,
+/// compartment and system searches alike (not a 406 echoing the character).
+#[test]
+fn control_characters_in_format_parameters_are_refused() {
+    let s = Server::start();
+    let created = s.create(&patient("284022912345678"));
+    let id = created["id"].as_str().unwrap();
+    let before = s.version_count();
+    for path in [
+        "/Patient".to_owned(),
+        format!("/Patient/{id}/DocumentReference"),
+        String::new(),
+    ] {
+        for (name, value) in [
+            ("_format", "%00"),
+            ("_pretty", "tr%01ue"),
+            ("_format", "json%00"),
+        ] {
+            let reply = s.get(&format!("{path}?{name}={value}"));
+            let issue = refused(&reply, "invalid", name);
+            assert!(!issue["diagnostics"].as_str().unwrap().contains('\0'));
+        }
+    }
+    assert_eq!(s.version_count(), before);
+    still_answers(&s);
+}
