@@ -548,3 +548,32 @@ fn the_migration_keys_long_values_indexed_before_it() {
     assert_eq!(s.version_count(), before);
     still_answers(&s);
 }
+
+/// Item 16, review: `_format` and `_pretty` are parameters too; empty, they are ignored like
+/// any other (the search answers as if they were absent, not 406 or 400).
+#[test]
+fn empty_format_parameters_are_ignored() {
+    let s = Server::start();
+    let created = s.create(&patient("284022912345678"));
+    let id = created["id"].as_str().unwrap().to_owned();
+    let before = s.version_count();
+    for query in [
+        "/Patient?_format=&family=levy".to_owned(),
+        "/Patient?family=levy&_pretty=".to_owned(),
+        format!("/Patient/{id}/DocumentReference?_format=&_pretty=&_id={id}"),
+        "?_type=Patient&_format=&_pretty=".to_owned(),
+    ] {
+        let reply = s.get(&query);
+        assert_eq!(reply.status, 200, "{query}: {}", reply.body);
+        assert_eq!(
+            reply
+                .header("Content-Type")
+                .map(|t| t.starts_with("application/fhir+json")),
+            Some(true),
+            "{query}"
+        );
+    }
+    assert_eq!(ids(&s.get("/Patient?_format=&family=levy")), [id].into());
+    assert_eq!(s.version_count(), before);
+    still_answers(&s);
+}

@@ -248,6 +248,8 @@ async fn respond_with_links(
 ) -> Result<HttpResponse> {
     // Before anything reads a parameter (`_format` and `_pretty` here, `_type` before).
     refuse_control_characters(&params)?;
+    // "Empty parameters are not an error": `_format=` or `_pretty=` read as absent, too.
+    let params: Vec<(String, String)> = params.into_iter().filter(|(_, v)| !v.is_empty()).collect();
     let format = negotiate(req, &Params(params.clone()))?;
     let strict = !respond::lenient(req)?;
     let limits = &state.config.search;
