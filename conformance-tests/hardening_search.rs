@@ -577,3 +577,58 @@ fn empty_format_parameters_are_ignored() {
     assert_eq!(s.version_count(), before);
     still_answers(&s);
 }
+
+/// Item 2, review: a `:contains` value becomes a LIKE pattern, which SQLite refuses past 50,000
+/// bytes ("LIKE or GLOB pattern too complex", a 500). 30,000 `%` (escaped, 60,000 bytes) or
+/// 3,000 `ﷺ` (each folds to 18 letters) fit in a parameter and in the bind budget: refused
+/// with 400 naming the parameter, on both backends, directly and through a chain; a long
+/// value that fits is still searched.
+#[test]
+fn contains_patterns_too_long_to_match_are_refused() {
+    let s = Server::start();
+    let created = s.create(&patient("284022912345678"));
+    let id = created["id"].as_str().unwrap().to_owned();
+    let mut document = json!({
+        "resourceType": "DocumentReference", "status": "current",
+        "subject": {"reference": format!("Patient/{id}")},
+        "content": [{"attachment": {"contentType": "text/plain", "url": "urn:x:1"}}]
+    });
+    document = s.create(&document);
+    let before = s.version_count();
+    let percents = "%".repeat(30_000);
+    let ligatures = "ﷺ".repeat(3_000);
+    for (path, name, value) in [
+        ("/Patient/_search", "family:contains", &percents),
+        ("/Patient/_search", "family:contains", &ligatures),
+        (
+            "/DocumentReference/_search",
+            "subject.family:contains",
+            &percents,
+        ),
+        (
+            "/DocumentReference/_search",
+            "subject:Patient.name:contains",
+            &ligatures,
+        ),
+    ] {
+        let reply = post_search(&s, path, &[(name, value)]);
+        assert_eq!(reply.outcome(400)["code"], "too-costly", "{name}");
+    }
+    let fits = "a".repeat(10_000);
+    assert!(ids(&post_search(
+        &s,
+        "/Patient/_search",
+        &[("family:contains", &fits)]
+    ))
+    .is_empty());
+    assert_eq!(
+        ids(&post_search(
+            &s,
+            "/DocumentReference/_search",
+            &[("subject.family:contains", "vy-du")]
+        )),
+        [document["id"].as_str().unwrap().to_owned()].into()
+    );
+    assert_eq!(s.version_count(), before);
+    still_answers(&s);
+}

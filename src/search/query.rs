@@ -145,6 +145,11 @@ pub const MAX_BOUND_BYTES: usize = 256 * 1024;
 /// its value for each type it may reach).
 pub const MAX_PARAM_BYTES: usize = 32 * 1024;
 
+/// Most bytes of the LIKE pattern a `:contains` value becomes (escapes and `%` included):
+/// SQLite refuses patterns past 50,000 bytes when it runs them, and folding can lengthen a
+/// value many times (`ﷺ` is 18 letters). A 2,700-character value in any script fits.
+pub const MAX_CONTAINS_BYTES: usize = 32 * 1024;
+
 /// Most URIs a `:above` value stands for (itself and its path prefixes).
 pub const MAX_ABOVE_URIS: usize = 32;
 
@@ -867,11 +872,26 @@ fn string_test(name: &str, modifier: Option<&str>, values: Vec<String>) -> Resul
         Some("contains") => StringMode::Contains,
         Some(other) => return Err(bad_modifier(name, other)),
     };
-    let values = match mode {
+    let values: Vec<String> = match mode {
         StringMode::Exact => values,
         _ => values.iter().map(|v| normalize(v)).collect(),
     };
+    if mode == StringMode::Contains && values.iter().any(|v| like_bytes(v) > MAX_CONTAINS_BYTES) {
+        return Err(Refusal::Invalid(too_costly(
+            name,
+            format!(":contains takes values of at most {MAX_CONTAINS_BYTES} bytes once folded"),
+        )));
+    }
     Ok(Test::String { mode, values })
+}
+
+/// Bytes of the LIKE pattern `%value%` with `%`, `_` and `\` escaped (see `search::sql`).
+fn like_bytes(value: &str) -> usize {
+    let escapes = value
+        .bytes()
+        .filter(|b| matches!(b, b'%' | b'_' | b'\\'))
+        .count();
+    value.len() + escapes + 2
 }
 
 fn token_criterion(
@@ -1356,6 +1376,13 @@ mod tests {
             refused("Patient", "_profile:above", &slashes).code,
             "too-costly"
         );
+        // A LIKE pattern SQLite would refuse to run: escapes and folding lengthen it.
+        for long in ["%".repeat(20_000), "ﷺ".repeat(2_000)] {
+            assert_eq!(
+                refused("Patient", "family:contains", &long).code,
+                "too-costly"
+            );
+        }
         let deep = format!("http://x.org/{}", "s/".repeat(MAX_ABOVE_URIS));
         let issue = refused("Patient", "_profile:above", &deep);
         assert_eq!(issue.expression.as_deref(), Some("_profile:above"));
