@@ -612,7 +612,7 @@ fn contains_patterns_too_long_to_match_are_refused() {
         ),
     ] {
         let reply = post_search(&s, path, &[(name, value)]);
-        assert_eq!(reply.outcome(400)["code"], "too-costly", "{name}");
+        refused(&reply, "too-costly", name);
     }
     let fits = "a".repeat(10_000);
     assert!(ids(&post_search(
@@ -629,6 +629,53 @@ fn contains_patterns_too_long_to_match_are_refused() {
         )),
         [document["id"].as_str().unwrap().to_owned()].into()
     );
+    assert_eq!(s.version_count(), before);
+    still_answers(&s);
+}
+
+/// Items 2 and 14, review: an invalid value deep in a chain or `_has` is refused naming the
+/// parameter the client sent (`subject.birthdate`), not the inner one it was split into.
+#[test]
+fn errors_inside_chains_name_the_whole_parameter() {
+    let s = Server::start();
+    s.create(&patient("284022912345678"));
+    let before = s.version_count();
+    let percents = "%".repeat(30_000);
+    for (path, name, value, code) in [
+        (
+            "/DocumentReference/_search",
+            "subject.birthdate",
+            "soon",
+            "invalid",
+        ),
+        (
+            "/DocumentReference/_search",
+            "subject:Patient.birthdate",
+            "1984-02-30",
+            "invalid",
+        ),
+        (
+            "/DocumentReference/_search",
+            "subject.family:contains",
+            &percents,
+            "too-costly",
+        ),
+        (
+            "/Patient/_search",
+            "_has:List:item:date",
+            "yesterday",
+            "invalid",
+        ),
+        (
+            "/Patient/_search",
+            "_has:List:item:_has:List:item:date",
+            "x",
+            "invalid",
+        ),
+    ] {
+        let reply = post_search(&s, path, &[(name, value)]);
+        refused(&reply, code, name);
+    }
     assert_eq!(s.version_count(), before);
     still_answers(&s);
 }

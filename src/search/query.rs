@@ -635,6 +635,17 @@ enum Refusal {
     Invalid(OutcomeIssue),
 }
 
+impl Refusal {
+    /// The same refusal about `name`: the parameter as the client wrote it, when the refusal
+    /// came from the part of a chain or `_has` it was split into.
+    fn at(self, name: &str) -> Refusal {
+        match self {
+            Refusal::Unknown(issue) => Refusal::Unknown(issue.at(name.to_owned())),
+            Refusal::Invalid(issue) => Refusal::Invalid(issue.at(name.to_owned())),
+        }
+    }
+}
+
 fn invalid(name: &str, message: String) -> OutcomeIssue {
     OutcomeIssue::error("invalid", message).at(name.to_owned())
 }
@@ -793,7 +804,7 @@ fn chain(
         match criterion(target, rest, value, depth + 1) {
             Ok(inner) => targets.push((target.clone(), Box::new(inner))),
             Err(Refusal::Unknown(_)) => continue,
-            Err(invalid @ Refusal::Invalid(_)) => return Err(invalid),
+            Err(invalid @ Refusal::Invalid(_)) => return Err(invalid.at(name)),
         }
     }
     if targets.is_empty() {
@@ -840,7 +851,8 @@ fn has(
             format!("`{reference}` of {source_type} does not refer to {resource_type}"),
         ));
     }
-    let inner = criterion(source_type, inner_name, value, depth + 1)?;
+    let inner =
+        criterion(source_type, inner_name, value, depth + 1).map_err(|refusal| refusal.at(name))?;
     Ok(Criterion {
         key: "_has".to_owned(),
         test: Test::Has {
