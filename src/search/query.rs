@@ -141,6 +141,10 @@ pub const MAX_BINDS: usize = 4000;
 /// Most bytes of client values one search may bind (a value bound twice counts twice).
 pub const MAX_BOUND_BYTES: usize = 256 * 1024;
 
+/// Most parameters one search takes, those ignored (`handling=lenient`) or empty included:
+/// each is parsed once per type a system search covers and may be echoed in a warning.
+pub const MAX_PARAMS: usize = 1000;
+
 /// Most bytes of one parameter, name and value, checked before it is parsed (a chain copies
 /// its value for each type it may reach).
 pub const MAX_PARAM_BYTES: usize = 32 * 1024;
@@ -386,6 +390,12 @@ pub fn parse(
         sort: Vec::new(),
         id_descending: false,
     };
+    if let Some((name, _)) = params.get(MAX_PARAMS) {
+        return Err(too_costly(
+            &printable(name),
+            format!("a search takes at most {MAX_PARAMS} parameters"),
+        ));
+    }
     let mut spent = Cost::default();
     for (name, value) in params {
         refuse_control_characters(name, value)?;
