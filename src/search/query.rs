@@ -145,6 +145,11 @@ pub const MAX_BOUND_BYTES: usize = 256 * 1024;
 /// each is parsed once per type a system search covers and may be echoed in a warning.
 pub const MAX_PARAMS: usize = 1000;
 
+/// Most bytes of a parameter's name: the longest real one, three `_has` or chain levels with
+/// type modifiers, is far shorter. An unknown name is kept to be echoed when ignored, once per
+/// type of a system search, so its length must be bounded even when lenient.
+pub const MAX_NAME_BYTES: usize = 512;
+
 /// Most bytes of one parameter, name and value, checked before it is parsed (a chain copies
 /// its value for each type it may reach).
 pub const MAX_PARAM_BYTES: usize = 32 * 1024;
@@ -392,13 +397,19 @@ pub fn parse(
     };
     if let Some((name, _)) = params.get(MAX_PARAMS) {
         return Err(too_costly(
-            &printable(name),
+            &shown(name),
             format!("a search takes at most {MAX_PARAMS} parameters"),
         ));
     }
     let mut spent = Cost::default();
     for (name, value) in params {
         refuse_control_characters(name, value)?;
+        if name.len() > MAX_NAME_BYTES {
+            return Err(too_costly(
+                &shown(name),
+                format!("a search parameter name takes at most {MAX_NAME_BYTES} bytes"),
+            ));
+        }
         if value.is_empty() {
             // "Empty parameters are not an error": the search runs as if it were absent.
             continue;
@@ -624,6 +635,15 @@ pub fn refuse_control_characters(name: &str, value: &str) -> Result<(), OutcomeI
         &printable(name),
         format!("a search parameter {where_} holds a control character"),
     ))
+}
+
+/// A parameter name as an OperationOutcome may echo it: printable, and its start only when
+/// it is longer than a real name.
+fn shown(name: &str) -> String {
+    match name.char_indices().nth(64) {
+        Some((end, _)) => format!("{}…", printable(&name[..end])),
+        None => printable(name),
+    }
 }
 
 /// `text` with each control character spelled `\u{…}`, for messages about client input.
