@@ -99,14 +99,20 @@ pub fn extract(resource: &Value, param: &SearchParam, base_url: &str) -> Vec<(St
 /// Search text in the form every string comparison uses, the same when indexed and when
 /// searched: compatibility-decomposed (NFKD: `ﬁ`→`fi`, full-width letters → ASCII), lower case
 /// in every script (`ς`→`σ`, `ß`→`ss`), without the diacritics of the combining diacritical
-/// mark blocks (`Nguyễn`→`nguyen`, `Ἀθῆναι`→`αθηναι`, `й`→`и`; marks that are letters of
-/// their script, such as Devanagari vowel signs or the Japanese voicing marks, stay), letters
-/// that do not decompose spelled as they are read (`œ`→`oe`, `ø`→`o`, `ł`→`l`), typographic
-/// apostrophes as `'`, recomposed (NFC), whitespace runs collapsed to one space and trimmed.
-/// Hyphens and apostrophes stay: `Lévy-Durand` is `levy-durand`.
+/// mark blocks nor the Arabic and Hebrew vowel marks (`Nguyễn`→`nguyen`, `Ἀθῆναι`→`αθηναι`,
+/// `й`→`и`, `مُحَمَّد`→`محمد`; marks that are letters of their script, such as Devanagari vowel
+/// signs or the Japanese voicing marks, stay), letters that do not decompose, or decompose to
+/// a letter and a spacing mark, spelled as they are read (`œ`→`oe`, `ø`→`o`, `ł`→`l`,
+/// `ŀ`→`l`), typographic apostrophes as `'`, recomposed (NFC), whitespace runs collapsed to
+/// one space and trimmed. Hyphens and apostrophes stay: `Lévy-Durand` is `levy-durand`.
 pub fn normalize(text: &str) -> String {
     use unicode_normalization::UnicodeNormalization;
     let mut folded = String::with_capacity(text.len());
+    // `Ŀ`/`ŀ` would decompose to `l` and a spacing middle dot: read them `l` first.
+    let text = text.chars().map(|c| match c {
+        'Ŀ' | 'ŀ' => 'l',
+        c => c,
+    });
     for c in text.nfkd().flat_map(char::to_lowercase) {
         if is_diacritic(c) {
             continue;
@@ -120,10 +126,14 @@ pub fn normalize(text: &str) -> String {
     recomposed.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Combining marks that are diacritics (accents, cedillas, tildes…) rather than letters.
+/// Combining marks that are diacritics (accents, cedillas, tildes…, and the optional vowel
+/// marks of Arabic and Hebrew) rather than letters.
 fn is_diacritic(c: char) -> bool {
     matches!(c,
         '\u{300}'..='\u{36f}'     // Combining Diacritical Marks
+        | '\u{591}'..='\u{5bd}' | '\u{5bf}' | '\u{5c1}' | '\u{5c2}' | '\u{5c4}' | '\u{5c5}'
+        | '\u{5c7}'               // Hebrew cantillation marks and points (niqqud)
+        | '\u{610}'..='\u{61a}' | '\u{64b}'..='\u{65f}' | '\u{670}' // Arabic harakat, small signs
         | '\u{1ab0}'..='\u{1aff}' // … Extended
         | '\u{1dc0}'..='\u{1dff}' // … Supplement
         | '\u{20d0}'..='\u{20ff}' // … for Symbols
@@ -138,7 +148,7 @@ fn fold(c: char) -> Option<&'static str> {
         'ð' | 'đ' => "d",
         'ħ' => "h",
         'ı' => "i",
-        'ŀ' | 'ł' => "l",
+        'ł' => "l",
         'ŋ' => "n",
         'ø' => "o",
         'œ' => "oe",
@@ -681,6 +691,26 @@ mod tests {
         assert_eq!(normalize("がくと"), "がくと");
         assert_eq!(normalize("कुमार"), "कुमार");
         assert_eq!(normalize("محمد"), "محمد");
+    }
+
+    /// Arabic vowel signs (harakat, shadda, sukun) and Hebrew points (niqqud) are optional
+    /// marks over the letters, written or not from one record to the next: they fold away
+    /// like Latin accents, the letters stay.
+    #[test]
+    fn normalize_drops_arabic_and_hebrew_vowel_marks() {
+        assert_eq!(normalize("مُحَمَّد"), "محمد");
+        assert_eq!(normalize("فَاطِمَةُ"), normalize("فاطمة"));
+        assert_eq!(normalize("אַבְרָהָם"), "אברהם");
+        assert_eq!(normalize("ﬠברהם"), "עברהם");
+        assert_ne!(normalize("محمد"), normalize("محمود"));
+    }
+
+    /// `Ŀ`/`ŀ` decompose (NFKD) to `l` and a middle dot, which is no combining mark: folded
+    /// before decomposition, as the Latin table always did, they read `l`.
+    #[test]
+    fn normalize_folds_l_with_middle_dot_before_decomposing() {
+        assert_eq!(normalize("Ŀela Paŀlàs"), "lela pallas");
+        assert_eq!(normalize("Ŀ"), normalize("l"));
     }
 
     #[test]

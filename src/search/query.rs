@@ -141,9 +141,23 @@ pub const MAX_BINDS: usize = 4000;
 /// Most bytes of client values one search may bind (a value bound twice counts twice).
 pub const MAX_BOUND_BYTES: usize = 256 * 1024;
 
+/// Most parameters one search takes, those ignored (`handling=lenient`) or empty included:
+/// each is parsed once per type a system search covers and may be echoed in a warning.
+pub const MAX_PARAMS: usize = 1000;
+
+/// Most bytes of a parameter's name: the longest real one, three `_has` or chain levels with
+/// type modifiers, is far shorter. An unknown name is kept to be echoed when ignored, once per
+/// type of a system search, so its length must be bounded even when lenient.
+pub const MAX_NAME_BYTES: usize = 512;
+
 /// Most bytes of one parameter, name and value, checked before it is parsed (a chain copies
 /// its value for each type it may reach).
 pub const MAX_PARAM_BYTES: usize = 32 * 1024;
+
+/// Most bytes of the LIKE pattern a `:contains` value becomes (escapes and `%` included):
+/// SQLite refuses patterns past 50,000 bytes when it runs them, and folding can lengthen a
+/// value many times (`ﷺ` is 18 letters). A 2,700-character value in any script fits.
+pub const MAX_CONTAINS_BYTES: usize = 32 * 1024;
 
 /// Most URIs a `:above` value stands for (itself and its path prefixes).
 pub const MAX_ABOVE_URIS: usize = 32;
@@ -381,9 +395,21 @@ pub fn parse(
         sort: Vec::new(),
         id_descending: false,
     };
+    if let Some((name, _)) = params.get(MAX_PARAMS) {
+        return Err(too_costly(
+            &shown(name),
+            format!("a search takes at most {MAX_PARAMS} parameters"),
+        ));
+    }
     let mut spent = Cost::default();
     for (name, value) in params {
         refuse_control_characters(name, value)?;
+        if name.len() > MAX_NAME_BYTES {
+            return Err(too_costly(
+                &shown(name),
+                format!("a search parameter name takes at most {MAX_NAME_BYTES} bytes"),
+            ));
+        }
         if value.is_empty() {
             // "Empty parameters are not an error": the search runs as if it were absent.
             continue;
@@ -592,12 +618,15 @@ fn result_param(
 }
 
 /// Control characters have no place in a search: PostgreSQL cannot even compare text holding
-/// U+0000, and a name echoed in an OperationOutcome must stay printable. Refused wherever they
-/// appear, in a name or a value.
+/// U+0000, and a name echoed in an OperationOutcome must stay printable. Refused in a name, and
+/// in a value unless it is one a FHIR string may hold (tab, carriage return, line feed).
 pub fn refuse_control_characters(name: &str, value: &str) -> Result<(), OutcomeIssue> {
     let where_ = if name.chars().any(char::is_control) {
         "name"
-    } else if value.chars().any(char::is_control) {
+    } else if value
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\r' | '\n'))
+    {
         "value"
     } else {
         return Ok(());
@@ -606,6 +635,15 @@ pub fn refuse_control_characters(name: &str, value: &str) -> Result<(), OutcomeI
         &printable(name),
         format!("a search parameter {where_} holds a control character"),
     ))
+}
+
+/// A parameter name as an OperationOutcome may echo it: printable, and its start only when
+/// it is longer than a real name.
+fn shown(name: &str) -> String {
+    match name.char_indices().nth(64) {
+        Some((end, _)) => format!("{}…", printable(&name[..end])),
+        None => printable(name),
+    }
 }
 
 /// `text` with each control character spelled `\u{…}`, for messages about client input.
@@ -625,6 +663,17 @@ enum Refusal {
     Unknown(OutcomeIssue),
     /// Known but malformed: always refused.
     Invalid(OutcomeIssue),
+}
+
+impl Refusal {
+    /// The same refusal about `name`: the parameter as the client wrote it, when the refusal
+    /// came from the part of a chain or `_has` it was split into.
+    fn at(self, name: &str) -> Refusal {
+        match self {
+            Refusal::Unknown(issue) => Refusal::Unknown(issue.at(name.to_owned())),
+            Refusal::Invalid(issue) => Refusal::Invalid(issue.at(name.to_owned())),
+        }
+    }
 }
 
 fn invalid(name: &str, message: String) -> OutcomeIssue {
@@ -785,7 +834,7 @@ fn chain(
         match criterion(target, rest, value, depth + 1) {
             Ok(inner) => targets.push((target.clone(), Box::new(inner))),
             Err(Refusal::Unknown(_)) => continue,
-            Err(invalid @ Refusal::Invalid(_)) => return Err(invalid),
+            Err(invalid @ Refusal::Invalid(_)) => return Err(invalid.at(name)),
         }
     }
     if targets.is_empty() {
@@ -832,7 +881,8 @@ fn has(
             format!("`{reference}` of {source_type} does not refer to {resource_type}"),
         ));
     }
-    let inner = criterion(source_type, inner_name, value, depth + 1)?;
+    let inner =
+        criterion(source_type, inner_name, value, depth + 1).map_err(|refusal| refusal.at(name))?;
     Ok(Criterion {
         key: "_has".to_owned(),
         test: Test::Has {
@@ -864,11 +914,26 @@ fn string_test(name: &str, modifier: Option<&str>, values: Vec<String>) -> Resul
         Some("contains") => StringMode::Contains,
         Some(other) => return Err(bad_modifier(name, other)),
     };
-    let values = match mode {
+    let values: Vec<String> = match mode {
         StringMode::Exact => values,
         _ => values.iter().map(|v| normalize(v)).collect(),
     };
+    if mode == StringMode::Contains && values.iter().any(|v| like_bytes(v) > MAX_CONTAINS_BYTES) {
+        return Err(Refusal::Invalid(too_costly(
+            name,
+            format!(":contains takes values of at most {MAX_CONTAINS_BYTES} bytes once folded"),
+        )));
+    }
     Ok(Test::String { mode, values })
+}
+
+/// Bytes of the LIKE pattern `%value%` with `%`, `_` and `\` escaped (see `search::sql`).
+fn like_bytes(value: &str) -> usize {
+    let escapes = value
+        .bytes()
+        .filter(|b| matches!(b, b'%' | b'_' | b'\\'))
+        .count();
+    value.len() + escapes + 2
 }
 
 fn token_criterion(
@@ -1353,6 +1418,13 @@ mod tests {
             refused("Patient", "_profile:above", &slashes).code,
             "too-costly"
         );
+        // A LIKE pattern SQLite would refuse to run: escapes and folding lengthen it.
+        for long in ["%".repeat(20_000), "ﷺ".repeat(2_000)] {
+            assert_eq!(
+                refused("Patient", "family:contains", &long).code,
+                "too-costly"
+            );
+        }
         let deep = format!("http://x.org/{}", "s/".repeat(MAX_ABOVE_URIS));
         let issue = refused("Patient", "_profile:above", &deep);
         assert_eq!(issue.expression.as_deref(), Some("_profile:above"));

@@ -121,10 +121,7 @@ async fn respond_system(
     state: web::Data<AppState>,
     access: &Access,
 ) -> Result<HttpResponse> {
-    for (name, value) in &params {
-        query::refuse_control_characters(name, value)
-            .map_err(|issue| ApiError::with_issues(400, vec![issue]))?;
-    }
+    refuse_control_characters(&params)?;
     let named: Vec<String> = params
         .iter()
         .filter(|(k, _)| k == "_type")
@@ -177,6 +174,15 @@ async fn respond_system(
         compartment: None,
     };
     respond_with_links(req, target, params, link_params, state, access).await
+}
+
+/// A 400 naming the first parameter holding a control character (see `query`).
+fn refuse_control_characters(params: &[(String, String)]) -> Result<()> {
+    for (name, value) in params {
+        query::refuse_control_characters(name, value)
+            .map_err(|issue| ApiError::with_issues(400, vec![issue]))?;
+    }
+    Ok(())
 }
 
 /// What a search runs over: one type, a type within a patient's compartment, or several types.
@@ -240,6 +246,10 @@ async fn respond_with_links(
     state: web::Data<AppState>,
     access: &Access,
 ) -> Result<HttpResponse> {
+    // Before anything reads a parameter (`_format` and `_pretty` here, `_type` before).
+    refuse_control_characters(&params)?;
+    // "Empty parameters are not an error": `_format=` or `_pretty=` read as absent, too.
+    let params: Vec<(String, String)> = params.into_iter().filter(|(_, v)| !v.is_empty()).collect();
     let format = negotiate(req, &Params(params.clone()))?;
     let strict = !respond::lenient(req)?;
     let limits = &state.config.search;
