@@ -150,6 +150,8 @@ async fn patch_resource(
         (status = 409, description = "A test operation failed (OperationOutcome)", body = serde_json::Value),
         (status = 410, description = "Deleted (OperationOutcome)", body = serde_json::Value),
         (status = 412, description = "If-Match names another version (OperationOutcome)", body = serde_json::Value),
+        (status = 405, description = "The type is written by the server only (OperationOutcome)", body = serde_json::Value),
+        (status = 413, description = "Body over the configured limit, or the patch grows the resource past it (OperationOutcome)", body = serde_json::Value),
         (status = 415, description = "Not a patch format (OperationOutcome)", body = serde_json::Value),
         (status = 422, description = "The patched resource is invalid, or a path resolves nowhere (OperationOutcome)", body = serde_json::Value)))]
 /// `PATCH [type]/[id]`
@@ -184,8 +186,12 @@ pub async fn patch(
     responses((status = 200, description = "The one match was patched", body = serde_json::Value, content_type = "application/fhir+json"),
         (status = 400, description = "Missing or unsupported criteria, malformed patch (OperationOutcome)", body = serde_json::Value),
         (status = 404, description = "Nothing matches (OperationOutcome)", body = serde_json::Value),
+        (status = 405, description = "The type is written by the server only (OperationOutcome)", body = serde_json::Value),
+        (status = 409, description = "A test operation failed (OperationOutcome)", body = serde_json::Value),
         (status = 412, description = "Several matches, or If-Match names another version (OperationOutcome)", body = serde_json::Value),
-        (status = 422, description = "The patched resource is invalid (OperationOutcome)", body = serde_json::Value)))]
+        (status = 413, description = "Body over the configured limit, or the patch grows the resource past it (OperationOutcome)", body = serde_json::Value),
+        (status = 415, description = "Not a patch format (OperationOutcome)", body = serde_json::Value),
+        (status = 422, description = "The patched resource is invalid, or a path resolves nowhere (OperationOutcome)", body = serde_json::Value)))]
 /// `PATCH [type]?criteria`
 pub async fn conditional_patch(
     req: HttpRequest,

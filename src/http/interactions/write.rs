@@ -83,7 +83,8 @@ async fn parse_body(
         (status = 404, description = "Unknown resource type (OperationOutcome)", body = serde_json::Value),
         (status = 405, description = "The type is written by the server only (OperationOutcome)", body = serde_json::Value),
         (status = 413, description = "Body or Binary over the configured limit (OperationOutcome)", body = serde_json::Value),
-        (status = 415, description = "Body is not FHIR JSON (OperationOutcome)", body = serde_json::Value)))]
+        (status = 415, description = "Body is not FHIR JSON (OperationOutcome)", body = serde_json::Value),
+        (status = 422, description = "Valid FHIR but refused by a Carnet profile, e.g. a Patient without INS (OperationOutcome)", body = serde_json::Value)))]
 pub async fn create(
     req: HttpRequest,
     path: web::Path<String>,
@@ -143,7 +144,8 @@ pub async fn create(
         (status = 405, description = "Unknown id without update_create, or a server-written type (OperationOutcome)", body = serde_json::Value),
         (status = 412, description = "If-Match names another version (OperationOutcome)", body = serde_json::Value),
         (status = 413, description = "Body over the configured limit (OperationOutcome)", body = serde_json::Value),
-        (status = 415, description = "Body is not FHIR JSON (OperationOutcome)", body = serde_json::Value)))]
+        (status = 415, description = "Body is not FHIR JSON (OperationOutcome)", body = serde_json::Value),
+        (status = 422, description = "Valid FHIR but refused by a Carnet profile, e.g. a Patient without INS (OperationOutcome)", body = serde_json::Value)))]
 pub async fn update(
     req: HttpRequest,
     path: web::Path<(String, String)>,
@@ -262,7 +264,12 @@ pub async fn delete(
     responses((status = 200, description = "The one match was updated", body = serde_json::Value, content_type = "application/fhir+json"),
         (status = 201, description = "No match: created", body = serde_json::Value, content_type = "application/fhir+json"),
         (status = 400, description = "Missing or unsupported criteria, invalid resource (OperationOutcome)", body = serde_json::Value),
-        (status = 412, description = "Several matches, or If-Match names another version (OperationOutcome)", body = serde_json::Value)))]
+        (status = 405, description = "No match and a body id without update_create, or a server-written type (OperationOutcome)", body = serde_json::Value),
+        (status = 409, description = "The body's id names another resource than the criteria select (OperationOutcome)", body = serde_json::Value),
+        (status = 412, description = "Several matches, or If-Match names another version (OperationOutcome)", body = serde_json::Value),
+        (status = 413, description = "Body over the configured limit (OperationOutcome)", body = serde_json::Value),
+        (status = 415, description = "Body is not FHIR JSON (OperationOutcome)", body = serde_json::Value),
+        (status = 422, description = "Valid FHIR but refused by a Carnet profile, e.g. a Patient without INS (OperationOutcome)", body = serde_json::Value)))]
 /// `PUT [type]?criteria`
 pub async fn conditional_update(
     req: HttpRequest,
@@ -298,6 +305,7 @@ pub async fn conditional_update(
         ("identifier" = Option<String>, Query, description = "Criteria: system|value of the one resource to delete (or _id)")),
     responses((status = 204, description = "The one match was deleted, or nothing matched"),
         (status = 400, description = "Missing or unsupported criteria (OperationOutcome)", body = serde_json::Value),
+        (status = 405, description = "The type is written by the server only (OperationOutcome)", body = serde_json::Value),
         (status = 412, description = "Several matches (OperationOutcome)", body = serde_json::Value)))]
 /// `DELETE [type]?criteria`
 pub async fn conditional_delete(

@@ -1,0 +1,67 @@
+//! What several targets share: picking the resource type an input is about, and the intake
+//! pipeline a patched document goes through before it is stored (as `fhir::writes` does).
+
+#![allow(dead_code)] // each target uses part of it
+use carnet::fhir::{incoming, json, registry};
+use serde_json::Value;
+
+/// The served type named by `name`, else Patient (the type most inputs are about).
+pub fn kind(name: &str) -> &'static registry::ResourceKind {
+    registry::lookup(name)
+        .or_else(|| registry::lookup("Patient"))
+        .expect("Patient is served")
+}
+
+/// Splits `Type?query` (the form of an `If-None-Exist` header, or a seed naming its type)
+/// into the served type and the query; without a known type, Patient and the whole text.
+pub fn split_type(text: &str) -> (&'static registry::ResourceKind, &str) {
+    match text.split_once('?') {
+        Some((name, query)) if registry::lookup(name).is_some() => (kind(name), query),
+        _ => (kind("Patient"), text),
+    }
+}
+
+/// Every document the server writes back is valid JSON (issue 11, item 6).
+pub fn assert_renders(document: &Value) {
+    let text = json::to_text(document, false);
+    if let Err(e) = serde_json::from_str::<Value>(&text) {
+        panic!("rendered document is not JSON ({e}): {text:?}");
+    }
+}
+
+/// A patched resource goes through the same intake as a body: render, parse, validate.
+pub fn intake(document: &Value, kind: &registry::ResourceKind) {
+    assert_renders(document);
+    let text = json::to_text(document, false);
+    if let Ok(accepted) = incoming::parse(text.as_bytes(), kind.name) {
+        assert_renders(&accepted.document);
+    }
+}
+
+/// The patched resource the patch targets start from, or the one the input brings with
+/// `{"resource": …, "patch": …}`.
+pub fn target_and_patch(input: Value) -> (Value, Value) {
+    match input {
+        Value::Object(mut fields) if fields.contains_key("patch") => {
+            let patch = fields.remove("patch").unwrap_or_default();
+            let resource = fields.remove("resource").unwrap_or_else(base_patient);
+            (resource, patch)
+        }
+        patch => (base_patient(), patch),
+    }
+}
+
+/// A stored Patient with repeating, nested and primitive-extension elements to aim at.
+fn base_patient() -> Value {
+    json::parse_lossless(
+        r#"{"resourceType":"Patient","id":"p1","meta":{"versionId":"1"},
+        "identifier":[{"system":"urn:oid:1.2.250.1.213.1.4.8","value":"1234567890123"}],
+        "name":[{"family":"Martin","given":["Anne","Marie"]}],
+        "gender":"female","birthDate":"1980-02-03",
+        "_birthDate":{"extension":[{"url":"http://example.org/x","valueDecimal":1.50}]},
+        "telecom":[{"system":"phone","value":"0102030405"}],
+        "contact":[{"name":{"family":"Durand"},"telecom":[{"system":"email","value":"a@b.fr"}]}],
+        "text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">Anne</div>"}}"#,
+    )
+    .expect("the base Patient is JSON")
+}
