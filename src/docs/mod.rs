@@ -104,7 +104,7 @@ impl Modify for FhirErrors {
                         continue;
                     };
                     // The token endpoint answers OAuth errors (RFC 6749 §5.2) in plain JSON.
-                    let oauth = response.content.contains_key("application/json");
+                    let oauth = path.ends_with("/local-issuer/token");
                     if (status.starts_with('4') || status.starts_with('5')) && !oauth {
                         describe_outcome(response);
                     } else {
@@ -141,16 +141,25 @@ fn narrow_parameters(operation: &mut Operation) {
         let schema = match parameter.name.as_str() {
             "type" | "compartment_type" => json!({"type": "string", "enum": types}),
             "id" => json!({"type": "string", "pattern": "^[A-Za-z0-9.-]{1,64}$"}),
-            "_format" => json!({"type": "string", "enum": FORMATS}),
+            // An empty parameter is ignored (R4 search.html), so "" is taken too.
+            "_format" => json!({"type": "string", "enum": with_empty(&FORMATS)}),
             "mode" => json!({"type": "string", "enum": ["full"]}),
             // Any size: past `search.max_count` it is capped, not refused.
-            "_count" => json!({"type": "integer", "minimum": 0}),
-            "_summary" => json!({"type": "string", "enum": SUMMARIES}),
-            "_total" => json!({"type": "string", "enum": ["none", "estimate", "accurate"]}),
+            "_count" => json!({"anyOf": [
+                {"type": "integer", "minimum": 0},
+                {"type": "string", "maxLength": 0},
+            ]}),
+            "_summary" => json!({"type": "string", "enum": with_empty(&SUMMARIES)}),
+            "_total" => json!({"type": "string", "enum": ["none", "estimate", "accurate", ""]}),
             _ => continue,
         };
         parameter.schema = Some(serde_json::from_value(schema).expect("a valid schema"));
     }
+}
+
+/// `values` and the empty value.
+fn with_empty<'a>(values: &[&'a str]) -> Vec<&'a str> {
+    values.iter().copied().chain([""]).collect()
 }
 
 /// A FHIR JSON answer is sent as `application/json` when the client asks for it.
@@ -190,6 +199,13 @@ fn add_common_errors(path: &str, operation: &mut Operation) {
     }
     if has_param("_format") {
         common.push(("406", "Unsupported Accept or _format (OperationOutcome)"));
+    }
+    if path.contains("{type}") {
+        // A concrete path may name a server route rather than a type (`local-issuer/token`).
+        common.push((
+            "405",
+            "This method is not supported on this path (OperationOutcome; Allow lists the methods)",
+        ));
     }
     for (status, description) in common {
         (operation.responses.responses)
