@@ -257,6 +257,39 @@ fn disguised_script_in_the_narrative_is_refused() {
     assert_eq!(s.send("POST", "/Patient", &p, &[]).status, 201);
 }
 
+#[test]
+fn markup_hidden_from_xml_in_comments_or_cdata_is_refused() {
+    let s = Server::start();
+    let attacks = [
+        r#"<!--><img src="x" onerror="alert(1)">-->"#,
+        r#"<!---><img src="x" onerror="alert(1)">-->"#,
+        "<p><![CDATA[a><img src=x onerror=alert(1)>]]></p>",
+    ];
+    let narrative = |attack: &str| {
+        json!({"status": "generated",
+            "div": format!(r#"<div xmlns="http://www.w3.org/1999/xhtml">{attack}</div>"#)})
+    };
+    for attack in attacks {
+        let mut p = patient("1");
+        p["text"] = narrative(attack);
+        let issue = s.send("POST", "/Patient", &p, &[]).outcome(400);
+        assert_eq!(issue["code"], "invariant", "{attack}");
+        assert_eq!(issue["expression"][0], "Patient.text.div", "{attack}");
+    }
+    assert_eq!(s.version_count(), 0);
+    let id = s.create(&patient("1"))["id"].as_str().unwrap().to_owned();
+    let versions = s.version_count();
+    let ops = json!([{"op": "add", "path": "/text", "value": narrative(attacks[0])}]);
+    let reply = s.request(
+        "PATCH",
+        &format!("/Patient/{id}"),
+        &[JSON_PATCH],
+        Some(&ops.to_string()),
+    );
+    assert_eq!(reply.outcome(422)["code"], "invariant", "{}", reply.body);
+    unchanged(&s, &id, versions);
+}
+
 /// The server's peak resident memory so far (VmHWM), in bytes.
 fn peak_rss(s: &Server) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{}/status", s.pid())).unwrap();

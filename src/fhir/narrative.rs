@@ -164,9 +164,21 @@ pub fn problem(div: &str) -> Option<String> {
                     ));
                 }
             }
-            Event::CData(_) | Event::Comment(_) => {
-                if depth == 0 {
-                    return Some("the narrative must be a single <div> and nothing else".into());
+            Event::CData(_) | Event::Comment(_) if depth == 0 => {
+                return Some("the narrative must be a single <div> and nothing else".into());
+            }
+            Event::CData(section) => {
+                // An HTML parser (innerHTML) reads `<![CDATA[` as a bogus comment that ends at
+                // the first `>`: whatever follows it inside the section would become markup.
+                if section.contains(&b'>') {
+                    return Some("a CDATA section in a narrative cannot contain '>'".into());
+                }
+            }
+            Event::Comment(comment) => {
+                // HTML closes `<!-->` and `<!--->` at once, turning the rest of the comment
+                // into markup; XML reads them as comments holding that markup.
+                if comment.starts_with(b">") || comment.starts_with(b"->") {
+                    return Some("a narrative comment cannot start with '>' or '->'".into());
                 }
             }
             Event::Decl(_) | Event::PI(_) | Event::DocType(_) => {
@@ -367,5 +379,18 @@ mod tests {
             let div = div(inner);
             assert_eq!(problem(&div), None, "{div}");
         }
+    }
+
+    #[test]
+    fn markup_an_html_parser_would_see_in_comments_or_cdata_is_refused() {
+        for inner in [
+            r#"<!--><img src="x" onerror="alert(1)">-->"#,
+            r#"<!---><img src="x" onerror="alert(1)">-->"#,
+            "<p><![CDATA[a><img src=x onerror=alert(1)>]]></p>",
+        ] {
+            let div = div(inner);
+            assert!(problem(&div).is_some(), "{div}");
+        }
+        assert_eq!(problem(&div("<!-- a > b --><![CDATA[x < y]]>")), None);
     }
 }
