@@ -290,6 +290,30 @@ fn markup_hidden_from_xml_in_comments_or_cdata_is_refused() {
     unchanged(&s, &id, versions);
 }
 
+#[test]
+fn a_fhirpath_patch_of_many_where_terms_is_refused_before_it_runs() {
+    let s = Server::start();
+    let mut p = patient("1");
+    p["name"] = Value::Array((0..5000).map(|_| json!({"family": "x"})).collect());
+    let id = s.create(&p)["id"].as_str().unwrap().to_owned();
+    let versions = s.version_count();
+    // 10,000 `or` terms tested against 5,000 names: 50 million comparisons for one operation.
+    let terms = vec!["family='a'"; 10_000].join(" or ");
+    let parameters = json!({"resourceType": "Parameters", "parameter": [
+        {"name": "operation", "part": [{"name": "type", "valueCode": "delete"},
+        {"name": "path", "valueString": format!("Patient.name.where({terms})")}]}]});
+    let reply = s.request(
+        "PATCH",
+        &format!("/Patient/{id}"),
+        &[FHIR_JSON],
+        Some(&parameters.to_string()),
+    );
+    let issue = reply.outcome(413);
+    assert_eq!(issue["code"], "too-costly", "{}", reply.body);
+    assert_eq!(issue["expression"][0], "Parameters.parameter[0]");
+    unchanged(&s, &id, versions);
+}
+
 /// The server's peak resident memory so far (VmHWM), in bytes.
 fn peak_rss(s: &Server) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{}/status", s.pid())).unwrap();
