@@ -230,6 +230,22 @@ fn validation_errors_point_at_the_element_at_fault() {
 }
 
 #[test]
+fn errors_inside_a_contained_resource_name_the_element_at_fault() {
+    let s = Server::start();
+    let mut p = patient("1");
+    p["contained"] = json!([{"resourceType": "Organization", "id": "o", "name": "Labo"},
+        {"resourceType": "Practitioner", "id": "p", "gender": "robot"}]);
+    let issues = refused_issues(&s, &p, 400);
+    assert_eq!(
+        issues[0]["expression"],
+        json!(["Patient.contained[1].gender"])
+    );
+    assert_eq!(issues[0]["code"], "value");
+    assert_eq!(s.version_count(), 0);
+    assert_eq!(s.get("/metadata").status, 200);
+}
+
+#[test]
 fn disguised_script_in_the_narrative_is_refused() {
     let s = Server::start();
     let attacks = [

@@ -58,9 +58,26 @@ fn locate(value: &Value) -> Option<String> {
         _ => None,
     };
     Some(match inner {
-        Some(inner) => format!("{resource_type}.{inner}"),
+        Some(inner) => match within_contained(value, &inner) {
+            Some(deeper) => format!("{resource_type}.{deeper}"),
+            None => format!("{resource_type}.{inner}"),
+        },
         None => resource_type.to_owned(),
     })
+}
+
+/// For a failure located at `contained[i]` (the tracker stops at the tagged enum), the path
+/// inside that contained resource, located as a resource of its own: `contained[0].gender`.
+fn within_contained(value: &Value, inner: &str) -> Option<String> {
+    let index: usize = inner
+        .strip_prefix("contained[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()?;
+    let contained = value.get("contained")?.get(index)?;
+    let located = locate(contained)?;
+    let (_, rest) = located.split_once('.')?;
+    Some(format!("{inner}.{rest}"))
 }
 
 /// The first element of `input` that is absent from `output`, as a FHIRPath-like location.
@@ -126,12 +143,11 @@ mod tests {
         let err = round_trip(&json!({"resourceType": "Patient",
             "contained": [{"resourceType": "Organization", "active": "x"}]}))
         .unwrap_err();
-        assert!(
-            err.at
-                .as_deref()
-                .unwrap()
-                .starts_with("Patient.contained[0]"),
-            "{err:?}"
-        );
+        assert_eq!(err.at.as_deref(), Some("Patient.contained[0].active"));
+        let err = round_trip(&json!({"resourceType": "Patient", "contained": [
+            {"resourceType": "Organization", "id": "o"},
+            {"resourceType": "Practitioner", "name": [{"use": "bogus"}]}]}))
+        .unwrap_err();
+        assert_eq!(err.at.as_deref(), Some("Patient.contained[1].name[0].use"));
     }
 }
