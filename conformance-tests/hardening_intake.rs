@@ -246,6 +246,20 @@ fn errors_inside_a_contained_resource_name_the_element_at_fault() {
 }
 
 #[test]
+fn an_unreadable_choice_value_names_the_element_inside_it() {
+    let s = Server::start();
+    let mut p = patient("1");
+    p["extension"] = json!([{"url": "https://x.fr/e", "valueAddress": {"use": "bogus"}}]);
+    let issues = refused_issues(&s, &p, 400);
+    assert_eq!(
+        issues[0]["expression"],
+        json!(["Patient.extension[0].valueAddress.use"])
+    );
+    assert_eq!(s.version_count(), 0);
+    assert_eq!(s.get("/metadata").status, 200);
+}
+
+#[test]
 fn disguised_script_in_the_narrative_is_refused() {
     let s = Server::start();
     let attacks = [

@@ -85,7 +85,10 @@ pub fn first_dropped_element(input: &Value, output: &Value, path: &str) -> Optio
     match (input, output) {
         (Value::Object(a), Value::Object(b)) => {
             a.iter().find_map(|(key, value)| match b.get(key) {
-                None => Some(format!("{path}.{key}")),
+                None => Some(match inside_choice(key, value) {
+                    Some(inner) => format!("{path}.{key}.{inner}"),
+                    None => format!("{path}.{key}"),
+                }),
                 Some(other) => first_dropped_element(value, other, &format!("{path}.{key}")),
             })
         }
@@ -100,6 +103,51 @@ pub fn first_dropped_element(input: &Value, output: &Value, path: &str) -> Optio
         }
         _ => None,
     }
+}
+
+/// Where a choice element's value (`valueAddress`) fails as its data type. fhir-sdk drops a
+/// choice value it cannot read instead of failing, so the drop is all the caller sees; this
+/// names the element inside it (`valueAddress.use`). Covers the data types whose elements
+/// carry required codes, the usual reason for such a drop.
+fn inside_choice(key: &str, value: &Value) -> Option<String> {
+    use fhir_sdk::r4b::types as t;
+    fn path<T: for<'de> Deserialize<'de>>(value: &Value) -> Option<String> {
+        let error = serde_path_to_error::deserialize::<_, T>(value).err()?;
+        let path = error.path().to_string();
+        let known = path[..path.find('?').unwrap_or(path.len())].trim_end_matches('.');
+        (!known.is_empty() && known != ".").then(|| known.to_owned())
+    }
+    macro_rules! by_suffix {
+        ($($name:ident),*) => {
+            $(if key.ends_with(stringify!($name)) {
+                return path::<t::$name>(value);
+            })*
+        };
+    }
+    by_suffix!(
+        Address,
+        Age,
+        ContactPoint,
+        Count,
+        Distance,
+        Duration,
+        HumanName,
+        Identifier,
+        Money,
+        Quantity,
+        Range,
+        Ratio,
+        Timing,
+        ContactDetail,
+        Dosage,
+        RelatedArtifact,
+        DataRequirement,
+        ParameterDefinition,
+        TriggerDefinition,
+        UsageContext,
+        Expression
+    );
+    None
 }
 
 #[cfg(test)]
@@ -118,6 +166,18 @@ mod tests {
         });
         let out = round_trip(&doc).unwrap();
         assert_eq!(first_dropped_element(&doc, &out, "DocumentReference"), None);
+    }
+
+    #[test]
+    fn an_unreadable_choice_value_is_located_inside_it() {
+        let doc = json!({"resourceType": "Patient", "extension": [
+            {"url": "https://x.fr/e", "valueString": "a"},
+            {"url": "https://x.fr/e", "valueAddress": {"line": ["1"], "use": "bogus"}}]});
+        let out = round_trip(&doc).unwrap();
+        assert_eq!(
+            first_dropped_element(&doc, &out, "Patient").as_deref(),
+            Some("Patient.extension[1].valueAddress.use")
+        );
     }
 
     #[test]
