@@ -230,6 +230,36 @@ fn validation_errors_point_at_the_element_at_fault() {
 }
 
 #[test]
+fn errors_inside_a_contained_resource_name_the_element_at_fault() {
+    let s = Server::start();
+    let mut p = patient("1");
+    p["contained"] = json!([{"resourceType": "Organization", "id": "o", "name": "Labo"},
+        {"resourceType": "Practitioner", "id": "p", "gender": "robot"}]);
+    let issues = refused_issues(&s, &p, 400);
+    assert_eq!(
+        issues[0]["expression"],
+        json!(["Patient.contained[1].gender"])
+    );
+    assert_eq!(issues[0]["code"], "value");
+    assert_eq!(s.version_count(), 0);
+    assert_eq!(s.get("/metadata").status, 200);
+}
+
+#[test]
+fn an_unreadable_choice_value_names_the_element_inside_it() {
+    let s = Server::start();
+    let mut p = patient("1");
+    p["extension"] = json!([{"url": "https://x.fr/e", "valueAddress": {"use": "bogus"}}]);
+    let issues = refused_issues(&s, &p, 400);
+    assert_eq!(
+        issues[0]["expression"],
+        json!(["Patient.extension[0].valueAddress.use"])
+    );
+    assert_eq!(s.version_count(), 0);
+    assert_eq!(s.get("/metadata").status, 200);
+}
+
+#[test]
 fn disguised_script_in_the_narrative_is_refused() {
     let s = Server::start();
     let attacks = [
@@ -255,6 +285,63 @@ fn disguised_script_in_the_narrative_is_refused() {
     let mut p = patient("1");
     p["text"] = json!({"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\"><a href=\"https://x.fr/?a=1&amp;b=2\">Dossier</a> &#233;</div>"});
     assert_eq!(s.send("POST", "/Patient", &p, &[]).status, 201);
+}
+
+#[test]
+fn markup_hidden_from_xml_in_comments_or_cdata_is_refused() {
+    let s = Server::start();
+    let attacks = [
+        r#"<!--><img src="x" onerror="alert(1)">-->"#,
+        r#"<!---><img src="x" onerror="alert(1)">-->"#,
+        "<p><![CDATA[a><img src=x onerror=alert(1)>]]></p>",
+    ];
+    let narrative = |attack: &str| {
+        json!({"status": "generated",
+            "div": format!(r#"<div xmlns="http://www.w3.org/1999/xhtml">{attack}</div>"#)})
+    };
+    for attack in attacks {
+        let mut p = patient("1");
+        p["text"] = narrative(attack);
+        let issue = s.send("POST", "/Patient", &p, &[]).outcome(400);
+        assert_eq!(issue["code"], "invariant", "{attack}");
+        assert_eq!(issue["expression"][0], "Patient.text.div", "{attack}");
+    }
+    assert_eq!(s.version_count(), 0);
+    let id = s.create(&patient("1"))["id"].as_str().unwrap().to_owned();
+    let versions = s.version_count();
+    let ops = json!([{"op": "add", "path": "/text", "value": narrative(attacks[0])}]);
+    let reply = s.request(
+        "PATCH",
+        &format!("/Patient/{id}"),
+        &[JSON_PATCH],
+        Some(&ops.to_string()),
+    );
+    assert_eq!(reply.outcome(422)["code"], "invariant", "{}", reply.body);
+    unchanged(&s, &id, versions);
+}
+
+#[test]
+fn a_fhirpath_patch_of_many_where_terms_is_refused_before_it_runs() {
+    let s = Server::start();
+    let mut p = patient("1");
+    p["name"] = Value::Array((0..5000).map(|_| json!({"family": "x"})).collect());
+    let id = s.create(&p)["id"].as_str().unwrap().to_owned();
+    let versions = s.version_count();
+    // 10,000 `or` terms tested against 5,000 names: 50 million comparisons for one operation.
+    let terms = vec!["family='a'"; 10_000].join(" or ");
+    let parameters = json!({"resourceType": "Parameters", "parameter": [
+        {"name": "operation", "part": [{"name": "type", "valueCode": "delete"},
+        {"name": "path", "valueString": format!("Patient.name.where({terms})")}]}]});
+    let reply = s.request(
+        "PATCH",
+        &format!("/Patient/{id}"),
+        &[FHIR_JSON],
+        Some(&parameters.to_string()),
+    );
+    let issue = reply.outcome(413);
+    assert_eq!(issue["code"], "too-costly", "{}", reply.body);
+    assert_eq!(issue["expression"][0], "Parameters.parameter[0]");
+    unchanged(&s, &id, versions);
 }
 
 /// The server's peak resident memory so far (VmHWM), in bytes.

@@ -142,7 +142,9 @@ pub fn parse(body: &[u8], expected: &str) -> Result<Incoming, Rejected> {
             400,
             vec![OutcomeIssue::error(
                 "structure",
-                format!("Element {path} is not part of the R4 {resource_type} model"),
+                format!(
+                    "Element {path} is not part of the R4 {resource_type} model or holds a value it cannot read (such as a code outside its required value set)"
+                ),
             )
             .at(path)],
         ));

@@ -58,9 +58,26 @@ fn locate(value: &Value) -> Option<String> {
         _ => None,
     };
     Some(match inner {
-        Some(inner) => format!("{resource_type}.{inner}"),
+        Some(inner) => match within_contained(value, &inner) {
+            Some(deeper) => format!("{resource_type}.{deeper}"),
+            None => format!("{resource_type}.{inner}"),
+        },
         None => resource_type.to_owned(),
     })
+}
+
+/// For a failure located at `contained[i]` (the tracker stops at the tagged enum), the path
+/// inside that contained resource, located as a resource of its own: `contained[0].gender`.
+fn within_contained(value: &Value, inner: &str) -> Option<String> {
+    let index: usize = inner
+        .strip_prefix("contained[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()?;
+    let contained = value.get("contained")?.get(index)?;
+    let located = locate(contained)?;
+    let (_, rest) = located.split_once('.')?;
+    Some(format!("{inner}.{rest}"))
 }
 
 /// The first element of `input` that is absent from `output`, as a FHIRPath-like location.
@@ -68,7 +85,10 @@ pub fn first_dropped_element(input: &Value, output: &Value, path: &str) -> Optio
     match (input, output) {
         (Value::Object(a), Value::Object(b)) => {
             a.iter().find_map(|(key, value)| match b.get(key) {
-                None => Some(format!("{path}.{key}")),
+                None => Some(match inside_choice(key, value) {
+                    Some(inner) => format!("{path}.{key}.{inner}"),
+                    None => format!("{path}.{key}"),
+                }),
                 Some(other) => first_dropped_element(value, other, &format!("{path}.{key}")),
             })
         }
@@ -83,6 +103,51 @@ pub fn first_dropped_element(input: &Value, output: &Value, path: &str) -> Optio
         }
         _ => None,
     }
+}
+
+/// Where a choice element's value (`valueAddress`) fails as its data type. fhir-sdk drops a
+/// choice value it cannot read instead of failing, so the drop is all the caller sees; this
+/// names the element inside it (`valueAddress.use`). Covers the data types whose elements
+/// carry required codes, the usual reason for such a drop.
+fn inside_choice(key: &str, value: &Value) -> Option<String> {
+    use fhir_sdk::r4b::types as t;
+    fn path<T: for<'de> Deserialize<'de>>(value: &Value) -> Option<String> {
+        let error = serde_path_to_error::deserialize::<_, T>(value).err()?;
+        let path = error.path().to_string();
+        let known = path[..path.find('?').unwrap_or(path.len())].trim_end_matches('.');
+        (!known.is_empty() && known != ".").then(|| known.to_owned())
+    }
+    macro_rules! by_suffix {
+        ($($name:ident),*) => {
+            $(if key.ends_with(stringify!($name)) {
+                return path::<t::$name>(value);
+            })*
+        };
+    }
+    by_suffix!(
+        Address,
+        Age,
+        ContactPoint,
+        Count,
+        Distance,
+        Duration,
+        HumanName,
+        Identifier,
+        Money,
+        Quantity,
+        Range,
+        Ratio,
+        Timing,
+        ContactDetail,
+        Dosage,
+        RelatedArtifact,
+        DataRequirement,
+        ParameterDefinition,
+        TriggerDefinition,
+        UsageContext,
+        Expression
+    );
+    None
 }
 
 #[cfg(test)]
@@ -101,6 +166,18 @@ mod tests {
         });
         let out = round_trip(&doc).unwrap();
         assert_eq!(first_dropped_element(&doc, &out, "DocumentReference"), None);
+    }
+
+    #[test]
+    fn an_unreadable_choice_value_is_located_inside_it() {
+        let doc = json!({"resourceType": "Patient", "extension": [
+            {"url": "https://x.fr/e", "valueString": "a"},
+            {"url": "https://x.fr/e", "valueAddress": {"line": ["1"], "use": "bogus"}}]});
+        let out = round_trip(&doc).unwrap();
+        assert_eq!(
+            first_dropped_element(&doc, &out, "Patient").as_deref(),
+            Some("Patient.extension[1].valueAddress.use")
+        );
     }
 
     #[test]
@@ -126,12 +203,11 @@ mod tests {
         let err = round_trip(&json!({"resourceType": "Patient",
             "contained": [{"resourceType": "Organization", "active": "x"}]}))
         .unwrap_err();
-        assert!(
-            err.at
-                .as_deref()
-                .unwrap()
-                .starts_with("Patient.contained[0]"),
-            "{err:?}"
-        );
+        assert_eq!(err.at.as_deref(), Some("Patient.contained[0].active"));
+        let err = round_trip(&json!({"resourceType": "Patient", "contained": [
+            {"resourceType": "Organization", "id": "o"},
+            {"resourceType": "Practitioner", "name": [{"use": "bogus"}]}]}))
+        .unwrap_err();
+        assert_eq!(err.at.as_deref(), Some("Patient.contained[1].name[0].use"));
     }
 }

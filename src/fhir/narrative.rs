@@ -164,9 +164,21 @@ pub fn problem(div: &str) -> Option<String> {
                     ));
                 }
             }
-            Event::CData(_) | Event::Comment(_) => {
-                if depth == 0 {
-                    return Some("the narrative must be a single <div> and nothing else".into());
+            Event::CData(_) | Event::Comment(_) if depth == 0 => {
+                return Some("the narrative must be a single <div> and nothing else".into());
+            }
+            Event::CData(section) => {
+                // An HTML parser (innerHTML) reads `<![CDATA[` as a bogus comment that ends at
+                // the first `>`: whatever follows it inside the section would become markup.
+                if section.contains(&b'>') {
+                    return Some("a CDATA section in a narrative cannot contain '>'".into());
+                }
+            }
+            Event::Comment(comment) => {
+                // HTML closes `<!-->` and `<!--->` at once, turning the rest of the comment
+                // into markup; XML reads them as comments holding that markup.
+                if comment.starts_with(b">") || comment.starts_with(b"->") {
+                    return Some("a narrative comment cannot start with '>' or '->'".into());
                 }
             }
             Event::Decl(_) | Event::PI(_) | Event::DocType(_) => {
@@ -259,11 +271,22 @@ fn url_problem(url: &str, image: bool) -> Option<String> {
 }
 
 /// CSS that could load or run something: `url(...)`, old expression and binding hooks,
-/// `@import`, and CSS escapes (which could spell any of these).
+/// `@import`, and CSS escapes (which could spell any of these). Judged without comments,
+/// whitespace and non-ASCII characters: old IE read `expr/**/ession(` and `ex\u{AD}pression(`
+/// as `expression(`.
 fn style_problem(style: &str) -> Option<String> {
-    let compact: String = style
+    let mut uncommented = String::with_capacity(style.len());
+    let mut rest = style;
+    while let Some(start) = rest.find("/*") {
+        uncommented.push_str(&rest[..start]);
+        rest = rest[start + 2..]
+            .find("*/")
+            .map_or("", |end| &rest[start + 2 + end + 2..]);
+    }
+    uncommented.push_str(rest);
+    let compact: String = uncommented
         .chars()
-        .filter(|c| !c.is_whitespace() && !c.is_control())
+        .filter(char::is_ascii_graphic)
         .collect::<String>()
         .to_ascii_lowercase();
     [
@@ -367,5 +390,32 @@ mod tests {
             let div = div(inner);
             assert_eq!(problem(&div), None, "{div}");
         }
+    }
+
+    #[test]
+    fn markup_an_html_parser_would_see_in_comments_or_cdata_is_refused() {
+        for inner in [
+            r#"<!--><img src="x" onerror="alert(1)">-->"#,
+            r#"<!---><img src="x" onerror="alert(1)">-->"#,
+            "<p><![CDATA[a><img src=x onerror=alert(1)>]]></p>",
+        ] {
+            let div = div(inner);
+            assert!(problem(&div).is_some(), "{div}");
+        }
+        assert_eq!(problem(&div("<!-- a > b --><![CDATA[x < y]]>")), None);
+    }
+
+    #[test]
+    fn style_hooks_split_by_comments_or_invisible_characters_are_refused() {
+        for inner in [
+            r#"<p style="width: expr/**/ession(alert(1))">a</p>"#,
+            r#"<p style="width: ex&#xAD;pression(alert(1))">a</p>"#,
+            r#"<p style="background: u/* x */rl(x)">a</p>"#,
+        ] {
+            let div = div(inner);
+            assert!(problem(&div).is_some(), "{div}");
+        }
+        let div = div(r#"<p style="color: red /* note */; font-family: 'Amélie'">a</p>"#);
+        assert_eq!(problem(&div), None);
     }
 }

@@ -33,13 +33,18 @@ pub fn apply_fhirpath_patch(
     let operations = parse_fhirpath_operations(parameters)?;
     let mut bounds = Bounds::new(max_bytes);
     let mut patched = resource.clone();
+    let locate = |position: usize| format!("Parameters.parameter[{position}]");
+    bounds.check(&patched).map_err(|issue| vec![issue])?;
     for (position, operation) in operations.iter().enumerate() {
+        bounds
+            .charge(operation.path.terms())
+            .map_err(|issue| vec![issue.at(locate(position))])?;
         operation
             .apply(&mut patched, is_repeating)
             .map_err(|failure| vec![operation.parts.locate(failure)])?;
         bounds
             .check(&patched)
-            .map_err(|issue| vec![issue.at(format!("Parameters.parameter[{position}]"))])?;
+            .map_err(|issue| vec![issue.at(locate(position))])?;
         // Later paths must see the resource as FHIR would hold it, without emptied elements.
         tidy(&mut patched);
     }
@@ -942,6 +947,28 @@ enum Condition {
 enum Literal {
     String(String),
     Boolean(bool),
+}
+
+impl FhirPath {
+    /// Steps and `where()` terms, each of which may visit the whole document once per node
+    /// it starts from: what [`Bounds::charge`] bills an evaluation.
+    fn terms(&self) -> usize {
+        fn condition_terms(condition: &Condition) -> usize {
+            match condition {
+                Condition::Equals(path, _) => 1 + path.terms(),
+                Condition::All(members) | Condition::Any(members) => {
+                    members.iter().map(condition_terms).sum()
+                }
+            }
+        }
+        self.steps
+            .iter()
+            .map(|step| match step {
+                Step::Where(condition) => 1 + condition_terms(condition),
+                _ => 1,
+            })
+            .sum()
+    }
 }
 
 /// Evaluates a path against the resource at `root`.

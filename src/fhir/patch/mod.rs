@@ -61,6 +61,8 @@ struct Bounds {
     max_bytes: usize,
     /// Bytes of document the remaining operations may still walk.
     work_left: usize,
+    /// Size of the document at the last [`Bounds::check`].
+    last_size: usize,
 }
 
 impl Bounds {
@@ -68,7 +70,26 @@ impl Bounds {
         Bounds {
             max_bytes,
             work_left: max_bytes.saturating_mul(WORK_FACTOR),
+            last_size: 0,
         }
+    }
+
+    /// Spends `walks` walks of the document as last checked: what evaluating a path costs
+    /// when each of its steps and `where()` terms may visit the whole document.
+    fn charge(&mut self, walks: usize) -> Result<(), OutcomeIssue> {
+        self.spend(walks.saturating_mul(self.last_size))
+    }
+
+    fn spend(&mut self, bytes: usize) -> Result<(), OutcomeIssue> {
+        self.work_left = self.work_left.checked_sub(bytes).ok_or_else(|| {
+            OutcomeIssue::error(
+                "too-costly",
+                format!(
+                    "The patch does too much work: its operations together may walk at most {WORK_FACTOR} times the size limit"
+                ),
+            )
+        })?;
+        Ok(())
     }
 
     /// Refuses a document nested deeper than [`json::MAX_DEPTH`] (the parser's own limit: a
@@ -106,15 +127,8 @@ impl Bounds {
                 ));
             }
         }
-        self.work_left = self.work_left.checked_sub(size).ok_or_else(|| {
-            OutcomeIssue::error(
-                "too-costly",
-                format!(
-                    "The patch does too much work: its operations together may walk at most {WORK_FACTOR} times the size limit"
-                ),
-            )
-        })?;
-        Ok(())
+        self.last_size = size;
+        self.spend(size)
     }
 }
 
@@ -426,6 +440,26 @@ mod tests {
 
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_path_of_many_where_terms_is_charged_for_each_term() {
+        // 2,000 names × 2,000 `or` terms: millions of comparisons for one operation.
+        let names: Vec<Value> = (0..2000).map(|_| json!({"family": "x"})).collect();
+        let mut resource = json!({"resourceType": "Patient", "name": names});
+        let before = resource.clone();
+        let terms = vec!["family='a'"; 2000].join(" or ");
+        let parameters = json!({"resourceType": "Parameters", "parameter": [
+            {"name": "operation", "part": [{"name": "type", "valueCode": "delete"},
+            {"name": "path", "valueString": format!("Patient.name.where({terms})")}]}]});
+        let issues =
+            apply_fhirpath_patch(&mut resource, &parameters, &|_| true, 64 * 1024).unwrap_err();
+        assert_eq!(issues[0].code, "too-costly", "{issues:?}");
+        assert_eq!(
+            issues[0].expression.as_deref(),
+            Some("Parameters.parameter[0]")
+        );
+        assert_eq!(resource, before);
+    }
 
     #[test]
     fn numbers_compare_by_value_without_floats() {
