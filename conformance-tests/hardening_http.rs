@@ -573,3 +573,65 @@ fn a_body_cut_short_is_a_400_operation_outcome() {
     assert_eq!(s.version_count(), 0);
     assert_eq!(s.get("/metadata").status, 200);
 }
+
+/// Splits what a keep-alive connection answered into responses, framed by `Content-Length`
+/// (`head`: that response answers a HEAD and has no body, whatever its length says).
+fn split_pipelined(mut bytes: &[u8], heads: &[bool]) -> Vec<(String, Vec<u8>)> {
+    let mut replies = Vec::new();
+    for &head in heads {
+        let end = bytes
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or_else(|| panic!("no response head in {:?}", String::from_utf8_lossy(bytes)));
+        let text = String::from_utf8_lossy(&bytes[..end]).into_owned();
+        let length: usize = text
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().parse().unwrap())
+            })
+            .unwrap_or(0);
+        let body_length = if head {
+            0
+        } else {
+            length.min(bytes.len() - end - 4)
+        };
+        replies.push((text, bytes[end + 4..end + 4 + body_length].to_vec()));
+        bytes = &bytes[end + 4 + body_length..];
+    }
+    assert!(
+        bytes.is_empty(),
+        "bytes after the last response: {:?}",
+        String::from_utf8_lossy(bytes)
+    );
+    replies
+}
+
+/// HEAD and GET pipelined on one connection, in both orders: each answer is framed as its own
+/// request asks (no body after the HEAD's head, the GET's whole body after its head).
+/// (actix-http's codec keeps one "the request was HEAD" flag, set by the last request decoded.)
+#[test]
+fn pipelined_head_and_get_keep_their_framing() {
+    let s = Server::start();
+    let id = s.create(&patient("1"))["id"].as_str().unwrap().to_owned();
+    let get = s.get(&format!("/Patient/{id}"));
+    let auth = format!("Host: x\r\nAuthorization: Bearer {}\r\n", s.default_token);
+    for (first, second) in [("GET", "HEAD"), ("HEAD", "GET")] {
+        let mut stream = connect(&s);
+        let request = format!(
+            "{first} /fhir/Patient/{id} HTTP/1.1\r\n{auth}\r\n\
+             {second} /fhir/Patient/{id} HTTP/1.1\r\n{auth}Connection: close\r\n\r\n"
+        );
+        std::io::Write::write_all(&mut stream, request.as_bytes()).unwrap();
+        let mut bytes = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut stream, &mut bytes);
+        let replies = split_pipelined(&bytes, &[first == "HEAD", second == "HEAD"]);
+        for ((head, body), method) in replies.iter().zip([first, second]) {
+            assert!(head.starts_with("HTTP/1.1 200"), "{first}+{second}: {head}");
+            let expected: &[u8] = if method == "HEAD" { b"" } else { &get.bytes };
+            assert_eq!(body, expected, "{first}+{second}: the {method} answer");
+        }
+    }
+    assert_eq!(s.version_count(), 1);
+}
