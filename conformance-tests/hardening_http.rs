@@ -635,3 +635,34 @@ fn pipelined_head_and_get_keep_their_framing() {
     }
     assert_eq!(s.version_count(), 1);
 }
+
+/// A write that cannot get the database in time (SQLite's write lock held elsewhere past
+/// busy_timeout, as by a long `carnet reindex`; on PostgreSQL, the pool exhausted past its
+/// timeout) is a 503 OperationOutcome (`transient`): the server is busy, not broken.
+#[test]
+fn a_write_that_cannot_get_the_database_in_time_is_503() {
+    use diesel::{Connection, RunQueryDsl};
+    let s = Server::start();
+    if crate::harness::dialect(&s) != carnet::store::search::Dialect::Sqlite {
+        return; // The pool's 30 s timeout is not worth a test run; the mapping is shared.
+    }
+    let mut p = s.create(&patient("1"));
+    let id = p["id"].as_str().unwrap().to_owned();
+    let path = s.dir().join("carnet.db");
+    let mut other = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+    diesel::sql_query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .unwrap();
+    p["gender"] = json!("male");
+    let reply = s.send("PUT", &format!("/Patient/{id}"), &p, &[]);
+    diesel::sql_query("ROLLBACK").execute(&mut other).unwrap();
+    let issue = reply.outcome(503);
+    assert_eq!(issue["code"], "transient", "{}", reply.body);
+    let current = s.get(&format!("/Patient/{id}")).json();
+    assert_eq!(current["meta"]["versionId"], "1");
+    assert_eq!(current["gender"], "female");
+    assert_eq!(
+        s.send("PUT", &format!("/Patient/{id}"), &p, &[]).status,
+        200
+    );
+}

@@ -39,6 +39,22 @@ pub enum StoreError {
     Matches(Vec<String>),
 }
 
+impl StoreError {
+    /// The database could not be had in time: the pool stayed empty past its timeout, or
+    /// SQLite's write lock stayed held elsewhere past busy_timeout (a `carnet reindex`).
+    /// Retrying later can succeed; nothing was written.
+    pub fn is_busy(&self) -> bool {
+        match self {
+            StoreError::Pool(_) => true,
+            StoreError::Database(diesel::result::Error::DatabaseError(_, info)) => {
+                let message = info.message();
+                message.contains("database is locked") || message.contains("database is busy")
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Which systems a token query accepts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SystemMatch {
