@@ -666,3 +666,32 @@ fn a_write_that_cannot_get_the_database_in_time_is_503() {
         200
     );
 }
+
+/// A request the codec refuses after others on the same keep-alive connection is answered with
+/// an OperationOutcome too, not only a connection's first request.
+#[test]
+fn a_refused_request_after_others_on_a_connection_is_an_operation_outcome() {
+    let s = Server::start();
+    let id = s.create(&patient("1"))["id"].as_str().unwrap().to_owned();
+    let auth = format!("Host: x\r\nAuthorization: Bearer {}\r\n", s.default_token);
+    let mut stream = connect(&s);
+    let request = format!(
+        "GET /fhir/Patient/{id} HTTP/1.1\r\n{auth}\r\n\
+         HEAD /fhir/Patient/{id} HTTP/1.1\r\n{auth}\r\n\
+         POST /fhir/Patient HTTP/1.1\r\n{auth}Content-Length: 2\r\nContent-Length: 3\r\n\r\n{{}}"
+    );
+    std::io::Write::write_all(&mut stream, request.as_bytes()).unwrap();
+    let mut bytes = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut stream, &mut bytes);
+    let replies = split_pipelined(&bytes, &[false, true, false]);
+    assert!(replies[0].0.starts_with("HTTP/1.1 200"), "{}", replies[0].0);
+    assert!(replies[1].0.starts_with("HTTP/1.1 200"), "{}", replies[1].0);
+    let (head, body) = &replies[2];
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    let outcome: Value =
+        serde_json::from_slice(body).unwrap_or_else(|_| panic!("{head}: {body:?}"));
+    assert_eq!(outcome["resourceType"], "OperationOutcome");
+    assert_eq!(outcome["issue"][0]["code"], "structure");
+    assert_eq!(s.version_count(), 1);
+    assert_eq!(s.get(&format!("/Patient/{id}")).status, 200);
+}

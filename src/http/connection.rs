@@ -7,15 +7,11 @@
 //! an error status with `content-length: 0` gets an OperationOutcome body. Carnet's own error
 //! answers always carry an OperationOutcome (see `edges`), so nothing else matches.
 //!
-//! Only the first bytes written on a connection are looked at: there a response head certainly
-//! starts. Further on, a write may start inside a body (after a partial write), and a body that
-//! mimics a bare error head must never be rewritten: that would desynchronise the connection
-//! for a proxy that reuses it. A refused head after earlier requests on the same connection
-//! therefore keeps actix's empty body; clients that open a connection per request, and every
-//! first request, get the OperationOutcome.
-//!
 //! The connection also hands the codec one request at a time (see `Pipeline`): pipelined
-//! requests otherwise confuse its HEAD bookkeeping and desynchronise the connection.
+//! requests otherwise confuse its HEAD bookkeeping and desynchronise the connection. Following
+//! the answers' framing for that also says where each answer head starts: only a write that
+//! starts there is looked at, and never the answer to a HEAD, so a body that mimics a bare
+//! error head is never rewritten. Once the framing is lost (see `Pipeline`), nothing is.
 
 use std::io;
 use std::pin::Pin;
@@ -28,8 +24,6 @@ pub struct OutcomeOnBareErrors<T> {
     /// Rewritten bytes not yet written to `io`, from `sent` on.
     pending: Vec<u8>,
     sent: usize,
-    /// Nothing has been written yet: the next write starts with a response head.
-    fresh: bool,
     pipeline: Pipeline,
 }
 
@@ -39,7 +33,6 @@ impl<T> OutcomeOnBareErrors<T> {
             io,
             pending: Vec::new(),
             sent: 0,
-            fresh: true,
             pipeline: Pipeline::default(),
         }
     }
@@ -101,9 +94,10 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for OutcomeOnBareErrors<T> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         ready!(self.poll_pending(cx))?;
-        match rewrite_bare_error(buf).filter(|_| self.fresh) {
+        let may_rewrite =
+            self.pipeline.at_head() && self.pipeline.unanswered.front() != Some(&true);
+        match rewrite_bare_error(buf).filter(|_| may_rewrite) {
             Some(rewritten) => {
-                self.fresh = false;
                 self.pipeline.written(buf);
                 // Taken whole: the caller sees its bytes written, the rewrite goes out instead.
                 self.pending = rewritten;
@@ -116,9 +110,6 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for OutcomeOnBareErrors<T> {
             None => {
                 let written = Pin::new(&mut self.io).poll_write(cx, buf);
                 if let Poll::Ready(Ok(n)) = written {
-                    if n > 0 {
-                        self.fresh = false;
-                    }
                     self.pipeline.written(&buf[..n]);
                 }
                 written
@@ -153,8 +144,10 @@ struct Pipeline {
     response: ResponseScan,
     /// For each request handed over and not yet answered: whether it is a HEAD.
     unanswered: std::collections::VecDeque<bool>,
-    /// Framing lost: everything flows as it comes.
+    /// Request framing lost: everything flows as it comes.
     open: bool,
+    /// Answer framing lost: where the next answer head starts is not known.
+    blind: bool,
     /// Bytes at the front of the inbox the codec may have.
     released: usize,
     /// The codec waiting for the next request while the previous answer is being written.
@@ -238,9 +231,20 @@ impl Pipeline {
         self.released = if self.open { self.inbox.len() } else { n };
     }
 
+    /// Answer framing is lost: stop following it, and stop holding requests back.
+    fn lost(&mut self) {
+        self.blind = true;
+        self.open = true;
+    }
+
+    /// The next byte written starts an answer head.
+    fn at_head(&self) -> bool {
+        !self.blind && matches!(self.response, ResponseScan::Head)
+    }
+
     /// Follows the answer bytes the codec wrote; wakes the codec once an answer is whole.
     fn written(&mut self, mut bytes: &[u8]) {
-        while !bytes.is_empty() && !self.open {
+        while !bytes.is_empty() && !self.blind {
             match &mut self.response {
                 ResponseScan::Head => self.response = ResponseScan::HeadBytes(Vec::new()),
                 ResponseScan::HeadBytes(head) => {
@@ -248,7 +252,7 @@ impl Pipeline {
                     head.extend_from_slice(bytes);
                     let Some(at) = find_head_end(head, end.saturating_sub(3)) else {
                         if head.len() > HEAD_LIMIT {
-                            self.open = true;
+                            self.lost();
                         }
                         return;
                     };
@@ -259,7 +263,7 @@ impl Pipeline {
                         Some(Framing::Interim) => self.response = ResponseScan::Head,
                         Some(framing) => {
                             let Some(was_head) = self.unanswered.pop_front() else {
-                                self.open = true;
+                                self.lost();
                                 break;
                             };
                             self.response = match framing {
@@ -268,10 +272,10 @@ impl Pipeline {
                                 Framing::Chunked => {
                                     ResponseScan::Chunked(Chunks::SizeLine(Vec::new()))
                                 }
-                                Framing::Interim => unreachable!(),
+                                Framing::Interim => ResponseScan::Head,
                             };
                         }
-                        None => self.open = true,
+                        None => self.lost(),
                     }
                 }
                 ResponseScan::Body(left) => {
@@ -282,7 +286,7 @@ impl Pipeline {
                 ResponseScan::Chunked(chunks) => match chunks.consume(&mut bytes) {
                     Some(true) => self.response = ResponseScan::Body(0),
                     Some(false) => {}
-                    None => self.open = true,
+                    None => self.lost(),
                 },
             }
             if matches!(self.response, ResponseScan::Body(0)) {
@@ -578,7 +582,10 @@ mod tests {
         );
         // Its head is written: the next request may be read while its body goes out.
         assert_eq!(feed(&mut p, b""), second);
+        // Inside the body (which mimics a bare error head): not where an answer head starts.
+        assert!(!p.at_head());
         p.written(body);
+        assert!(p.at_head());
         p.written(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nHTTP/\r\n0\r\n\r\n");
         assert!(matches!(p.response, ResponseScan::Head));
         assert!(p.unanswered.is_empty() && !p.open);
