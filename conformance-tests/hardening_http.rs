@@ -695,3 +695,34 @@ fn a_refused_request_after_others_on_a_connection_is_an_operation_outcome() {
     assert_eq!(s.version_count(), 1);
     assert_eq!(s.get(&format!("/Patient/{id}")).status, 200);
 }
+
+/// A Binary whose bytes mimic a bare error head is sent as it is, whether its answer is the
+/// first on a connection or follows others, read or answered to HEAD.
+#[test]
+fn a_binary_that_mimics_a_bare_error_head_is_never_rewritten() {
+    let s = Server::start();
+    let mimic = b"HTTP/1.1 400 X\r\ncontent-length: 0\r\n\r\n";
+    let created = s.request_bytes(
+        "POST",
+        "/Binary",
+        &[("Content-Type", "application/octet-stream")],
+        Some(mimic),
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    let id = created.json()["id"].as_str().unwrap().to_owned();
+    let auth = format!("Host: x\r\nAuthorization: Bearer {}\r\n", s.default_token);
+    let read = format!("GET /fhir/Binary/{id} HTTP/1.1\r\n{auth}\r\n");
+    let head = format!("HEAD /fhir/Binary/{id} HTTP/1.1\r\n{auth}\r\n");
+    let mut stream = connect(&s);
+    let request = format!("{read}{head}{read}{head}GET /fhir/metadata HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    std::io::Write::write_all(&mut stream, request.as_bytes()).unwrap();
+    let mut bytes = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut stream, &mut bytes);
+    let replies = split_pipelined(&bytes, &[false, true, false, true, false]);
+    for (i, (head, body)) in replies.iter().enumerate().take(4) {
+        assert!(head.starts_with("HTTP/1.1 200"), "{i}: {head}");
+        let expected: &[u8] = if i % 2 == 0 { mimic } else { b"" };
+        assert_eq!(body, expected, "{i}");
+    }
+    assert!(replies[4].0.starts_with("HTTP/1.1 200"), "{}", replies[4].0);
+}
