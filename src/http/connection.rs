@@ -200,8 +200,14 @@ impl Pipeline {
                 RequestScan::Idle if !self.unanswered.is_empty() => break,
                 RequestScan::Idle => self.request = RequestScan::Head(Vec::new()),
                 RequestScan::Head(head) => {
-                    head.push(self.inbox[n]);
+                    let byte = self.inbox[n];
                     n += 1;
+                    // Empty lines before a request line are skipped (RFC 9112 §2.2), not
+                    // a request: counting one would wait for an answer that never comes.
+                    if head.is_empty() && (byte == b'\r' || byte == b'\n') {
+                        continue;
+                    }
+                    head.push(byte);
                     if head.ends_with(b"\r\n\r\n") {
                         match request_framing(head) {
                             Some((is_head, 0)) => {
@@ -589,6 +595,17 @@ mod tests {
         p.written(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nHTTP/\r\n0\r\n\r\n");
         assert!(matches!(p.response, ResponseScan::Head));
         assert!(p.unanswered.is_empty() && !p.open);
+    }
+
+    #[test]
+    fn empty_lines_between_requests_are_no_request() {
+        let mut p = Pipeline::default();
+        let first = b"GET /a HTTP/1.1\r\n\r\n";
+        let input = [&first[..], b"\r\n\r\n\r\nGET /b HTTP/1.1\r\n\r\n"].concat();
+        assert_eq!(feed(&mut p, &input), first);
+        p.written(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+        assert_eq!(feed(&mut p, b""), &input[first.len()..]);
+        assert_eq!(p.unanswered.len(), 1, "one request, not three");
     }
 
     #[test]
