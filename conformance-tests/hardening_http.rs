@@ -726,3 +726,78 @@ fn a_binary_that_mimics_a_bare_error_head_is_never_rewritten() {
     }
     assert!(replies[4].0.starts_with("HTTP/1.1 200"), "{}", replies[4].0);
 }
+
+/// Writers queued on one hot resource do not take the connections every other request needs:
+/// with the resource's lock held (here by another session, as by a slow write), ten writers to
+/// it wait, and a read of another resource is still answered at once (PostgreSQL, whose
+/// readers and writers share one pool of 8 connections).
+#[test]
+fn writers_queued_on_a_hot_resource_leave_connections_for_reads() {
+    use diesel::{Connection, PgConnection, RunQueryDsl};
+    let s = Arc::new(Server::start());
+    let Ok(admin) = std::env::var("CARNET_TEST_DATABASE_URL") else {
+        return; // SQLite: writers have their own connection, readers theirs.
+    };
+    if !admin.starts_with("postgres") {
+        return;
+    }
+    let hot = s.create(&patient("1"))["id"].as_str().unwrap().to_owned();
+    let cold = s.create(&patient("2"))["id"].as_str().unwrap().to_owned();
+    let (prefix, _) = admin.rsplit_once('/').unwrap();
+    let name = s.dir().file_name().unwrap().to_str().unwrap();
+    let mut other = PgConnection::establish(&format!("{prefix}/{name}")).unwrap();
+    // The resource's advisory lock key: FNV-1a of "resource␟Patient␟{id}" (store::db).
+    let mut key: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in format!("resource\u{1f}Patient\u{1f}{hot}").bytes() {
+        key ^= u64::from(byte);
+        key = key.wrapping_mul(0x0100_0000_01b3);
+    }
+    diesel::sql_query(format!("SELECT pg_advisory_lock({})", key as i64))
+        .execute(&mut other)
+        .unwrap();
+    let writers: Vec<_> = (0..10)
+        .map(|i| {
+            let (s, hot) = (s.clone(), hot.clone());
+            std::thread::spawn(move || {
+                let ops =
+                    json!([{"op": "add", "path": "/name/-", "value": {"family": format!("W{i}")}}]);
+                s.request(
+                    "PATCH",
+                    &format!("/Patient/{hot}"),
+                    &[("Content-Type", "application/json-patch+json")],
+                    Some(&ops.to_string()),
+                )
+                .status
+            })
+        })
+        .collect();
+    // Wait until a writer waits on the lock: the others are queued behind it by then.
+    #[derive(diesel::QueryableByName)]
+    struct Waiting {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    loop {
+        let waiting: Waiting = diesel::sql_query(
+            "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+        )
+        .get_result(&mut other)
+        .unwrap();
+        if waiting.n > 0 {
+            break;
+        }
+        std::thread::yield_now();
+    }
+    let read = s.get(&format!("/Patient/{cold}"));
+    diesel::sql_query("SELECT pg_advisory_unlock_all()")
+        .execute(&mut other)
+        .unwrap();
+    assert_eq!(read.status, 200, "{}", read.body);
+    let statuses: Vec<u16> = writers.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(statuses, [200; 10]);
+    let names = s.get(&format!("/Patient/{hot}")).json()["name"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(names, 11);
+}
