@@ -573,3 +573,231 @@ fn a_body_cut_short_is_a_400_operation_outcome() {
     assert_eq!(s.version_count(), 0);
     assert_eq!(s.get("/metadata").status, 200);
 }
+
+/// Splits what a keep-alive connection answered into responses, framed by `Content-Length`
+/// (`head`: that response answers a HEAD and has no body, whatever its length says).
+fn split_pipelined(mut bytes: &[u8], heads: &[bool]) -> Vec<(String, Vec<u8>)> {
+    let mut replies = Vec::new();
+    for &head in heads {
+        let end = bytes
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or_else(|| panic!("no response head in {:?}", String::from_utf8_lossy(bytes)));
+        let text = String::from_utf8_lossy(&bytes[..end]).into_owned();
+        let length: usize = text
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().parse().unwrap())
+            })
+            .unwrap_or(0);
+        let body_length = if head {
+            0
+        } else {
+            length.min(bytes.len() - end - 4)
+        };
+        replies.push((text, bytes[end + 4..end + 4 + body_length].to_vec()));
+        bytes = &bytes[end + 4 + body_length..];
+    }
+    assert!(
+        bytes.is_empty(),
+        "bytes after the last response: {:?}",
+        String::from_utf8_lossy(bytes)
+    );
+    replies
+}
+
+/// HEAD and GET pipelined on one connection, in both orders: each answer is framed as its own
+/// request asks (no body after the HEAD's head, the GET's whole body after its head).
+/// (actix-http's codec keeps one "the request was HEAD" flag, set by the last request decoded.)
+#[test]
+fn pipelined_head_and_get_keep_their_framing() {
+    let s = Server::start();
+    let id = s.create(&patient("1"))["id"].as_str().unwrap().to_owned();
+    let get = s.get(&format!("/Patient/{id}"));
+    let auth = format!("Host: x\r\nAuthorization: Bearer {}\r\n", s.default_token);
+    for (first, second) in [("GET", "HEAD"), ("HEAD", "GET")] {
+        let mut stream = connect(&s);
+        let request = format!(
+            "{first} /fhir/Patient/{id} HTTP/1.1\r\n{auth}\r\n\
+             {second} /fhir/Patient/{id} HTTP/1.1\r\n{auth}Connection: close\r\n\r\n"
+        );
+        std::io::Write::write_all(&mut stream, request.as_bytes()).unwrap();
+        let mut bytes = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut stream, &mut bytes);
+        let replies = split_pipelined(&bytes, &[first == "HEAD", second == "HEAD"]);
+        for ((head, body), method) in replies.iter().zip([first, second]) {
+            assert!(head.starts_with("HTTP/1.1 200"), "{first}+{second}: {head}");
+            let expected: &[u8] = if method == "HEAD" { b"" } else { &get.bytes };
+            assert_eq!(body, expected, "{first}+{second}: the {method} answer");
+        }
+    }
+    assert_eq!(s.version_count(), 1);
+}
+
+/// A write that cannot get the database in time (SQLite's write lock held elsewhere past
+/// busy_timeout, as by a long `carnet reindex`; on PostgreSQL, the pool exhausted past its
+/// timeout) is a 503 OperationOutcome (`transient`): the server is busy, not broken.
+#[test]
+fn a_write_that_cannot_get_the_database_in_time_is_503() {
+    use diesel::{Connection, RunQueryDsl};
+    let s = Server::start();
+    if crate::harness::dialect(&s) != carnet::store::search::Dialect::Sqlite {
+        return; // The pool's 30 s timeout is not worth a test run; the mapping is shared.
+    }
+    let mut p = s.create(&patient("1"));
+    let id = p["id"].as_str().unwrap().to_owned();
+    let path = s.dir().join("carnet.db");
+    let mut other = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+    diesel::sql_query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .unwrap();
+    p["gender"] = json!("male");
+    let reply = s.send("PUT", &format!("/Patient/{id}"), &p, &[]);
+    diesel::sql_query("ROLLBACK").execute(&mut other).unwrap();
+    let issue = reply.outcome(503);
+    assert_eq!(issue["code"], "transient", "{}", reply.body);
+    let current = s.get(&format!("/Patient/{id}")).json();
+    assert_eq!(current["meta"]["versionId"], "1");
+    assert_eq!(current["gender"], "female");
+    assert_eq!(
+        s.send("PUT", &format!("/Patient/{id}"), &p, &[]).status,
+        200
+    );
+}
+
+/// A request the codec refuses after others on the same keep-alive connection is answered with
+/// an OperationOutcome too, not only a connection's first request.
+#[test]
+fn a_refused_request_after_others_on_a_connection_is_an_operation_outcome() {
+    let s = Server::start();
+    let id = s.create(&patient("1"))["id"].as_str().unwrap().to_owned();
+    let auth = format!("Host: x\r\nAuthorization: Bearer {}\r\n", s.default_token);
+    let mut stream = connect(&s);
+    let request = format!(
+        "GET /fhir/Patient/{id} HTTP/1.1\r\n{auth}\r\n\
+         HEAD /fhir/Patient/{id} HTTP/1.1\r\n{auth}\r\n\
+         POST /fhir/Patient HTTP/1.1\r\n{auth}Content-Length: 2\r\nContent-Length: 3\r\n\r\n{{}}"
+    );
+    std::io::Write::write_all(&mut stream, request.as_bytes()).unwrap();
+    let mut bytes = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut stream, &mut bytes);
+    let replies = split_pipelined(&bytes, &[false, true, false]);
+    assert!(replies[0].0.starts_with("HTTP/1.1 200"), "{}", replies[0].0);
+    assert!(replies[1].0.starts_with("HTTP/1.1 200"), "{}", replies[1].0);
+    let (head, body) = &replies[2];
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    let outcome: Value =
+        serde_json::from_slice(body).unwrap_or_else(|_| panic!("{head}: {body:?}"));
+    assert_eq!(outcome["resourceType"], "OperationOutcome");
+    assert_eq!(outcome["issue"][0]["code"], "structure");
+    assert_eq!(s.version_count(), 1);
+    assert_eq!(s.get(&format!("/Patient/{id}")).status, 200);
+}
+
+/// A Binary whose bytes mimic a bare error head is sent as it is, whether its answer is the
+/// first on a connection or follows others, read or answered to HEAD.
+#[test]
+fn a_binary_that_mimics_a_bare_error_head_is_never_rewritten() {
+    let s = Server::start();
+    let mimic = b"HTTP/1.1 400 X\r\ncontent-length: 0\r\n\r\n";
+    let created = s.request_bytes(
+        "POST",
+        "/Binary",
+        &[("Content-Type", "application/octet-stream")],
+        Some(mimic),
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    let id = created.json()["id"].as_str().unwrap().to_owned();
+    let auth = format!("Host: x\r\nAuthorization: Bearer {}\r\n", s.default_token);
+    let read = format!("GET /fhir/Binary/{id} HTTP/1.1\r\n{auth}\r\n");
+    let head = format!("HEAD /fhir/Binary/{id} HTTP/1.1\r\n{auth}\r\n");
+    let mut stream = connect(&s);
+    let request = format!("{read}{head}{read}{head}GET /fhir/metadata HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    std::io::Write::write_all(&mut stream, request.as_bytes()).unwrap();
+    let mut bytes = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut stream, &mut bytes);
+    let replies = split_pipelined(&bytes, &[false, true, false, true, false]);
+    for (i, (head, body)) in replies.iter().enumerate().take(4) {
+        assert!(head.starts_with("HTTP/1.1 200"), "{i}: {head}");
+        let expected: &[u8] = if i % 2 == 0 { mimic } else { b"" };
+        assert_eq!(body, expected, "{i}");
+    }
+    assert!(replies[4].0.starts_with("HTTP/1.1 200"), "{}", replies[4].0);
+}
+
+/// Writers queued on one hot resource do not take the connections every other request needs:
+/// with the resource's lock held (here by another session, as by a slow write), ten writers to
+/// it wait, and a read of another resource is still answered at once (PostgreSQL, whose
+/// readers and writers share one pool of 8 connections).
+#[test]
+fn writers_queued_on_a_hot_resource_leave_connections_for_reads() {
+    use diesel::{Connection, PgConnection, RunQueryDsl};
+    let s = Arc::new(Server::start());
+    let Ok(admin) = std::env::var("CARNET_TEST_DATABASE_URL") else {
+        return; // SQLite: writers have their own connection, readers theirs.
+    };
+    if !admin.starts_with("postgres") {
+        return;
+    }
+    let hot = s.create(&patient("1"))["id"].as_str().unwrap().to_owned();
+    let cold = s.create(&patient("2"))["id"].as_str().unwrap().to_owned();
+    let (prefix, _) = admin.rsplit_once('/').unwrap();
+    let name = s.dir().file_name().unwrap().to_str().unwrap();
+    let mut other = PgConnection::establish(&format!("{prefix}/{name}")).unwrap();
+    // The resource's advisory lock key: FNV-1a of "resource␟Patient␟{id}" (store::db).
+    let mut key: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in format!("resource\u{1f}Patient\u{1f}{hot}").bytes() {
+        key ^= u64::from(byte);
+        key = key.wrapping_mul(0x0100_0000_01b3);
+    }
+    diesel::sql_query(format!("SELECT pg_advisory_lock({})", key as i64))
+        .execute(&mut other)
+        .unwrap();
+    let writers: Vec<_> = (0..10)
+        .map(|i| {
+            let (s, hot) = (s.clone(), hot.clone());
+            std::thread::spawn(move || {
+                let ops =
+                    json!([{"op": "add", "path": "/name/-", "value": {"family": format!("W{i}")}}]);
+                s.request(
+                    "PATCH",
+                    &format!("/Patient/{hot}"),
+                    &[("Content-Type", "application/json-patch+json")],
+                    Some(&ops.to_string()),
+                )
+                .status
+            })
+        })
+        .collect();
+    // Wait until a writer waits on the lock: the others are queued behind it by then.
+    #[derive(diesel::QueryableByName)]
+    struct Waiting {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    loop {
+        let waiting: Waiting = diesel::sql_query(
+            "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+        )
+        .get_result(&mut other)
+        .unwrap();
+        if waiting.n > 0 {
+            break;
+        }
+        std::thread::yield_now();
+    }
+    let read = s.get(&format!("/Patient/{cold}"));
+    diesel::sql_query("SELECT pg_advisory_unlock_all()")
+        .execute(&mut other)
+        .unwrap();
+    assert_eq!(read.status, 200, "{}", read.body);
+    let statuses: Vec<u16> = writers.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(statuses, [200; 10]);
+    let names = s.get(&format!("/Patient/{hot}")).json()["name"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(names, 11);
+}

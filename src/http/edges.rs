@@ -11,7 +11,7 @@ use super::AppState;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::error::PayloadError;
-use actix_web::http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use actix_web::http::{Method, StatusCode, Uri};
 use actix_web::middleware::Next;
 use actix_web::web::{self, Bytes};
@@ -63,15 +63,22 @@ pub async fn edges(
     }
 }
 
-/// A 4xx/5xx whose body is neither FHIR JSON (Carnet's own errors always are) nor the OAuth
-/// JSON error the token endpoint must answer with (RFC 6749 §5.2).
+/// A 4xx/5xx whose body is not JSON. Carnet's own errors are FHIR JSON; the token endpoint's
+/// are OAuth errors in plain JSON (RFC 6749 §5.2), which OAuth clients must get as they are.
 fn is_bare_error<B>(response: &actix_web::HttpResponse<B>) -> bool {
-    let fhir = HeaderValue::from_static(super::negotiate::FHIR_JSON);
-    let oauth = HeaderValue::from_static("application/json");
-    let content_type = response.headers().get(CONTENT_TYPE);
-    (response.status().is_client_error() || response.status().is_server_error())
-        && content_type != Some(&fhir)
-        && content_type != Some(&oauth)
+    let json = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .is_some_and(|media| media == "application/fhir+json" || media == "application/json");
+    (response.status().is_client_error() || response.status().is_server_error()) && !json
 }
 
 /// An OperationOutcome for an error raised outside Carnet's handlers.
@@ -210,6 +217,14 @@ mod tests {
                     "/json",
                     web::post().to(|v: web::Json<serde_json::Value>| async move { v.to_string() }),
                 )
+                .route(
+                    "/oauth",
+                    web::post().to(|| async {
+                        HttpResponse::Unauthorized()
+                            .content_type("application/json")
+                            .body(r#"{"error":"invalid_client"}"#)
+                    }),
+                )
                 // No default service: actix answers other methods with a bare 405.
                 .service(web::resource("/only-get").route(web::get().to(HttpResponse::Ok))),
         )
@@ -231,6 +246,13 @@ mod tests {
             assert_eq!(outcome["resourceType"], "OperationOutcome", "{uri}");
             assert_eq!(outcome["issue"][0]["code"], code, "{uri}");
         }
+        let (status, _, body) = answer!(app, Method::POST, "/oauth");
+        assert_eq!(status, 401);
+        assert_eq!(
+            &body[..],
+            br#"{"error":"invalid_client"}"#,
+            "an OAuth error stays one"
+        );
         let (status, _, body) = answer!(app, Method::HEAD, "/number/7");
         assert_eq!(status, 200, "HEAD is served by the GET route");
         assert_eq!(

@@ -104,7 +104,16 @@ impl ResponseError for ApiError {
 }
 
 impl From<crate::store::StoreError> for ApiError {
+    /// A busy database is a 503 the client may retry; any other storage failure is a 500.
     fn from(e: crate::store::StoreError) -> Self {
+        if e.is_busy() {
+            tracing::warn!(error = %e, "database busy");
+            return ApiError::new(
+                503,
+                "transient",
+                "The database is busy; nothing was changed, retry shortly",
+            );
+        }
         ApiError::internal(e)
     }
 }

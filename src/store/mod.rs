@@ -39,6 +39,22 @@ pub enum StoreError {
     Matches(Vec<String>),
 }
 
+impl StoreError {
+    /// The database could not be had in time: the pool stayed empty past its timeout, or
+    /// SQLite's write lock stayed held elsewhere past busy_timeout (a `carnet reindex`).
+    /// Retrying later can succeed; nothing was written.
+    pub fn is_busy(&self) -> bool {
+        match self {
+            StoreError::Pool(_) => true,
+            StoreError::Database(diesel::result::Error::DatabaseError(_, info)) => {
+                let message = info.message();
+                message.contains("database is locked") || message.contains("database is busy")
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Which systems a token query accepts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SystemMatch {
@@ -233,6 +249,11 @@ impl Store {
         id: &str,
         work: impl FnOnce(&mut Held<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
+        // Queue in the process first: a writer waiting for a busy resource holds no pooled
+        // connection, which readers (PostgreSQL shares one pool) would otherwise wait for.
+        let _queued = queue_of(resource_type, id)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let mut conn = self.writer.get().map_err(StoreError::from)?;
         let result = conn.transaction::<T, Failure<E>, _>(|conn| {
             db::lock_resource(conn, resource_type, id)?;
@@ -386,6 +407,17 @@ fn version_columns() -> (
         resource_versions::key_id,
         resource_versions::body,
     )
+}
+
+/// The in-process queue of writers of `resource_type/id` (see [`Store::locked`]): one of a
+/// fixed set, chosen by hash. Resources sharing one only queue together; the database lock
+/// taken next still serializes writers in other processes.
+fn queue_of(resource_type: &str, id: &str) -> &'static std::sync::Mutex<()> {
+    use std::hash::{Hash, Hasher};
+    static QUEUES: [std::sync::Mutex<()>; 64] = [const { std::sync::Mutex::new(()) }; 64];
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (resource_type, id).hash(&mut hasher);
+    &QUEUES[(hasher.finish() % QUEUES.len() as u64) as usize]
 }
 
 /// A resource whose write lock the current transaction holds (see [`Store::locked`]).

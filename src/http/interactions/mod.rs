@@ -108,7 +108,7 @@ fn write_error(e: WriteError, kind: &ResourceKind, id: &str) -> ApiError {
             "conflict",
             format!("{}/{id} was changed concurrently; retry", kind.name),
         ),
-        WriteError::Store(e) => ApiError::internal(e),
+        WriteError::Store(e) => ApiError::from(e),
     }
 }
 
