@@ -8,7 +8,6 @@
 
 use diesel::prelude::*;
 use serde_json::Value;
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::LazyLock;
@@ -65,38 +64,14 @@ pub struct Reply {
 /// The official FHIR R4 JSON schema, compiled once per test run; `None` when the HL7 files
 /// are absent (they are not part of the repository), which is said once on stderr.
 static FHIR_SCHEMA: LazyLock<Option<jsonschema::Validator>> = LazyLock::new(|| {
-    let path = fhir_r4_dir()?.join("fhir.schema.json");
+    let path = carnet::fhir::hl7_source::dir("JSON-schema validation of responses")?
+        .join("fhir.schema.json");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read the FHIR JSON schema {}: {e}", path.display()));
     let mut schema: Value = serde_json::from_str(&text).unwrap();
     add_fhir_version_4_0_1(&mut schema);
     Some(jsonschema::draft6::new(&schema).expect("the FHIR schema compiles"))
 });
-
-/// The folder of the official FHIR R4 definitions: `$CARNET_FHIR_R4_DIR` (which must exist:
-/// CI sets it so that the check cannot be skipped there), else `../shared/fhir-r4` next to
-/// the crate; `None`, reported past the test harness's capture, when neither is there.
-fn fhir_r4_dir() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("CARNET_FHIR_R4_DIR") {
-        let dir = PathBuf::from(dir);
-        assert!(
-            dir.is_dir(),
-            "CARNET_FHIR_R4_DIR={} is not a folder",
-            dir.display()
-        );
-        return Some(dir);
-    }
-    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fhir-r4"));
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    let _ = writeln!(
-        std::io::stderr(),
-        "skipped: JSON-schema validation of responses: ../shared/fhir-r4 not found \
-         (set CARNET_FHIR_R4_DIR)"
-    );
-    None
-}
 
 /// The published R4 schema's FHIR version enums stop at 4.0.0 (a known defect of the 4.0.1
 /// release files): add 4.0.1 wherever 4.0.0 is listed, and nothing else.

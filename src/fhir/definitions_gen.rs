@@ -34,11 +34,9 @@
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Where the official FHIR R4 definition bundles are looked for when `CARNET_FHIR_R4_DIR` is unset.
-const DEFAULT_SOURCE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fhir-r4");
 /// The committed compact definitions, read by `validate.rs` through `include_str!`.
 const OUTPUT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/fhir/definitions.json");
 const RESOURCES_BUNDLE: &str = "structure-definitions-resources.json";
@@ -73,31 +71,6 @@ struct Compact {
     primitives: BTreeMap<String, Primitive>,
     datatypes: BTreeMap<String, Elements>,
     resources: BTreeMap<String, Elements>,
-}
-
-/// The folder of the official FHIR R4 definitions, which the repository does not hold:
-/// `$CARNET_FHIR_R4_DIR`, else `../shared/fhir-r4` next to the crate. When neither is there,
-/// says on stderr (past the test harness's capture) that `check` is skipped and gives `None`.
-/// A folder named by the variable must exist, so CI, which sets it, cannot skip a check.
-pub(crate) fn source_dir(check: &str) -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("CARNET_FHIR_R4_DIR") {
-        let dir = PathBuf::from(dir);
-        assert!(
-            dir.is_dir(),
-            "CARNET_FHIR_R4_DIR={} is not a folder",
-            dir.display()
-        );
-        return Some(dir);
-    }
-    let dir = Path::new(DEFAULT_SOURCE_DIR);
-    if dir.is_dir() {
-        return Some(dir.to_owned());
-    }
-    let _ = writeln!(
-        std::io::stderr(),
-        "skipped {check}: ../shared/fhir-r4 not found (set CARNET_FHIR_R4_DIR)"
-    );
-    None
 }
 
 /// Reads the official bundles in `dir` and renders the compact definitions as JSON text.
@@ -428,7 +401,7 @@ fn short(value: &Value) -> String {
 
 #[test]
 fn definitions_are_current() {
-    let Some(dir) = source_dir("definitions_are_current") else {
+    let Some(dir) = crate::fhir::hl7_source::dir("definitions_are_current") else {
         return;
     };
     let generated =

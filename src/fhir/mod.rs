@@ -4,6 +4,7 @@ pub mod binary;
 pub mod bundle;
 pub mod capability;
 pub mod conditional;
+pub mod hl7_source;
 pub mod incoming;
 pub mod json;
 mod model;

@@ -82,7 +82,7 @@ mod tests {
 
     /// An official FHIR R4 definition file, or `None` (reported) when the folder is absent.
     fn official(file: &str, check: &str) -> Option<Value> {
-        let path = crate::fhir::definitions_gen::source_dir(check)?.join(file);
+        let path = crate::fhir::hl7_source::dir(check)?.join(file);
         let text = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
         Some(serde_json::from_str(&text).unwrap())

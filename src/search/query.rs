@@ -1328,9 +1328,9 @@ mod tests {
 
     #[test]
     fn patient_compartment_params_are_the_official_ones() {
-        let Some(dir) = crate::search::registry_gen::source_dir(
-            "patient_compartment_params_are_the_official_ones",
-        ) else {
+        let Some(dir) =
+            crate::fhir::hl7_source::dir("patient_compartment_params_are_the_official_ones")
+        else {
             return;
         };
         let path = dir.join("compartmentdefinition-patient.json");

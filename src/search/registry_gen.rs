@@ -29,11 +29,9 @@
 use regex::Regex;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Where the official FHIR R4 definition bundles are looked for when `CARNET_FHIR_R4_DIR` is unset.
-const DEFAULT_SOURCE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fhir-r4");
 /// The committed registry, read by `registry.rs` through `include_str!`.
 const OUTPUT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/search/parameters.json");
 const PARAMETERS_BUNDLE: &str = "search-parameters.json";
@@ -110,32 +108,6 @@ struct Cursor {
     /// Whether the path forked on a choice element with no explicit type (no `ofType`):
     /// such forks are dropped, not reported, when the parameter cannot index their type.
     chosen: bool,
-}
-
-/// The folder of the official FHIR R4 definitions, which the repository does not hold:
-/// `$CARNET_FHIR_R4_DIR`, else `../shared/fhir-r4` next to the crate. When neither is there,
-/// says on stderr (past the test harness's capture) that `check` is skipped and gives `None`.
-/// A folder named by the variable must exist, so CI, which sets it, cannot skip a check.
-/// (`fhir::definitions_gen` has the same rule for the `fhir` tests.)
-pub(super) fn source_dir(check: &str) -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("CARNET_FHIR_R4_DIR") {
-        let dir = PathBuf::from(dir);
-        assert!(
-            dir.is_dir(),
-            "CARNET_FHIR_R4_DIR={} is not a folder",
-            dir.display()
-        );
-        return Some(dir);
-    }
-    let dir = Path::new(DEFAULT_SOURCE_DIR);
-    if dir.is_dir() {
-        return Some(dir.to_owned());
-    }
-    let _ = writeln!(
-        std::io::stderr(),
-        "skipped {check}: ../shared/fhir-r4 not found (set CARNET_FHIR_R4_DIR)"
-    );
-    None
 }
 
 /// Reads the official bundles in `dir` and renders the registry as JSON text.
@@ -524,7 +496,7 @@ fn inline(value: &Value) -> String {
 
 #[test]
 fn parameters_are_current() {
-    let Some(dir) = source_dir("parameters_are_current") else {
+    let Some(dir) = crate::fhir::hl7_source::dir("parameters_are_current") else {
         return;
     };
     let generated =
