@@ -35,6 +35,15 @@ pub async fn cors(
         .as_ref()
         .map(|s| s.config.cors.allowed_origins.as_slice())
         .unwrap_or_default();
+    with_origins(origins, req, next).await
+}
+
+/// [`cors`] for the listed `origins`.
+async fn with_origins(
+    origins: &[String],
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let path = req.path();
     if origins.is_empty() || !(path == "/fhir" || path.starts_with("/fhir/")) {
         return Ok(next.call(req).await?.map_into_left_body());
@@ -65,9 +74,23 @@ pub async fn cors(
         }
         return Ok(req.into_response(answer.finish()).map_into_right_body());
     }
-    // Handler errors arrive here as answers already, so refusals are readable too.
-    let mut response = next.call(req).await?.map_into_left_body();
-    let headers = response.headers_mut();
+    // Handler errors arrive here as answers already; what an inner middleware fails with (a
+    // caught panic's 500) is rendered here, so that every refusal is readable too.
+    match next.call(req).await {
+        Ok(mut response) => {
+            mark(response.headers_mut(), allowed);
+            Ok(response.map_into_left_body())
+        }
+        Err(error) => {
+            let mut answer = error.error_response();
+            mark(answer.headers_mut(), allowed);
+            Err(actix_web::error::InternalError::from_response(error, answer).into())
+        }
+    }
+}
+
+/// Adds `Origin` to `Vary` and, for a listed origin, says it may read the answer.
+fn mark(headers: &mut header::HeaderMap, allowed: Option<HeaderValue>) {
     // One `Vary` line, whatever the handler already varies on.
     let mut vary: Vec<String> = headers
         .get_all(header::VARY)
@@ -84,5 +107,45 @@ pub async fn cors(
             HeaderValue::from_static(EXPOSED),
         );
     }
-    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::{test, App};
+
+    #[actix_web::test]
+    async fn answers_that_reach_cors_as_errors_are_readable_by_listed_origins() {
+        let app = test::init_service(
+            App::new()
+                .wrap(actix_web::middleware::from_fn(
+                    super::super::panics::catch_panics,
+                ))
+                .wrap(actix_web::middleware::from_fn(|req, next| async move {
+                    with_origins(&["https://app.example".to_owned()], req, next).await
+                }))
+                .route(
+                    "/fhir/boom",
+                    web::get().to(|| async { panic!("kaboom") as HttpResponse }),
+                ),
+        )
+        .await;
+        let request = test::TestRequest::get()
+            .uri("/fhir/boom")
+            .insert_header((header::ORIGIN, "https://app.example"))
+            .to_request();
+        let response = match test::try_call_service(&app, request).await {
+            Ok(response) => response.into_parts().1.map_into_boxed_body(),
+            Err(error) => error.error_response(),
+        };
+        assert_eq!(response.status(), 500);
+        assert_eq!(
+            response
+                .headers()
+                .get(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+                .map(HeaderValue::as_bytes),
+            Some(&b"https://app.example"[..]),
+            "a browser app must be able to read the 500 OperationOutcome"
+        );
+    }
 }
