@@ -1,7 +1,7 @@
 //! Tokens from a real external OpenID Connect provider (oidc-provider on loopback): discovery,
 //! JWKS, each principal kind, audience and registry checks, and key rotation.
 
-use crate::harness::{patient, Reply, Server};
+use crate::harness::{patient, Server};
 use crate::oidc_issuer::OidcIssuer;
 use carnet::auth::local_issuer::LocalIssuer;
 use serde_json::json;
@@ -24,15 +24,6 @@ fn start() -> (OidcIssuer, Server) {
         &[("CARNET_AUTH__JWKS_MIN_REFRESH_SECONDS", "1")],
     );
     (issuer, server)
-}
-
-fn get_as(s: &Server, token: &str, path: &str) -> Reply {
-    s.request(
-        "GET",
-        path,
-        &[("Authorization", &format!("Bearer {token}"))],
-        None,
-    )
 }
 
 #[test]
@@ -94,7 +85,7 @@ fn external_tokens_authenticate_every_principal_kind() {
         ),
     ];
     for (kind, token) in &tokens {
-        assert_eq!(get_as(&s, token, &path).status, 200, "{kind}");
+        assert_eq!(s.get_as(token, &path).status, 200, "{kind}");
     }
 
     let elsewhere = issuer.token(
@@ -103,12 +94,12 @@ fn external_tokens_authenticate_every_principal_kind() {
         "https://elsewhere.example/fhir",
         &[],
     );
-    let refused = get_as(&s, &elsewhere, &path);
+    let refused = s.get_as(&elsewhere, &path);
     refused.outcome(401);
     assert!(refused.body.contains("aud"), "{}", refused.body);
 
     let stranger = issuer.token("stranger", "system/*.cruds", &s.base, &[]);
-    let refused = get_as(&s, &stranger, &path);
+    let refused = s.get_as(&stranger, &path);
     refused.outcome(403);
     assert!(refused.body.contains("not registered"), "{}", refused.body);
 
@@ -127,16 +118,16 @@ fn external_tokens_authenticate_every_principal_kind() {
 fn key_rotation_at_the_issuer_is_picked_up_at_a_bounded_rate() {
     let (mut issuer, s) = start();
     let before = issuer.token("test-feeder", "system/*.rs", &s.base, &[]);
-    assert_eq!(get_as(&s, &before, "/Patient/_history").status, 200);
+    assert_eq!(s.get_as(&before, "/Patient/_history").status, 200);
 
     // The issuer replaces its key: tokens carry a kid the server has never seen.
     issuer.restart(|keys| std::fs::remove_file(keys).unwrap());
     let after = issuer.token("test-feeder", "system/*.rs", &s.base, &[]);
     std::thread::sleep(Duration::from_millis(1100));
-    let reply = get_as(&s, &after, "/Patient/_history");
+    let reply = s.get_as(&after, "/Patient/_history");
     assert_eq!(reply.status, 200, "rotation not picked up: {}", reply.body);
     // The old key is no longer published, so its tokens are refused.
-    get_as(&s, &before, "/Patient/_history").outcome(401);
+    s.get_as(&before, "/Patient/_history").outcome(401);
 
     // A flood of unknown kids claiming this issuer does not become a flood of fetches.
     let fetches = |log: &str| log.matches("issuer keys").count();
@@ -155,7 +146,7 @@ fn key_rotation_at_the_issuer_is_picked_up_at_a_bounded_rate() {
                 &claims,
             )
             .unwrap();
-        get_as(&s, &forged, "/Patient/_history").outcome(401);
+        s.get_as(&forged, "/Patient/_history").outcome(401);
     }
     let extra_fetches = fetches(&s.log()) - fetched_before;
     assert!(

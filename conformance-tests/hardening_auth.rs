@@ -18,15 +18,6 @@ fn now() -> i64 {
         .as_secs() as i64
 }
 
-fn get_as(s: &Server, token: &str, path: &str) -> Reply {
-    s.request(
-        "GET",
-        path,
-        &[("Authorization", &format!("Bearer {token}"))],
-        None,
-    )
-}
-
 fn create_as(s: &Server, token: &str) -> Reply {
     s.request(
         "POST",
@@ -80,7 +71,7 @@ fn absurd_and_overlong_token_times_are_refused() {
     let s = Server::start();
     let before = s.version_count();
     assert_eq!(
-        get_as(&s, &signed(&s, &|_| {}), "/Patient/x").status,
+        s.get_as(&signed(&s, &|_| {}), "/Patient/x").status,
         404,
         "the crafted baseline works"
     );
@@ -111,12 +102,12 @@ fn absurd_and_overlong_token_times_are_refused() {
         ),
     ];
     for (case, token) in &cases {
-        assert_invalid_token(&get_as(&s, token, "/Patient/x"), case);
+        assert_invalid_token(&s.get_as(token, "/Patient/x"), case);
         assert_invalid_token(&create_as(&s, token), case);
     }
-    let too_long = get_as(&s, &cases[8].1, "/Patient/x");
+    let too_long = s.get_as(&cases[8].1, "/Patient/x");
     assert!(too_long.body.contains("86400"), "{}", too_long.body);
-    let absurd = get_as(&s, &cases[0].1, "/Patient/x");
+    let absurd = s.get_as(&cases[0].1, "/Patient/x");
     assert!(absurd.body.contains("exp"), "{}", absurd.body);
     // Nothing was written, and the server still answers.
     assert_eq!(s.version_count(), before);
@@ -148,9 +139,8 @@ fn the_lifetime_cap_is_configurable_and_binds_carnet_token() {
         "--expires-in",
         "3600",
     ]);
-    assert_eq!(get_as(&s, &within, "/Patient/_history").status, 200);
-    let refused = get_as(
-        &s,
+    assert_eq!(s.get_as(&within, "/Patient/_history").status, 200);
+    let refused = s.get_as(
         &signed(&s, &|c| {
             c["iat"] = json!(now());
             c["exp"] = json!(now() + 7200);
@@ -172,7 +162,7 @@ fn the_lifetime_cap_applies_to_external_issuers_too() {
     let before = s.version_count();
     let token = issuer.token("test-feeder", "system/*.cruds", &s.base, &[]);
     assert_invalid_token(
-        &get_as(&s, &token, "/Patient/_history"),
+        &s.get_as(&token, "/Patient/_history"),
         "external, two hours",
     );
     assert_invalid_token(&create_as(&s, &token), "external, two hours");
@@ -445,7 +435,7 @@ fn backend_services_clients_get_tokens_with_a_signed_assertion() {
     assert_eq!(body["expires_in"], 300);
     assert_eq!(body["scope"], "system/Patient.rs system/Observation.rs");
     let access = body["access_token"].as_str().unwrap();
-    assert_eq!(get_as(&s, access, "/Patient/_history").status, 200);
+    assert_eq!(s.get_as(access, "/Patient/_history").status, 200);
     create_as(&s, access).outcome(403);
 
     // The same assertion again is a replay.

@@ -198,13 +198,7 @@ impl RawReply {
 }
 
 fn connect(s: &Server) -> std::net::TcpStream {
-    let address = s
-        .base
-        .trim_start_matches("http://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
+    let address = s.authority().to_owned();
     let stream = std::net::TcpStream::connect(address).unwrap();
     stream
         .set_read_timeout(Some(std::time::Duration::from_secs(60)))

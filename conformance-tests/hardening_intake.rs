@@ -124,12 +124,7 @@ fn every_error_body_is_valid_json_even_when_it_echoes_a_nul() {
 
 /// Sends `method target` as raw HTTP/1.1 (no client-side normalisation of `..`).
 fn raw(s: &Server, method: &str, target: &str, body: &str) -> (u16, String) {
-    let authority = s
-        .base
-        .trim_start_matches("http://")
-        .split('/')
-        .next()
-        .unwrap();
+    let authority = s.authority();
     let mut stream = std::net::TcpStream::connect(authority).unwrap();
     let request = format!(
         "{method} {target} HTTP/1.1\r\nHost: {authority}\r\nAuthorization: Bearer {}\r\n\

@@ -367,6 +367,18 @@ impl Server {
             .expect("the restarted server gets its port back");
     }
 
+    /// `GET path` with `token` instead of the default one.
+    pub fn get_as(&self, token: &str, path: &str) -> Reply {
+        let authorization = format!("Bearer {token}");
+        self.request("GET", path, &[("Authorization", &authorization)], None)
+    }
+
+    /// The server's `host:port`, for tests that speak raw HTTP over a socket.
+    pub fn authority(&self) -> &str {
+        let rest = self.base.trim_start_matches("http://");
+        rest.split('/').next().unwrap_or(rest)
+    }
+
     /// Sends a request; `path` is relative to the FHIR base (or absolute when it starts with http).
     pub fn request(
         &self,
