@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod consent;
 pub mod docs;
 pub mod fhir;
 pub mod http;

@@ -1,0 +1,3 @@
+//! The consent engine: the only place that says yes or no.
+
+pub mod model;
