@@ -155,6 +155,9 @@ fn version(
         deleted: false,
         method: "POST",
         patient_id: Some(patient.to_owned()),
+        labels: carnet::consent::facts::labels_of(&document),
+        // As if the benchmark's own feeding system had written it.
+        writer: Some(carnet::consent::model::Writer::System("bench".to_owned())),
         body: document.to_string().into_bytes(),
         content: None,
         index,

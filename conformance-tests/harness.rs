@@ -265,6 +265,27 @@ impl Server {
         }
     }
 
+    /// The text column `v` of every row `statement` selects, read directly from the server's
+    /// database (to check what is stored beside the bodies).
+    pub fn select_texts(&self, statement: &str) -> Vec<Option<String>> {
+        #[derive(diesel::QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+            v: Option<String>,
+        }
+        let rows: Vec<Row> = match self.database_url.strip_prefix("sqlite://") {
+            Some(path) => {
+                let mut conn = diesel::SqliteConnection::establish(path).unwrap();
+                diesel::sql_query(statement).load(&mut conn).unwrap()
+            }
+            None => {
+                let mut conn = PgConnection::establish(&self.database_url).unwrap();
+                diesel::sql_query(statement).load(&mut conn).unwrap()
+            }
+        };
+        rows.into_iter().map(|r| r.v).collect()
+    }
+
     /// The server's working directory.
     pub fn dir(&self) -> &std::path::Path {
         &self.dir

@@ -11,6 +11,7 @@ mod concurrency;
 mod conditional;
 mod crash;
 mod crud;
+mod data_door;
 mod errors;
 mod external_issuer;
 mod hardening_auth;

@@ -779,6 +779,14 @@ fn iti_67_searches_use_indexes() {
     let s = Server::start();
     let data = load(&s);
     let base = s.base.clone();
+    // As the lab that fed the documents searches them.
+    let lab = carnet::auth::Access {
+        principal: carnet::auth::principal::Principal::FeedingSystem {
+            client_id: "lab".into(),
+            organization: "https://finess.esante.gouv.fr|750000001".into(),
+        },
+        scopes: carnet::auth::scopes::parse_scopes("system/*.cruds").unwrap(),
+    };
     let queries = [
         format!("patient.identifier={NIR}|2840275123456&status=current&type={LOINC}|11488-4&date=ge2024-01-01"),
         format!("patient.identifier={NIR}|2840275123456&status=current"),
@@ -788,12 +796,13 @@ fn iti_67_searches_use_indexes() {
     for text in &queries {
         let params: Vec<(String, String)> = serde_urlencoded::from_str(text).unwrap();
         let search = query::parse("DocumentReference", &params, true, 20, 100).unwrap();
+        let (search, restriction) = carnet::consent::decide_search(&lab, search).unwrap();
         let dialect = crate::harness::dialect(&s);
         for compiled in [
-            sql::page(&search, &base, &Position::Start, 21, dialect),
-            sql::count(&search, &base, dialect),
+            sql::page(&search, &restriction, &base, &Position::Start, 21, dialect),
+            sql::count(&search, &restriction, &base, dialect),
         ] {
-            let plan = crate::harness::query_plan(&s, &compiled);
+            let plan = crate::harness::query_plan(&s, compiled.sql());
             let scans: Vec<&String> = plan
                 .iter()
                 .filter(|line| line.contains("Seq Scan") || line.trim_start().starts_with("SCAN "))

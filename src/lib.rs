@@ -6,6 +6,7 @@ pub mod consent;
 pub mod docs;
 pub mod fhir;
 pub mod http;
+pub mod records;
 pub mod search;
 pub mod store;
 
@@ -147,8 +148,8 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
             &started,
             !config.cors.allowed_origins.is_empty(),
         ),
+        records: records::Door::new(store, config.base(), config.update_create),
         config,
-        store,
         authenticator,
         local_issuer,
         backend_services,

@@ -6,8 +6,11 @@ use super::json;
 use super::outcome::OutcomeIssue;
 use super::registry::ResourceKind;
 use super::resource::{compartment_patient, is_valid_id, new_id, now_micros, stamp};
-use crate::store::{Held, NewVersion, Store, StoreError, TokenQuery, Version};
+use crate::consent::WriteGrant;
+use crate::search::sql;
+use crate::store::{NewVersion, Store, StoreError, TokenQuery, Unit, Version};
 use serde_json::Value;
+use std::sync::Arc;
 
 /// Why a write did not happen; nothing was stored.
 #[derive(Debug, thiserror::Error)]
@@ -43,8 +46,15 @@ pub type PatchOutcome = Result<(), (u16, Vec<OutcomeIssue>)>;
 #[derive(Debug)]
 pub enum Created {
     New(Version),
-    /// `If-None-Exist` matched this resource; nothing was written.
-    Existing(String),
+    /// `If-None-Exist` matched this resource (one the caller may see); nothing was written.
+    Existing(Version),
+}
+
+/// What a create that checks a condition did, inside its unit of work.
+enum Install {
+    Done(Version),
+    /// The condition matched these resources; nothing was installed.
+    Matched(Vec<Version>),
 }
 
 /// How many times a write without `If-Match` retries after losing a race. Writes to one
@@ -83,17 +93,18 @@ fn cannot_create(name: &str) -> WriteError {
     ))
 }
 
-/// Server settings a write depends on.
-pub struct WriteContext<'a> {
-    pub store: &'a Store,
-    pub base_url: &'a str,
+/// The writes one caller may make (built by `records::Records::writing`): the store, the
+/// server settings a write depends on, and the consent engine's grant.
+#[derive(Clone)]
+pub struct WriteContext {
+    pub store: Arc<Store>,
+    pub base_url: String,
     pub update_create: bool,
-    /// Whether the caller may create: an update or conditional update that would create is
-    /// refused otherwise.
-    pub may_create: bool,
+    /// What the caller may find, whether it may create, and who it is recorded as.
+    pub grant: WriteGrant,
 }
 
-impl WriteContext<'_> {
+impl WriteContext {
     /// Creates a new resource with a server-assigned id (any `id` in the body is ignored);
     /// with `unless` (`If-None-Exist`), only when no resource matches it, atomically.
     pub fn create(
@@ -113,29 +124,53 @@ impl WriteContext<'_> {
                 None
             }
         };
-        match self.install(&incoming, &id, "POST", query) {
-            Ok(version) => Ok(Created::New(version)),
-            Err(WriteError::Store(StoreError::Matches(ids))) if ids.len() == 1 => {
-                Ok(Created::Existing(ids.into_iter().next().expect("one id")))
+        match self.install(&incoming, &id, "POST", query)? {
+            Install::Done(version) => Ok(Created::New(version)),
+            Install::Matched(mut found) if found.len() == 1 => {
+                Ok(Created::Existing(found.pop().expect("one match")))
             }
-            Err(WriteError::Store(StoreError::Matches(_))) => Err(several()),
-            Err(e) => Err(e),
+            Install::Matched(_) => Err(several()),
         }
     }
 
-    /// Ids of current resources matching `condition` (two at most: enough to tell 0, 1, many).
+    /// The bytes of a Binary version this caller just wrote (for the write's answer).
+    pub fn binary_content(&self, id: &str, version_id: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        let sql = sql::binary_content(
+            &self.grant.restriction,
+            id,
+            version_id,
+            self.store.dialect(),
+        );
+        self.store.content(&sql)
+    }
+
+    /// Current resources matching `condition` that the caller may see (two at most: enough
+    /// to tell 0, 1, many).
     fn matching(
         &self,
         kind: &ResourceKind,
         condition: &Condition,
-    ) -> Result<Vec<String>, WriteError> {
-        Ok(match condition {
-            Condition::Token(query) => self.store.find_ids(query, 2)?,
-            Condition::Id(id) => match self.store.current(kind.name, id)? {
-                Some(c) if !c.deleted => vec![id.clone()],
-                _ => vec![],
-            },
-        })
+    ) -> Result<Vec<Version>, WriteError> {
+        let sql = sql::conditional(
+            &self.grant.restriction,
+            kind.name,
+            condition,
+            2,
+            self.store.dialect(),
+        );
+        Ok(self.store.unit(|unit| unit.versions(&sql))?)
+    }
+
+    /// The current version of `kind/id`, deleted or not, if the caller may see it; read inside
+    /// `unit` (under the resource's lock for a write).
+    fn current(
+        &self,
+        unit: &mut Unit<'_>,
+        kind: &ResourceKind,
+        id: &str,
+    ) -> Result<Option<Version>, StoreError> {
+        let sql = sql::current(&self.grant.restriction, kind.name, id, self.store.dialect());
+        Ok(unit.versions(&sql)?.pop())
     }
 
     /// `PUT [type]?criteria`: updates the one match, creates when there is none.
@@ -145,7 +180,11 @@ impl WriteContext<'_> {
         condition: &Condition,
         if_match: Option<i64>,
     ) -> Result<(Version, bool), WriteError> {
-        let ids = self.matching(incoming.kind, condition)?;
+        let ids: Vec<String> = self
+            .matching(incoming.kind, condition)?
+            .into_iter()
+            .map(|v| v.id)
+            .collect();
         let name = incoming.kind.name;
         match (ids.as_slice(), condition) {
             ([], _) if if_match.is_some() => Err(WriteError::PreconditionFailed(
@@ -162,17 +201,15 @@ impl WriteContext<'_> {
                 let id = id.clone();
                 self.update(incoming, &id, None)
             }
-            ([], Condition::Token(_)) if !self.may_create => Err(cannot_create(name)),
+            ([], Condition::Token(_)) if !self.grant.may_create => Err(cannot_create(name)),
             ([], Condition::Token(query)) => match incoming.id.clone() {
                 None => {
                     let id = new_id();
-                    match self.install(&incoming, &id, "PUT", Some(query)) {
-                        Err(WriteError::Store(StoreError::Matches(_))) => {
-                            Err(WriteError::PreconditionFailed(
-                                "A matching resource was created concurrently; retry".into(),
-                            ))
-                        }
-                        other => other.map(|v| (v, true)),
+                    match self.install(&incoming, &id, "PUT", Some(query))? {
+                        Install::Matched(_) => Err(WriteError::PreconditionFailed(
+                            "A matching resource was created concurrently; retry".into(),
+                        )),
+                        Install::Done(version) => Ok((version, true)),
                     }
                 }
                 // A client id with no match: update-as-create, never an update of a resource
@@ -180,7 +217,10 @@ impl WriteContext<'_> {
                 Some(_) if !self.update_create => Err(WriteError::NotAllowed(format!(
                     "Nothing matches the criteria and this server assigns {name} ids itself"
                 ))),
-                Some(id) => match self.store.current(name, &id)? {
+                Some(id) => match self
+                    .store
+                    .unit(|unit| self.current(unit, incoming.kind, &id))?
+                {
                     Some(c) if !c.deleted => Err(rejected(
                         409,
                         format!("{name}/{id} exists but does not match the criteria"),
@@ -212,8 +252,8 @@ impl WriteContext<'_> {
         if_match: Option<i64>,
     ) -> Result<Version, WriteError> {
         retrying(if_match.is_some(), || {
-            self.store.locked(kind.name, id, |held| {
-                self.patch_held(held, kind, id, patch, if_match)
+            self.store.locked(kind.name, id, |unit| {
+                self.patch_held(unit, kind, id, patch, if_match)
             })
         })
     }
@@ -221,13 +261,13 @@ impl WriteContext<'_> {
     /// [`WriteContext::patch`] under the resource's lock: reads, patches and installs.
     fn patch_held(
         &self,
-        held: &mut Held<'_>,
+        unit: &mut Unit<'_>,
         kind: &'static ResourceKind,
         id: &str,
         patch: &dyn Fn(&mut Value) -> PatchOutcome,
         if_match: Option<i64>,
     ) -> Result<Version, WriteError> {
-        let current = match held.read()? {
+        let current = match self.current(unit, kind, id)? {
             None => return Err(WriteError::NotFound),
             Some(v) if v.deleted => return Err(WriteError::Gone),
             Some(v) => v,
@@ -258,7 +298,8 @@ impl WriteContext<'_> {
         let last_updated = now_micros().max(current.last_updated + 1);
         let next = current.version_id + 1;
         let (new, version) = self.prepare(&incoming, id, next, last_updated, "PATCH")?;
-        held.install(Some(current.version_id), new)?;
+        same_patient(&current, &new)?;
+        unit.install(Some(current.version_id), new)?;
         Ok(version)
     }
 
@@ -271,7 +312,7 @@ impl WriteContext<'_> {
     ) -> Result<String, WriteError> {
         match self.matching(kind, condition)?.as_slice() {
             [] => Err(WriteError::NotFound),
-            [id] => Ok(id.clone()),
+            [version] => Ok(version.id.clone()),
             _ => Err(several()),
         }
     }
@@ -285,7 +326,7 @@ impl WriteContext<'_> {
     ) -> Result<bool, WriteError> {
         match self.matching(kind, condition)?.as_slice() {
             [] => Ok(false),
-            [id] => self.delete(kind, id, None),
+            [version] => self.delete(kind, &version.id, None),
             _ => Err(several()),
         }
     }
@@ -300,8 +341,8 @@ impl WriteContext<'_> {
     ) -> Result<(Version, bool), WriteError> {
         let name = incoming.kind.name;
         retrying(if_match.is_some(), || {
-            self.store.locked(name, id, |held| {
-                self.update_held(held, &incoming, id, if_match)
+            self.store.locked(name, id, |unit| {
+                self.update_held(unit, &incoming, id, if_match)
             })
         })
     }
@@ -309,13 +350,13 @@ impl WriteContext<'_> {
     /// [`WriteContext::update`] under the resource's lock.
     fn update_held(
         &self,
-        held: &mut Held<'_>,
+        unit: &mut Unit<'_>,
         incoming: &Incoming,
         id: &str,
         if_match: Option<i64>,
     ) -> Result<(Version, bool), WriteError> {
-        let current = held.current()?;
-        let (expected, version_id, after) = match (current, if_match) {
+        let current = self.current(unit, incoming.kind, id)?;
+        let (expected, version_id, after) = match (&current, if_match) {
             (None, Some(_)) => {
                 return Err(WriteError::PreconditionFailed(format!(
                     "If-Match given but {}/{id} does not exist",
@@ -328,9 +369,11 @@ impl WriteContext<'_> {
                     incoming.kind.name
                 )))
             }
-            (None, None) if !self.may_create => return Err(cannot_create(incoming.kind.name)),
+            (None, None) if !self.grant.may_create => {
+                return Err(cannot_create(incoming.kind.name))
+            }
             // Writing over a deletion brings the resource back: that is a creation.
-            (Some(c), _) if c.deleted && !self.may_create => {
+            (Some(c), _) if c.deleted && !self.grant.may_create => {
                 return Err(cannot_create(incoming.kind.name))
             }
             (None, None) => (None, 1, 0),
@@ -345,7 +388,10 @@ impl WriteContext<'_> {
         // Versions of one resource never share or go back in time, whatever the clock does.
         let last_updated = now_micros().max(after + 1);
         let (new, version) = self.prepare(incoming, id, version_id, last_updated, "PUT")?;
-        held.install(expected, new)?;
+        if let Some(current) = &current {
+            same_patient(current, &new)?;
+        }
+        unit.install(expected, new)?;
         Ok((version, expected.is_none()))
     }
 
@@ -357,8 +403,8 @@ impl WriteContext<'_> {
         if_match: Option<i64>,
     ) -> Result<bool, WriteError> {
         retrying(if_match.is_some(), || {
-            self.store.locked(kind.name, id, |held| {
-                let Some(current) = held.current()? else {
+            self.store.locked(kind.name, id, |unit| {
+                let Some(current) = self.current(unit, kind, id)? else {
                     return Err(WriteError::NotFound);
                 };
                 if let Some(wanted) = if_match.filter(|w| *w != current.version_id) {
@@ -377,28 +423,52 @@ impl WriteContext<'_> {
                     last_updated: now_micros().max(current.last_updated + 1),
                     deleted: true,
                     method: "DELETE",
-                    patient_id: None,
+                    // A deletion stays in its patient's compartment, with its labels.
+                    patient_id: current.patient_id.clone(),
+                    labels: current.labels,
+                    writer: current.writer.clone(),
                     body: Vec::new(),
                     content: None,
                     index: Default::default(),
                 };
-                held.install(Some(current.version_id), new)?;
+                unit.install(Some(current.version_id), new)?;
                 Ok(true)
             })
         })
     }
 
-    /// Stores the first version of a new resource (`unless`: see [`Store::write`]).
+    /// Stores the first version of a new resource; with `unless`, only if no current resource
+    /// the caller may see matches that query, checked atomically with the write.
     fn install(
         &self,
         incoming: &Incoming,
         id: &str,
         method: &'static str,
         unless: Option<&TokenQuery>,
-    ) -> Result<Version, WriteError> {
+    ) -> Result<Install, WriteError> {
         let (new, version) = self.prepare(incoming, id, 1, now_micros(), method)?;
-        self.store.write(None, new, unless)?;
-        Ok(version)
+        Ok(self.store.unit(|unit| {
+            if let Some(query) = unless {
+                unit.lock_condition(&format!(
+                    "{}|{}|{}",
+                    query.resource_type, query.param, query.code
+                ))?;
+                let condition = Condition::Token(query.clone());
+                let sql = sql::conditional(
+                    &self.grant.restriction,
+                    &query.resource_type,
+                    &condition,
+                    2,
+                    self.store.dialect(),
+                );
+                let found = unit.versions(&sql)?;
+                if !found.is_empty() {
+                    return Ok::<_, StoreError>(Install::Matched(found));
+                }
+            }
+            unit.install(None, new)?;
+            Ok(Install::Done(version))
+        })?)
     }
 
     /// Version `version_id` of `incoming` as `id`: what to store, and what to answer.
@@ -416,9 +486,11 @@ impl WriteContext<'_> {
         }
         let mut document = incoming.document.clone();
         stamp(&mut document, id, version_id, last_updated);
-        let patient_id = compartment_patient(kind, id, &document, self.base_url);
-        let index = crate::search::index::rows(kind.name, &document, self.base_url);
+        let patient_id = compartment_patient(kind, id, &document, &self.base_url);
+        let index = crate::search::index::rows(kind.name, &document, &self.base_url);
+        let labels = crate::consent::facts::labels_of(&document);
         let body = json::to_text(&document, false).into_bytes();
+        let writer = Some(self.grant.writer.clone());
         let new = NewVersion {
             resource_type: kind.name.to_owned(),
             id: id.to_owned(),
@@ -426,7 +498,9 @@ impl WriteContext<'_> {
             last_updated,
             deleted: false,
             method,
-            patient_id,
+            patient_id: patient_id.clone(),
+            labels,
+            writer: writer.clone(),
             body: body.clone(),
             content: incoming.content.clone(),
             index,
@@ -439,6 +513,9 @@ impl WriteContext<'_> {
             deleted: false,
             method: method.to_owned(),
             body,
+            patient_id,
+            labels,
+            writer,
         };
         Ok((new, version))
     }
@@ -452,6 +529,35 @@ fn rejected_as(status: u16, code: &'static str, message: String) -> WriteError {
     WriteError::Rejected {
         status,
         issues: vec![OutcomeIssue::error(code, message)],
+    }
+}
+
+/// A resource stays in the compartment it was created in: its patient id is the future
+/// distribution key, and moving health data between records is not an update.
+fn same_patient(current: &Version, new: &NewVersion) -> Result<(), WriteError> {
+    if current.patient_id == new.patient_id {
+        return Ok(());
+    }
+    let name = &new.resource_type;
+    Err(WriteError::Rejected {
+        status: 422,
+        issues: vec![OutcomeIssue::error(
+            "business-rule",
+            format!(
+                "{name}/{} belongs to {}: an update cannot move it to {}",
+                new.id,
+                describe(&current.patient_id),
+                describe(&new.patient_id)
+            ),
+        )
+        .at(name.clone())],
+    })
+}
+
+fn describe(patient: &Option<String>) -> String {
+    match patient {
+        Some(id) => format!("the record of Patient/{id}"),
+        None => "no patient record".to_owned(),
     }
 }
 

@@ -3,9 +3,7 @@
 
 use super::error::ApiError;
 use super::AppState;
-use crate::auth::scopes::Interaction;
 use crate::auth::{Access, Denial};
-use crate::fhir::registry::ResourceKind;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
@@ -76,45 +74,10 @@ fn quoted(text: &str) -> String {
         .collect()
 }
 
-/// Refuses with 403 unless the token's scopes allow every one of `interactions` on `kind`.
-pub fn permit(
-    access: &Access,
-    kind: &ResourceKind,
-    interactions: &[Interaction],
-) -> Result<(), ApiError> {
-    match interactions
-        .iter()
-        .find(|i| !access.scope_allows(kind.name, **i))
-    {
-        None => Ok(()),
-        Some(missing) => Err(refused(Denial::Forbidden {
-            message: format!(
-                "the token's scopes do not allow {} on {} (needs the `{}` permission)",
-                interaction_name(*missing),
-                kind.name,
-                letter(*missing)
-            ),
-        })),
-    }
-}
-
-fn interaction_name(interaction: Interaction) -> &'static str {
-    match interaction {
-        Interaction::Create => "create",
-        Interaction::Read => "read",
-        Interaction::Update => "update",
-        Interaction::Delete => "delete",
-        Interaction::Search => "search",
-    }
-}
-
-fn letter(interaction: Interaction) -> char {
-    match interaction {
-        Interaction::Create => 'c',
-        Interaction::Read => 'r',
-        Interaction::Update => 'u',
-        Interaction::Delete => 'd',
-        Interaction::Search => 's',
+/// A refusal of the consent engine: 403 with its text.
+impl From<crate::consent::Denied> for ApiError {
+    fn from(denied: crate::consent::Denied) -> ApiError {
+        refused(Denial::Forbidden { message: denied.0 })
     }
 }
 

@@ -14,19 +14,18 @@ mod respond;
 pub mod token;
 
 use crate::auth::local_issuer::LocalIssuer;
-use crate::auth::scopes::Interaction;
 use crate::auth::{Access, Authenticator};
 use crate::config::Config;
-use crate::fhir::registry::ResourceKind;
-use crate::fhir::writes::WriteContext;
-use crate::store::Store;
+use crate::records::{Door, Records};
 use actix_web::web;
 use std::sync::Arc;
 
 /// What every request handler shares.
 pub struct AppState {
     pub config: Config,
-    pub store: Arc<Store>,
+    /// The stored data, reached only through a handle bound to the caller
+    /// ([`AppState::records`]).
+    pub records: Door,
     /// Built once at start: it describes the running server.
     pub capability_statement: serde_json::Value,
     /// Turns bearer tokens into callers.
@@ -40,14 +39,9 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// The write interactions over this server's store and settings, for `access` on `kind`.
-    pub fn writes(&self, access: &Access, kind: &ResourceKind) -> WriteContext<'_> {
-        WriteContext {
-            store: &self.store,
-            base_url: self.config.base(),
-            update_create: self.config.update_create,
-            may_create: access.scope_allows(kind.name, Interaction::Create),
-        }
+    /// The data `access` may reach, for one request.
+    pub fn records(&self, access: &Access) -> Records {
+        self.records.open(access)
     }
 }
 

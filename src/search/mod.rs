@@ -13,6 +13,7 @@ pub mod registry;
 mod registry_gen;
 pub mod sql;
 
+use crate::consent::Restriction;
 use crate::store::search::{Found, KeyValue};
 use crate::store::{Store, StoreError, Version};
 use query::{Search, Total};
@@ -81,27 +82,19 @@ pub struct Page {
     pub previous: Option<Position>,
 }
 
-/// Runs `search` from `position`. Pages are keyed on the sort values and the id, so a write
-/// elsewhere in the result set never shifts a page: no match is skipped or repeated.
-pub fn execute(
-    store: &Store,
-    search: &Search,
-    base_url: &str,
-    position: &Position,
-) -> Result<Page, StoreError> {
-    execute_all(store, std::slice::from_ref(search), base_url, position)
-}
-
-/// Runs one search per type (a system-level search), their results one type after the other
-/// in the order given, paged as one list.
+/// Runs one search per type (a system-level search: one type after the other in the order
+/// given, paged as one list), each with the restriction the consent engine gave it: matches,
+/// totals, chains, `_has` and includes cover only what the caller may see. Pages are keyed
+/// on the sort values and the id, so a write elsewhere in the result set never shifts a
+/// page: no match is skipped or repeated.
 pub fn execute_all(
     store: &Store,
-    searches: &[Search],
+    searches: &[(Search, Restriction)],
     base_url: &str,
     position: &Position,
 ) -> Result<Page, StoreError> {
     let dialect = store.dialect();
-    let Some(first) = searches.first() else {
+    let Some((first, first_restriction)) = searches.first() else {
         return Ok(Page {
             versions: Vec::new(),
             included: Vec::new(),
@@ -119,8 +112,8 @@ pub fn execute_all(
         false => None,
         _ => {
             let mut total = 0;
-            for search in searches {
-                total += store.search_count(&sql::count(search, base_url, dialect))?;
+            for (search, restriction) in searches {
+                total += store.count(&sql::count(search, restriction, base_url, dialect))?;
             }
             Some(total)
         }
@@ -144,7 +137,7 @@ pub fn execute_all(
     let start = match mark {
         Some(mark) => searches
             .iter()
-            .position(|s| s.resource_type == mark.resource_type)
+            .position(|(s, _)| s.resource_type == mark.resource_type)
             .unwrap_or(0),
         None if backwards => searches.len() - 1,
         None => 0,
@@ -158,8 +151,17 @@ pub fn execute_all(
     for (step, index) in order.into_iter().enumerate() {
         let from = if step == 0 { mark } else { None };
         let wanted = (limit + 1 - found.len()) as i64;
-        let sql = sql::page_from(&searches[index], base_url, from, backwards, wanted, dialect);
-        found.extend(store.search_versions(&sql)?.into_iter().map(|f| (index, f)));
+        let (search, restriction) = &searches[index];
+        let sql = sql::page_from(
+            search,
+            restriction,
+            base_url,
+            from,
+            backwards,
+            wanted,
+            dialect,
+        );
+        found.extend(store.found(&sql)?.into_iter().map(|f| (index, f)));
         if found.len() > limit {
             break;
         }
@@ -171,7 +173,7 @@ pub fn execute_all(
     }
     let mark = |(index, f): &(usize, Found)| Mark {
         resource_type: f.version.resource_type.clone(),
-        keys: f.keys[..searches[*index].sort.len()].to_vec(),
+        keys: f.keys[..searches[*index].0.sort.len()].to_vec(),
         id: f.version.id.clone(),
     };
     let first_mark = found.first().map(mark);
@@ -190,7 +192,7 @@ pub fn execute_all(
         ),
     };
     let versions: Vec<Version> = found.into_iter().map(|(_, f)| f.version).collect();
-    let (included, truncated) = included(store, first, &versions)?;
+    let (included, truncated) = included(store, first, first_restriction, &versions)?;
     Ok(Page {
         versions,
         included,
@@ -202,10 +204,11 @@ pub fn execute_all(
 }
 
 /// Applies the includes to the matches, then the `:iterate` ones to what they added, until
-/// nothing new comes or the bounds are reached.
+/// nothing new comes or the bounds are reached; only what `restriction` lets the caller see.
 fn included(
     store: &Store,
     search: &Search,
+    restriction: &Restriction,
     matches: &[Version],
 ) -> Result<(Vec<Version>, bool), StoreError> {
     let key = |v: &Version| (v.resource_type.clone(), v.id.clone());
@@ -231,8 +234,15 @@ fn included(
                 // limits.
                 for ids in ids.chunks(INCLUDE_IDS_PER_QUERY) {
                     let room = MAX_INCLUDED + 1 - included.len() - added.len();
-                    let sql = sql::included(include, from_type, ids, room as i64, store.dialect());
-                    for Found { version, .. } in store.search_versions(&sql)? {
+                    let sql = sql::included(
+                        include,
+                        restriction,
+                        from_type,
+                        ids,
+                        room as i64,
+                        store.dialect(),
+                    );
+                    for Found { version, .. } in store.found(&sql)? {
                         if seen.insert(key(&version)) {
                             added.push(version);
                         }

@@ -7,10 +7,34 @@ use super::query::{
 };
 use super::registry::ParamType;
 use super::{Mark, Position};
+use crate::consent::{Restriction, Rule};
+use crate::fhir::conditional::Condition;
 use crate::store::index::{cut, KEY_CHARS};
 use crate::store::search::{KeyValue, SORT_KEYS};
+use crate::store::{HistoryScope, SystemMatch as Systems, TokenQuery};
 
 pub use crate::store::search::{Bind, Dialect, Sql};
+
+/// A read query written here, with the caller's restriction rendered for every resource it
+/// can reach. The store runs nothing else: only this module makes one, and each of its
+/// functions takes the [`Restriction`] that only the consent engine makes.
+#[derive(Debug, Clone)]
+pub struct ReadSql(Sql);
+
+impl ReadSql {
+    /// The statement and its binds (to run it, or to `EXPLAIN` it in tests).
+    pub fn sql(&self) -> &Sql {
+        &self.0
+    }
+}
+
+/// The rows of `alias` (a `resources` row) that `restriction` lets the caller see. The one
+/// place a restriction becomes SQL: every alias of every read path goes through it.
+fn restricted(_b: &mut Builder, restriction: &Restriction, _alias: &str) -> String {
+    match restriction.rule() {
+        Rule::ScopesOnly => "TRUE".to_owned(),
+    }
+}
 
 /// Collects binds while the text is written.
 struct Builder {
@@ -19,6 +43,13 @@ struct Builder {
 }
 
 impl Builder {
+    fn new(dialect: Dialect) -> Builder {
+        Builder {
+            dialect,
+            binds: Vec::new(),
+        }
+    }
+
     fn bind(&mut self, value: Bind) -> String {
         self.binds.push(value);
         // Numbered on both backends, so a bind may be used twice (keyset conditions do).
@@ -35,6 +66,13 @@ impl Builder {
     fn int(&mut self, value: i64) -> String {
         self.bind(Bind::BigInt(value))
     }
+
+    fn finish(self, text: String) -> ReadSql {
+        ReadSql(Sql {
+            text,
+            binds: self.binds,
+        })
+    }
 }
 
 /// One page of matches from `position`, in the search's order (its `_sort` keys, then the id),
@@ -42,27 +80,40 @@ impl Builder {
 /// rows at most. Each row carries its sort key values, from which the next cursor is made.
 pub fn page(
     search: &Search,
+    restriction: &Restriction,
     base_url: &str,
     position: &Position,
     limit: i64,
     dialect: Dialect,
-) -> Sql {
+) -> ReadSql {
+    let from = |mark, backwards| {
+        page_from(
+            search,
+            restriction,
+            base_url,
+            mark,
+            backwards,
+            limit,
+            dialect,
+        )
+    };
     match position {
-        Position::Start => page_from(search, base_url, None, false, limit, dialect),
-        Position::After(mark) => page_from(search, base_url, Some(mark), false, limit, dialect),
-        Position::Before(mark) => page_from(search, base_url, Some(mark), true, limit, dialect),
+        Position::Start => from(None, false),
+        Position::After(mark) => from(Some(mark), false),
+        Position::Before(mark) => from(Some(mark), true),
     }
 }
 
 /// Like [`page`]: after `mark`, or before it when `backwards` (from the very end without one).
 pub fn page_from(
     search: &Search,
+    restriction: &Restriction,
     base_url: &str,
     mark: Option<&Mark>,
     backwards: bool,
     limit: i64,
     dialect: Dialect,
-) -> Sql {
+) -> ReadSql {
     let mut b = Builder {
         dialect,
         binds: Vec::new(),
@@ -79,7 +130,7 @@ pub fn page_from(
         };
         columns.push(format!("{text} AS k{i}_t, {number} AS k{i}_n"));
     }
-    let conditions = matching(&mut b, search, base_url);
+    let conditions = matching(&mut b, search, restriction, base_url);
     let keyset = match mark {
         None => "TRUE".to_owned(),
         Some(mark) => keyset(&mut b, &keys, search.id_descending, mark, backwards),
@@ -103,19 +154,18 @@ pub fn page_from(
         if id_ascending { "ASC" } else { "DESC" }
     ));
     let limit = b.int(limit);
-    Sql {
-        text: format!(
-            "SELECT {VERSION_COLUMNS}, m.k0_t, m.k0_n, m.k1_t, m.k1_n, m.k2_t, m.k2_n \
-             FROM (SELECT r.resource_type, r.id, r.version_id, {} FROM resources r WHERE {}) m \
-             JOIN resource_versions v ON v.resource_type = m.resource_type AND v.id = m.id \
-             AND v.version_id = m.version_id \
-             WHERE {keyset} ORDER BY {} LIMIT {limit}",
-            columns.join(", "),
-            conditions.join(" AND "),
-            order.join(", ")
-        ),
-        binds: b.binds,
-    }
+    b.finish(format!(
+        "SELECT {}, m.k0_t, m.k0_n, m.k1_t, m.k1_n, m.k2_t, m.k2_n \
+         FROM (SELECT r.resource_type, r.id, r.version_id, r.labels, r.writer, {} \
+         FROM resources r WHERE {}) m \
+         JOIN resource_versions v ON v.resource_type = m.resource_type AND v.id = m.id \
+         AND v.version_id = m.version_id \
+         WHERE {keyset} ORDER BY {} LIMIT {limit}",
+        version_columns("m"),
+        columns.join(", "),
+        conditions.join(" AND "),
+        order.join(", ")
+    ))
 }
 
 fn null_text() -> String {
@@ -225,9 +275,14 @@ fn bind_key(b: &mut Builder, value: &KeyValue) -> String {
     }
 }
 
-/// Columns of the current version of each match, in the order `store` reads them.
-const VERSION_COLUMNS: &str =
-    "v.resource_type, v.id, v.version_id, v.last_updated, v.deleted, v.method, v.key_id, v.body";
+/// Columns of a version (alias `v`) and of its resource's current row (`current`: labels and
+/// writer), in the order `store` reads them.
+fn version_columns(current: &str) -> String {
+    format!(
+        "v.resource_type, v.id, v.version_id, v.last_updated, v.deleted, v.method, v.key_id, \
+         v.body, v.patient_id, {current}.labels, {current}.writer"
+    )
+}
 
 /// What rows without sort keys select in their place.
 const NO_KEYS: &str = "CAST(NULL AS TEXT) AS k0_t, CAST(NULL AS BIGINT) AS k0_n, \
@@ -239,18 +294,19 @@ const NO_KEYS: &str = "CAST(NULL AS TEXT) AS k0_t, CAST(NULL AS BIGINT) AS k0_n,
 /// No order: an `ORDER BY` tempts SQLite into walking the whole type in key order.
 pub fn included(
     include: &Include,
+    restriction: &Restriction,
     from_type: &str,
     ids: &[String],
     limit: i64,
     dialect: Dialect,
-) -> Sql {
+) -> ReadSql {
     let mut b = Builder {
         dialect,
         binds: Vec::new(),
     };
     let source = b.text(&include.source_type);
     let param = b.text(&include.param);
-    let (join, restriction) = if include.reverse {
+    let (join, selection) = if include.reverse {
         let target = b.text(from_type);
         (
             "r.resource_type = x.resource_type AND r.id = x.id",
@@ -269,18 +325,186 @@ pub fn included(
             ),
         )
     };
+    let visible = restricted(&mut b, restriction, "r");
     let limit = b.int(limit);
-    Sql {
-        text: format!(
-            "SELECT {VERSION_COLUMNS}, {NO_KEYS} FROM search_references x \
-             JOIN resources r ON {join} \
-             JOIN resource_versions v ON v.resource_type = r.resource_type AND v.id = r.id \
-             AND v.version_id = r.version_id \
-             WHERE x.resource_type = {source} AND x.param = {param} AND {restriction} \
-             AND r.deleted = FALSE LIMIT {limit}"
-        ),
-        binds: b.binds,
+    b.finish(format!(
+        "SELECT {}, {NO_KEYS} FROM search_references x \
+         JOIN resources r ON {join} \
+         JOIN resource_versions v ON v.resource_type = r.resource_type AND v.id = r.id \
+         AND v.version_id = r.version_id \
+         WHERE x.resource_type = {source} AND x.param = {param} AND {selection} \
+         AND r.deleted = FALSE AND {visible} LIMIT {limit}",
+        version_columns("r")
+    ))
+}
+
+/// Direct access: the current version of `resource_type/id`, deleted or not, if visible.
+pub fn current(
+    restriction: &Restriction,
+    resource_type: &str,
+    id: &str,
+    dialect: Dialect,
+) -> ReadSql {
+    let mut b = Builder::new(dialect);
+    let (kind, id) = (b.text(resource_type), b.text(id));
+    let visible = restricted(&mut b, restriction, "r");
+    b.finish(format!(
+        "SELECT {}, {NO_KEYS} FROM resources r \
+         JOIN resource_versions v ON v.resource_type = r.resource_type AND v.id = r.id \
+         AND v.version_id = r.version_id \
+         WHERE r.resource_type = {kind} AND r.id = {id} AND {visible}",
+        version_columns("r")
+    ))
+}
+
+/// Direct access: version `version_id` of `resource_type/id`, if its resource is visible.
+pub fn version(
+    restriction: &Restriction,
+    resource_type: &str,
+    id: &str,
+    version_id: i64,
+    dialect: Dialect,
+) -> ReadSql {
+    let mut b = Builder::new(dialect);
+    let (kind, id, number) = (b.text(resource_type), b.text(id), b.int(version_id));
+    let visible = restricted(&mut b, restriction, "r");
+    b.finish(format!(
+        "SELECT {}, {NO_KEYS} FROM resource_versions v \
+         JOIN resources r ON r.resource_type = v.resource_type AND r.id = v.id \
+         WHERE v.resource_type = {kind} AND v.id = {id} AND v.version_id = {number} \
+         AND {visible}",
+        version_columns("r")
+    ))
+}
+
+/// The bytes of version `version_id` of `Binary/{id}`, if the Binary is visible.
+pub fn binary_content(
+    restriction: &Restriction,
+    id: &str,
+    version_id: i64,
+    dialect: Dialect,
+) -> ReadSql {
+    let mut b = Builder::new(dialect);
+    let (id, number) = (b.text(id), b.int(version_id));
+    let visible = restricted(&mut b, restriction, "r");
+    b.finish(format!(
+        "SELECT c.key_id, c.content FROM binary_contents c \
+         JOIN resources r ON r.resource_type = 'Binary' AND r.id = c.id \
+         WHERE c.id = {id} AND c.version_id = {number} AND {visible}"
+    ))
+}
+
+/// The versions of `scope` its visible resources had, written at or after `since`
+/// (microseconds) and before the `before` position: the conditions of a history page and of
+/// its total.
+fn history_conditions(
+    b: &mut Builder,
+    restriction: &Restriction,
+    scope: &HistoryScope,
+    since: Option<i64>,
+    before: Option<i64>,
+) -> String {
+    let mut conditions = Vec::new();
+    match scope {
+        HistoryScope::System => {}
+        HistoryScope::Type(kind) => conditions.push(format!("v.resource_type = {}", b.text(kind))),
+        HistoryScope::Instance(kind, id) => {
+            conditions.push(format!("v.resource_type = {}", b.text(kind)));
+            conditions.push(format!("v.id = {}", b.text(id)));
+        }
     }
+    if let Some(since) = since {
+        conditions.push(format!("v.last_updated >= {}", b.int(since)));
+    }
+    if let Some(before) = before {
+        conditions.push(format!("v.seq < {}", b.int(before)));
+    }
+    conditions.push(restricted(b, restriction, "r"));
+    conditions.join(" AND ")
+}
+
+/// One page of history, newest first, `limit` versions at most; each row's position (`seq`,
+/// the cursor of the next page) is its first numeric sort key.
+pub fn history(
+    restriction: &Restriction,
+    scope: &HistoryScope,
+    since: Option<i64>,
+    before: Option<i64>,
+    limit: i64,
+    dialect: Dialect,
+) -> ReadSql {
+    let mut b = Builder::new(dialect);
+    let conditions = history_conditions(&mut b, restriction, scope, since, before);
+    let limit = b.int(limit);
+    b.finish(format!(
+        "SELECT {}, CAST(NULL AS TEXT) AS k0_t, v.seq AS k0_n, \
+         CAST(NULL AS TEXT) AS k1_t, CAST(NULL AS BIGINT) AS k1_n, \
+         CAST(NULL AS TEXT) AS k2_t, CAST(NULL AS BIGINT) AS k2_n \
+         FROM resource_versions v \
+         JOIN resources r ON r.resource_type = v.resource_type AND r.id = v.id \
+         WHERE {conditions} ORDER BY v.seq DESC LIMIT {limit}",
+        version_columns("r")
+    ))
+}
+
+/// How many versions a history covers, all pages together.
+pub fn history_count(
+    restriction: &Restriction,
+    scope: &HistoryScope,
+    since: Option<i64>,
+    dialect: Dialect,
+) -> ReadSql {
+    let mut b = Builder::new(dialect);
+    let conditions = history_conditions(&mut b, restriction, scope, since, None);
+    b.finish(format!(
+        "SELECT COUNT(*) AS n FROM resource_versions v \
+         JOIN resources r ON r.resource_type = v.resource_type AND r.id = v.id \
+         WHERE {conditions}"
+    ))
+}
+
+/// The current, visible resources of `resource_type` a conditional interaction's criteria
+/// select, in id order (`limit`: two tell none, one and several apart).
+pub fn conditional(
+    restriction: &Restriction,
+    resource_type: &str,
+    condition: &Condition,
+    limit: i64,
+    dialect: Dialect,
+) -> ReadSql {
+    let mut b = Builder::new(dialect);
+    let kind = b.text(resource_type);
+    let selection = match condition {
+        Condition::Id(id) => format!("r.id = {}", b.text(id)),
+        Condition::Token(query) => token_selection(&mut b, query),
+    };
+    let visible = restricted(&mut b, restriction, "r");
+    let limit = b.int(limit);
+    b.finish(format!(
+        "SELECT {}, {NO_KEYS} FROM resources r \
+         JOIN resource_versions v ON v.resource_type = r.resource_type AND v.id = r.id \
+         AND v.version_id = r.version_id \
+         WHERE r.resource_type = {kind} AND r.deleted = FALSE AND {selection} AND {visible} \
+         ORDER BY r.id LIMIT {limit}",
+        version_columns("r")
+    ))
+}
+
+/// `r` has the token value of `query` (long values compared whole, see `store::index::cut`).
+fn token_selection(b: &mut Builder, query: &TokenQuery) -> String {
+    let kind = b.text(&query.resource_type);
+    let param = b.text(&query.param);
+    let mut parts = vec![equals(b, "x.code", &query.code)];
+    match &query.system {
+        Systems::Any => {}
+        Systems::Absent => parts.push("x.system IS NULL".to_owned()),
+        Systems::Is(system) => parts.push(equals(b, "x.system", system)),
+    }
+    format!(
+        "r.id IN (SELECT x.id FROM search_tokens x WHERE x.resource_type = {kind} \
+         AND x.param = {param} AND {})",
+        parts.join(" AND ")
+    )
 }
 
 fn list(b: &mut Builder, values: &[String]) -> String {
@@ -289,32 +513,41 @@ fn list(b: &mut Builder, values: &[String]) -> String {
 }
 
 /// How many resources match (all pages).
-pub fn count(search: &Search, base_url: &str, dialect: Dialect) -> Sql {
+pub fn count(
+    search: &Search,
+    restriction: &Restriction,
+    base_url: &str,
+    dialect: Dialect,
+) -> ReadSql {
     let mut b = Builder {
         dialect,
         binds: Vec::new(),
     };
-    let conditions = matching(&mut b, search, base_url);
-    Sql {
-        text: format!(
-            "SELECT COUNT(*) AS n FROM resources r WHERE {}",
-            conditions.join(" AND ")
-        ),
-        binds: b.binds,
-    }
+    let conditions = matching(&mut b, search, restriction, base_url);
+    b.finish(format!(
+        "SELECT COUNT(*) AS n FROM resources r WHERE {}",
+        conditions.join(" AND ")
+    ))
 }
 
-/// The conditions every match meets: its type, not deleted, and each criterion.
-fn matching(b: &mut Builder, search: &Search, base_url: &str) -> Vec<String> {
+/// The conditions every match meets: its type, not deleted, visible, and each criterion.
+fn matching(
+    b: &mut Builder,
+    search: &Search,
+    restriction: &Restriction,
+    base_url: &str,
+) -> Vec<String> {
     let mut conditions = vec![
         format!("r.resource_type = {}", b.text(&search.resource_type)),
         "r.deleted = FALSE".to_owned(),
+        restricted(b, restriction, "r"),
     ];
     let on = On {
         alias: "r",
         resource_type: &search.resource_type,
         depth: 0,
         base_url,
+        restriction,
     };
     let driver = search.criteria.iter().position(selective);
     for (i, criterion) in search.criteria.iter().enumerate() {
@@ -346,6 +579,9 @@ struct On<'a> {
     resource_type: &'a str,
     depth: usize,
     base_url: &'a str,
+    /// What the caller may see, at every depth: a chain or `_has` through a hidden resource
+    /// matches nothing.
+    restriction: &'a Restriction,
 }
 
 /// A criterion as SQL: when it `drives`, an uncorrelated `id IN (SELECT … FROM index)` that
@@ -439,12 +675,14 @@ fn nested(b: &mut Builder, resource_type: &str, inner: &Criterion, on: &On) -> S
         resource_type,
         depth: on.depth + 1,
         base_url: on.base_url,
+        restriction: on.restriction,
     };
     let driver = selective(inner);
     let condition = condition(b, inner, &deeper, driver);
+    let visible = restricted(b, on.restriction, &alias);
     format!(
         "SELECT {alias}.id FROM resources {alias} WHERE {alias}.resource_type = {kind} \
-         AND {alias}.deleted = FALSE AND {condition}"
+         AND {alias}.deleted = FALSE AND {condition} AND {visible}"
     )
 }
 
@@ -659,6 +897,10 @@ mod tests {
     use super::*;
     use crate::search::query::parse;
 
+    fn all() -> Restriction {
+        crate::consent::scopes_only_for_tests()
+    }
+
     fn search(pairs: &[(&str, &str)]) -> Search {
         let params: Vec<(String, String)> = pairs
             .iter()
@@ -675,19 +917,20 @@ mod tests {
             keys: vec![],
             id: "abc".into(),
         });
-        let sql = page(&s, "http://h/fhir", &after, 21, Dialect::Postgres);
-        assert!(!sql.text.contains("OR 1=1"));
-        assert!(sql.text.contains("$1"));
-        assert_eq!(sql.text.matches('$').count(), sql.binds.len());
-        let sql = count(&s, "http://h/fhir", Dialect::Sqlite);
-        assert_eq!(sql.text.matches('?').count(), sql.binds.len());
+        let sql = page(&s, &all(), "http://h/fhir", &after, 21, Dialect::Postgres);
+        assert!(!sql.sql().text.contains("OR 1=1"));
+        assert!(sql.sql().text.contains("$1"));
+        assert_eq!(sql.sql().text.matches('$').count(), sql.sql().binds.len());
+        let sql = count(&s, &all(), "http://h/fhir", Dialect::Sqlite);
+        assert_eq!(sql.sql().text.matches('?').count(), sql.sql().binds.len());
     }
 
     #[test]
     fn binds_follow_the_placeholders_in_text_order() {
         let s = search(&[("description", "compte"), ("status", "current")]);
-        let sql = count(&s, "http://h/fhir", Dialect::Postgres);
+        let sql = count(&s, &all(), "http://h/fhir", Dialect::Postgres);
         let numbers: Vec<usize> = sql
+            .sql()
             .text
             .split('$')
             .skip(1)
@@ -699,7 +942,7 @@ mod tests {
                     .unwrap()
             })
             .collect();
-        assert_eq!(numbers, (1..=sql.binds.len()).collect::<Vec<_>>());
+        assert_eq!(numbers, (1..=sql.sql().binds.len()).collect::<Vec<_>>());
     }
 
     /// `query::cost` bounds what each criterion compiles to, whatever its shape, so that the
@@ -752,20 +995,22 @@ mod tests {
             for sql in [
                 page(
                     &search,
+                    &all(),
                     "http://h/fhir",
                     &Position::After(mark),
                     21,
                     Dialect::Sqlite,
                 ),
-                count(&search, "http://h/fhir", Dialect::Postgres),
+                count(&search, &all(), "http://h/fhir", Dialect::Postgres),
             ] {
                 // The search itself adds its type, sort keys, keyset and limit.
                 assert!(
-                    sql.binds.len() <= spent.binds + 16,
+                    sql.sql().binds.len() <= spent.binds + 16,
                     "{pairs:?}: {}",
-                    sql.binds.len()
+                    sql.sql().binds.len()
                 );
                 let bytes: usize = sql
+                    .sql()
                     .binds
                     .iter()
                     .map(|b| match b {
@@ -781,8 +1026,8 @@ mod tests {
     #[test]
     fn absolute_references_to_this_server_are_local() {
         let s = search(&[("subject", "http://h/fhir/Patient/7")]);
-        let sql = count(&s, "http://h/fhir", Dialect::Sqlite);
-        assert!(sql.binds.contains(&Bind::Text("7".into())));
-        assert!(sql.binds.contains(&Bind::Text("Patient".into())));
+        let sql = count(&s, &all(), "http://h/fhir", Dialect::Sqlite);
+        assert!(sql.sql().binds.contains(&Bind::Text("7".into())));
+        assert!(sql.sql().binds.contains(&Bind::Text("Patient".into())));
     }
 }

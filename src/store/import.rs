@@ -49,13 +49,16 @@ impl Store {
                         Bind::BigInt(v.last_updated),
                         Bind::Bool(v.deleted),
                         optional(&v.patient_id),
+                        Bind::BigInt(v.labels.bits()),
+                        Bind::OptText(v.writer.as_ref().map(|w| w.key())),
                     ]
                 })
                 .collect();
             insert_values(
                 conn,
                 dialect,
-                "resources (resource_type, id, version_id, last_updated, deleted, patient_id)",
+                "resources (resource_type, id, version_id, last_updated, deleted, patient_id, \
+                 labels, writer)",
                 rows,
             )?;
             let owned: Vec<index::Owned> = versions

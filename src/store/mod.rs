@@ -13,8 +13,10 @@ pub mod index;
 mod schema;
 pub mod search;
 
+use crate::consent::model::{Labels, Writer};
+use crate::search::sql::ReadSql;
 use diesel::prelude::*;
-use schema::{binary_contents, resource_versions, resources, search_tokens};
+use schema::{binary_contents, resource_versions, resources};
 
 pub use db::{OpenError, Target};
 pub use index::IndexRows;
@@ -34,9 +36,6 @@ pub enum StoreError {
     /// A stored body could not be read back.
     #[error("stored body: {0}")]
     Corrupt(String),
-    /// A conditional write found resources matching its condition (their ids).
-    #[error("{} resource(s) match the condition", .0.len())]
-    Matches(Vec<String>),
 }
 
 impl StoreError {
@@ -75,16 +74,8 @@ pub struct TokenQuery {
     pub code: String,
 }
 
-/// The state of a resource's current version, without its body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Current {
-    pub version_id: i64,
-    /// Microseconds since the Unix epoch.
-    pub last_updated: i64,
-    pub deleted: bool,
-}
-
-/// One stored version of a resource.
+/// One stored version of a resource, with what access decisions read of its resource's
+/// current row. Decoded in one place ([`decode_version`]) for every read path.
 #[derive(Debug, Clone)]
 pub struct Version {
     pub resource_type: String,
@@ -96,9 +87,15 @@ pub struct Version {
     pub method: String,
     /// The JSON text of the resource; empty for a deletion.
     pub body: Vec<u8>,
+    /// The patient whose compartment holds the resource (kept by its deletion too).
+    pub patient_id: Option<String>,
+    /// The resource's current visibility labels.
+    pub labels: Labels,
+    /// Who created the resource, when known.
+    pub writer: Option<Writer>,
 }
 
-/// A version to install, see [`Store::write`].
+/// A version to install, see [`Unit::install`].
 #[derive(Debug, Clone)]
 pub struct NewVersion {
     pub resource_type: String,
@@ -107,8 +104,12 @@ pub struct NewVersion {
     pub last_updated: i64,
     pub deleted: bool,
     pub method: &'static str,
-    /// The patient whose compartment holds the resource, if any.
+    /// The patient whose compartment holds the resource, if any; never changes once stored.
     pub patient_id: Option<String>,
+    /// Its visibility labels (a deletion keeps the last ones).
+    pub labels: Labels,
+    /// Who created it: stored with its first version, kept by the next ones.
+    pub writer: Option<Writer>,
     pub body: Vec<u8>,
     /// The bytes of a Binary, stored apart from its JSON body.
     pub content: Option<Vec<u8>>,
@@ -124,17 +125,8 @@ pub enum HistoryScope {
     Instance(String, String),
 }
 
-/// One page of history, newest first.
-#[derive(Debug)]
-pub struct HistoryPage {
-    pub versions: Vec<Version>,
-    /// Pass as `before` to get the next (older) page; `None` on the last page.
-    pub next: Option<i64>,
-    /// Versions matching the scope and `since`, all pages together.
-    pub total: i64,
-}
-
-/// The resource store.
+/// The resource store. Reads run only the queries `search::sql` writes ([`ReadSql`]), each
+/// carrying the caller's restriction; writes run in a [`Unit`] of work.
 pub struct Store {
     reader: db::Pool,
     /// SQLite allows one writer at a time: a one-connection pool queues writers instead of
@@ -143,7 +135,20 @@ pub struct Store {
     dialect: search::Dialect,
 }
 
-type VersionRow = (String, String, i64, i64, bool, String, String, Vec<u8>);
+/// The columns of a version row, as every read path selects them (see `search::sql`).
+pub(crate) struct VersionRow {
+    pub resource_type: String,
+    pub id: String,
+    pub version_id: i64,
+    pub last_updated: i64,
+    pub deleted: bool,
+    pub method: String,
+    pub key_id: String,
+    pub body: Vec<u8>,
+    pub patient_id: Option<String>,
+    pub labels: i64,
+    pub writer: Option<String>,
+}
 
 impl Store {
     /// Checks the database's durability settings, applies migrations and opens the pools.
@@ -166,104 +171,20 @@ impl Store {
         })
     }
 
-    /// The current version's state, if the resource ever existed.
-    pub fn current(&self, resource_type: &str, id: &str) -> Result<Option<Current>, StoreError> {
-        current_of(&mut *self.reader.get()?, resource_type, id)
-    }
-
-    /// The current version, deleted or not.
-    pub fn read(&self, resource_type: &str, id: &str) -> Result<Option<Version>, StoreError> {
-        read_current(&mut *self.reader.get()?, resource_type, id)
-    }
-
-    /// One version by number.
-    pub fn vread(
+    /// Runs `work` as one unit of work: one transaction that everything it reads and installs
+    /// shares (a write, its index rows, and every entry of a transaction Bundle). Nothing
+    /// `work` installed stays when it fails.
+    pub fn unit<T, E: From<StoreError>>(
         &self,
-        resource_type: &str,
-        id: &str,
-        version_id: i64,
-    ) -> Result<Option<Version>, StoreError> {
-        let mut conn = self.reader.get()?;
-        let row = resource_versions::table
-            .filter(resource_versions::resource_type.eq(resource_type))
-            .filter(resource_versions::id.eq(id))
-            .filter(resource_versions::version_id.eq(version_id))
-            .select(version_columns())
-            .first::<VersionRow>(&mut conn)
-            .optional()?;
-        row.map(decode_version).transpose()
-    }
-
-    /// The bytes of version `version_id` of `Binary/{id}`, if it has any.
-    pub fn binary_content(&self, id: &str, version_id: i64) -> Result<Option<Vec<u8>>, StoreError> {
-        let mut conn = self.reader.get()?;
-        let row = binary_contents::table
-            .find((id, version_id))
-            .select((binary_contents::key_id, binary_contents::content))
-            .first::<(String, Vec<u8>)>(&mut conn)
-            .optional()?;
-        Ok(row
-            .map(|(key_id, bytes)| codec::decode(&key_id, bytes))
-            .transpose()?)
-    }
-
-    /// Ids of current resources matching `query` (at most `limit`).
-    pub fn find_ids(&self, query: &TokenQuery, limit: i64) -> Result<Vec<String>, StoreError> {
-        let mut conn = self.reader.get()?;
-        Ok(token_matches(&mut conn, query, limit)?)
-    }
-
-    /// Installs `new` if the resource's current version is still `expected`
-    /// (`None`: the resource must not exist yet); otherwise [`StoreError::Conflict`].
-    /// With `unless`, the write happens only if no current resource matches that query,
-    /// checked atomically with the write; otherwise [`StoreError::Matches`].
-    pub fn write(
-        &self,
-        expected: Option<i64>,
-        new: NewVersion,
-        unless: Option<&TokenQuery>,
-    ) -> Result<(), StoreError> {
-        let mut conn = self.writer.get()?;
-        conn.transaction::<_, StoreError, _>(|conn| {
-            if let Some(query) = unless {
-                db::lock_condition(
-                    conn,
-                    &format!("{}|{}|{}", query.resource_type, query.param, query.code),
-                )?;
-                let found = token_matches(conn, query, 2)?;
-                if !found.is_empty() {
-                    return Err(StoreError::Matches(found));
-                }
-            }
-            install(conn, self.dialect, expected, new)
-        })
-    }
-
-    /// Runs `work` holding the write lock of `resource_type/id`, in one transaction: writes to
-    /// one resource run one after another, each reading (through [`Held`]) what the previous
-    /// one installed, so a read-modify-write (a PATCH) never applies to a stale version.
-    /// Nothing `work` installed stays when it fails.
-    pub fn locked<T, E: From<StoreError>>(
-        &self,
-        resource_type: &str,
-        id: &str,
-        work: impl FnOnce(&mut Held<'_>) -> Result<T, E>,
+        work: impl FnOnce(&mut Unit<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        // Queue in the process first: a writer waiting for a busy resource holds no pooled
-        // connection, which readers (PostgreSQL shares one pool) would otherwise wait for.
-        let _queued = queue_of(resource_type, id)
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
         let mut conn = self.writer.get().map_err(StoreError::from)?;
         let result = conn.transaction::<T, Failure<E>, _>(|conn| {
-            db::lock_resource(conn, resource_type, id)?;
-            let mut held = Held {
+            let mut unit = Unit {
                 conn,
                 dialect: self.dialect,
-                resource_type,
-                id,
             };
-            work(&mut held).map_err(Failure::Work)
+            work(&mut unit).map_err(Failure::Work)
         });
         result.map_err(|failure| match failure {
             Failure::Store(e) => E::from(e),
@@ -271,55 +192,23 @@ impl Store {
         })
     }
 
-    /// One page of versions in `scope`, newest first, written at or after `since`
-    /// (microseconds) and older than the `before` cursor.
-    pub fn history(
+    /// Runs `work` as a unit of work holding the write lock of `resource_type/id`: writes to
+    /// one resource run one after another, each reading what the previous one installed, so a
+    /// read-modify-write (a PATCH) never applies to a stale version.
+    pub fn locked<T, E: From<StoreError>>(
         &self,
-        scope: &HistoryScope,
-        since: Option<i64>,
-        before: Option<i64>,
-        limit: i64,
-    ) -> Result<HistoryPage, StoreError> {
-        let mut conn = self.reader.get()?;
-        let filtered = || {
-            let mut query = resource_versions::table.into_boxed();
-            match scope {
-                HistoryScope::System => {}
-                HistoryScope::Type(t) => {
-                    query = query.filter(resource_versions::resource_type.eq(t.clone()))
-                }
-                HistoryScope::Instance(t, id) => {
-                    query = query
-                        .filter(resource_versions::resource_type.eq(t.clone()))
-                        .filter(resource_versions::id.eq(id.clone()))
-                }
-            }
-            if let Some(since) = since {
-                query = query.filter(resource_versions::last_updated.ge(since));
-            }
-            query
-        };
-        let total: i64 = filtered().count().get_result(&mut conn)?;
-        let mut page = filtered();
-        if let Some(before) = before {
-            page = page.filter(resource_versions::seq.lt(before));
-        }
-        let rows: Vec<(i64, VersionRow)> = page
-            .order(resource_versions::seq.desc())
-            .limit(limit + 1)
-            .select((resource_versions::seq, version_columns()))
-            .load(&mut conn)?;
-        let more = rows.len() as i64 > limit;
-        let mut versions = Vec::with_capacity(rows.len());
-        let mut next = None;
-        for (seq, row) in rows.into_iter().take(limit as usize) {
-            versions.push(decode_version(row)?);
-            next = Some(seq);
-        }
-        Ok(HistoryPage {
-            versions,
-            next: if more { next } else { None },
-            total,
+        resource_type: &str,
+        id: &str,
+        work: impl FnOnce(&mut Unit<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        // Queue in the process first: a writer waiting for a busy resource holds no pooled
+        // connection, which readers (PostgreSQL shares one pool) would otherwise wait for.
+        let _queued = queue_of(resource_type, id)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        self.unit(|unit| {
+            db::lock_resource(unit.conn, resource_type, id).map_err(StoreError::from)?;
+            work(unit)
         })
     }
 }
@@ -356,26 +245,68 @@ impl Store {
                                 .and(resources::id.gt(id.clone()))),
                     );
                 }
-                let rows: Vec<(Option<String>, VersionRow)> = query
+                #[allow(clippy::type_complexity)]
+                let rows: Vec<(
+                    (String, String, i64, i64, bool, String, String, Vec<u8>),
+                    (Option<String>, i64, Option<String>),
+                )> = query
                     .order((resources::resource_type, resources::id))
                     .limit(BATCH)
-                    .select((resources::patient_id, version_columns()))
+                    .select((
+                        (
+                            resource_versions::resource_type,
+                            resource_versions::id,
+                            resource_versions::version_id,
+                            resource_versions::last_updated,
+                            resource_versions::deleted,
+                            resource_versions::method,
+                            resource_versions::key_id,
+                            resource_versions::body,
+                        ),
+                        (resources::patient_id, resources::labels, resources::writer),
+                    ))
                     .load(conn)?;
+                let count = rows.len() as u64;
                 let mut last = None;
-                for (patient_id, row) in rows.iter().cloned() {
-                    let version = decode_version(row)?;
+                for row in rows {
+                    let (
+                        (
+                            resource_type,
+                            id,
+                            version_id,
+                            last_updated,
+                            deleted,
+                            method,
+                            key_id,
+                            body,
+                        ),
+                        (patient_id, labels, writer),
+                    ) = row;
+                    let version = decode_version(VersionRow {
+                        resource_type,
+                        id,
+                        version_id,
+                        last_updated,
+                        deleted,
+                        method,
+                        key_id,
+                        body,
+                        patient_id,
+                        labels,
+                        writer,
+                    })?;
                     let index = index_of(&version)?;
                     index::replace(
                         conn,
                         self.dialect,
                         &version.resource_type,
                         &version.id,
-                        patient_id.as_deref(),
+                        version.patient_id.as_deref(),
                         &index,
                     )?;
                     last = Some((version.resource_type, version.id));
                 }
-                Ok((rows.len() as u64, last))
+                Ok((count, last))
             })?;
             done += indexed.0;
             match indexed.1 {
@@ -384,29 +315,6 @@ impl Store {
             }
         }
     }
-}
-
-#[allow(clippy::type_complexity)]
-fn version_columns() -> (
-    resource_versions::resource_type,
-    resource_versions::id,
-    resource_versions::version_id,
-    resource_versions::last_updated,
-    resource_versions::deleted,
-    resource_versions::method,
-    resource_versions::key_id,
-    resource_versions::body,
-) {
-    (
-        resource_versions::resource_type,
-        resource_versions::id,
-        resource_versions::version_id,
-        resource_versions::last_updated,
-        resource_versions::deleted,
-        resource_versions::method,
-        resource_versions::key_id,
-        resource_versions::body,
-    )
 }
 
 /// The in-process queue of writers of `resource_type/id` (see [`Store::locked`]): one of a
@@ -420,33 +328,30 @@ fn queue_of(resource_type: &str, id: &str) -> &'static std::sync::Mutex<()> {
     &QUEUES[(hasher.finish() % QUEUES.len() as u64) as usize]
 }
 
-/// A resource whose write lock the current transaction holds (see [`Store::locked`]).
-pub struct Held<'c> {
+/// One unit of work: a transaction (see [`Store::unit`]).
+pub struct Unit<'c> {
     conn: &'c mut db::AnyConnection,
     dialect: search::Dialect,
-    resource_type: &'c str,
-    id: &'c str,
 }
 
-impl Held<'_> {
-    /// The current version's state, if the resource ever existed.
-    pub fn current(&mut self) -> Result<Option<Current>, StoreError> {
-        current_of(self.conn, self.resource_type, self.id)
+impl Unit<'_> {
+    /// The versions `sql` selects, read inside this unit (it sees what the unit installed).
+    pub fn versions(&mut self, sql: &ReadSql) -> Result<Vec<Version>, StoreError> {
+        Ok(search::load_found(self.conn, sql)?
+            .into_iter()
+            .map(|found| found.version)
+            .collect())
     }
 
-    /// The current version, deleted or not.
-    pub fn read(&mut self) -> Result<Option<Version>, StoreError> {
-        read_current(self.conn, self.resource_type, self.id)
+    /// Serialises the units that check the same condition (`key`) until they end: a
+    /// conditional create checks that nothing matches and installs atomically.
+    pub fn lock_condition(&mut self, key: &str) -> Result<(), StoreError> {
+        Ok(db::lock_condition(self.conn, key)?)
     }
 
-    /// Installs `new`, a version of the held resource, over `expected` (see [`Store::write`]).
+    /// Installs `new` if the resource's current version is still `expected` (`None`: it must
+    /// not exist yet); otherwise [`StoreError::Conflict`].
     pub fn install(&mut self, expected: Option<i64>, new: NewVersion) -> Result<(), StoreError> {
-        if new.resource_type != self.resource_type || new.id != self.id {
-            return Err(StoreError::Corrupt(format!(
-                "a write to {}/{} under the lock of {}/{}",
-                new.resource_type, new.id, self.resource_type, self.id
-            )));
-        }
         install(self.conn, self.dialect, expected, new)
     }
 }
@@ -461,47 +366,6 @@ impl<E> From<diesel::result::Error> for Failure<E> {
     fn from(e: diesel::result::Error) -> Self {
         Failure::Store(e.into())
     }
-}
-
-fn current_of(
-    conn: &mut db::AnyConnection,
-    resource_type: &str,
-    id: &str,
-) -> Result<Option<Current>, StoreError> {
-    let row = resources::table
-        .find((resource_type, id))
-        .select((
-            resources::version_id,
-            resources::last_updated,
-            resources::deleted,
-        ))
-        .first::<(i64, i64, bool)>(conn)
-        .optional()?;
-    Ok(row.map(|(version_id, last_updated, deleted)| Current {
-        version_id,
-        last_updated,
-        deleted,
-    }))
-}
-
-fn read_current(
-    conn: &mut db::AnyConnection,
-    resource_type: &str,
-    id: &str,
-) -> Result<Option<Version>, StoreError> {
-    let row = resource_versions::table
-        .inner_join(
-            resources::table.on(resources::resource_type
-                .eq(resource_versions::resource_type)
-                .and(resources::id.eq(resource_versions::id))
-                .and(resources::version_id.eq(resource_versions::version_id))),
-        )
-        .filter(resources::resource_type.eq(resource_type))
-        .filter(resources::id.eq(id))
-        .select(version_columns())
-        .first::<VersionRow>(conn)
-        .optional()?;
-    row.map(decode_version).transpose()
 }
 
 /// Inserts `new` and makes it current if the current version is still `expected`; a lost
@@ -547,6 +411,8 @@ fn install(
                     resources::last_updated.eq(new.last_updated),
                     resources::deleted.eq(new.deleted),
                     resources::patient_id.eq(&new.patient_id),
+                    resources::labels.eq(new.labels.bits()),
+                    resources::writer.eq(new.writer.as_ref().map(Writer::key)),
                 ))
                 .execute(conn)?,
             Some(version) => diesel::update(
@@ -554,11 +420,13 @@ fn install(
                     .find((&new.resource_type, &new.id))
                     .filter(resources::version_id.eq(version)),
             )
+            // Neither the patient id (the future distribution key) nor the writer ever change:
+            // the write path refuses a move to another patient before it gets here.
             .set((
                 resources::version_id.eq(new.version_id),
                 resources::last_updated.eq(new.last_updated),
                 resources::deleted.eq(new.deleted),
-                resources::patient_id.eq(&new.patient_id),
+                resources::labels.eq(new.labels.bits()),
             ))
             .execute(conn)?,
         };
@@ -584,48 +452,18 @@ fn install(
     }
 }
 
-fn token_matches(
-    conn: &mut db::AnyConnection,
-    query: &TokenQuery,
-    limit: i64,
-) -> diesel::QueryResult<Vec<String>> {
-    // Long values are indexed by a key and kept whole beside it (see `index::cut`).
-    let (code, code_full) = index::cut(&query.code);
-    let mut select = search_tokens::table
-        .filter(search_tokens::resource_type.eq(query.resource_type.clone()))
-        .filter(search_tokens::param.eq(query.param.clone()))
-        .filter(search_tokens::code.eq(code.to_owned()))
-        .select(search_tokens::id)
-        .distinct()
-        .into_boxed();
-    select = match code_full {
-        Some(full) => select.filter(search_tokens::code_full.eq(full.to_owned())),
-        None => select.filter(search_tokens::code_full.is_null()),
-    };
-    select = match &query.system {
-        SystemMatch::Any => select,
-        SystemMatch::Absent => select.filter(search_tokens::system.is_null()),
-        SystemMatch::Is(system) => match index::cut(system) {
-            (system, None) => select
-                .filter(search_tokens::system.eq(system.to_owned()))
-                .filter(search_tokens::system_full.is_null()),
-            (system, Some(full)) => select
-                .filter(search_tokens::system.eq(system.to_owned()))
-                .filter(search_tokens::system_full.eq(full.to_owned())),
-        },
-    };
-    select.order(search_tokens::id).limit(limit).load(conn)
-}
-
-fn decode_version(row: VersionRow) -> Result<Version, StoreError> {
-    let (resource_type, id, version_id, last_updated, deleted, method, key_id, body) = row;
+/// The one place a version row becomes a [`Version`].
+pub(crate) fn decode_version(row: VersionRow) -> Result<Version, StoreError> {
     Ok(Version {
-        resource_type,
-        id,
-        version_id,
-        last_updated,
-        deleted,
-        method,
-        body: codec::decode(&key_id, body)?,
+        body: codec::decode(&row.key_id, row.body)?,
+        resource_type: row.resource_type,
+        id: row.id,
+        version_id: row.version_id,
+        last_updated: row.last_updated,
+        deleted: row.deleted,
+        method: row.method,
+        patient_id: row.patient_id,
+        labels: Labels::from_bits(row.labels),
+        writer: row.writer.as_deref().and_then(Writer::from_key),
     })
 }

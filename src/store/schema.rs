@@ -8,6 +8,8 @@ diesel::table! {
         last_updated -> BigInt,
         deleted -> Bool,
         patient_id -> Nullable<Text>,
+        labels -> BigInt,
+        writer -> Nullable<Text>,
     }
 }
 

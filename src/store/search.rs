@@ -4,6 +4,7 @@
 use super::db::AnyConnection;
 use super::schema::server_secrets;
 use super::{decode_version, Store, StoreError, Version};
+use crate::search::sql::ReadSql;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Binary, Bool, Nullable, Text};
 use serde::{Deserialize, Serialize};
@@ -69,6 +70,12 @@ struct VersionRow {
     #[diesel(sql_type = Binary)]
     body: Vec<u8>,
     #[diesel(sql_type = Nullable<Text>)]
+    patient_id: Option<String>,
+    #[diesel(sql_type = BigInt)]
+    labels: i64,
+    #[diesel(sql_type = Nullable<Text>)]
+    writer: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
     k0_t: Option<String>,
     #[diesel(sql_type = Nullable<BigInt>)]
     k0_n: Option<i64>,
@@ -90,6 +97,14 @@ fn key(text: Option<String>, number: Option<i64>) -> Option<KeyValue> {
 struct CountRow {
     #[diesel(sql_type = BigInt)]
     n: i64,
+}
+
+#[derive(QueryableByName)]
+struct ContentRow {
+    #[diesel(sql_type = Text)]
+    key_id: String,
+    #[diesel(sql_type = Binary)]
+    content: Vec<u8>,
 }
 
 /// Binds every value of `binds` to the boxed query, in order.
@@ -153,40 +168,19 @@ impl Store {
         self.dialect
     }
 
-    /// The current versions `sql` selects (see `search::sql::page`), in its order, with their
-    /// sort keys.
-    pub fn search_versions(&self, sql: &Sql) -> Result<Vec<Found>, StoreError> {
-        let mut conn = self.reader.get()?;
-        let rows = load!(&mut *conn, sql, VersionRow)?;
-        rows.into_iter()
-            .map(|r| {
-                let version = decode_version((
-                    r.resource_type,
-                    r.id,
-                    r.version_id,
-                    r.last_updated,
-                    r.deleted,
-                    r.method,
-                    r.key_id,
-                    r.body,
-                ))?;
-                Ok(Found {
-                    version,
-                    keys: [
-                        key(r.k0_t, r.k0_n),
-                        key(r.k1_t, r.k1_n),
-                        key(r.k2_t, r.k2_n),
-                    ],
-                })
-            })
-            .collect()
+    /// The versions `sql` selects (see `search::sql`), in its order, with their sort keys.
+    pub fn found(&self, sql: &ReadSql) -> Result<Vec<Found>, StoreError> {
+        load_found(&mut *self.reader.get()?, sql)
     }
 
     /// The count `sql` computes (a single `n` column).
-    pub fn search_count(&self, sql: &Sql) -> Result<i64, StoreError> {
-        let mut conn = self.reader.get()?;
-        let rows = load!(&mut *conn, sql, CountRow)?;
-        Ok(rows.first().map_or(0, |r| r.n))
+    pub fn count(&self, sql: &ReadSql) -> Result<i64, StoreError> {
+        load_count(&mut *self.reader.get()?, sql)
+    }
+
+    /// The bytes `sql` selects (a Binary's content), if any.
+    pub fn content(&self, sql: &ReadSql) -> Result<Option<Vec<u8>>, StoreError> {
+        load_content(&mut *self.reader.get()?, sql)
     }
 
     /// Refreshes the planner's statistics (after a bulk load or a reindex): SQLite only picks
@@ -220,5 +214,59 @@ impl Store {
                 .execute(conn)?;
             Ok(secret)
         })
+    }
+}
+
+/// Runs `sql` (version rows) on `conn`.
+pub(super) fn load_found(
+    conn: &mut AnyConnection,
+    sql: &ReadSql,
+) -> Result<Vec<Found>, StoreError> {
+    let sql = sql.sql();
+    let rows = load!(conn, sql, VersionRow)?;
+    rows.into_iter()
+        .map(|r| {
+            let version = decode_version(super::VersionRow {
+                resource_type: r.resource_type,
+                id: r.id,
+                version_id: r.version_id,
+                last_updated: r.last_updated,
+                deleted: r.deleted,
+                method: r.method,
+                key_id: r.key_id,
+                body: r.body,
+                patient_id: r.patient_id,
+                labels: r.labels,
+                writer: r.writer,
+            })?;
+            Ok(Found {
+                version,
+                keys: [
+                    key(r.k0_t, r.k0_n),
+                    key(r.k1_t, r.k1_n),
+                    key(r.k2_t, r.k2_n),
+                ],
+            })
+        })
+        .collect()
+}
+
+/// Runs `sql` (one `n` column) on `conn`.
+pub(super) fn load_count(conn: &mut AnyConnection, sql: &ReadSql) -> Result<i64, StoreError> {
+    let sql = sql.sql();
+    let rows = load!(conn, sql, CountRow)?;
+    Ok(rows.first().map_or(0, |r| r.n))
+}
+
+/// Runs `sql` (a `key_id` and a `content` column) on `conn` and decodes the content.
+pub(super) fn load_content(
+    conn: &mut AnyConnection,
+    sql: &ReadSql,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    let sql = sql.sql();
+    let rows = load!(conn, sql, ContentRow)?;
+    match rows.into_iter().next() {
+        None => Ok(None),
+        Some(row) => Ok(Some(super::codec::decode(&row.key_id, row.content)?)),
     }
 }

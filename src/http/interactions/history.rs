@@ -15,26 +15,16 @@ pub async fn history_instance(
 ) -> Result<HttpResponse> {
     let (resource_type, id) = path.into_inner();
     let kind = kind_of(&resource_type)?;
-    permit(&access, kind, &[Interaction::Read])?;
+    let reading = state.records(&access).reading(kind)?;
     if !is_valid_id(&id) {
         return Err(ApiError::not_found(kind.name, &id));
     }
-    let state2 = state.clone();
-    let id2 = id.clone();
-    if web::block(move || state2.store.current(kind.name, &id2))
-        .await??
-        .is_none()
-    {
+    let (reading2, id2) = (reading.clone(), id.clone());
+    if web::block(move || reading2.read(&id2)).await??.is_none() {
         return Err(ApiError::not_found(kind.name, &id));
     }
     let url = format!("{}/{}/{id}/_history", state.config.base(), kind.name);
-    history(
-        req,
-        state,
-        HistoryScope::Instance(kind.name.into(), id),
-        url,
-    )
-    .await
+    history(req, state, reading.history(&id), url).await
 }
 
 /// `GET [type]/_history`
@@ -48,9 +38,9 @@ pub async fn history_type(
     access: Access,
 ) -> Result<HttpResponse> {
     let kind = kind_of(&path)?;
-    permit(&access, kind, &[Interaction::Search])?;
+    let reading = state.records(&access).type_history(kind)?;
     let url = format!("{}/{}/_history", state.config.base(), kind.name);
-    history(req, state, HistoryScope::Type(kind.name.into()), url).await
+    history(req, state, reading, url).await
 }
 
 /// `GET /_history`
@@ -62,21 +52,19 @@ pub async fn history_system(
     state: web::Data<AppState>,
     access: Access,
 ) -> Result<HttpResponse> {
-    // Every type's versions are listed: the token must be allowed to search them all.
-    for kind in registry::all() {
-        permit(&access, kind, &[Interaction::Search])?;
-    }
+    let reading = state.records(&access).system_history()?;
     let url = format!("{}/_history", state.config.base());
-    history(req, state, HistoryScope::System, url).await
+    history(req, state, reading, url).await
 }
 
 /// The paging cursor of history pages: versions written before this position.
 const CURSOR: &str = "_cursor";
 
+/// A history page of `reading`.
 async fn history(
     req: HttpRequest,
     state: web::Data<AppState>,
-    scope: HistoryScope,
+    reading: HistoryReading,
     url: String,
 ) -> Result<HttpResponse> {
     let params = Params::of(&req)?;
@@ -119,16 +107,15 @@ async fn history(
             .at(CURSOR)
         })?),
     };
-    let state2 = state.clone();
-    let mut page =
-        web::block(move || state2.store.history(&scope, since, before, count as i64)).await??;
+    let contents = Contents::History(reading.clone());
+    let mut page = web::block(move || reading.page(since, before, count as i64)).await??;
     // Binary versions carry their bytes, as in a read.
     for version in page
         .versions
         .iter_mut()
         .filter(|v| v.resource_type == "Binary")
     {
-        *version = representation(&state, version.clone()).await?;
+        *version = representation(&contents, version.clone()).await?;
     }
     let mut pairs: Vec<(String, String)> = params
         .0

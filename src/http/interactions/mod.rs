@@ -1,7 +1,6 @@
 //! The REST interactions, one file per family; the helpers they share live here.
 
 use super::error::ApiError;
-use super::guard::permit;
 use super::negotiate::{
     body_media_type, negotiate, require_json_body, wants_fhir_binary, Format, Params, FORMAT_PARAMS,
 };
@@ -15,9 +14,11 @@ use crate::fhir::outcome::OutcomeIssue;
 use crate::fhir::registry::{self, ResourceKind};
 use crate::fhir::resource::{is_valid_id, parse_instant};
 use crate::fhir::subset::{self, Subset};
+use crate::fhir::writes::WriteContext;
 use crate::fhir::writes::{Created, PatchOutcome, WriteError};
 use crate::fhir::{binary, bundle, json, patch, validate};
-use crate::store::{HistoryScope, Version};
+use crate::records::{HistoryReading, Reading};
+use crate::store::Version;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
@@ -67,16 +68,36 @@ fn condition_of(kind: &ResourceKind, criteria: Vec<(String, String)>) -> Result<
     conditional::parse(kind, &criteria).map_err(|issue| ApiError::with_issues(400, vec![issue]))
 }
 
+/// Where the bytes of a Binary version come from: a reading of the caller's, or the write
+/// that just stored them.
+#[derive(Clone)]
+enum Contents {
+    Read(Reading),
+    History(HistoryReading),
+    Written(WriteContext),
+}
+
+impl Contents {
+    fn of(
+        &self,
+        version: &Version,
+    ) -> std::result::Result<Option<Vec<u8>>, crate::store::StoreError> {
+        match self {
+            Contents::Read(reading) => reading.binary_content(&version.id, version.version_id),
+            Contents::History(history) => history.binary_content(&version.id, version.version_id),
+            Contents::Written(writes) => writes.binary_content(&version.id, version.version_id),
+        }
+    }
+}
+
 /// The version as a client sees it: a Binary gets its bytes back as `data`.
-async fn representation(state: &web::Data<AppState>, version: Version) -> Result<Version> {
+async fn representation(contents: &Contents, version: Version) -> Result<Version> {
     if version.resource_type != "Binary" || version.deleted {
         return Ok(version);
     }
-    let state = state.clone();
+    let contents = contents.clone();
     web::block(move || {
-        let content = state
-            .store
-            .binary_content(&version.id, version.version_id)?;
+        let content = contents.of(&version)?;
         let Some(content) = content else {
             return Ok(version);
         };
@@ -112,10 +133,10 @@ fn write_error(e: WriteError, kind: &ResourceKind, id: &str) -> ApiError {
     }
 }
 
-/// What a write interaction reads from its request before its body: the type it targets,
-/// how to answer, and the version the client pinned.
+/// What a write interaction reads from its request before its body: the type it targets and
+/// the writes the caller may make there, how to answer, and the version the client pinned.
 struct WriteRequest {
-    access: Access,
+    writes: WriteContext,
     kind: &'static ResourceKind,
     format: Format,
     returning: Return,
@@ -125,19 +146,20 @@ struct WriteRequest {
 impl WriteRequest {
     fn of(
         req: &HttpRequest,
-        access: Access,
+        state: &AppState,
+        access: &Access,
         resource_type: &str,
         params: &Params,
         needs: &[Interaction],
     ) -> Result<WriteRequest> {
         let kind = kind_of(resource_type)?;
-        permit(&access, kind, needs)?;
+        let writes = state.records(access).writing(kind, needs)?;
         let format = negotiate(req, params)?;
         let returning = Return::of(req)?;
         writable(kind)?;
         let if_match = respond::if_match(req)?;
         Ok(WriteRequest {
-            access,
+            writes,
             kind,
             format,
             returning,
@@ -150,12 +172,13 @@ impl WriteRequest {
 /// version as a read would show it, and what `Prefer` asked for.
 async fn written(
     state: &web::Data<AppState>,
+    writes: &WriteContext,
     version: Version,
     created: bool,
     format: Format,
     returning: Return,
 ) -> Result<HttpResponse> {
-    let version = representation(state, version).await?;
+    let version = representation(&Contents::Written(writes.clone()), version).await?;
     let status = if created {
         StatusCode::CREATED
     } else {

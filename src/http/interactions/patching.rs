@@ -101,7 +101,7 @@ async fn patch_resource(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse> {
     let WriteRequest {
-        access,
+        writes,
         kind,
         format,
         returning,
@@ -119,14 +119,13 @@ async fn patch_resource(
         Ok(id) => id.clone(),
         Err(_) => "(the resource matching the criteria)".to_owned(),
     };
-    let state2 = state.clone();
+    let (writes2, max_bytes) = (writes.clone(), state.config.limits.body_max_bytes as usize);
     let version = web::block(move || {
-        let writes = state2.writes(&access, kind);
+        let writes = writes2;
         let id = match target {
             Ok(id) => id,
             Err(condition) => writes.single_match(kind, &condition)?,
         };
-        let max_bytes = state2.config.limits.body_max_bytes as usize;
         writes.patch(
             kind,
             &id,
@@ -136,7 +135,7 @@ async fn patch_resource(
     })
     .await?
     .map_err(|e| write_error(e, kind, &shown_id))?;
-    written(&state, version, false, format, returning).await
+    written(&state, &writes, version, false, format, returning).await
 }
 
 #[utoipa::path(patch, path = "/fhir/{type}/{id}", tag = "instance",
@@ -167,7 +166,8 @@ pub async fn patch(
     params.only(&FORMAT_PARAMS)?;
     let write = WriteRequest::of(
         &req,
-        access,
+        &state,
+        &access,
         &resource_type,
         &params,
         &[Interaction::Update],
@@ -202,7 +202,7 @@ pub async fn conditional_patch(
 ) -> Result<HttpResponse> {
     let params = Params::of(&req)?;
     let needs = [Interaction::Update, Interaction::Search];
-    let write = WriteRequest::of(&req, access, &path, &params, &needs)?;
+    let write = WriteRequest::of(&req, &state, &access, &path, &params, &needs)?;
     let condition = condition_of(write.kind, params.0)?;
     patch_resource(req, write, Err(condition), payload, state).await
 }

@@ -21,15 +21,14 @@ pub async fn read(
 ) -> Result<HttpResponse> {
     let (resource_type, id) = path.into_inner();
     let kind = kind_of(&resource_type)?;
-    permit(&access, kind, &[Interaction::Read])?;
+    let reading = state.records(&access).reading(kind)?;
     let params = Params::of(&req)?;
     params.only(&READ_PARAMS)?;
     if !is_valid_id(&id) {
         return Err(ApiError::not_found(kind.name, &id));
     }
-    let state2 = state.clone();
-    let id2 = id.clone();
-    let version = web::block(move || state2.store.read(kind.name, &id2)).await??;
+    let (reading2, id2) = (reading.clone(), id.clone());
+    let version = web::block(move || reading2.read(&id2)).await??;
     match version {
         None => Err(ApiError::not_found(kind.name, &id)),
         Some(v) if v.deleted => Err(ApiError::new(
@@ -37,7 +36,7 @@ pub async fn read(
             "deleted",
             format!("{}/{id} was deleted", kind.name),
         )),
-        Some(v) => show(&req, &params, &state, v).await,
+        Some(v) => show(&req, &params, &reading, v).await,
     }
 }
 
@@ -45,11 +44,11 @@ pub async fn read(
 async fn show(
     req: &HttpRequest,
     params: &Params,
-    state: &web::Data<AppState>,
+    reading: &Reading,
     version: Version,
 ) -> Result<HttpResponse> {
     if version.resource_type == "Binary" && !wants_fhir_binary(req, params) {
-        return raw_binary(state, version).await;
+        return raw_binary(reading, version).await;
     }
     let format = negotiate(req, params)?;
     let subset = subset::parse(params.one("_summary")?, params.one("_elements")?)
@@ -62,7 +61,7 @@ async fn show(
             };
             ApiError::new(400, "invalid", e).at(at)
         })?;
-    let mut version = representation(state, version).await?;
+    let mut version = representation(&Contents::Read(reading.clone()), version).await?;
     if subset != Subset::Full {
         let mut document = json::parse_lossless(&String::from_utf8_lossy(&version.body))
             .map_err(|e| ApiError::internal(format!("stored body: {e}")))?;
@@ -94,7 +93,7 @@ pub async fn vread(
 ) -> Result<HttpResponse> {
     let (resource_type, id, vid) = path.into_inner();
     let kind = kind_of(&resource_type)?;
-    permit(&access, kind, &[Interaction::Read])?;
+    let reading = state.records(&access).reading(kind)?;
     let params = Params::of(&req)?;
     params.only(&READ_PARAMS)?;
     let missing = || {
@@ -110,9 +109,8 @@ pub async fn vread(
     if !is_valid_id(&id) {
         return Err(missing());
     }
-    let state2 = state.clone();
-    let id2 = id.clone();
-    let version = web::block(move || state2.store.vread(kind.name, &id2, version_id)).await??;
+    let (reading2, id2) = (reading.clone(), id.clone());
+    let version = web::block(move || reading2.vread(&id2, version_id)).await??;
     match version {
         None => Err(missing()),
         Some(v) if v.deleted => Err(ApiError::new(
@@ -120,15 +118,15 @@ pub async fn vread(
             "deleted",
             format!("Version {vid} of {}/{id} is a deletion", kind.name),
         )),
-        Some(v) => show(&req, &params, &state, v).await,
+        Some(v) => show(&req, &params, &reading, v).await,
     }
 }
 
 /// The raw bytes of a Binary version, served with its own content type.
-async fn raw_binary(state: &web::Data<AppState>, version: Version) -> Result<HttpResponse> {
-    let state2 = state.clone();
+async fn raw_binary(reading: &Reading, version: Version) -> Result<HttpResponse> {
+    let reading = reading.clone();
     let (id, version_id) = (version.id.clone(), version.version_id);
-    let content = web::block(move || state2.store.binary_content(&id, version_id)).await??;
+    let content = web::block(move || reading.binary_content(&id, version_id)).await??;
     let document = json::parse_lossless(&String::from_utf8_lossy(&version.body))
         .map_err(|e| ApiError::internal(format!("stored Binary body: {e}")))?;
     Ok(HttpResponse::Ok()

@@ -22,7 +22,7 @@ pub async fn search_type(
     access: Access,
 ) -> Result<HttpResponse> {
     let kind = kind_of(&path)?;
-    permit(&access, kind, &[Interaction::Search])?;
+    state.records(&access).may_search(kind)?;
     let params = Params::of(&req)?;
     respond(&req, Target::of(kind), params.0, state, &access).await
 }
@@ -42,7 +42,7 @@ pub async fn search_compartment(
 ) -> Result<HttpResponse> {
     let (patient_id, resource_type) = path.into_inner();
     let kind = kind_of(&resource_type)?;
-    permit(&access, kind, &[Interaction::Search])?;
+    state.records(&access).may_search(kind)?;
     if !is_valid_id(&patient_id) {
         return Err(ApiError::not_found("Patient", &patient_id));
     }
@@ -130,12 +130,10 @@ async fn respond_system(
         .map(str::to_owned)
         .collect();
     params.retain(|(k, _)| k != "_type");
+    let records = state.records(access);
     let kinds: Vec<&'static ResourceKind> = if named.is_empty() {
         // A scope narrows: without _type, the types this token may search.
-        crate::fhir::registry::all()
-            .iter()
-            .filter(|k| access.scope_allows(k.name, Interaction::Search))
-            .collect()
+        records.searchable_types()
     } else {
         let mut kinds = Vec::new();
         for name in &named {
@@ -148,7 +146,7 @@ async fn respond_system(
                 )
                 .at("_type")
             })?;
-            permit(access, kind, &[Interaction::Search])?;
+            records.may_search(kind)?;
             if !kinds.iter().any(|k: &&ResourceKind| k.name == kind.name) {
                 kinds.push(kind);
             }
@@ -218,7 +216,7 @@ pub async fn search_type_post(
     access: Access,
 ) -> Result<HttpResponse> {
     let kind = kind_of(&path)?;
-    permit(&access, kind, &[Interaction::Search])?;
+    state.records(&access).may_search(kind)?;
     let params = form_params(&req, payload, &state).await?;
     respond(&req, Target::of(kind), params, state, &access).await
 }
@@ -253,6 +251,7 @@ async fn respond_with_links(
     let format = negotiate(req, &Params(params.clone()))?;
     let strict = !respond::lenient(req)?;
     let limits = &state.config.search;
+    let records = state.records(access);
     let mut searches = Vec::with_capacity(target.kinds.len());
     for kind in &target.kinds {
         let mut search = query::parse(
@@ -264,9 +263,9 @@ async fn respond_with_links(
         )
         .map_err(|issue| ApiError::with_issues(400, vec![issue]))?;
         search.criteria.extend(target.compartment.clone());
-        searches.push(within_scopes(search, access)?);
+        searches.push(records.searching(search)?);
     }
-    let search = searches[0].clone();
+    let search = searches[0].0.clone();
     if searches.len() > 1 && (!search.sort.is_empty() || search.id_descending) {
         return Err(ApiError::new(
             400,
@@ -285,7 +284,7 @@ async fn respond_with_links(
         .map_err(|m| ApiError::new(400, "invalid", m))?;
     let mut ignored: Vec<String> = searches
         .iter()
-        .flat_map(|s| s.ignored.iter().cloned())
+        .flat_map(|(s, _)| s.ignored.iter().cloned())
         .collect();
     ignored.sort();
     ignored.dedup();
@@ -309,11 +308,7 @@ async fn respond_with_links(
                 .at("_cursor")
             })?,
     };
-    let state2 = state.clone();
-    let page = web::block(move || {
-        search::execute_all(&state2.store, &searches, state2.config.base(), &position)
-    })
-    .await??;
+    let page = web::block(move || records.search(&searches, &position)).await??;
 
     let base = state.config.base();
     let link = |extra: Option<(&str, &str)>| {
@@ -377,58 +372,6 @@ async fn respond_with_links(
     Ok(HttpResponse::Ok()
         .content_type(format.content_type)
         .body(json::to_text(&bundle, format.pretty)))
-}
-
-/// Chains and `_has` search other types, and includes return them: the token must allow
-/// searching those types too. Includes keep only the types the token may read.
-fn within_scopes(mut search: query::Search, access: &Access) -> Result<query::Search> {
-    fn searched_types<'a>(criterion: &'a query::Criterion, out: &mut Vec<&'a str>) {
-        match &criterion.test {
-            query::Test::Chain(targets) => {
-                for (target, inner) in targets {
-                    out.push(target);
-                    searched_types(inner, out);
-                }
-            }
-            query::Test::Has {
-                source_type, inner, ..
-            } => {
-                out.push(source_type);
-                searched_types(inner, out);
-            }
-            _ => {}
-        }
-    }
-    let mut types = Vec::new();
-    for criterion in &search.criteria {
-        searched_types(criterion, &mut types);
-    }
-    for name in types {
-        let kind = kind_of(name)?;
-        permit(access, kind, &[Interaction::Search])?;
-    }
-    for include in &mut search.includes {
-        if include.reverse {
-            let kind = kind_of(&include.source_type)?;
-            permit(access, kind, &[Interaction::Read])?;
-        } else {
-            include
-                .target_types
-                .retain(|t| access.scope_allows(t, Interaction::Read));
-            if include.target_types.is_empty() {
-                let kind = kind_of(&include.source_type)?;
-                return Err(crate::http::guard::refused(
-                    crate::auth::Denial::Forbidden {
-                        message: format!(
-                            "the token's scopes allow reading none of the types {}:{} refers to",
-                            kind.name, include.param
-                        ),
-                    },
-                ));
-            }
-        }
-    }
-    Ok(search)
 }
 
 fn stored(version: &Version) -> Result<serde_json::Value> {

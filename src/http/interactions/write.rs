@@ -93,7 +93,8 @@ pub async fn create(
     access: Access,
 ) -> Result<HttpResponse> {
     let kind = kind_of(&path)?;
-    permit(&access, kind, &[Interaction::Create])?;
+    let records = state.records(&access);
+    let mut writes = records.writing(kind, &[Interaction::Create])?;
     let params = Params::of(&req)?;
     params.only(&FORMAT_PARAMS)?;
     let format = negotiate(&req, &params)?;
@@ -102,26 +103,19 @@ pub async fn create(
     let condition = if_none_exist(&req, kind)?;
     if condition.is_some() {
         // A match is found by searching and answered with its content.
-        permit(&access, kind, &[Interaction::Search, Interaction::Read])?;
+        let needs = [Interaction::Create, Interaction::Search, Interaction::Read];
+        writes = records.writing(kind, &needs)?;
     }
     let incoming = parse_body(&req, payload, &state, kind, None).await?;
-    let state2 = state.clone();
-    let created = web::block(move || {
-        state2
-            .writes(&access, kind)
-            .create(incoming, condition.as_ref())
-    })
-    .await?
-    .map_err(|e| write_error(e, kind, ""))?;
+    let writes2 = writes.clone();
+    let created = web::block(move || writes2.create(incoming, condition.as_ref()))
+        .await?
+        .map_err(|e| write_error(e, kind, ""))?;
     let version = match created {
         Created::New(version) => version,
-        Created::Existing(id) => {
+        Created::Existing(existing) => {
             // If-None-Exist matched: answer 200 with the existing resource, store nothing.
-            let state2 = state.clone();
-            let existing = web::block(move || state2.store.read(kind.name, &id))
-                .await??
-                .ok_or_else(|| ApiError::internal("a matched resource vanished"))?;
-            let existing = representation(&state, existing).await?;
+            let existing = representation(&Contents::Written(writes), existing).await?;
             return Ok(respond::resource(
                 StatusCode::OK,
                 &existing,
@@ -131,7 +125,7 @@ pub async fn create(
             ));
         }
     };
-    written(&state, version, true, format, returning).await
+    written(&state, &writes, version, true, format, returning).await
 }
 
 /// `PUT [type]/[id]`
@@ -157,14 +151,15 @@ pub async fn update(
     let params = Params::of(&req)?;
     params.only(&FORMAT_PARAMS)?;
     let WriteRequest {
-        access,
+        writes,
         kind,
         format,
         returning,
         if_match,
     } = WriteRequest::of(
         &req,
-        access,
+        &state,
+        &access,
         &resource_type,
         &params,
         &[Interaction::Update],
@@ -196,16 +191,11 @@ pub async fn update(
             .at(format!("{}.id", kind.name)))
         }
     }
-    let state2 = state.clone();
-    let id2 = id.clone();
-    let (version, created) = web::block(move || {
-        state2
-            .writes(&access, kind)
-            .update(incoming, &id2, if_match)
-    })
-    .await?
-    .map_err(|e| write_error(e, kind, &id))?;
-    written(&state, version, created, format, returning).await
+    let (writes2, id2) = (writes.clone(), id.clone());
+    let (version, created) = web::block(move || writes2.update(incoming, &id2, if_match))
+        .await?
+        .map_err(|e| write_error(e, kind, &id))?;
+    written(&state, &writes, version, created, format, returning).await
 }
 
 /// `DELETE [type]/[id]`
@@ -226,14 +216,15 @@ pub async fn delete(
     let params = Params::of(&req)?;
     params.only(&FORMAT_PARAMS)?;
     let WriteRequest {
-        access,
+        writes,
         kind,
         format,
         returning,
         if_match,
     } = WriteRequest::of(
         &req,
-        access,
+        &state,
+        &access,
         &resource_type,
         &params,
         &[Interaction::Delete],
@@ -241,9 +232,8 @@ pub async fn delete(
     if !is_valid_id(&id) {
         return Err(ApiError::not_found(kind.name, &id));
     }
-    let state2 = state.clone();
     let id2 = id.clone();
-    web::block(move || state2.writes(&access, kind).delete(kind, &id2, if_match))
+    web::block(move || writes.delete(kind, &id2, if_match))
         .await?
         .map_err(|e| write_error(e, kind, &id))?;
     if returning == Return::OperationOutcome {
@@ -281,23 +271,20 @@ pub async fn conditional_update(
     let params = Params::of(&req)?;
     let needs = [Interaction::Update, Interaction::Search];
     let WriteRequest {
-        access,
+        writes,
         kind,
         format,
         returning,
         if_match,
-    } = WriteRequest::of(&req, access, &path, &params, &needs)?;
+    } = WriteRequest::of(&req, &state, &access, &path, &params, &needs)?;
     let condition = condition_of(kind, params.0)?;
     let incoming = parse_body(&req, payload, &state, kind, None).await?;
-    let state2 = state.clone();
-    let (version, created) = web::block(move || {
-        state2
-            .writes(&access, kind)
-            .conditional_update(incoming, &condition, if_match)
-    })
-    .await?
-    .map_err(|e| write_error(e, kind, ""))?;
-    written(&state, version, created, format, returning).await
+    let writes2 = writes.clone();
+    let (version, created) =
+        web::block(move || writes2.conditional_update(incoming, &condition, if_match))
+            .await?
+            .map_err(|e| write_error(e, kind, ""))?;
+    written(&state, &writes, version, created, format, returning).await
 }
 
 #[utoipa::path(delete, path = "/fhir/{type}", tag = "type",
@@ -315,18 +302,14 @@ pub async fn conditional_delete(
     access: Access,
 ) -> Result<HttpResponse> {
     let kind = kind_of(&path)?;
-    permit(&access, kind, &[Interaction::Delete, Interaction::Search])?;
+    let needs = [Interaction::Delete, Interaction::Search];
+    let writes = state.records(&access).writing(kind, &needs)?;
     let params = Params::of(&req)?;
     negotiate(&req, &params)?;
     writable(kind)?;
     let condition = condition_of(kind, params.0)?;
-    let state2 = state.clone();
-    web::block(move || {
-        state2
-            .writes(&access, kind)
-            .conditional_delete(kind, &condition)
-    })
-    .await?
-    .map_err(|e| write_error(e, kind, ""))?;
+    web::block(move || writes.conditional_delete(kind, &condition))
+        .await?
+        .map_err(|e| write_error(e, kind, ""))?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -1,0 +1,226 @@
+//! What the one door to the data keeps beside each resource, and the rule it enforces on every
+//! write: a resource stays in the patient compartment it was created in.
+
+use crate::harness::Server;
+use serde_json::{json, Value};
+
+const TRE_A07: &str = "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument";
+
+fn allergy(patient: &str) -> Value {
+    json!({"resourceType": "AllergyIntolerance", "code": {"text": "arachide"},
+        "patient": {"reference": format!("Patient/{patient}")}})
+}
+
+/// The stored `column` of the current row of `kind/id`.
+fn current_column(s: &Server, column: &str, kind: &str, id: &str) -> Option<String> {
+    let rows = s.select_texts(&format!(
+        "SELECT CAST({column} AS TEXT) AS v FROM resources \
+         WHERE resource_type = '{kind}' AND id = '{id}'"
+    ));
+    assert_eq!(rows.len(), 1, "{kind}/{id}");
+    rows.into_iter().next().unwrap()
+}
+
+#[test]
+fn an_update_cannot_move_a_resource_to_another_patient() {
+    let s = Server::start();
+    let created = s.create(&allergy("a"));
+    let id = created["id"].as_str().unwrap();
+    let before = s.version_count();
+    let mut moved = created.clone();
+    moved["patient"] = json!({"reference": "Patient/b"});
+    let reply = s.send("PUT", &format!("/AllergyIntolerance/{id}"), &moved, &[]);
+    let issue = reply.outcome(422);
+    assert_eq!(issue["code"], "business-rule", "{issue}");
+    assert!(
+        issue["diagnostics"].as_str().unwrap().contains("Patient/a"),
+        "{issue}"
+    );
+    let ops = json!([{"op": "replace", "path": "/patient/reference", "value": "Patient/b"}]);
+    let reply = s.request(
+        "PATCH",
+        &format!("/AllergyIntolerance/{id}"),
+        &[("Content-Type", "application/json-patch+json")],
+        Some(&ops.to_string()),
+    );
+    reply.outcome(422);
+    assert_eq!(s.version_count(), before);
+    let read = s.get(&format!("/AllergyIntolerance/{id}")).json();
+    assert_eq!(read["patient"]["reference"], "Patient/a");
+    // An update that keeps the patient is accepted.
+    let mut kept = created.clone();
+    kept["criticality"] = json!("high");
+    let reply = s.send("PUT", &format!("/AllergyIntolerance/{id}"), &kept, &[]);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+}
+
+/// Into a compartment, or out of every compartment: both are moves.
+#[test]
+fn a_resource_cannot_enter_or_leave_every_compartment() {
+    let s = Server::start();
+    let mut created = s.create(&json!({"resourceType": "List", "status": "current",
+        "mode": "working"}));
+    let id = created["id"].as_str().unwrap().to_owned();
+    created["subject"] = json!({"reference": "Patient/a"});
+    let reply = s.send("PUT", &format!("/List/{id}"), &created, &[]);
+    reply.outcome(422);
+    assert_eq!(current_column(&s, "patient_id", "List", &id), None);
+    let mut held = s.create(&json!({"resourceType": "List", "status": "current",
+        "mode": "working", "subject": {"reference": "Patient/a"}}));
+    let id = held["id"].as_str().unwrap().to_owned();
+    held.as_object_mut().unwrap().remove("subject");
+    let reply = s.send("PUT", &format!("/List/{id}"), &held, &[]);
+    reply.outcome(422);
+    assert_eq!(
+        current_column(&s, "patient_id", "List", &id).as_deref(),
+        Some("a")
+    );
+}
+
+#[test]
+fn a_deletion_stays_in_its_patients_compartment() {
+    let s = Server::start();
+    let id = s.create(&allergy("a"))["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        s.request("DELETE", &format!("/AllergyIntolerance/{id}"), &[], None)
+            .status,
+        204
+    );
+    assert_eq!(
+        current_column(&s, "patient_id", "AllergyIntolerance", &id).as_deref(),
+        Some("a")
+    );
+    let versions = s.select_texts(&format!(
+        "SELECT patient_id AS v FROM resource_versions WHERE id = '{id}' ORDER BY version_id"
+    ));
+    assert_eq!(versions, vec![Some("a".to_owned()), Some("a".to_owned())]);
+    // Coming back over the deletion, it is still that patient's.
+    let reply = s.send(
+        "PUT",
+        &format!("/AllergyIntolerance/{id}"),
+        &json!({"resourceType": "AllergyIntolerance", "id": id,
+            "code": {"text": "arachide"}, "patient": {"reference": "Patient/b"}}),
+        &[],
+    );
+    reply.outcome(422);
+}
+
+/// Tombstones written before the migration had no patient: it gives them back the patient of
+/// their resource's last version.
+#[test]
+fn the_migration_gives_old_deletions_their_patient() {
+    let mut s = Server::start();
+    let id = s.create(&allergy("a"))["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        s.request("DELETE", &format!("/AllergyIntolerance/{id}"), &[], None)
+            .status,
+        204
+    );
+    let down = include_str!("../migrations/sqlite/2026-12-07-000001_access_facts/down.sql");
+    for statement in down.split(';').map(str::trim).filter(|t| !t.is_empty()) {
+        s.execute_sql(statement);
+    }
+    s.execute_sql("UPDATE resources SET patient_id = NULL WHERE deleted = TRUE");
+    s.execute_sql("UPDATE resource_versions SET patient_id = NULL WHERE deleted = TRUE");
+    s.execute_sql("DELETE FROM __diesel_schema_migrations WHERE version = '20261207000001'");
+    s.crash_and_restart();
+    assert_eq!(
+        current_column(&s, "patient_id", "AllergyIntolerance", &id).as_deref(),
+        Some("a")
+    );
+    let versions = s.select_texts(&format!(
+        "SELECT patient_id AS v FROM resource_versions WHERE id = '{id}' ORDER BY version_id"
+    ));
+    assert_eq!(versions, vec![Some("a".to_owned()), Some("a".to_owned())]);
+}
+
+#[test]
+fn the_writer_is_kept_from_the_first_version() {
+    let s = Server::start();
+    let id = s.create(&allergy("a"))["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        current_column(&s, "writer", "AllergyIntolerance", &id).as_deref(),
+        Some("client/test-feeder")
+    );
+    // A professional's update does not make them the writer.
+    let professional = s.token(&[
+        "--client-id",
+        "test-feeder",
+        "--scope",
+        "user/*.cruds",
+        "--fhir-user",
+        "Practitioner/dr-house",
+        "--profession",
+        "10",
+        "--organization",
+        "Organization/7",
+    ]);
+    let mut next = s.get(&format!("/AllergyIntolerance/{id}")).json();
+    next["criticality"] = json!("high");
+    let reply = s.request(
+        "PUT",
+        &format!("/AllergyIntolerance/{id}"),
+        &[
+            ("Content-Type", "application/fhir+json"),
+            ("Authorization", &format!("Bearer {professional}")),
+        ],
+        Some(&next.to_string()),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        current_column(&s, "writer", "AllergyIntolerance", &id).as_deref(),
+        Some("client/test-feeder")
+    );
+    let created = s.request(
+        "POST",
+        "/AllergyIntolerance",
+        &[
+            ("Content-Type", "application/fhir+json"),
+            ("Authorization", &format!("Bearer {professional}")),
+        ],
+        Some(&allergy("a").to_string()),
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    let other = created.json()["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        current_column(&s, "writer", "AllergyIntolerance", &other).as_deref(),
+        Some("Practitioner/dr-house")
+    );
+}
+
+#[test]
+fn visibility_labels_are_stored_with_each_write() {
+    let s = Server::start();
+    let mut document = s.create(
+        &json!({"resourceType": "DocumentReference", "status": "current",
+        "subject": {"reference": "Patient/a"},
+        "securityLabel": [{"coding": [{"system": TRE_A07, "code": "MASQUE_PS"}]}],
+        "content": [{"attachment": {"contentType": "application/pdf", "url": "Binary/b1"}}]}),
+    );
+    let id = document["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        current_column(&s, "labels", "DocumentReference", &id).as_deref(),
+        Some("1")
+    );
+    document["securityLabel"] = json!([
+        {"coding": [{"system": TRE_A07, "code": "INVISIBLE_PATIENT"}]},
+        {"coding": [{"system": TRE_A07, "code": "INVISIBLE_REPRESENTANTS_LEGAUX"}]},
+        {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "N"}]}
+    ]);
+    let reply = s.send("PUT", &format!("/DocumentReference/{id}"), &document, &[]);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        current_column(&s, "labels", "DocumentReference", &id).as_deref(),
+        Some("6")
+    );
+    // A deletion keeps the last labels: a hidden document stays hidden in its history.
+    assert_eq!(
+        s.request("DELETE", &format!("/DocumentReference/{id}"), &[], None)
+            .status,
+        204
+    );
+    assert_eq!(
+        current_column(&s, "labels", "DocumentReference", &id).as_deref(),
+        Some("6")
+    );
+}

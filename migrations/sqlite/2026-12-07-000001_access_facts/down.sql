@@ -1,0 +1,2 @@
+ALTER TABLE resources DROP COLUMN writer;
+ALTER TABLE resources DROP COLUMN labels;

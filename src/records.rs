@@ -1,0 +1,234 @@
+//! The one door to the data: the HTTP layer reaches stored resources only through a
+//! [`Records`] handle opened for the request's caller. Each of its doors first asks the
+//! consent engine, which refuses or gives the [`Restriction`] that every query behind the door
+//! carries; the handles it returns ([`Reading`], [`HistoryReading`], [`WriteContext`]) hold
+//! that restriction, so nothing behind them can read without it.
+
+use crate::auth::scopes::Interaction;
+use crate::auth::Access;
+use crate::consent::{self, Denied, Restriction};
+use crate::fhir::registry::ResourceKind;
+use crate::fhir::writes::WriteContext;
+use crate::search::query::Search;
+use crate::search::{sql, Page, Position};
+use crate::store::{HistoryScope, Store, StoreError, Version};
+use std::sync::Arc;
+
+/// What the server shares with every request: the store behind the door, and the settings its
+/// handles need. The HTTP layer holds this, never the [`Store`] itself.
+pub struct Door {
+    store: Arc<Store>,
+    base_url: String,
+    update_create: bool,
+}
+
+impl Door {
+    pub fn new(store: Arc<Store>, base_url: &str, update_create: bool) -> Door {
+        Door {
+            store,
+            base_url: base_url.to_owned(),
+            update_create,
+        }
+    }
+
+    /// The handle of one request, bound to its caller.
+    pub fn open(&self, access: &Access) -> Records {
+        Records {
+            store: self.store.clone(),
+            access: access.clone(),
+            base_url: self.base_url.clone(),
+            update_create: self.update_create,
+        }
+    }
+}
+
+/// The data one caller may reach, for one request.
+#[derive(Clone)]
+pub struct Records {
+    store: Arc<Store>,
+    access: Access,
+    base_url: String,
+    update_create: bool,
+}
+
+impl Records {
+    /// Read, vread, instance history and Binary content of `kind`.
+    pub fn reading(&self, kind: &'static ResourceKind) -> Result<Reading, Denied> {
+        let restriction = consent::decide(&self.access, kind, &[Interaction::Read])?;
+        Ok(Reading {
+            store: self.store.clone(),
+            restriction,
+            kind,
+        })
+    }
+
+    /// A search of one type as parsed: the search to run (includes narrowed to what the caller
+    /// may read) and its restriction, for [`Records::search`].
+    pub fn searching(&self, search: Search) -> Result<(Search, Restriction), Denied> {
+        consent::decide_search(&self.access, search)
+    }
+
+    /// Runs searches that [`Records::searching`] permitted.
+    pub fn search(
+        &self,
+        searches: &[(Search, Restriction)],
+        position: &Position,
+    ) -> Result<Page, StoreError> {
+        crate::search::execute_all(&self.store, searches, &self.base_url, position)
+    }
+
+    /// The types a system-level search without `_type` covers.
+    pub fn searchable_types(&self) -> Vec<&'static ResourceKind> {
+        consent::searchable_types(&self.access)
+    }
+
+    /// Whether the caller may search `kind` (before its parameters are read).
+    pub fn may_search(&self, kind: &'static ResourceKind) -> Result<(), Denied> {
+        consent::decide(&self.access, kind, &[Interaction::Search]).map(drop)
+    }
+
+    /// History of every resource of `kind`.
+    pub fn type_history(&self, kind: &'static ResourceKind) -> Result<HistoryReading, Denied> {
+        let restriction = consent::decide(&self.access, kind, &[Interaction::Search])?;
+        Ok(self.history_of(HistoryScope::Type(kind.name.to_owned()), restriction))
+    }
+
+    /// History of the whole server.
+    pub fn system_history(&self) -> Result<HistoryReading, Denied> {
+        let restriction = consent::decide_system_history(&self.access)?;
+        Ok(self.history_of(HistoryScope::System, restriction))
+    }
+
+    fn history_of(&self, scope: HistoryScope, restriction: Restriction) -> HistoryReading {
+        HistoryReading {
+            store: self.store.clone(),
+            restriction,
+            scope,
+        }
+    }
+
+    /// Writes of `kind` needing `interactions` (a conditional write also searches).
+    pub fn writing(
+        &self,
+        kind: &'static ResourceKind,
+        interactions: &[Interaction],
+    ) -> Result<WriteContext, Denied> {
+        let grant = consent::decide_write(&self.access, kind, interactions)?;
+        Ok(WriteContext {
+            store: self.store.clone(),
+            base_url: self.base_url.clone(),
+            update_create: self.update_create,
+            grant,
+        })
+    }
+}
+
+/// Direct access to the resources of one type.
+#[derive(Clone)]
+pub struct Reading {
+    store: Arc<Store>,
+    restriction: Restriction,
+    kind: &'static ResourceKind,
+}
+
+impl Reading {
+    /// The current version of `id`, deleted or not, if the caller may see it.
+    pub fn read(&self, id: &str) -> Result<Option<Version>, StoreError> {
+        let sql = sql::current(&self.restriction, self.kind.name, id, self.store.dialect());
+        Ok(first(self.store.found(&sql)?))
+    }
+
+    /// Version `version_id` of `id`, if the caller may see the resource.
+    pub fn vread(&self, id: &str, version_id: i64) -> Result<Option<Version>, StoreError> {
+        let sql = sql::version(
+            &self.restriction,
+            self.kind.name,
+            id,
+            version_id,
+            self.store.dialect(),
+        );
+        Ok(first(self.store.found(&sql)?))
+    }
+
+    /// The bytes of a Binary version the caller may see.
+    pub fn binary_content(&self, id: &str, version_id: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        let sql = sql::binary_content(&self.restriction, id, version_id, self.store.dialect());
+        self.store.content(&sql)
+    }
+
+    /// The history of `id` (the caller may see it: check with [`Reading::read`] first).
+    pub fn history(&self, id: &str) -> HistoryReading {
+        HistoryReading {
+            store: self.store.clone(),
+            restriction: self.restriction.clone(),
+            scope: HistoryScope::Instance(self.kind.name.to_owned(), id.to_owned()),
+        }
+    }
+}
+
+/// One page of history, newest first.
+#[derive(Debug)]
+pub struct HistoryPage {
+    pub versions: Vec<Version>,
+    /// Pass as `before` to get the next (older) page; `None` on the last page.
+    pub next: Option<i64>,
+    /// Versions matching the scope and `since`, all pages together.
+    pub total: i64,
+}
+
+/// The history of an instance, a type or the server, as far as the caller may see it.
+#[derive(Clone)]
+pub struct HistoryReading {
+    store: Arc<Store>,
+    restriction: Restriction,
+    scope: HistoryScope,
+}
+
+impl HistoryReading {
+    /// The bytes of a Binary version this history lists.
+    pub fn binary_content(&self, id: &str, version_id: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        let sql = sql::binary_content(&self.restriction, id, version_id, self.store.dialect());
+        self.store.content(&sql)
+    }
+
+    /// One page of versions, newest first, written at or after `since` (microseconds) and
+    /// older than the `before` cursor.
+    pub fn page(
+        &self,
+        since: Option<i64>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<HistoryPage, StoreError> {
+        let dialect = self.store.dialect();
+        let count = sql::history_count(&self.restriction, &self.scope, since, dialect);
+        let total = self.store.count(&count)?;
+        let page = sql::history(
+            &self.restriction,
+            &self.scope,
+            since,
+            before,
+            limit + 1,
+            dialect,
+        );
+        let rows = self.store.found(&page)?;
+        let more = rows.len() as i64 > limit;
+        let mut versions = Vec::with_capacity(rows.len());
+        let mut next = None;
+        for found in rows.into_iter().take(limit as usize) {
+            // The position of a history row is its write sequence (see `sql::history`).
+            if let Some(crate::store::search::KeyValue::Int(seq)) = &found.keys[0] {
+                next = Some(*seq);
+            }
+            versions.push(found.version);
+        }
+        Ok(HistoryPage {
+            versions,
+            next: if more { next } else { None },
+            total,
+        })
+    }
+}
+
+fn first(found: Vec<crate::store::search::Found>) -> Option<Version> {
+    found.into_iter().next().map(|f| f.version)
+}
