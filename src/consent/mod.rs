@@ -10,6 +10,7 @@
 
 pub mod facts;
 pub mod model;
+pub mod policy;
 
 use crate::auth::principal::Principal;
 use crate::auth::scopes::Interaction;
