@@ -10,8 +10,9 @@
 //!   resources × many interactions. No process, port or socket per test; a token costs a
 //!   signature (~0.2 ms) instead of a `carnet token` process (20–60 ms); a request saves the
 //!   loopback round trip but still pays the handler, the token check and the database, so per
-//!   read the gain is about a quarter (figures: `in_process_reads_are_timed_against_the_black_box_harness`
-//!   with `--nocapture`). Principals: [`Caller`]; every kind has a registered test client.
+//!   read the gain is modest and varies with the load (figures: run
+//!   `in_process_reads_are_timed_against_the_black_box_harness` with `--nocapture`).
+//!   Principals: [`Caller`]; every kind has a registered test client.
 //! - **Black-box** (`harness.rs`) for what lives below or outside the App: the HTTP/1 codec and
 //!   the connection wrapper (malformed heads, 408/431, keep-alive; `HEAD` is only imitated here),
 //!   timeouts on a real socket, the CLI, start-up and shutdown, crashes and restarts, external
@@ -329,7 +330,9 @@ fn document(patient_id: &str) -> Value {
     json!({
         "resourceType": "DocumentReference",
         "status": "current",
-        "type": {"coding": [{"system": "http://loinc.org", "code": "11502-2", "display": "Laboratory report"}]},
+        "type": {"coding": [
+            {"system": "http://loinc.org", "code": "11502-2", "display": "Laboratory report"}
+        ]},
         "subject": {"reference": format!("Patient/{patient_id}")},
         "date": "2026-11-30T09:15:00+01:00",
         "content": [{"attachment": {"contentType": "application/pdf", "url": "Binary/b1"}}]
