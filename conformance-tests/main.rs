@@ -1,7 +1,9 @@
 //! Black-box conformance suite: the real `carnet` binary over HTTP, on SQLite by default and on
-//! PostgreSQL when `CARNET_TEST_DATABASE_URL=postgres://…` is set.
+//! PostgreSQL when `CARNET_TEST_DATABASE_URL=postgres://…` is set; and an in-process harness
+//! (`inprocess`) for large who-sees-what matrices. Which one to use: see `inprocess.rs`.
 
 mod harness;
+mod inprocess;
 mod oidc_issuer;
 
 mod auth;

@@ -115,9 +115,10 @@ pub fn migrate(config: &Config) -> Result<(), StartError> {
     Ok(())
 }
 
-/// Runs the server until SIGTERM/SIGINT (graceful: in-flight requests finish).
-pub async fn serve(config: Config) -> Result<(), StartError> {
-    let addresses = listen_addresses(&config.listen)?;
+/// Everything the application shares, built from `config` as `serve` does before it listens:
+/// profiles loaded, database opened and migrated, issuers and paging secret ready. Public so
+/// that tests can drive [`app`] in-process against a real database.
+pub fn build_state(config: Config) -> Result<web::Data<http::AppState>, StartError> {
     fhir::profiles::load().map_err(StartError::Profiles)?;
     let store = Arc::new(store::Store::open(&config.database_url)?);
     let local_issuer = local_issuer(&config)?.map(Arc::new);
@@ -139,9 +140,8 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
             issuer, &config,
         ))
     });
-    let header_timeout = std::time::Duration::from_secs(config.limits.header_timeout_seconds);
     let started = fhir::resource::instant(fhir::resource::now_micros());
-    let state = web::Data::new(http::AppState {
+    Ok(web::Data::new(http::AppState {
         capability_statement: fhir::capability::capability_statement(
             config.base(),
             config.update_create,
@@ -154,7 +154,14 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         local_issuer,
         backend_services,
         paging_secret,
-    });
+    }))
+}
+
+/// Runs the server until SIGTERM/SIGINT (graceful: in-flight requests finish).
+pub async fn serve(config: Config) -> Result<(), StartError> {
+    let addresses = listen_addresses(&config.listen)?;
+    let state = build_state(config)?;
+    let header_timeout = std::time::Duration::from_secs(state.config.limits.header_timeout_seconds);
     // actix-web's HttpServer, assembled by hand so that each connection is wrapped: the answers
     // the HTTP/1 codec writes itself get an OperationOutcome too (see http::connection).
     let mut server = actix_server::Server::build();
@@ -186,8 +193,8 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
 }
 
 /// The application: middleware from the outside in — access log, CORS, edges, panics — then
-/// the routes.
-fn app(
+/// the routes. `serve` puts it behind each connection; tests may call it in-process.
+pub fn app(
     state: web::Data<http::AppState>,
 ) -> App<
     impl actix_web::dev::ServiceFactory<
