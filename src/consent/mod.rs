@@ -1,3 +1,4 @@
 //! The consent engine: the only place that says yes or no.
 
+pub mod facts;
 pub mod model;
