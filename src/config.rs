@@ -3,6 +3,7 @@
 //! `CARNET_LIMITS__BINARY_MAX_BYTES`). Defaults run a working server with no file at all.
 
 use crate::auth::principal::Client;
+use crate::consent::matrix::ProfessionMatrix;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -26,6 +27,8 @@ pub struct Config {
     pub auth: Auth,
     /// Cross-origin access for browser apps.
     pub cors: Cors,
+    /// The consent engine's settings.
+    pub consent: Consent,
     /// The client registry: an unregistered `client_id` gets nothing.
     #[serde(skip_serializing)]
     pub clients: Vec<Client>,
@@ -68,6 +71,18 @@ pub struct Cors {
     pub allowed_origins: Vec<String>,
 }
 
+/// The consent engine's settings (`[consent]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Consent {
+    /// Distinct patients a professional may touch in an hour; beyond, 429 and an alert.
+    pub professional_patients_per_hour: u32,
+    /// Who sees which documents and resource types; a configured matrix replaces the default
+    /// as a whole. From the file only: a table of tables has no one-variable form.
+    #[serde(skip_serializing)]
+    pub profession_matrix: ProfessionMatrix,
+}
+
 /// Request size limits.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -105,6 +120,7 @@ impl Default for Config {
             search: Search::default(),
             auth: Auth::default(),
             cors: Cors::default(),
+            consent: Consent::default(),
             clients: Vec::new(),
         }
     }
@@ -119,6 +135,15 @@ impl Default for Auth {
             jwks_min_refresh_seconds: 10,
             max_token_lifetime_seconds: 86_400,
             issuers: Vec::new(),
+        }
+    }
+}
+
+impl Default for Consent {
+    fn default() -> Self {
+        Consent {
+            professional_patients_per_hour: 200,
+            profession_matrix: ProfessionMatrix::default(),
         }
     }
 }
@@ -220,6 +245,11 @@ impl Config {
         if !(1..=i64::MAX as u64).contains(&self.auth.max_token_lifetime_seconds) {
             return Err(ConfigError(
                 "auth.max_token_lifetime_seconds must be a positive number of seconds".into(),
+            ));
+        }
+        if self.consent.professional_patients_per_hour == 0 {
+            return Err(ConfigError(
+                "consent.professional_patients_per_hour must be at least 1".into(),
             ));
         }
         for issuer in &self.auth.issuers {
@@ -673,6 +703,77 @@ scopes = "system/*.cruds"
         assert_eq!(set("600").unwrap().max_token_lifetime(), 600);
         assert!(set("0").is_err());
         assert!(set("-1").is_err());
+    }
+
+    #[test]
+    fn consent_settings_default_and_override() {
+        let c = Config::load(None, env(&[])).unwrap();
+        assert_eq!(c.consent.professional_patients_per_hour, 200);
+        assert_eq!(c.consent.profession_matrix, ProfessionMatrix::default());
+        let set = |v: &str| {
+            Config::load(
+                None,
+                env(&[("CARNET_CONSENT__PROFESSIONAL_PATIENTS_PER_HOUR", v)]),
+            )
+        };
+        assert_eq!(
+            set("30").unwrap().consent.professional_patients_per_hour,
+            30
+        );
+        for bad in ["0", "-1", "4294967296", "many"] {
+            let err = set(bad).expect_err(bad).to_string();
+            assert!(
+                err.contains("professional_patients_per_hour")
+                    || err.contains("CARNET_CONSENT__PROFESSIONAL_PATIENTS_PER_HOUR")
+                    || err.contains("u32"),
+                "{bad}: {err}"
+            );
+        }
+        let c = from_file("[consent]\nprofessional_patients_per_hour = 5\n").unwrap();
+        assert_eq!(c.consent.professional_patients_per_hour, 5);
+        assert_eq!(c.consent.profession_matrix, ProfessionMatrix::default());
+        assert!(
+            from_file("[consent]\nprofessionnal_patients_per_hour = 5\n")
+                .unwrap_err()
+                .to_string()
+                .contains("professionnal_patients_per_hour")
+        );
+    }
+
+    #[test]
+    fn the_profession_matrix_comes_from_the_file_and_is_checked() {
+        use crate::consent::matrix::Visible;
+        let c = from_file(
+            r#"
+[consent.profession_matrix.60]
+documents = ["http://loinc.org|96163-1"]
+resources = ["AllergyIntolerance"]
+"#,
+        )
+        .unwrap();
+        let matrix = &c.consent.profession_matrix;
+        assert_eq!(matrix.documents("10"), Visible::Nothing);
+        assert!(matches!(matrix.documents("60"), Visible::Only(codes) if codes.len() == 1));
+        assert!(matrix.resources("60", "AllergyIntolerance"));
+        // The documented default loads as a configuration file and changes nothing.
+        let documented = from_file(crate::consent::matrix::DEFAULT_TOML).unwrap();
+        assert_eq!(
+            documented.consent.profession_matrix,
+            ProfessionMatrix::default()
+        );
+        for (text, expected) in [
+            (
+                "[consent.profession_matrix.x1]\ndocuments = []\nresources = []\n",
+                "\"x1\" is not a profession code",
+            ),
+            (
+                "[consent.profession_matrix.10]\ndocuments = []\nresources = []\nreadonly = true\n",
+                "readonly",
+            ),
+        ] {
+            let err = from_file(text).unwrap_err().to_string();
+            assert!(err.contains(expected), "{text}: {err}");
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! record rules of the domain (§2–§5, §8) narrow the restriction further.
 
 pub mod facts;
+pub mod matrix;
 pub mod model;
 pub mod policy;
 
