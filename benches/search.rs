@@ -147,6 +147,8 @@ fn version(
 ) -> NewVersion {
     stamp(&mut document, &id, 1, at);
     let index = rows(resource_type, &document, BASE);
+    let access = carnet::consent::facts::access_rows(resource_type, &id, &document, BASE)
+        .expect("the generated resources express no directive Carnet refuses");
     NewVersion {
         resource_type: resource_type.to_owned(),
         id,
@@ -161,6 +163,7 @@ fn version(
         body: document.to_string().into_bytes(),
         content: None,
         index,
+        access,
     }
 }
 

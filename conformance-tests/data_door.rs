@@ -137,7 +137,14 @@ fn the_migration_gives_old_deletions_their_patient() {
 #[test]
 fn the_writer_is_kept_from_the_first_version() {
     let s = Server::start();
-    let id = s.create(&allergy("a"))["id"].as_str().unwrap().to_owned();
+    // Dr House is the patient's general practitioner: authorized on the record.
+    let mut holder = crate::harness::patient("284022912345678");
+    holder["generalPractitioner"] = json!([{"reference": "Practitioner/dr-house"}]);
+    let patient = s.create(&holder)["id"].as_str().unwrap().to_owned();
+    let id = s.create(&allergy(&patient))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(
         current_column(&s, "writer", "AllergyIntolerance", &id).as_deref(),
         Some("client/test-feeder")
@@ -178,7 +185,7 @@ fn the_writer_is_kept_from_the_first_version() {
             ("Content-Type", "application/fhir+json"),
             ("Authorization", &format!("Bearer {professional}")),
         ],
-        Some(&allergy("a").to_string()),
+        Some(&allergy(&patient).to_string()),
     );
     assert_eq!(created.status, 201, "{}", created.body);
     let other = created.json()["id"].as_str().unwrap().to_owned();

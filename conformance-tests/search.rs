@@ -796,7 +796,9 @@ fn iti_67_searches_use_indexes() {
     for text in &queries {
         let params: Vec<(String, String)> = serde_urlencoded::from_str(text).unwrap();
         let search = query::parse("DocumentReference", &params, true, 20, 100).unwrap();
-        let (search, restriction) = carnet::consent::decide_search(&lab, search).unwrap();
+        let (search, restriction) = carnet::consent::Engine::default()
+            .decide_search(&lab, search)
+            .unwrap();
         let dialect = crate::harness::dialect(&s);
         for compiled in [
             sql::page(&search, &restriction, &base, &Position::Start, 21, dialect),

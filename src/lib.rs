@@ -99,11 +99,13 @@ pub fn reindex(config: &Config) -> Result<u64, StartError> {
     let count = store.reindex(|version| {
         let document = fhir::json::parse_lossless(&String::from_utf8_lossy(&version.body))
             .map_err(|e| store::StoreError::Corrupt(e.to_string()))?;
-        Ok(search::index::rows(
-            &version.resource_type,
-            &document,
-            &base_url,
-        ))
+        let index = search::index::rows(&version.resource_type, &document, &base_url);
+        // A Consent stored before its shape was checked keeps no directive rather than
+        // stopping the rebuild: nothing it says could be enforced.
+        let access =
+            consent::facts::access_rows(&version.resource_type, &version.id, &document, &base_url)
+                .unwrap_or_default();
+        Ok((index, access))
     })?;
     store.analyze()?;
     Ok(count)
@@ -148,7 +150,14 @@ pub fn build_state(config: Config) -> Result<web::Data<http::AppState>, StartErr
             &started,
             !config.cors.allowed_origins.is_empty(),
         ),
-        records: records::Door::new(store, config.base(), config.update_create),
+        records: records::Door::new(
+            store,
+            consent::Engine {
+                matrix: config.consent.profession_matrix.clone(),
+            },
+            config.base(),
+            config.update_create,
+        ),
         config,
         authenticator,
         local_issuer,

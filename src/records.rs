@@ -6,7 +6,7 @@
 
 use crate::auth::scopes::Interaction;
 use crate::auth::Access;
-use crate::consent::{self, Denied, Restriction};
+use crate::consent::{Denied, Engine, Restriction};
 use crate::fhir::registry::ResourceKind;
 use crate::fhir::writes::WriteContext;
 use crate::search::query::Search;
@@ -18,14 +18,16 @@ use std::sync::Arc;
 /// handles need. The HTTP layer holds this, never the [`Store`] itself.
 pub struct Door {
     store: Arc<Store>,
+    engine: Arc<Engine>,
     base_url: String,
     update_create: bool,
 }
 
 impl Door {
-    pub fn new(store: Arc<Store>, base_url: &str, update_create: bool) -> Door {
+    pub fn new(store: Arc<Store>, engine: Engine, base_url: &str, update_create: bool) -> Door {
         Door {
             store,
+            engine: Arc::new(engine),
             base_url: base_url.to_owned(),
             update_create,
         }
@@ -35,6 +37,7 @@ impl Door {
     pub fn open(&self, access: &Access) -> Records {
         Records {
             store: self.store.clone(),
+            engine: self.engine.clone(),
             access: access.clone(),
             base_url: self.base_url.clone(),
             update_create: self.update_create,
@@ -46,6 +49,7 @@ impl Door {
 #[derive(Clone)]
 pub struct Records {
     store: Arc<Store>,
+    engine: Arc<Engine>,
     access: Access,
     base_url: String,
     update_create: bool,
@@ -54,7 +58,9 @@ pub struct Records {
 impl Records {
     /// Read, vread, instance history and Binary content of `kind`.
     pub fn reading(&self, kind: &'static ResourceKind) -> Result<Reading, Denied> {
-        let restriction = consent::decide(&self.access, kind, &[Interaction::Read])?;
+        let restriction = self
+            .engine
+            .decide(&self.access, kind, &[Interaction::Read])?;
         Ok(Reading {
             store: self.store.clone(),
             restriction,
@@ -65,7 +71,7 @@ impl Records {
     /// A search of one type as parsed: the search to run (includes narrowed to what the caller
     /// may read) and its restriction, for [`Records::search`].
     pub fn searching(&self, search: Search) -> Result<(Search, Restriction), Denied> {
-        consent::decide_search(&self.access, search)
+        self.engine.decide_search(&self.access, search)
     }
 
     /// Runs searches that [`Records::searching`] permitted.
@@ -79,23 +85,25 @@ impl Records {
 
     /// The types a system-level search without `_type` covers.
     pub fn searchable_types(&self) -> Vec<&'static ResourceKind> {
-        consent::searchable_types(&self.access)
+        self.engine.searchable_types(&self.access)
     }
 
     /// Whether the caller may search `kind` (before its parameters are read).
     pub fn may_search(&self, kind: &'static ResourceKind) -> Result<(), Denied> {
-        consent::decide(&self.access, kind, &[Interaction::Search]).map(drop)
+        self.engine
+            .decide(&self.access, kind, &[Interaction::Search])
+            .map(drop)
     }
 
     /// History of every resource of `kind`.
     pub fn type_history(&self, kind: &'static ResourceKind) -> Result<HistoryReading, Denied> {
-        let restriction = consent::decide(&self.access, kind, &[Interaction::Search])?;
+        let restriction = self.engine.decide_type_history(&self.access, kind)?;
         Ok(self.history_of(HistoryScope::Type(kind.name.to_owned()), restriction))
     }
 
     /// History of the whole server.
     pub fn system_history(&self) -> Result<HistoryReading, Denied> {
-        let restriction = consent::decide_system_history(&self.access)?;
+        let restriction = self.engine.decide_system_history(&self.access)?;
         Ok(self.history_of(HistoryScope::System, restriction))
     }
 
@@ -113,7 +121,7 @@ impl Records {
         kind: &'static ResourceKind,
         interactions: &[Interaction],
     ) -> Result<WriteContext, Denied> {
-        let grant = consent::decide_write(&self.access, kind, interactions)?;
+        let grant = self.engine.decide_write(&self.access, kind, interactions)?;
         Ok(WriteContext {
             store: self.store.clone(),
             base_url: self.base_url.clone(),

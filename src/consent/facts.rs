@@ -5,6 +5,7 @@
 
 use super::model::{Actor, Code, Directive, Labels, Period, Record};
 use crate::fhir::resource::is_valid_id;
+use crate::store::{AccessRows, RecordRow};
 use serde_json::Value;
 
 /// The scope that makes a Consent a privacy directive (the only scope Carnet enforces).
@@ -128,6 +129,68 @@ fn practitioner_behind<'a>(
         ("Practitioner", id) => Some(id),
         _ => None,
     }
+}
+
+/// The Binaries a DocumentReference's attachments point to (`content.attachment.url` as
+/// `Binary/{id}`, relative or on this server): a Binary is visible through them.
+pub fn binaries_of(resource: &Value, base_url: &str) -> Vec<String> {
+    if resource_type(resource) != "DocumentReference" {
+        return Vec::new();
+    }
+    let mut binaries: Vec<String> = Vec::new();
+    for content in items(resource.get("content")) {
+        let Some(url) = content.get("attachment").and_then(|a| text(a, "url")) else {
+            continue;
+        };
+        let reference = serde_json::json!({ "reference": url });
+        if let Some(("Binary", id)) = local_reference(&reference, base_url) {
+            if !binaries.iter().any(|known| known == id) {
+                binaries.push(id.to_owned());
+            }
+        }
+    }
+    binaries
+}
+
+/// Everything the consent engine keeps of a resource besides its row (see
+/// [`crate::store::AccessRows`]); a privacy Consent Carnet cannot enforce is an error naming
+/// the element at fault (`element: why`).
+pub fn access_rows(
+    resource_type_name: &str,
+    id: &str,
+    resource: &Value,
+    base_url: &str,
+) -> Result<AccessRows, String> {
+    let mut rows = AccessRows::default();
+    match resource_type_name {
+        "Patient" => {
+            let record = record_of(resource, id, base_url);
+            rows.record = Some(RecordRow {
+                active: record.active,
+                adult_at: record.adult_at,
+            });
+            rows.directives = record.directives;
+        }
+        "Consent" => rows.directives = directives_of(resource, base_url)?,
+        "RelatedPerson" => rows.guardian_of = guardian_of(resource, base_url),
+        _ => {}
+    }
+    rows.terms.extend(
+        authors_of(resource, base_url)
+            .into_iter()
+            .map(|id| ("author", id)),
+    );
+    rows.terms.extend(
+        classes_of(resource)
+            .into_iter()
+            .map(|c| ("class", format!("{}|{}", c.system, c.code))),
+    );
+    rows.terms.extend(
+        binaries_of(resource, base_url)
+            .into_iter()
+            .map(|id| ("binary", id)),
+    );
+    Ok(rows)
 }
 
 /// The patient a RelatedPerson makes its holder a guardian of (`RelatedPerson.patient`), or

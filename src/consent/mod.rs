@@ -13,29 +13,64 @@ pub mod matrix;
 pub mod model;
 pub mod policy;
 
-use crate::auth::principal::Principal;
+use crate::auth::principal::{Principal, Purpose};
 use crate::auth::scopes::Interaction;
 use crate::auth::Access;
 use crate::fhir::registry::{self, ResourceKind};
 use crate::search::query::{Criterion, Search, Test};
+use matrix::{ProfessionMatrix, Visible};
 use model::Writer;
 
 /// A refusal: the caller may not do this at all (403, with this text).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Denied(pub String);
 
-/// The rows a permitted caller may see. Opaque outside this module; the query builder renders
-/// it for each table alias through [`Restriction::rule`].
+/// The rows a permitted caller may see: [`policy::may_read`] for one principal at one instant,
+/// as the query builder renders it into SQL for each table alias ([`Restriction::rule`]).
+/// Opaque outside this module: only a decision makes one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Restriction {
     rule: Rule,
+    /// The instant directive periods and guardianships are judged at (microseconds): the
+    /// request's, so a revoked directive stops serving on the very next request.
+    now: i64,
 }
 
-/// What a [`Restriction`] keeps, as the query builder renders it.
+/// What a [`Restriction`] keeps, per principal (see [`policy::may_read`], whose rules these
+/// are, for each case).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rule {
-    /// Every row the query selects: the scopes already bounded the types.
-    ScopesOnly,
+    Patient {
+        id: String,
+        writer: String,
+    },
+    Guardian {
+        related_person_id: String,
+        writer: String,
+    },
+    App {
+        patient_id: String,
+        writer: String,
+    },
+    Provisioning {
+        writer: String,
+    },
+    Feeder {
+        writer: String,
+        /// The registered organization, `system|value` split.
+        organization: (Option<String>, String),
+    },
+    Professional {
+        practitioner_id: String,
+        organization_id: String,
+        writer: String,
+        /// Break-glass declared: reads without authorization unless a directive refuses it.
+        break_glass: bool,
+        /// Which documents their profession sees.
+        documents: Visible,
+        /// Which other resource types their profession sees.
+        types: Vec<&'static str>,
+    },
 }
 
 impl Restriction {
@@ -44,17 +79,82 @@ impl Restriction {
         &self.rule
     }
 
-    fn scopes_only() -> Restriction {
-        Restriction {
-            rule: Rule::ScopesOnly,
-        }
+    /// The instant the restriction is judged at.
+    pub fn now(&self) -> i64 {
+        self.now
     }
 }
 
-/// The scope-only restriction, for unit tests of the query builder.
-#[cfg(test)]
-pub(crate) fn scopes_only_for_tests() -> Restriction {
-    Restriction::scopes_only()
+/// The consent engine's settings, shared by every request.
+#[derive(Debug, Clone, Default)]
+pub struct Engine {
+    pub matrix: ProfessionMatrix,
+}
+
+/// The profession matrix, as the reference policy consults it.
+impl policy::Professions for ProfessionMatrix {
+    fn sees_document(&self, profession: &str, classes: &[model::Code]) -> bool {
+        match self.documents(profession) {
+            Visible::All => true,
+            Visible::Only(codes) => classes.iter().any(|c| codes.contains(c)),
+            Visible::Nothing => false,
+        }
+    }
+
+    fn sees_type(&self, profession: &str, resource_type: &str) -> bool {
+        self.resources(profession, resource_type)
+    }
+}
+
+impl Engine {
+    /// The restriction of `principal` now.
+    fn restriction(&self, principal: &Principal) -> Restriction {
+        let writer = writer_of(principal).key();
+        let rule = match principal {
+            Principal::Patient { id } => Rule::Patient {
+                id: id.clone(),
+                writer,
+            },
+            Principal::Guardian { related_person_id } => Rule::Guardian {
+                related_person_id: related_person_id.clone(),
+                writer,
+            },
+            Principal::CatalogueApp { patient_id, .. } => Rule::App {
+                patient_id: patient_id.clone(),
+                writer,
+            },
+            Principal::Provisioning { .. } => Rule::Provisioning { writer },
+            Principal::FeedingSystem { organization, .. } => Rule::Feeder {
+                writer,
+                organization: match organization.split_once('|') {
+                    Some((system, value)) => (Some(system.to_owned()), value.to_owned()),
+                    None => (None, organization.clone()),
+                },
+            },
+            Principal::Professional {
+                practitioner_id,
+                profession,
+                organization,
+                purpose,
+            } => Rule::Professional {
+                practitioner_id: practitioner_id.clone(),
+                organization_id: organization.clone(),
+                writer,
+                break_glass: matches!(purpose, Purpose::BreakGlass { .. }),
+                documents: self.matrix.documents(profession),
+                types: registry::all()
+                    .iter()
+                    .map(|k| k.name)
+                    .filter(|t| *t != "DocumentReference")
+                    .filter(|t| self.matrix.resources(profession, t))
+                    .collect(),
+            },
+        };
+        Restriction {
+            rule,
+            now: crate::fhir::resource::now_micros(),
+        }
+    }
 }
 
 /// What a permitted write may do: read its target with the restriction, create or not, and
@@ -69,89 +169,153 @@ pub struct WriteGrant {
     pub writer: Writer,
 }
 
-/// May `access` do each of `interactions` on `kind`? The restriction to read it with if so.
-/// Read, vread, instance history and Binary content ask for `Read`; searches and type history
-/// for `Search`.
-pub fn decide(
-    access: &Access,
-    kind: &ResourceKind,
-    interactions: &[Interaction],
-) -> Result<Restriction, Denied> {
-    match interactions
-        .iter()
-        .find(|i| !access.scope_allows(kind.name, **i))
-    {
-        None => Ok(Restriction::scopes_only()),
-        Some(missing) => Err(Denied(format!(
-            "the token's scopes do not allow {} on {} (needs the `{}` permission)",
-            interaction_name(*missing),
-            kind.name,
-            letter(*missing)
-        ))),
-    }
-}
-
-/// A write of `interactions` (create, update, delete; conditional forms add search and read)
-/// on `kind`.
-pub fn decide_write(
-    access: &Access,
-    kind: &ResourceKind,
-    interactions: &[Interaction],
-) -> Result<WriteGrant, Denied> {
-    let restriction = decide(access, kind, interactions)?;
-    Ok(WriteGrant {
-        restriction,
-        may_create: access.scope_allows(kind.name, Interaction::Create),
-        writer: writer_of(&access.principal),
-    })
-}
-
-/// History of the whole server lists every type's versions: the token must be allowed to search
-/// them all.
-pub fn decide_system_history(access: &Access) -> Result<Restriction, Denied> {
-    for kind in registry::all() {
-        decide(access, kind, &[Interaction::Search])?;
-    }
-    Ok(Restriction::scopes_only())
-}
-
-/// The types a system-level search without `_type` covers: those the token may search.
-pub fn searchable_types(access: &Access) -> Vec<&'static ResourceKind> {
-    registry::all()
-        .iter()
-        .filter(|k| access.scope_allows(k.name, Interaction::Search))
-        .collect()
-}
-
-/// A search of `search.resource_type`: chains and `_has` search other types, and includes
-/// return them, so the token must allow searching those types too. Includes keep only the
-/// types the token may read. Gives the search to run and its restriction.
-pub fn decide_search(access: &Access, mut search: Search) -> Result<(Search, Restriction), Denied> {
-    let kind = known(&search.resource_type)?;
-    let restriction = decide(access, kind, &[Interaction::Search])?;
-    let mut types = Vec::new();
-    for criterion in &search.criteria {
-        searched_types(criterion, &mut types);
-    }
-    for name in types {
-        decide(access, known(name)?, &[Interaction::Search])?;
-    }
-    for include in &mut search.includes {
-        if include.reverse {
-            decide(access, known(&include.source_type)?, &[Interaction::Read])?;
-        } else {
-            include
-                .target_types
-                .retain(|t| access.scope_allows(t, Interaction::Read));
-            if include.target_types.is_empty() {
-                return Err(Denied(format!(
-                    "the token's scopes allow reading none of the types {}:{} refers to",
-                    include.source_type, include.param
-                )));
-            }
+impl Engine {
+    /// May `access` do each of `interactions` on `kind`? The restriction to read it with if so.
+    /// Read, vread, instance history and Binary content ask for `Read`; searches and type history
+    /// for `Search`.
+    pub fn decide(
+        &self,
+        access: &Access,
+        kind: &ResourceKind,
+        interactions: &[Interaction],
+    ) -> Result<Restriction, Denied> {
+        match interactions
+            .iter()
+            .find(|i| !access.scope_allows(kind.name, **i))
+        {
+            None => Ok(self.restriction(&access.principal)),
+            Some(missing) => Err(Denied(format!(
+                "the token's scopes do not allow {} on {} (needs the `{}` permission)",
+                interaction_name(*missing),
+                kind.name,
+                letter(*missing)
+            ))),
         }
     }
-    Ok((search, restriction))
+
+    /// A write of `interactions` (create, update, delete; conditional forms add search and read)
+    /// on `kind`.
+    pub fn decide_write(
+        &self,
+        access: &Access,
+        kind: &ResourceKind,
+        interactions: &[Interaction],
+    ) -> Result<WriteGrant, Denied> {
+        let restriction = self.decide(access, kind, interactions)?;
+        Ok(WriteGrant {
+            restriction,
+            may_create: access.scope_allows(kind.name, Interaction::Create),
+            writer: writer_of(&access.principal),
+        })
+    }
+
+    /// History of the whole server lists every type's versions: the token must be allowed to search
+    /// them all.
+    pub fn decide_system_history(&self, access: &Access) -> Result<Restriction, Denied> {
+        across_patients(access)?;
+        for kind in registry::all() {
+            self.decide(access, kind, &[Interaction::Search])?;
+        }
+        Ok(self.restriction(&access.principal))
+    }
+
+    /// History of every resource of `kind`: across patients, so not for a professional.
+    pub fn decide_type_history(
+        &self,
+        access: &Access,
+        kind: &ResourceKind,
+    ) -> Result<Restriction, Denied> {
+        let restriction = self.decide(access, kind, &[Interaction::Search])?;
+        across_patients(access)?;
+        Ok(restriction)
+    }
+
+    /// The types a system-level search without `_type` covers: those the token may search.
+    pub fn searchable_types(&self, access: &Access) -> Vec<&'static ResourceKind> {
+        registry::all()
+            .iter()
+            .filter(|k| access.scope_allows(k.name, Interaction::Search))
+            .collect()
+    }
+
+    /// A search of `search.resource_type`: chains and `_has` search other types, and includes
+    /// return them, so the token must allow searching those types too. Includes keep only the
+    /// types the token may read. Gives the search to run and its restriction.
+    pub fn decide_search(
+        &self,
+        access: &Access,
+        mut search: Search,
+    ) -> Result<(Search, Restriction), Denied> {
+        let kind = known(&search.resource_type)?;
+        let restriction = self.decide(access, kind, &[Interaction::Search])?;
+        if matches!(access.principal, Principal::Professional { .. }) && !names_one_patient(&search)
+        {
+            return Err(Denied(format!(
+                "a professional's search must name one patient: add patient=, subject=, \
+                 patient.identifier= (or search Patient/{{id}}/{})",
+                search.resource_type
+            )));
+        }
+        let mut types = Vec::new();
+        for criterion in &search.criteria {
+            searched_types(criterion, &mut types);
+        }
+        for name in types {
+            self.decide(access, known(name)?, &[Interaction::Search])?;
+        }
+        for include in &mut search.includes {
+            if include.reverse {
+                self.decide(access, known(&include.source_type)?, &[Interaction::Read])?;
+            } else {
+                include
+                    .target_types
+                    .retain(|t| access.scope_allows(t, Interaction::Read));
+                if include.target_types.is_empty() {
+                    return Err(Denied(format!(
+                        "the token's scopes allow reading none of the types {}:{} refers to",
+                        include.source_type, include.param
+                    )));
+                }
+            }
+        }
+        Ok((search, restriction))
+    }
+}
+
+/// A professional reads one patient's record at a time (domain §5: no cross-patient search,
+/// no bulk export): a listing across patients is refused.
+fn across_patients(access: &Access) -> Result<(), Denied> {
+    match access.principal {
+        Principal::Professional { .. } => Err(Denied(
+            "a professional reads one patient's record at a time: search with the patient \
+             named, or read a resource's own history"
+                .to_owned(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Whether a search names one patient (domain §5: a professional may not search across
+/// patients): a reference to one patient (`patient=`, `subject=`), a chain to one patient by
+/// identifier (`patient.identifier=`), the patient compartment, or, on Patient, one `_id` or
+/// one identifier.
+fn names_one_patient(search: &Search) -> bool {
+    let one_token = |test: &Test| matches!(test, Test::Token { negate: false, values } if values.len() == 1 && values[0].code.is_some());
+    search.criteria.iter().any(
+        |criterion| match (criterion.key.as_str(), &criterion.test) {
+            ("_compartment", _) => true,
+            ("patient" | "subject", Test::Reference(references)) => references.len() == 1,
+            ("patient" | "subject", Test::Chain(targets)) => {
+                targets.len() == 1
+                    && targets[0].0 == "Patient"
+                    && targets[0].1.key == "identifier"
+                    && one_token(&targets[0].1.test)
+            }
+            ("_id", Test::Id(ids)) => search.resource_type == "Patient" && ids.len() == 1,
+            ("identifier", test) => search.resource_type == "Patient" && one_token(test),
+            _ => false,
+        },
+    )
 }
 
 /// The types a criterion searches besides its own: chain targets and `_has` sources.

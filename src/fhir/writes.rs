@@ -430,6 +430,7 @@ impl WriteContext {
                     body: Vec::new(),
                     content: None,
                     index: Default::default(),
+                    access: Default::default(),
                 };
                 unit.install(Some(current.version_id), new)?;
                 Ok(true)
@@ -489,6 +490,16 @@ impl WriteContext {
         let patient_id = compartment_patient(kind, id, &document, &self.base_url);
         let index = crate::search::index::rows(kind.name, &document, &self.base_url);
         let labels = crate::consent::facts::labels_of(&document);
+        let access = crate::consent::facts::access_rows(kind.name, id, &document, &self.base_url)
+            .map_err(|why| {
+            let (element, text) = why.split_once(": ").unwrap_or((kind.name, &why));
+            WriteError::Rejected {
+                status: 422,
+                issues: vec![
+                    OutcomeIssue::error("business-rule", text.to_owned()).at(element.to_owned())
+                ],
+            }
+        })?;
         let body = json::to_text(&document, false).into_bytes();
         let writer = Some(self.grant.writer.clone());
         let new = NewVersion {
@@ -504,6 +515,7 @@ impl WriteContext {
             body: body.clone(),
             content: incoming.content.clone(),
             index,
+            access,
         };
         let version = Version {
             resource_type: kind.name.to_owned(),

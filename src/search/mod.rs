@@ -12,6 +12,7 @@ pub mod registry;
 #[cfg(test)]
 mod registry_gen;
 pub mod sql;
+mod visibility;
 
 use crate::consent::Restriction;
 use crate::store::search::{Found, KeyValue};

@@ -73,6 +73,16 @@ impl Store {
                 })
                 .collect();
             index::insert(conn, dialect, &owned)?;
+            for v in versions.iter().filter(|v| v.access != Default::default()) {
+                super::access::replace(
+                    conn,
+                    dialect,
+                    &v.resource_type,
+                    &v.id,
+                    v.patient_id.as_deref(),
+                    &v.access,
+                )?;
+            }
             Ok(())
         })
     }

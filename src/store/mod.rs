@@ -6,6 +6,7 @@
 //! (type, id, version) key and a guarded update still make any lost race a
 //! [`StoreError::Conflict`], on both backends, so versions never skip or repeat.
 
+pub mod access;
 pub mod codec;
 pub mod db;
 pub mod import;
@@ -18,6 +19,7 @@ use crate::search::sql::ReadSql;
 use diesel::prelude::*;
 use schema::{binary_contents, resource_versions, resources};
 
+pub use access::{AccessRows, RecordRow};
 pub use db::{OpenError, Target};
 pub use index::IndexRows;
 
@@ -115,6 +117,8 @@ pub struct NewVersion {
     pub content: Option<Vec<u8>>,
     /// Its search index rows (none for a deletion).
     pub index: IndexRows,
+    /// What the consent engine reads of it besides its row (none for a deletion).
+    pub access: AccessRows,
 }
 
 /// Which versions a history request covers.
@@ -214,12 +218,12 @@ impl Store {
 }
 
 impl Store {
-    /// Rebuilds the index rows of every current resource with `index_of` (its body in, its
-    /// rows out), a batch of resources per transaction, and returns how many were indexed.
+    /// Rebuilds the index rows and the consent engine's rows of every current resource with
+    /// `index_of` (its body in, its rows out), a batch of resources per transaction, and returns how many were indexed.
     /// Runs while the server serves: a resource written meanwhile gets its rows from its write.
     pub fn reindex(
         &self,
-        index_of: impl Fn(&Version) -> Result<IndexRows, StoreError>,
+        index_of: impl Fn(&Version) -> Result<(IndexRows, AccessRows), StoreError>,
     ) -> Result<u64, StoreError> {
         const BATCH: i64 = 500;
         let mut after: Option<(String, String)> = None;
@@ -295,7 +299,7 @@ impl Store {
                         labels,
                         writer,
                     })?;
-                    let index = index_of(&version)?;
+                    let (index, access) = index_of(&version)?;
                     index::replace(
                         conn,
                         self.dialect,
@@ -303,6 +307,14 @@ impl Store {
                         &version.id,
                         version.patient_id.as_deref(),
                         &index,
+                    )?;
+                    access::replace(
+                        conn,
+                        self.dialect,
+                        &version.resource_type,
+                        &version.id,
+                        version.patient_id.as_deref(),
+                        &access,
                     )?;
                     last = Some((version.resource_type, version.id));
                 }
@@ -440,6 +452,14 @@ fn install(
             &new.id,
             new.patient_id.as_deref(),
             &new.index,
+        )?;
+        access::replace(
+            conn,
+            dialect,
+            &new.resource_type,
+            &new.id,
+            new.patient_id.as_deref(),
+            &new.access,
         )?;
         Ok(())
     })();

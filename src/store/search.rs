@@ -23,6 +23,8 @@ pub enum Bind {
     BigInt(i64),
     /// A nullable text column (bulk import).
     OptText(Option<String>),
+    /// A nullable number column.
+    OptBigInt(Option<i64>),
     Bool(bool),
     Bytes(Vec<u8>),
 }
@@ -115,6 +117,7 @@ macro_rules! bind_all {
                 Bind::Text(v) => $query.bind::<Text, _>(v.clone()),
                 Bind::BigInt(v) => $query.bind::<BigInt, _>(*v),
                 Bind::OptText(v) => $query.bind::<Nullable<Text>, _>(v.clone()),
+                Bind::OptBigInt(v) => $query.bind::<Nullable<BigInt>, _>(*v),
                 Bind::Bool(v) => $query.bind::<Bool, _>(*v),
                 Bind::Bytes(v) => $query.bind::<Binary, _>(v.clone()),
             };

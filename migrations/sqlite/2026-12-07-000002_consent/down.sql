@@ -1,0 +1,4 @@
+DROP TABLE access_terms;
+DROP TABLE guardians;
+DROP TABLE directives;
+DROP TABLE records;
