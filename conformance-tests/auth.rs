@@ -1,7 +1,7 @@
 //! Authentication and scope enforcement with the built-in local issuer: who gets in, who is
 //! refused and how, and which scope letter each interaction needs.
 
-use crate::harness::{patient, run_carnet, Reply, Server};
+use crate::harness::{allergy, patient, run_carnet, Reply, Server};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use carnet::auth::local_issuer::LocalIssuer;
@@ -504,12 +504,12 @@ fn assert_forbidden(reply: &Reply, case: &str) {
 #[test]
 fn each_scope_letter_is_needed_by_its_interactions() {
     let s = Server::start_with(&[("CARNET_UPDATE_CREATE", "true")]);
-    let existing = s.create(&patient("1840275123456"));
+    let existing = s.create(&allergy("1840275123456"));
     let id = existing["id"].as_str().unwrap().to_owned();
-    let instance = format!("/Patient/{id}");
+    let instance = format!("/AllergyIntolerance/{id}");
     let mut updated = existing.clone();
-    updated["gender"] = json!("other");
-    let json_patch = r#"[{"op": "replace", "path": "/gender", "value": "male"}]"#;
+    updated["criticality"] = json!("high");
+    let json_patch = r#"[{"op": "add", "path": "/criticality", "value": "low"}]"#;
     let patch_as = |token: &str, path: &str| {
         s.request(
             "PATCH",
@@ -524,32 +524,38 @@ fn each_scope_letter_is_needed_by_its_interactions() {
     let delete_as = |token: &str, path: &str| {
         s.request("DELETE", path, &[("Authorization", &bearer(token))], None)
     };
-    let by_identifier = "/Patient?identifier=urn:oid:1.2.250.1.213.1.4.8|1840275123456";
+    let by_identifier = "/AllergyIntolerance?identifier=urn:oid:1.2.250.1.999|1840275123456";
 
     let all_but = |letter: char| letters_token(&s, &"cruds".replace(letter, ""));
     let no_c = all_but('c');
     assert_forbidden(
-        &send_as(&s, &no_c, "POST", "/Patient", &patient("2840275123456")),
+        &send_as(
+            &s,
+            &no_c,
+            "POST",
+            "/AllergyIntolerance",
+            &allergy("2840275123456"),
+        ),
         "create",
     );
-    let mut fresh = patient("2840275123457");
+    let mut fresh = allergy("2840275123457");
     fresh["id"] = json!("chosen-id");
     assert_forbidden(
-        &send_as(&s, &no_c, "PUT", "/Patient/chosen-id", &fresh),
+        &send_as(&s, &no_c, "PUT", "/AllergyIntolerance/chosen-id", &fresh),
         "update-as-create",
     );
     let conditional_create = s.request(
         "POST",
-        "/Patient",
+        "/AllergyIntolerance",
         &[
             ("Authorization", &bearer(&all_but('s'))),
             ("Content-Type", "application/fhir+json"),
             (
                 "If-None-Exist",
-                "identifier=urn:oid:1.2.250.1.213.1.4.8|1840275123456",
+                "identifier=urn:oid:1.2.250.1.999|1840275123456",
             ),
         ],
-        Some(&patient("1840275123456").to_string()),
+        Some(&allergy("1840275123456").to_string()),
     );
     assert_forbidden(&conditional_create, "conditional create searches");
 
@@ -574,7 +580,10 @@ fn each_scope_letter_is_needed_by_its_interactions() {
     assert_forbidden(&delete_as(&no_d, by_identifier), "conditional delete");
 
     let no_s = all_but('s');
-    assert_forbidden(&s.get_as(&no_s, "/Patient/_history"), "type history");
+    assert_forbidden(
+        &s.get_as(&no_s, "/AllergyIntolerance/_history"),
+        "type history",
+    );
     assert_forbidden(&s.get_as(&no_s, "/_history"), "system history");
     assert_forbidden(
         &patch_as(&no_s, by_identifier),
@@ -597,7 +606,7 @@ fn each_scope_letter_is_needed_by_its_interactions() {
     // …and each letter alone opens its interactions.
     assert_eq!(s.get_as(&letters_token(&s, "r"), &instance).status, 200);
     assert_eq!(
-        s.get_as(&letters_token(&s, "s"), "/Patient/_history")
+        s.get_as(&letters_token(&s, "s"), "/AllergyIntolerance/_history")
             .status,
         200
     );
@@ -611,8 +620,8 @@ fn each_scope_letter_is_needed_by_its_interactions() {
             &s,
             &letters_token(&s, "c"),
             "POST",
-            "/Patient",
-            &patient("2840275123456")
+            "/AllergyIntolerance",
+            &allergy("2840275123456")
         )
         .status,
         201
@@ -625,9 +634,18 @@ fn each_scope_letter_is_needed_by_its_interactions() {
     );
     // v1 scopes map onto the same letters.
     let v1_read = s.token(&["--client-id", "test-feeder", "--scope", "system/*.read"]);
-    assert_eq!(s.get_as(&v1_read, "/Patient/_history").status, 200);
+    assert_eq!(
+        s.get_as(&v1_read, "/AllergyIntolerance/_history").status,
+        200
+    );
     assert_forbidden(
-        &send_as(&s, &v1_read, "POST", "/Patient", &patient("2840275123458")),
+        &send_as(
+            &s,
+            &v1_read,
+            "POST",
+            "/AllergyIntolerance",
+            &allergy("2840275123458"),
+        ),
         "v1 read cannot create",
     );
 }

@@ -1,6 +1,6 @@
 //! Conditional create, update and delete on `identifier` (and `_id`).
 
-use crate::harness::{patient, Server};
+use crate::harness::{allergy, patient, Server};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -182,30 +182,30 @@ fn conditional_delete_removes_the_one_match() {
 #[test]
 fn the_identifier_index_follows_updates_and_deletes() {
     let s = Server::start();
-    let mut p = s.create(&patient("111"));
+    let mut p = s.create(&allergy("111"));
     let id = p["id"].as_str().unwrap().to_owned();
     p["identifier"][0]["value"] = json!("222");
-    s.send("PUT", &format!("/Patient/{id}"), &p, &[]);
+    s.send("PUT", &format!("/AllergyIntolerance/{id}"), &p, &[]);
     let old = s.send(
         "POST",
-        "/Patient",
-        &patient("111"),
+        "/AllergyIntolerance",
+        &allergy("111"),
         &[("If-None-Exist", "identifier=111")],
     );
     assert_eq!(old.status, 201, "the old identifier no longer matches");
     let new = s.send(
         "POST",
-        "/Patient",
-        &patient("222"),
+        "/AllergyIntolerance",
+        &allergy("222"),
         &[("If-None-Exist", "identifier=222")],
     );
     assert_eq!(new.status, 200);
     assert_eq!(new.json()["id"], id.as_str());
-    s.request("DELETE", &format!("/Patient/{id}"), &[], None);
+    s.request("DELETE", &format!("/AllergyIntolerance/{id}"), &[], None);
     let after_delete = s.send(
         "POST",
-        "/Patient",
-        &patient("222"),
+        "/AllergyIntolerance",
+        &allergy("222"),
         &[("If-None-Exist", "identifier=222")],
     );
     assert_eq!(

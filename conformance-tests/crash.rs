@@ -1,6 +1,6 @@
 //! An acknowledged write survives `kill -9`.
 
-use crate::harness::{patient, Server};
+use crate::harness::{allergy, Server};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,10 +23,10 @@ fn acknowledged_creates_survive_kill_9_byte_for_byte() {
                 let mut i = 0;
                 while !stop.load(Ordering::Relaxed) {
                     i += 1;
-                    let body = patient(&format!("{w}{i:06}")).to_string();
+                    let body = allergy(&format!("{w}{i:06}")).to_string();
                     // A request cut by the crash is simply not acknowledged.
                     if let Ok(r) = agent
-                        .post(&format!("{base}/Patient"))
+                        .post(&format!("{base}/AllergyIntolerance"))
                         .set("Content-Type", "application/fhir+json")
                         .set("Authorization", &authorization)
                         .send_string(&body)
@@ -55,7 +55,7 @@ fn acknowledged_creates_survive_kill_9_byte_for_byte() {
             .as_str()
             .unwrap()
             .to_owned();
-        let read = s.get(&format!("/Patient/{id}"));
+        let read = s.get(&format!("/AllergyIntolerance/{id}"));
         assert_eq!(read.status, 200, "lost {id}");
         assert_eq!(&read.body, body);
     }

@@ -1,6 +1,6 @@
 //! create, read, vread, update, delete.
 
-use crate::harness::{patient, Server};
+use crate::harness::{allergy, patient, Server};
 use serde_json::json;
 
 #[test]
@@ -159,51 +159,56 @@ fn update_of_an_unknown_id_needs_update_create() {
 #[test]
 fn delete_hides_the_resource_but_keeps_its_history() {
     let s = Server::start();
-    let p = s.create(&patient("1840229123456"));
+    let p = s.create(&allergy("1840229123456"));
     let id = p["id"].as_str().unwrap().to_owned();
     assert_eq!(
-        s.request("DELETE", &format!("/Patient/{id}"), &[], None)
+        s.request("DELETE", &format!("/AllergyIntolerance/{id}"), &[], None)
             .status,
         204
     );
     assert_eq!(
-        s.get(&format!("/Patient/{id}")).outcome(410)["code"],
+        s.get(&format!("/AllergyIntolerance/{id}")).outcome(410)["code"],
         "deleted"
     );
-    assert_eq!(s.get(&format!("/Patient/{id}/_history/1")).status, 200);
     assert_eq!(
-        s.get(&format!("/Patient/{id}/_history/2")).outcome(410)["code"],
+        s.get(&format!("/AllergyIntolerance/{id}/_history/1"))
+            .status,
+        200
+    );
+    assert_eq!(
+        s.get(&format!("/AllergyIntolerance/{id}/_history/2"))
+            .outcome(410)["code"],
         "deleted"
     );
     // Deleting again changes nothing.
     let before = s.version_count();
     assert_eq!(
-        s.request("DELETE", &format!("/Patient/{id}"), &[], None)
+        s.request("DELETE", &format!("/AllergyIntolerance/{id}"), &[], None)
             .status,
         204
     );
     assert_eq!(s.version_count(), before);
-    s.request("DELETE", "/Patient/never-existed", &[], None)
+    s.request("DELETE", "/AllergyIntolerance/never-existed", &[], None)
         .outcome(404);
 }
 
 #[test]
 fn delete_honours_if_match() {
     let s = Server::start();
-    let p = s.create(&patient("1840229123456"));
+    let p = s.create(&allergy("1840229123456"));
     let id = p["id"].as_str().unwrap().to_owned();
     s.request(
         "DELETE",
-        &format!("/Patient/{id}"),
+        &format!("/AllergyIntolerance/{id}"),
         &[("If-Match", "W/\"7\"")],
         None,
     )
     .outcome(412);
-    assert_eq!(s.get(&format!("/Patient/{id}")).status, 200);
+    assert_eq!(s.get(&format!("/AllergyIntolerance/{id}")).status, 200);
     assert_eq!(
         s.request(
             "DELETE",
-            &format!("/Patient/{id}"),
+            &format!("/AllergyIntolerance/{id}"),
             &[("If-Match", "W/\"1\"")],
             None
         )
@@ -215,10 +220,10 @@ fn delete_honours_if_match() {
 #[test]
 fn an_update_after_delete_revives_with_the_next_version() {
     let s = Server::start();
-    let p = s.create(&patient("1840229123456"));
+    let p = s.create(&allergy("1840229123456"));
     let id = p["id"].as_str().unwrap().to_owned();
-    s.request("DELETE", &format!("/Patient/{id}"), &[], None);
-    let reply = s.send("PUT", &format!("/Patient/{id}"), &p, &[]);
+    s.request("DELETE", &format!("/AllergyIntolerance/{id}"), &[], None);
+    let reply = s.send("PUT", &format!("/AllergyIntolerance/{id}"), &p, &[]);
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.json()["meta"]["versionId"], "3");
 }
@@ -270,14 +275,44 @@ fn every_registered_type_can_be_written_and_read() {
         json!({"resourceType": "DocumentReference", "status": "current", "subject": subject, "content": [{"attachment": {"contentType": "application/pdf", "url": "Binary/b1"}}]}),
         json!({"resourceType": "Binary", "contentType": "text/plain", "data": "Qm9uam91cg=="}),
     ];
+    // Each type as the party that writes and reads it: the patient their directives,
+    // provisioning the guardianships, the lab (by default) the rest.
+    let holder = s.token(&[
+        "--client-id",
+        "test-portal",
+        "--scope",
+        "patient/*.cruds",
+        "--fhir-user",
+        &format!("Patient/{}", p["id"].as_str().unwrap()),
+    ]);
+    let provisioning = s.provisioning_token.clone();
     for r in resources {
-        let created = s.create(&r);
         let kind = r["resourceType"].as_str().unwrap();
+        let token = match kind {
+            "Consent" => Some(&holder),
+            "RelatedPerson" => Some(&provisioning),
+            _ => None,
+        };
+        let bearer = token.map(|t| format!("Bearer {t}"));
+        let mut headers = vec![("Accept", "application/fhir+json")];
+        headers.extend(bearer.as_deref().map(|b| ("Authorization", b)));
+        let reply = s.request(
+            "POST",
+            &format!("/{kind}"),
+            &[
+                headers.clone(),
+                vec![("Content-Type", "application/fhir+json")],
+            ]
+            .concat(),
+            Some(&r.to_string()),
+        );
+        assert_eq!(reply.status, 201, "{kind}: {}", reply.body);
+        let created = reply.json();
         // Binary answers raw bytes unless FHIR JSON is asked for.
         let read = s.request(
             "GET",
             &format!("/{kind}/{}", created["id"].as_str().unwrap()),
-            &[("Accept", "application/fhir+json")],
+            &headers,
             None,
         );
         assert_eq!(read.status, 200, "{kind}: {}", read.body);

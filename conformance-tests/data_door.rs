@@ -149,7 +149,8 @@ fn the_writer_is_kept_from_the_first_version() {
         current_column(&s, "writer", "AllergyIntolerance", &id).as_deref(),
         Some("client/test-feeder")
     );
-    // A professional's update does not make them the writer.
+    // A professional's update (here, hiding it from the patient for now, which the
+    // authorized general practitioner may do) does not make them the writer.
     let professional = s.token(&[
         "--client-id",
         "test-feeder",
@@ -163,7 +164,7 @@ fn the_writer_is_kept_from_the_first_version() {
         "Organization/7",
     ]);
     let mut next = s.get(&format!("/AllergyIntolerance/{id}")).json();
-    next["criticality"] = json!("high");
+    next["meta"]["security"] = json!([{"system": TRE_A07, "code": "INVISIBLE_PATIENT"}]);
     let reply = s.request(
         "PUT",
         &format!("/AllergyIntolerance/{id}"),
@@ -201,13 +202,13 @@ fn visibility_labels_are_stored_with_each_write() {
     let mut document = s.create(
         &json!({"resourceType": "DocumentReference", "status": "current",
         "subject": {"reference": "Patient/a"},
-        "securityLabel": [{"coding": [{"system": TRE_A07, "code": "MASQUE_PS"}]}],
+        "securityLabel": [{"coding": [{"system": TRE_A07, "code": "INVISIBLE_PATIENT"}]}],
         "content": [{"attachment": {"contentType": "application/pdf", "url": "Binary/b1"}}]}),
     );
     let id = document["id"].as_str().unwrap().to_owned();
     assert_eq!(
         current_column(&s, "labels", "DocumentReference", &id).as_deref(),
-        Some("1")
+        Some("2")
     );
     document["securityLabel"] = json!([
         {"coding": [{"system": TRE_A07, "code": "INVISIBLE_PATIENT"}]},

@@ -29,12 +29,13 @@ fn start() -> (OidcIssuer, Server) {
 #[test]
 fn external_tokens_authenticate_every_principal_kind() {
     let (issuer, s) = start();
-    let feeder = issuer.token("test-feeder", "system/*.cruds", &s.base, &[]);
+    // Records are created by the provisioning client.
+    let provisioning = issuer.token("test-provisioning", "system/*.cruds", &s.base, &[]);
     let created = s.request(
         "POST",
         "/Patient",
         &[
-            ("Authorization", &format!("Bearer {feeder}")),
+            ("Authorization", &format!("Bearer {provisioning}")),
             ("Content-Type", "application/fhir+json"),
         ],
         Some(&patient("1840275123456").to_string()),

@@ -2,7 +2,7 @@
 //! Backend Services token endpoint and honest discovery (19), the SMART `oauth-uris` extension
 //! (20) and CORS for browser apps (21).
 
-use crate::harness::{patient, run_carnet, Reply, Server};
+use crate::harness::{allergy, patient, run_carnet, Reply, Server};
 use crate::oidc_issuer::OidcIssuer;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
@@ -18,15 +18,16 @@ fn now() -> i64 {
         .as_secs() as i64
 }
 
+/// A lab's feed: an allergy (a Patient is written by provisioning only).
 fn create_as(s: &Server, token: &str) -> Reply {
     s.request(
         "POST",
-        "/Patient",
+        "/AllergyIntolerance",
         &[
             ("Authorization", &format!("Bearer {token}")),
             ("Content-Type", "application/fhir+json"),
         ],
-        Some(&patient("1840275123456").to_string()),
+        Some(&allergy("1840275123456").to_string()),
     )
 }
 
@@ -447,7 +448,7 @@ fn backend_services_clients_get_tokens_with_a_signed_assertion() {
     let granted = token_request(
         &s,
         &grant_form(
-            "system/Patient.cruds",
+            "system/AllergyIntolerance.cruds",
             &rs.assertion(&rs.claims(&token_url)),
         ),
     );

@@ -23,8 +23,12 @@ pub struct Server {
     postgres_admin: Option<(String, String)>,
     extra_env: Vec<(String, String)>,
     agent: ureq::Agent,
-    /// The token sent when a request sets no `Authorization` header.
+    /// The token sent when a request sets no `Authorization` header (the lab's; see
+    /// `default_token_for`).
     pub default_token: String,
+    /// The provisioning client's token, sent by default with writes of records and the
+    /// directory.
+    pub provisioning_token: String,
 }
 
 /// The client registry every test server starts with.
@@ -211,6 +215,7 @@ impl Server {
                 .timeout(Duration::from_secs(60))
                 .build(),
             default_token: String::new(),
+            provisioning_token: String::new(),
         };
         let mut attempts = 0;
         while let Err(reason) = server.launch() {
@@ -221,6 +226,12 @@ impl Server {
         }
         server.default_token =
             server.token(&["--client-id", "test-feeder", "--scope", "system/*.cruds"]);
+        server.provisioning_token = server.token(&[
+            "--client-id",
+            "test-provisioning",
+            "--scope",
+            "system/*.cruds",
+        ]);
         server
     }
 
@@ -394,6 +405,26 @@ impl Server {
         self.request("GET", path, &[("Authorization", &authorization)], None)
     }
 
+    /// The token a request without its own `Authorization` is sent with. Like a deployment, the
+    /// suite acts as two registered clients: the provisioning client creates and updates the
+    /// records and the directory (Patient, RelatedPerson, Practitioner, PractitionerRole,
+    /// Organization), and the lab (`test-feeder`) feeds and reads everything else.
+    fn default_token_for(&self, method: &str, path: &str) -> &str {
+        let path = path.strip_prefix(&self.base).unwrap_or(path);
+        let mut segments = path.trim_start_matches('/').split(['/', '?']);
+        let first = segments.next().unwrap_or_default();
+        // A record is never deleted (it is closed): a DELETE is the lab's, and refused there.
+        let writes = !matches!(method, "GET" | "HEAD" | "DELETE");
+        let provisioned = matches!(
+            first,
+            "Patient" | "RelatedPerson" | "Practitioner" | "PractitionerRole" | "Organization"
+        );
+        match writes && provisioned {
+            true => &self.provisioning_token,
+            false => &self.default_token,
+        }
+    }
+
     /// The server's `host:port`, for tests that speak raw HTTP over a socket.
     pub fn authority(&self) -> &str {
         let rest = self.base.trim_start_matches("http://");
@@ -429,7 +460,10 @@ impl Server {
             .iter()
             .any(|(k, _)| k.eq_ignore_ascii_case("Authorization"));
         if !own_authorization {
-            request = request.set("Authorization", &format!("Bearer {}", self.default_token));
+            request = request.set(
+                "Authorization",
+                &format!("Bearer {}", self.default_token_for(method, path)),
+            );
         }
         for (k, v) in headers {
             if k.eq_ignore_ascii_case("Authorization") && v.is_empty() {
@@ -485,11 +519,11 @@ impl Server {
         reply.json()
     }
 
-    /// How many versions the whole server holds (to prove a refused request changed nothing).
+    /// How many versions the whole server holds (to prove a refused request changed nothing),
+    /// read from the database: no caller sees every record.
     pub fn version_count(&self) -> i64 {
-        self.get("/_history?_count=1").json()["total"]
-            .as_i64()
-            .unwrap()
+        let count = self.select_texts("SELECT CAST(COUNT(*) AS TEXT) AS v FROM resource_versions");
+        count[0].as_deref().unwrap().parse().unwrap()
     }
 }
 
@@ -509,6 +543,17 @@ impl Drop for Server {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// A clinical resource the lab may write, update and delete: an allergy with an identifier
+/// (`urn:oid:1.2.250.1.999|{identifier}`), in the record of a patient that is not stored.
+pub fn allergy(identifier: &str) -> Value {
+    serde_json::json!({
+        "resourceType": "AllergyIntolerance",
+        "identifier": [{"system": "urn:oid:1.2.250.1.999", "value": identifier}],
+        "code": {"text": "arachide"},
+        "patient": {"reference": "Patient/p-allergy"}
+    })
 }
 
 /// A French patient with an INS-NIR.

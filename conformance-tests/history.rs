@@ -1,6 +1,6 @@
 //! History at instance, type and system level, with _since and paging.
 
-use crate::harness::{patient, Server};
+use crate::harness::{allergy, patient, Server};
 use serde_json::{json, Value};
 
 fn entries(bundle: &Value) -> Vec<Value> {
@@ -10,12 +10,12 @@ fn entries(bundle: &Value) -> Vec<Value> {
 #[test]
 fn instance_history_lists_versions_newest_first_with_the_deletion() {
     let s = Server::start();
-    let mut p = s.create(&patient("1"));
+    let mut p = s.create(&allergy("1"));
     let id = p["id"].as_str().unwrap().to_owned();
-    p["active"] = json!(true);
-    s.send("PUT", &format!("/Patient/{id}"), &p, &[]);
-    s.request("DELETE", &format!("/Patient/{id}"), &[], None);
-    let bundle = s.get(&format!("/Patient/{id}/_history")).json();
+    p["criticality"] = json!("high");
+    s.send("PUT", &format!("/AllergyIntolerance/{id}"), &p, &[]);
+    s.request("DELETE", &format!("/AllergyIntolerance/{id}"), &[], None);
+    let bundle = s.get(&format!("/AllergyIntolerance/{id}/_history")).json();
     assert_eq!(bundle["resourceType"], "Bundle");
     assert_eq!(bundle["type"], "history");
     assert_eq!(bundle["total"], 3);
@@ -29,7 +29,10 @@ fn instance_history_lists_versions_newest_first_with_the_deletion() {
     assert_eq!(e[0]["response"]["etag"], "W/\"3\"");
     assert_eq!(e[1]["resource"]["meta"]["versionId"], "2");
     assert_eq!(e[2]["resource"]["meta"]["versionId"], "1");
-    assert_eq!(e[2]["fullUrl"], format!("{}/Patient/{id}", s.base));
+    assert_eq!(
+        e[2]["fullUrl"],
+        format!("{}/AllergyIntolerance/{id}", s.base)
+    );
     assert_eq!(e[2]["response"]["status"], "201 Created");
     s.get("/Patient/unknown/_history").outcome(404);
 }

@@ -343,7 +343,10 @@ fn document(patient_id: &str) -> Value {
 fn a_feeding_system_creates_a_patient_and_a_document_and_reads_them_back() {
     let app = App::start();
     let feeder = app.token(&Caller::feeding_system());
-    let patient = app.create_as(&feeder, &harness::patient("284021234567890"));
+    let patient = app.create_as(
+        &app.token(&Caller::provisioning()),
+        &harness::patient("284021234567890"),
+    );
     let patient_id = patient["id"].as_str().unwrap();
     let created = app.create_as(&feeder, &document(patient_id));
     let document_id = created["id"].as_str().unwrap();
@@ -378,7 +381,10 @@ fn a_feeding_system_creates_a_patient_and_a_document_and_reads_them_back() {
 fn a_token_without_the_scope_is_refused_and_no_token_is_unauthenticated() {
     let app = App::start();
     let feeder = app.token(&Caller::feeding_system());
-    let patient = app.create_as(&feeder, &harness::patient("284021234567890"));
+    let patient = app.create_as(
+        &app.token(&Caller::provisioning()),
+        &harness::patient("284021234567890"),
+    );
     let document = app.create_as(&feeder, &document(patient["id"].as_str().unwrap()));
     let path = format!("/DocumentReference/{}", document["id"].as_str().unwrap());
 
@@ -403,8 +409,14 @@ fn a_token_without_the_scope_is_refused_and_no_token_is_unauthenticated() {
 fn a_search_returns_the_created_document() {
     let app = App::start();
     let feeder = app.token(&Caller::feeding_system());
-    let first = app.create_as(&feeder, &harness::patient("284021234567890"));
-    let second = app.create_as(&feeder, &harness::patient("184021234567891"));
+    let first = app.create_as(
+        &app.token(&Caller::provisioning()),
+        &harness::patient("284021234567890"),
+    );
+    let second = app.create_as(
+        &app.token(&Caller::provisioning()),
+        &harness::patient("184021234567891"),
+    );
     let first_id = first["id"].as_str().unwrap();
     let wanted = app.create_as(&feeder, &document(first_id));
     app.create_as(&feeder, &document(second["id"].as_str().unwrap()));
@@ -437,7 +449,10 @@ fn a_search_returns_the_created_document() {
 fn every_principal_kind_gets_a_token_the_app_accepts() {
     let app = App::start();
     let feeder = app.token(&Caller::feeding_system());
-    let patient = app.create_as(&feeder, &harness::patient("284021234567890"));
+    let patient = app.create_as(
+        &app.token(&Caller::provisioning()),
+        &harness::patient("284021234567890"),
+    );
     let id = patient["id"].as_str().unwrap();
     let path = format!("/Patient/{id}");
     let callers = [
@@ -480,11 +495,11 @@ fn every_principal_kind_gets_a_token_the_app_accepts() {
 fn each_app_has_its_own_database() {
     let one = App::start();
     let other = App::start();
-    let token = one.token(&Caller::feeding_system());
+    let token = one.token(&Caller::provisioning());
     let patient = one.create_as(&token, &harness::patient("284021234567890"));
     let path = format!("/Patient/{}", patient["id"].as_str().unwrap());
     assert_eq!(one.get_as(&token, &path).status, 200);
-    let other_token = other.token(&Caller::feeding_system());
+    let other_token = other.token(&Caller::provisioning());
     other.get_as(&other_token, &path).outcome(404);
     // Each App has its own issuer key too: a token of one is not valid on the other.
     other.get_as(&token, &path).outcome(401);
@@ -493,13 +508,19 @@ fn each_app_has_its_own_database() {
 #[test]
 fn extra_configuration_reaches_the_app() {
     let app = App::start_configured("update_create = true\n[search]\ndefault_count = 2\n");
-    let feeder = app.token(&Caller::feeding_system());
+    let feeder = app.token(&Caller::provisioning());
     let mut patient = harness::patient("284021234567890");
     patient["id"] = json!("chosen-id");
     let reply = app.send_as(&feeder, "PUT", "/Patient/chosen-id", &patient, &[]);
     assert_eq!(reply.status, 201, "{}", reply.body);
-    app.create_as(&feeder, &harness::patient("184021234567891"));
-    app.create_as(&feeder, &harness::patient("184021234567892"));
+    app.create_as(
+        &app.token(&Caller::provisioning()),
+        &harness::patient("184021234567891"),
+    );
+    app.create_as(
+        &app.token(&Caller::provisioning()),
+        &harness::patient("184021234567892"),
+    );
     let page = app.get_as(&feeder, "/Patient").json();
     assert_eq!(page["entry"].as_array().map(Vec::len), Some(2), "{page}");
 }
@@ -513,7 +534,10 @@ fn in_process_reads_are_timed_against_the_black_box_harness() {
     let app = App::start();
     let start_in_process = started.elapsed();
     let feeder = app.token(&Caller::feeding_system());
-    let patient = app.create_as(&feeder, &harness::patient("284021234567890"));
+    let patient = app.create_as(
+        &app.token(&Caller::provisioning()),
+        &harness::patient("284021234567890"),
+    );
     let path = format!("/Patient/{}", patient["id"].as_str().unwrap());
     let started = Instant::now();
     for _ in 0..READS {

@@ -56,6 +56,17 @@ fn fhirpath_patch_masks_and_unmasks_a_document() {
     let s = Server::start();
     let doc = document(&s);
     let id = doc["id"].as_str().unwrap();
+    // MASQUE_PS is the patient's to set (domain §3, §5).
+    let holder = s.token(&[
+        "--client-id",
+        "test-portal",
+        "--scope",
+        "patient/*.cruds",
+        "--fhir-user",
+        "Patient/p1",
+    ]);
+    let as_holder = format!("Bearer {holder}");
+    let as_holder = [("Authorization", as_holder.as_str())];
     let add = json!({"resourceType": "Parameters", "parameter": [{"name": "operation", "part": [
         {"name": "type", "valueCode": "add"},
         {"name": "path", "valueString": "DocumentReference"},
@@ -66,7 +77,7 @@ fn fhirpath_patch_masks_and_unmasks_a_document() {
         &format!("/DocumentReference/{id}"),
         FHIR_JSON,
         &add,
-        &[],
+        &as_holder,
     );
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(
@@ -82,7 +93,7 @@ fn fhirpath_patch_masks_and_unmasks_a_document() {
             &format!("/DocumentReference/{id}"),
             FHIR_JSON,
             &delete,
-            &[]
+            &as_holder
         )
         .status,
         200
@@ -166,12 +177,19 @@ fn refused_patches_change_nothing() {
 #[test]
 fn patch_targets_must_exist_and_be_patchable() {
     let s = Server::start();
-    let ops = json!([{"op": "add", "path": "/active", "value": true}]);
-    patch(&s, "/Patient/nobody", JSON_PATCH, &ops, &[]).outcome(404);
-    let p = s.create(&patient("1"));
+    let ops = json!([{"op": "add", "path": "/criticality", "value": "low"}]);
+    patch(&s, "/AllergyIntolerance/nobody", JSON_PATCH, &ops, &[]).outcome(404);
+    let p = s.create(&crate::harness::allergy("1"));
     let id = p["id"].as_str().unwrap();
-    s.request("DELETE", &format!("/Patient/{id}"), &[], None);
-    patch(&s, &format!("/Patient/{id}"), JSON_PATCH, &ops, &[]).outcome(410);
+    s.request("DELETE", &format!("/AllergyIntolerance/{id}"), &[], None);
+    patch(
+        &s,
+        &format!("/AllergyIntolerance/{id}"),
+        JSON_PATCH,
+        &ops,
+        &[],
+    )
+    .outcome(410);
     let b =
         s.create(&json!({"resourceType": "Binary", "contentType": "text/plain", "data": "eA=="}));
     patch(

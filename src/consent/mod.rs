@@ -12,6 +12,7 @@ pub mod facts;
 pub mod matrix;
 pub mod model;
 pub mod policy;
+pub mod writes;
 
 use crate::auth::principal::{Principal, Purpose};
 use crate::auth::scopes::Interaction;
@@ -167,6 +168,23 @@ pub struct WriteGrant {
     pub may_create: bool,
     /// Kept on every resource this write creates.
     pub writer: Writer,
+    /// Who writes, for the decision on each version ([`WriteGrant::check`]).
+    principal: Principal,
+    engine: Engine,
+}
+
+impl WriteGrant {
+    /// May the caller create `new`, replace `old` by `new`, or delete `old`? Decided inside
+    /// the write's unit of work, on the record as it is now.
+    pub fn check(
+        &self,
+        unit: &mut crate::store::Unit<'_>,
+        old: Option<&crate::store::Version>,
+        new: Option<&crate::store::NewVersion>,
+    ) -> Result<(), writes::Verdict> {
+        self.engine
+            .check_write(unit, &self.principal, self.restriction.now, old, new)
+    }
 }
 
 impl Engine {
@@ -206,6 +224,8 @@ impl Engine {
             restriction,
             may_create: access.scope_allows(kind.name, Interaction::Create),
             writer: writer_of(&access.principal),
+            principal: access.principal.clone(),
+            engine: self.clone(),
         })
     }
 

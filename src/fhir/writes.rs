@@ -299,6 +299,7 @@ impl WriteContext {
         let next = current.version_id + 1;
         let (new, version) = self.prepare(&incoming, id, next, last_updated, "PATCH")?;
         same_patient(&current, &new)?;
+        self.allowed(unit, Some(&current), Some(&new))?;
         unit.install(Some(current.version_id), new)?;
         Ok(version)
     }
@@ -391,6 +392,7 @@ impl WriteContext {
         if let Some(current) = &current {
             same_patient(current, &new)?;
         }
+        self.allowed(unit, current.as_ref(), Some(&new))?;
         unit.install(expected, new)?;
         Ok((version, expected.is_none()))
     }
@@ -432,6 +434,7 @@ impl WriteContext {
                     index: Default::default(),
                     access: Default::default(),
                 };
+                self.allowed(unit, Some(&current), None)?;
                 unit.install(Some(current.version_id), new)?;
                 Ok(true)
             })
@@ -448,7 +451,7 @@ impl WriteContext {
         unless: Option<&TokenQuery>,
     ) -> Result<Install, WriteError> {
         let (new, version) = self.prepare(incoming, id, 1, now_micros(), method)?;
-        Ok(self.store.unit(|unit| {
+        self.store.unit(|unit| {
             if let Some(query) = unless {
                 unit.lock_condition(&format!(
                     "{}|{}|{}",
@@ -464,12 +467,37 @@ impl WriteContext {
                 );
                 let found = unit.versions(&sql)?;
                 if !found.is_empty() {
-                    return Ok::<_, StoreError>(Install::Matched(found));
+                    return Ok(Install::Matched(found));
                 }
             }
+            self.allowed(unit, None, Some(&new))?;
             unit.install(None, new)?;
             Ok(Install::Done(version))
-        })?)
+        })
+    }
+
+    /// The consent engine's decision on this write (see `consent::WriteGrant::check`).
+    fn allowed(
+        &self,
+        unit: &mut Unit<'_>,
+        old: Option<&Version>,
+        new: Option<&NewVersion>,
+    ) -> Result<(), WriteError> {
+        use crate::consent::policy::Refusal;
+        use crate::consent::writes::Verdict;
+        // Writing over a deletion brings the resource back: that is decided as a creation.
+        let old = old.filter(|v| !v.deleted);
+        self.grant
+            .check(unit, old, new)
+            .map_err(|verdict| match verdict {
+                Verdict::Store(e) => WriteError::Store(e),
+                Verdict::Refused(Refusal::NotFound) => WriteError::NotFound,
+                Verdict::Refused(Refusal::Forbidden(message)) => WriteError::Forbidden(message),
+                Verdict::Refused(Refusal::RecordClosedToData) => WriteError::Forbidden(
+                    "the record does not accept data: its holder closed it or opposed it"
+                        .to_owned(),
+                ),
+            })
     }
 
     /// Version `version_id` of `incoming` as `id`: what to store, and what to answer.

@@ -5,7 +5,7 @@
 
 use super::db::AnyConnection;
 use super::index::insert_values;
-use super::search::{bind_all, execute, Bind, Dialect, Sql};
+use super::search::{bind_all, execute, load, Bind, Dialect, Sql};
 use crate::consent::model::{Actor, Directive, Period};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Binary, Bool, Nullable, Text};
@@ -177,4 +177,176 @@ fn delete(
     };
     execute!(conn, sql)?;
     Ok(())
+}
+
+#[derive(QueryableByName)]
+struct RecordColumns {
+    #[diesel(sql_type = Bool)]
+    active: bool,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    adult_at: Option<i64>,
+}
+
+#[derive(QueryableByName)]
+struct DirectiveColumns {
+    #[diesel(sql_type = Text)]
+    kind: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    actor_type: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    actor_id: Option<String>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    period_start: Option<i64>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    period_end: Option<i64>,
+}
+
+#[derive(QueryableByName)]
+struct Pair {
+    #[diesel(sql_type = Text)]
+    a: String,
+    #[diesel(sql_type = Text)]
+    b: String,
+}
+
+/// `SELECT … WHERE` each column equals its value, numbered for `dialect`.
+fn select(dialect: Dialect, columns: &str, table: &str, equal: &[(&str, &str)]) -> Sql {
+    let conditions: Vec<String> = equal
+        .iter()
+        .enumerate()
+        .map(|(i, (column, _))| match dialect {
+            Dialect::Postgres => format!("{column} = ${}", i + 1),
+            Dialect::Sqlite => format!("{column} = ?{}", i + 1),
+        })
+        .collect();
+    Sql {
+        text: format!(
+            "SELECT {columns} FROM {table} WHERE {}",
+            conditions.join(" AND ")
+        ),
+        binds: equal
+            .iter()
+            .map(|(_, value)| Bind::Text((*value).to_owned()))
+            .collect(),
+    }
+}
+
+/// The stored record of `patient_id` (from its Patient), if any.
+pub fn record(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    patient_id: &str,
+) -> QueryResult<Option<RecordRow>> {
+    let sql = select(
+        dialect,
+        "active, adult_at",
+        "records",
+        &[("patient_id", patient_id)],
+    );
+    let rows = load!(conn, sql, RecordColumns)?;
+    Ok(rows.into_iter().next().map(|r| RecordRow {
+        active: r.active,
+        adult_at: r.adult_at,
+    }))
+}
+
+/// The directives stored for `patient_id` (`source`: only those of one resource).
+pub fn directives(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    patient_id: Option<&str>,
+    source: Option<(&str, &str)>,
+) -> QueryResult<Vec<Directive>> {
+    let mut equal = Vec::new();
+    if let Some(patient_id) = patient_id {
+        equal.push(("patient_id", patient_id));
+    }
+    if let Some((source_type, source_id)) = source {
+        equal.push(("source_type", source_type));
+        equal.push(("source_id", source_id));
+    }
+    let sql = select(
+        dialect,
+        "kind, actor_type, actor_id, period_start, period_end",
+        "directives",
+        &equal,
+    );
+    let rows = load!(conn, sql, DirectiveColumns)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| {
+            let period = Period {
+                start: r.period_start,
+                end: r.period_end,
+            };
+            let actor = match (r.actor_type.as_deref(), r.actor_id) {
+                (Some("Practitioner"), Some(id)) => Some(Actor::Practitioner(id)),
+                (Some("Organization"), Some(id)) => Some(Actor::Organization(id)),
+                _ => None,
+            };
+            Some(match (r.kind.as_str(), actor) {
+                ("opposition", _) => Directive::Opposition { period },
+                ("refuse-break-glass", _) => Directive::RefuseBreakGlass { period },
+                ("block", Some(actor)) => Directive::Block { actor, period },
+                ("authorize", Some(Actor::Practitioner(practitioner))) => Directive::Authorize {
+                    practitioner,
+                    period,
+                },
+                _ => return None,
+            })
+        })
+        .collect())
+}
+
+/// The minor a RelatedPerson links its holder to, if any.
+pub fn guardianship(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    related_person_id: &str,
+) -> QueryResult<Option<String>> {
+    let sql = select(
+        dialect,
+        "related_person_id AS a, patient_id AS b",
+        "guardians",
+        &[("related_person_id", related_person_id)],
+    );
+    Ok(load!(conn, sql, Pair)?.into_iter().next().map(|p| p.b))
+}
+
+/// The ids of the Organizations with this identifier (`system` absent: any system).
+pub fn organizations(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    system: Option<&str>,
+    value: &str,
+) -> QueryResult<Vec<String>> {
+    let mut equal = vec![
+        ("resource_type", "Organization"),
+        ("param", "identifier"),
+        ("code", value),
+    ];
+    if let Some(system) = system {
+        equal.push(("system", system));
+    }
+    let sql = select(dialect, "id AS a, code AS b", "search_tokens", &equal);
+    Ok(load!(conn, sql, Pair)?.into_iter().map(|p| p.a).collect())
+}
+
+/// The access terms (`kind`, `value`) of `resource_type/id`.
+pub fn terms(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    resource_type: &str,
+    id: &str,
+) -> QueryResult<Vec<(String, String)>> {
+    let sql = select(
+        dialect,
+        "kind AS a, value AS b",
+        "access_terms",
+        &[("resource_type", resource_type), ("id", id)],
+    );
+    Ok(load!(conn, sql, Pair)?
+        .into_iter()
+        .map(|p| (p.a, p.b))
+        .collect())
 }

@@ -14,7 +14,7 @@ pub mod index;
 mod schema;
 pub mod search;
 
-use crate::consent::model::{Labels, Writer};
+use crate::consent::model::{Directive, Labels, Writer};
 use crate::search::sql::ReadSql;
 use diesel::prelude::*;
 use schema::{binary_contents, resource_versions, resources};
@@ -359,6 +359,62 @@ impl Unit<'_> {
     /// conditional create checks that nothing matches and installs atomically.
     pub fn lock_condition(&mut self, key: &str) -> Result<(), StoreError> {
         Ok(db::lock_condition(self.conn, key)?)
+    }
+
+    /// What a write decision reads of a record: its stored row and its directives.
+    pub fn record(
+        &mut self,
+        patient_id: &str,
+    ) -> Result<(Option<RecordRow>, Vec<Directive>), StoreError> {
+        let row = access::record(self.conn, self.dialect, patient_id)?;
+        let directives = access::directives(self.conn, self.dialect, Some(patient_id), None)?;
+        Ok((row, directives))
+    }
+
+    /// The directives one resource (a Consent) expresses, as stored.
+    pub fn directives_of(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Vec<Directive>, StoreError> {
+        Ok(access::directives(
+            self.conn,
+            self.dialect,
+            None,
+            Some((resource_type, id)),
+        )?)
+    }
+
+    /// The minor a RelatedPerson represents, if any.
+    pub fn guardianship(&mut self, related_person_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(access::guardianship(
+            self.conn,
+            self.dialect,
+            related_person_id,
+        )?)
+    }
+
+    /// The ids of the Organizations with this identifier.
+    pub fn organizations(
+        &mut self,
+        system: Option<&str>,
+        value: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(access::organizations(
+            self.conn,
+            self.dialect,
+            system,
+            value,
+        )?)
+    }
+
+    /// The access terms of a stored resource.
+    pub fn terms(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(access::terms(self.conn, self.dialect, resource_type, id)?)
     }
 
     /// Installs `new` if the resource's current version is still `expected` (`None`: it must

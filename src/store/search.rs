@@ -164,6 +164,7 @@ macro_rules! load {
         }
     };
 }
+pub(crate) use load;
 
 impl Store {
     /// The placeholder syntax of this store's backend.

@@ -1,0 +1,240 @@
+//! The write decision: [`policy::may_write`] over the facts of the record a write touches,
+//! read inside the write's own unit of work (so under the resource's lock, and seeing the
+//! directives as they are now).
+
+use super::model::{Code, Facts, Record};
+use super::policy::{self, Edit, Refusal, World, WriteAction};
+use super::Engine;
+use crate::auth::principal::Principal;
+use crate::store::{AccessRows, NewVersion, StoreError, Unit, Version};
+use std::collections::HashMap;
+
+/// One side of a write, as the decision sees it.
+pub enum Side<'a> {
+    /// A stored version (the resource being updated or deleted).
+    Stored(&'a Version),
+    /// The version about to be installed.
+    New(&'a NewVersion),
+}
+
+/// Why a write decision could not be made or was refused.
+pub enum Verdict {
+    Refused(Refusal),
+    Store(StoreError),
+}
+
+impl From<StoreError> for Verdict {
+    fn from(e: StoreError) -> Verdict {
+        Verdict::Store(e)
+    }
+}
+
+impl Engine {
+    /// May `principal` create `new`, replace `old` by `new`, or delete `old`?
+    pub fn check_write(
+        &self,
+        unit: &mut Unit<'_>,
+        principal: &Principal,
+        now: i64,
+        old: Option<&Version>,
+        new: Option<&NewVersion>,
+    ) -> Result<(), Verdict> {
+        let patient = new
+            .and_then(|n| n.patient_id.clone())
+            .or_else(|| old.and_then(|o| o.patient_id.clone()));
+        let world = self.world(unit, principal, patient.as_deref(), now)?;
+        let old_facts = match old {
+            Some(version) => Some(stored(unit, version)?),
+            None => None,
+        };
+        let new_facts = new.map(fresh);
+        let verdict = match (&old_facts, &new_facts, old, new) {
+            (None, Some((facts, directives)), _, _) => policy::may_write(
+                principal,
+                &world,
+                WriteAction::Create {
+                    row: policy::Version { facts, directives },
+                },
+            ),
+            (
+                Some((old_facts, old_directives)),
+                Some((facts, directives)),
+                Some(old),
+                Some(new),
+            ) => policy::may_write(
+                principal,
+                &world,
+                WriteAction::Update {
+                    old: policy::Version {
+                        facts: old_facts,
+                        directives: old_directives,
+                    },
+                    new: policy::Version { facts, directives },
+                    edit: edit_of(old, new),
+                },
+            ),
+            (Some((facts, directives)), None, _, _) => policy::may_write(
+                principal,
+                &world,
+                WriteAction::Delete {
+                    old: policy::Version { facts, directives },
+                },
+            ),
+            _ => Ok(()),
+        };
+        verdict.map_err(Verdict::Refused)
+    }
+
+    /// The world of one record, as much of it as a write decision consults.
+    fn world(
+        &self,
+        unit: &mut Unit<'_>,
+        principal: &Principal,
+        patient_id: Option<&str>,
+        now: i64,
+    ) -> Result<World<crate::consent::matrix::ProfessionMatrix>, StoreError> {
+        let mut records = HashMap::new();
+        if let Some(patient_id) = patient_id {
+            let (row, directives) = unit.record(patient_id)?;
+            if let Some(row) = row {
+                records.insert(
+                    patient_id.to_owned(),
+                    Record {
+                        patient_id: patient_id.to_owned(),
+                        active: row.active,
+                        adult_at: row.adult_at,
+                        directives,
+                    },
+                );
+            } else if !directives.is_empty() {
+                // Directives written before the Patient: the record is open, as without them.
+                records.insert(
+                    patient_id.to_owned(),
+                    Record {
+                        patient_id: patient_id.to_owned(),
+                        active: true,
+                        adult_at: None,
+                        directives,
+                    },
+                );
+            }
+        }
+        let mut guardianships = HashMap::new();
+        if let Principal::Guardian { related_person_id } = principal {
+            if let Some(minor) = unit.guardianship(related_person_id)? {
+                guardianships.insert(related_person_id.clone(), minor);
+            }
+        }
+        let mut organizations = HashMap::new();
+        if let Principal::FeedingSystem { organization, .. } = principal {
+            let (system, value) = match organization.split_once('|') {
+                Some((system, value)) => (Some(system), value),
+                None => (None, organization.as_str()),
+            };
+            organizations.insert(organization.clone(), unit.organizations(system, value)?);
+        }
+        Ok(World {
+            records,
+            guardianships,
+            organizations,
+            professions: self.matrix.clone(),
+            now,
+        })
+    }
+}
+
+/// The facts of a stored version, with the terms and directives stored for it.
+fn stored(
+    unit: &mut Unit<'_>,
+    version: &Version,
+) -> Result<(Facts, Vec<super::model::Directive>), StoreError> {
+    let terms = unit.terms(&version.resource_type, &version.id)?;
+    let directives = unit.directives_of(&version.resource_type, &version.id)?;
+    let facts = facts(
+        &version.resource_type,
+        &version.id,
+        version.patient_id.clone(),
+        version.labels,
+        version.writer.clone(),
+        terms.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    );
+    Ok((facts, directives))
+}
+
+/// The facts of a version about to be installed.
+fn fresh(new: &NewVersion) -> (Facts, Vec<super::model::Directive>) {
+    let AccessRows {
+        terms, directives, ..
+    } = &new.access;
+    let facts = facts(
+        &new.resource_type,
+        &new.id,
+        new.patient_id.clone(),
+        new.labels,
+        new.writer.clone(),
+        terms.iter().map(|(k, v)| (*k, v.as_str())),
+    );
+    (facts, directives.clone())
+}
+
+fn facts<'a>(
+    resource_type: &str,
+    id: &str,
+    patient_id: Option<String>,
+    labels: super::model::Labels,
+    writer: Option<super::model::Writer>,
+    terms: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Facts {
+    let mut authors = Vec::new();
+    let mut classes = Vec::new();
+    for (kind, value) in terms {
+        match kind {
+            "author" => authors.push(value.to_owned()),
+            "class" => {
+                if let Some((system, code)) = value.split_once('|') {
+                    classes.push(Code {
+                        system: system.to_owned(),
+                        code: code.to_owned(),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    Facts {
+        resource_type: resource_type.to_owned(),
+        id: id.to_owned(),
+        patient_id,
+        labels,
+        writer,
+        authors,
+        classes,
+    }
+}
+
+/// A relabelling changes the visibility labels and nothing else (§10's metadata update): anyone
+/// who may set those labels may make it. Anything else, a no-op included, replaces the
+/// resource.
+fn edit_of(old: &Version, new: &NewVersion) -> Edit {
+    if old.labels == new.labels {
+        return Edit::Replace;
+    }
+    let strip = |body: &[u8]| -> Option<serde_json::Value> {
+        let mut document: serde_json::Value = serde_json::from_slice(body).ok()?;
+        let object = document.as_object_mut()?;
+        object.remove("securityLabel");
+        if let Some(meta) = object.get_mut("meta").and_then(|m| m.as_object_mut()) {
+            meta.remove("security");
+            meta.remove("versionId");
+            meta.remove("lastUpdated");
+            if meta.is_empty() {
+                object.remove("meta");
+            }
+        }
+        Some(document)
+    };
+    match (strip(&old.body), strip(&new.body)) {
+        (Some(before), Some(after)) if before == after => Edit::Relabel,
+        _ => Edit::Replace,
+    }
+}
