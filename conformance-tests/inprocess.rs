@@ -448,7 +448,6 @@ fn a_search_returns_the_created_document() {
 #[test]
 fn every_principal_kind_gets_a_token_the_app_accepts() {
     let app = App::start();
-    let feeder = app.token(&Caller::feeding_system());
     let patient = app.create_as(
         &app.token(&Caller::provisioning()),
         &harness::patient("284021234567890"),
