@@ -11,6 +11,7 @@ mod binary;
 mod cli;
 mod concurrency;
 mod conditional;
+mod consent;
 mod crash;
 mod crud;
 mod data_door;
