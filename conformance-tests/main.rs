@@ -12,6 +12,7 @@ mod cli;
 mod concurrency;
 mod conditional;
 mod consent;
+mod consent_property;
 mod crash;
 mod crud;
 mod data_door;
