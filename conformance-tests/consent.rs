@@ -1816,20 +1816,6 @@ fn conditional_update_patch_and_delete_leave_hidden_matches_alone() {
     let other_feeder = app.token(&Caller::feeding_system().client("test-feeder-other"));
     let condition = format!("identifier={DOCUMENT_ID}|hidden%20from%20patient");
     for (who, token) in [("patient P", &holder), ("other feeder", &other_feeder)] {
-        let mut body = document(p, "hidden from patient", "11", &[], None, None);
-        body["description"] = json!("overwritten");
-        let put = app.send_as(
-            token,
-            "PUT",
-            &format!("/DocumentReference?{condition}"),
-            &body,
-            &[],
-        );
-        assert!(
-            !put.body.contains(hidden.as_str()),
-            "{who} PUT: {}",
-            put.body
-        );
         let patch = app.request_as(
             token,
             "PATCH",
@@ -1859,6 +1845,21 @@ fn conditional_update_patch_and_delete_leave_hidden_matches_alone() {
             !delete.body.contains(hidden.as_str()),
             "{who} DELETE: {}",
             delete.body
+        );
+        // Last: with no match it may create, and what it creates the caller then sees.
+        let mut body = document(p, "hidden from patient", "11", &[], None, None);
+        body["description"] = json!("overwritten");
+        let put = app.send_as(
+            token,
+            "PUT",
+            &format!("/DocumentReference?{condition}"),
+            &body,
+            &[],
+        );
+        assert!(
+            !put.body.contains(hidden.as_str()),
+            "{who} PUT: {}",
+            put.body
         );
         assert_eq!(
             version_of(hidden),

@@ -189,14 +189,8 @@ fn run_case(seed: u64) {
                 _ => rng.chance(30).then(|| rng.pick(&practitioners).clone()),
             };
             let name = format!("doc-{n}");
-            let body = document(
-                patient_id,
-                &name,
-                *rng.pick(&CLASSES[..]),
-                &labels,
-                author.as_deref(),
-                None,
-            );
+            let class = CLASSES[rng.below(CLASSES.len())];
+            let body = document(patient_id, &name, class, &labels, author.as_deref(), None);
             let reply = app.send_as(
                 &app.token(&caller),
                 "POST",
@@ -272,7 +266,7 @@ fn run_case(seed: u64) {
         let mut record = facts::record_of(&header, patient_id, BASE);
         for _ in 0..rng.below(4) {
             let rule = match rng.below(9) {
-                0 | 1 | 2 => Rule::Authorize(rng.pick(&practitioners).clone()),
+                0..=2 => Rule::Authorize(rng.pick(&practitioners).clone()),
                 3 | 4 => Rule::Block(rng.pick(&practitioners).clone()),
                 5 => Rule::BlockOrganization(rng.pick(&organization_ids).clone()),
                 6 | 7 => Rule::RefuseBreakGlass,
@@ -300,11 +294,9 @@ fn run_case(seed: u64) {
     let mut callers: Vec<Caller> = patients.iter().map(|(id, _)| Caller::patient(id)).collect();
     callers.extend(related_people.iter().map(|rp| Caller::guardian(rp)));
     for who in &practitioners {
-        let mut caller = Caller::professional(
-            who,
-            *rng.pick(&PROFESSIONS[..]),
-            rng.pick(&organization_ids).as_str(),
-        );
+        let profession = PROFESSIONS[rng.below(PROFESSIONS.len())];
+        let mut caller =
+            Caller::professional(who, profession, rng.pick(&organization_ids).as_str());
         if rng.chance(35) {
             caller = caller.break_glass("emergency admission");
         }
