@@ -2303,12 +2303,45 @@ fn directives_are_written_by_the_holder_and_professionals_record_only_their_own_
             reply.body
         );
     }
-    // The authorization the stranger recorded opens the record to them, and they may revoke it.
-    let reply = app.get_as(
-        &app.token(&pro("stranger")),
-        &format!("/DocumentReference/{}", seed.documents["lab"]),
+    // The authorization the stranger recorded opens the record to them; they revoke their
+    // own, not the patient's directives.
+    let stranger_token = app.token(&pro("stranger"));
+    let lab = format!("/DocumentReference/{}", seed.documents["lab"]);
+    assert_eq!(app.get_as(&stranger_token, &lab).status, 200);
+    let found = |token: &str, query: &str| {
+        app.pages(token, "GET", &format!("/Consent?patient={p}&{query}"), None)
+            .map(|pages| pages.with_mode("match"))
+            .unwrap_or_default()
+    };
+    let holder = app.token(&Caller::patient(p));
+    let own = found(&holder, &format!("actor=Practitioner/{stranger}"));
+    let patients = found(&holder, &format!("actor=Practitioner/{gp}"));
+    assert_eq!((own.len(), patients.len()), (1, 1), "{own:?} {patients:?}");
+    let reply = app.request_as(
+        &stranger_token,
+        "DELETE",
+        &format!("/{}", patients[0]),
+        &[],
+        None,
     );
-    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        reply.status, 403,
+        "revoking the patient's block: {}",
+        reply.body
+    );
+    let reply = app.request_as(
+        &stranger_token,
+        "DELETE",
+        &format!("/{}", own[0]),
+        &[],
+        None,
+    );
+    assert!(
+        matches!(reply.status, 200 | 204),
+        "revoking their own: {}",
+        reply.body
+    );
+    assert_eq!(app.get_as(&stranger_token, &lab).status, 404, "revoked");
 }
 
 /// Interfaces "Client kinds and principals": provisioning writes records and guardianships

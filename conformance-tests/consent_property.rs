@@ -21,7 +21,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
 /// Cases per run: each is one App with a few records (a few seconds on SQLite in debug).
-const CASES: u64 = 5;
+const CASES: u64 = 12;
 const FIRST_SEED: u64 = 0x00c0_ffee_5eed_0012;
 
 /// A small deterministic generator (xorshift64*).
