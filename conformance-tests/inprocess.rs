@@ -310,6 +310,105 @@ impl App {
     }
 }
 
+/// Every page of a search or history, from its first request through its `next` links.
+#[derive(Debug, Default)]
+pub struct Pages {
+    /// `Type/id` of every entry, in the order served, with its `search.mode` (`match`,
+    /// `include`; `None` in a history).
+    pub entries: Vec<(String, Option<String>)>,
+    /// Each page's `total` (`None` where a page has none).
+    pub totals: Vec<Option<u64>>,
+}
+
+impl Pages {
+    /// `Type/id` of the entries whose `search.mode` is `mode`.
+    pub fn with_mode(&self, mode: &str) -> Vec<String> {
+        self.entries
+            .iter()
+            .filter(|(_, m)| m.as_deref() == Some(mode))
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+}
+
+/// `Type/id` of each entry of a Bundle (from its resource, or its `fullUrl` when it has none,
+/// as a deleted version in a history), with the entry's `search.mode`.
+pub fn bundle_entries(bundle: &Value) -> Vec<(String, Option<String>)> {
+    bundle["entry"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|entry| {
+            let key = match (
+                entry["resource"]["resourceType"].as_str(),
+                entry["resource"]["id"].as_str(),
+            ) {
+                (Some(kind), Some(id)) => format!("{kind}/{id}"),
+                _ => {
+                    let url = entry["fullUrl"].as_str().unwrap_or_default();
+                    let url = url
+                        .strip_prefix(BASE)
+                        .unwrap_or(url)
+                        .trim_start_matches('/');
+                    url.split("/_history").next().unwrap_or_default().to_owned()
+                }
+            };
+            let mode = entry["search"]["mode"].as_str().map(str::to_owned);
+            (key, mode)
+        })
+        .collect()
+}
+
+impl App {
+    /// `method path` as `token` (a GET, or a POST `_search` with a form `body`), then every
+    /// `next` link; `Err` with the first answer that is not a 200 Bundle. Stops after 1000
+    /// pages, which only a cycle in the links reaches.
+    pub fn pages(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        form: Option<&str>,
+    ) -> Result<Pages, Reply> {
+        let mut pages = Pages::default();
+        let mut reply = match form {
+            Some(form) => self.request_as(
+                token,
+                method,
+                path,
+                &[("Content-Type", "application/x-www-form-urlencoded")],
+                Some(form.as_bytes()),
+            ),
+            None => self.request_as(token, method, path, &[], None),
+        };
+        for _ in 0..1000 {
+            if reply.status != 200 {
+                return Err(reply);
+            }
+            let bundle = reply.json();
+            if bundle["resourceType"] != "Bundle" {
+                return Err(reply);
+            }
+            pages.entries.extend(bundle_entries(&bundle));
+            pages.totals.push(bundle["total"].as_u64());
+            let next = bundle["link"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .find(|link| link["relation"] == "next")
+                .and_then(|link| link["url"].as_str())
+                .map(str::to_owned);
+            match next {
+                Some(url) => reply = self.get_as(token, &url),
+                None => return Ok(pages),
+            }
+        }
+        panic!("{method} {path}: more than 1000 pages");
+    }
+}
+
 impl Drop for App {
     fn drop(&mut self) {
         drop(self.service.take());

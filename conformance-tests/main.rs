@@ -11,6 +11,8 @@ mod binary;
 mod cli;
 mod concurrency;
 mod conditional;
+mod consent;
+mod consent_property;
 mod crash;
 mod crud;
 mod data_door;
