@@ -48,6 +48,9 @@ pub enum Denial {
     },
     /// 403: a valid token that this server will not serve.
     Forbidden { message: String },
+    /// 400: a valid token whose request the caller must complete, such as a break-glass
+    /// declared without its reason (domain §1: the reason is audited).
+    Incomplete { message: String },
 }
 
 /// Verifies tokens and derives principals.
@@ -97,6 +100,7 @@ impl Authenticator {
             let (status, reason) = match denial {
                 Denial::Unauthenticated { message, .. } => (401, message),
                 Denial::Forbidden { message } => (403, message),
+                Denial::Incomplete { message } => (400, message),
             };
             tracing::warn!(target: "carnet::auth", status, %reason, failures, "authentication refused");
         }
@@ -171,7 +175,6 @@ fn refusal_of(error: AuthError) -> Denial {
         | AuthError::InvalidClaim { .. }
         | AuthError::UnsupportedUser { .. }
         | AuthError::UnsupportedPurpose { .. }
-        | AuthError::BreakGlassWithoutReason
         | AuthError::ReasonWithoutBreakGlass => Denial::Unauthenticated {
             error: Some("invalid_token"),
             message,
@@ -182,6 +185,7 @@ fn refusal_of(error: AuthError) -> Denial {
         | AuthError::NoResourceScope
         | AuthError::NoScopeGranted { .. }
         | AuthError::BreakGlassNotAllowed { .. } => Denial::Forbidden { message },
+        AuthError::BreakGlassWithoutReason => Denial::Incomplete { message },
     }
 }
 

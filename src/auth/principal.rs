@@ -232,11 +232,12 @@ pub fn derive(claims: &Claims, registry: &[Client]) -> Result<(Principal, Scopes
 }
 
 /// What record provisioning may ever do, whatever its registration says: manage the record
-/// holders, professionals and organizations (find, create, update), and read no clinical data.
+/// holders, professionals and organizations (find, create, update), record a person's
+/// opposition (interfaces, "Record lifecycle"), and read no clinical data.
 static PROVISIONING_LIMIT: std::sync::LazyLock<Scopes> = std::sync::LazyLock::new(|| {
     parse_scopes(
         "system/Patient.crus system/Practitioner.crus system/PractitionerRole.crus \
-         system/Organization.crus system/RelatedPerson.crus",
+         system/Organization.crus system/RelatedPerson.crus system/Consent.crus",
     )
     .expect("valid scopes")
 });
@@ -924,13 +925,11 @@ mod tests {
                 "{kind}"
             );
         }
-        for kind in [
-            "Observation",
-            "DocumentReference",
-            "Binary",
-            "Consent",
-            "AuditEvent",
-        ] {
+        // Oppositions: provisioning records them; which Consents it then reads (only its
+        // own) is the consent engine's rule.
+        assert!(scopes.allows(Context::System, "Consent", Interaction::Create));
+        assert!(!scopes.allows(Context::System, "Consent", Interaction::Delete));
+        for kind in ["Observation", "DocumentReference", "Binary", "AuditEvent"] {
             assert!(
                 !scopes.allows(Context::System, kind, Interaction::Read),
                 "{kind}"

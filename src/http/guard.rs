@@ -56,6 +56,7 @@ pub fn refused(denial: Denial) -> ApiError {
             };
             ApiError::new(401, "login", message).challenging(challenge)
         }
+        Denial::Incomplete { message } => ApiError::new(400, "invalid", message),
         Denial::Forbidden { message } => {
             let challenge = format!(
                 r#"Bearer realm="carnet", error="insufficient_scope", error_description="{}""#,
