@@ -12,6 +12,7 @@ mod cli;
 mod concurrency;
 mod conditional;
 mod consent;
+mod consent_limits;
 mod consent_property;
 mod crash;
 mod crud;

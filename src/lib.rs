@@ -152,9 +152,10 @@ pub fn build_state(config: Config) -> Result<web::Data<http::AppState>, StartErr
         ),
         records: records::Door::new(
             store,
-            consent::Engine {
-                matrix: config.consent.profession_matrix.clone(),
-            },
+            consent::Engine::new(
+                config.consent.profession_matrix.clone(),
+                config.consent.professional_patients_per_hour,
+            ),
             config.base(),
             config.update_create,
         ),

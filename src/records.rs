@@ -4,8 +4,10 @@
 //! carries; the handles it returns ([`Reading`], [`HistoryReading`], [`WriteContext`]) hold
 //! that restriction, so nothing behind them can read without it.
 
+use crate::auth::principal::Principal;
 use crate::auth::scopes::Interaction;
 use crate::auth::Access;
+use crate::consent::limiter::Slowed;
 use crate::consent::{Denied, Engine, Restriction};
 use crate::fhir::registry::ResourceKind;
 use crate::fhir::writes::WriteContext;
@@ -13,6 +15,38 @@ use crate::search::query::Search;
 use crate::search::{sql, Page, Position};
 use crate::store::{HistoryScope, Store, StoreError, Version};
 use std::sync::Arc;
+
+/// Why data could not be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A professional over the hourly patient limit (domain §5): 429, retry after this many
+    /// seconds.
+    #[error("too many patients this hour")]
+    Slowed(u64),
+}
+
+impl From<Slowed> for DataError {
+    fn from(slowed: Slowed) -> DataError {
+        DataError::Slowed(slowed.retry_after)
+    }
+}
+
+/// Who is about to be answered, for the hourly patient count of professionals.
+#[derive(Clone)]
+struct Reader {
+    engine: Arc<Engine>,
+    principal: Principal,
+}
+
+impl Reader {
+    /// Counts the patients of `versions` before they are answered.
+    fn answering<'a>(&self, versions: impl IntoIterator<Item = &'a Version>) -> Result<(), Slowed> {
+        let patients = versions.into_iter().filter_map(|v| v.patient_id.as_deref());
+        self.engine.touch(&self.principal, patients)
+    }
+}
 
 /// What the server shares with every request: the store behind the door, and the settings its
 /// handles need. The HTTP layer holds this, never the [`Store`] itself.
@@ -65,7 +99,15 @@ impl Records {
             store: self.store.clone(),
             restriction,
             kind,
+            reader: self.reader(),
         })
+    }
+
+    fn reader(&self) -> Reader {
+        Reader {
+            engine: self.engine.clone(),
+            principal: self.access.principal.clone(),
+        }
     }
 
     /// A search of one type as parsed: the search to run (includes narrowed to what the caller
@@ -79,8 +121,11 @@ impl Records {
         &self,
         searches: &[(Search, Restriction)],
         position: &Position,
-    ) -> Result<Page, StoreError> {
-        crate::search::execute_all(&self.store, searches, &self.base_url, position)
+    ) -> Result<Page, DataError> {
+        let page = crate::search::execute_all(&self.store, searches, &self.base_url, position)?;
+        self.reader()
+            .answering(page.versions.iter().chain(&page.included))?;
+        Ok(page)
     }
 
     /// The types a system-level search without `_type` covers.
@@ -112,6 +157,7 @@ impl Records {
             store: self.store.clone(),
             restriction,
             scope,
+            reader: self.reader(),
         }
     }
 
@@ -137,17 +183,20 @@ pub struct Reading {
     store: Arc<Store>,
     restriction: Restriction,
     kind: &'static ResourceKind,
+    reader: Reader,
 }
 
 impl Reading {
     /// The current version of `id`, deleted or not, if the caller may see it.
-    pub fn read(&self, id: &str) -> Result<Option<Version>, StoreError> {
+    pub fn read(&self, id: &str) -> Result<Option<Version>, DataError> {
         let sql = sql::current(&self.restriction, self.kind.name, id, self.store.dialect());
-        Ok(first(self.store.found(&sql)?))
+        let version = first(self.store.found(&sql)?);
+        self.reader.answering(&version)?;
+        Ok(version)
     }
 
     /// Version `version_id` of `id`, if the caller may see the resource.
-    pub fn vread(&self, id: &str, version_id: i64) -> Result<Option<Version>, StoreError> {
+    pub fn vread(&self, id: &str, version_id: i64) -> Result<Option<Version>, DataError> {
         let sql = sql::version(
             &self.restriction,
             self.kind.name,
@@ -155,7 +204,9 @@ impl Reading {
             version_id,
             self.store.dialect(),
         );
-        Ok(first(self.store.found(&sql)?))
+        let version = first(self.store.found(&sql)?);
+        self.reader.answering(&version)?;
+        Ok(version)
     }
 
     /// The bytes of a Binary version the caller may see.
@@ -170,6 +221,7 @@ impl Reading {
             store: self.store.clone(),
             restriction: self.restriction.clone(),
             scope: HistoryScope::Instance(self.kind.name.to_owned(), id.to_owned()),
+            reader: self.reader.clone(),
         }
     }
 }
@@ -190,6 +242,7 @@ pub struct HistoryReading {
     store: Arc<Store>,
     restriction: Restriction,
     scope: HistoryScope,
+    reader: Reader,
 }
 
 impl HistoryReading {
@@ -206,7 +259,7 @@ impl HistoryReading {
         since: Option<i64>,
         before: Option<i64>,
         limit: i64,
-    ) -> Result<HistoryPage, StoreError> {
+    ) -> Result<HistoryPage, DataError> {
         let dialect = self.store.dialect();
         let count = sql::history_count(&self.restriction, &self.scope, since, dialect);
         let total = self.store.count(&count)?;
@@ -229,6 +282,7 @@ impl HistoryReading {
             }
             versions.push(found.version);
         }
+        self.reader.answering(&versions)?;
         Ok(HistoryPage {
             versions,
             next: if more { next } else { None },

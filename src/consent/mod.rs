@@ -9,6 +9,7 @@
 //! record rules of the domain (§2–§5, §8) narrow the restriction further.
 
 pub mod facts;
+pub mod limiter;
 pub mod matrix;
 pub mod model;
 pub mod policy;
@@ -86,10 +87,51 @@ impl Restriction {
     }
 }
 
-/// The consent engine's settings, shared by every request.
-#[derive(Debug, Clone, Default)]
+/// The consent engine's settings and state, shared by every request.
+#[derive(Debug, Clone)]
 pub struct Engine {
     pub matrix: ProfessionMatrix,
+    /// Distinct patients each professional read this hour (domain §5).
+    pub patients_per_hour: std::sync::Arc<limiter::PatientsPerHour>,
+}
+
+impl Engine {
+    pub fn new(matrix: ProfessionMatrix, professional_patients_per_hour: u32) -> Engine {
+        Engine {
+            matrix,
+            patients_per_hour: std::sync::Arc::new(limiter::PatientsPerHour::new(
+                professional_patients_per_hour,
+            )),
+        }
+    }
+
+    /// Records the patients whose resources `principal` is about to be answered; a
+    /// professional over the hourly limit is refused ([`limiter::Slowed`]: 429).
+    pub fn touch<'a>(
+        &self,
+        principal: &Principal,
+        patients: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), limiter::Slowed> {
+        let Principal::Professional {
+            practitioner_id, ..
+        } = principal
+        else {
+            return Ok(());
+        };
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        self.patients_per_hour.touch(practitioner_id, patients, now)
+    }
+}
+
+impl Default for Engine {
+    /// The default matrix and limit of `[consent]`.
+    fn default() -> Engine {
+        let settings = crate::config::Consent::default();
+        Engine::new(
+            settings.profession_matrix,
+            settings.professional_patients_per_hour,
+        )
+    }
 }
 
 /// The profession matrix, as the reference policy consults it.

@@ -13,6 +13,8 @@ pub struct ApiError {
     pub allow: Option<&'static str>,
     /// The `WWW-Authenticate` challenge of a 401 or 403.
     pub challenge: Option<String>,
+    /// Seconds to wait, sent as `Retry-After` with a 429.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -23,6 +25,7 @@ impl ApiError {
             issues: vec![OutcomeIssue::error(code, diagnostics)],
             allow: None,
             challenge: None,
+            retry_after: None,
         }
     }
 
@@ -33,6 +36,7 @@ impl ApiError {
             issues,
             allow: None,
             challenge: None,
+            retry_after: None,
         }
     }
 
@@ -99,6 +103,9 @@ impl ResponseError for ApiError {
         if let Some(challenge) = &self.challenge {
             response.insert_header(("WWW-Authenticate", challenge.as_str()));
         }
+        if let Some(seconds) = self.retry_after {
+            response.insert_header(("Retry-After", seconds.to_string()));
+        }
         response.body(operation_outcome(&self.issues).to_string())
     }
 }
@@ -115,6 +122,23 @@ impl From<crate::store::StoreError> for ApiError {
             );
         }
         ApiError::internal(e)
+    }
+}
+
+impl From<crate::records::DataError> for ApiError {
+    fn from(e: crate::records::DataError) -> Self {
+        match e {
+            crate::records::DataError::Store(e) => e.into(),
+            crate::records::DataError::Slowed(seconds) => {
+                let mut error = ApiError::new(
+                    429,
+                    "throttled",
+                    "You have read more patients' records this hour than allowed; retry later",
+                );
+                error.retry_after = Some(seconds);
+                error
+            }
+        }
     }
 }
 
