@@ -88,7 +88,7 @@ pub fn capability_statement(base_url: &str, update_create: bool, date: &str, cor
                     "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
                     "code": "SMART-on-FHIR",
                 }]}],
-                "description": "Every interaction but this statement and the discovery documents needs an OAuth2 bearer access token (a JWT from a trusted OpenID Connect issuer) carrying SMART App Launch v2 scopes; see .well-known/smart-configuration.",
+                "description": "Every interaction but this statement and the discovery documents needs an OAuth2 bearer access token (a JWT from a trusted OpenID Connect issuer) carrying SMART App Launch v2 scopes; see .well-known/smart-configuration. Scopes bound what a token may do; the patient's record rules bound it further, on every read path (searches, includes, chains, _has, history, Binary, conditional matching: totals and pages count only what the caller may see, and a hidden resource answers as a missing one) and on every write: record state (closed, opposed), the patient's Consent directives (block a practitioner or an organization, authorize a practitioner, refuse break-glass), the general practitioner, TRE_A07 visibility labels (MASQUE_PS, INVISIBLE_PATIENT, INVISIBLE_REPRESENTANTS_LEGAUX), the profession matrix, break-glass (purpose_of_use=BTG with break_glass_reason) and guardianship of minors. A professional's search names one patient.",
             },
             "resource": resources,
             "compartment": ["http://hl7.org/fhir/CompartmentDefinition/patient"],
