@@ -418,3 +418,31 @@ fn update_as_create_over_a_hidden_id_answers_like_over_a_missing_one() {
         hidden.status, hidden.body, missing.status
     );
 }
+
+/// §5: the patient deletes and replaces "own entries"; §3: `INVISIBLE_PATIENT` is a
+/// professional's label for what professionals produced ("until a diagnosis is announced").
+/// Policy `may_relabel` lets an authorized professional relabel anything they see, so the
+/// general practitioner hides the patient's own entry from the patient, who can then neither
+/// read nor delete what they wrote.
+#[test]
+fn a_professional_does_not_hide_the_patient_s_own_entry_from_them() {
+    let world = World::new(App::start());
+    let app = &world.app;
+    let patient = app.token(&Caller::patient(&world.p));
+    let entry = id_of(&app.create_as(
+        &patient,
+        &document(&world.p, "my diary", "11", &[], None, None),
+    ));
+    let path = format!("/DocumentReference/{entry}");
+    let gp = app.token(&world.gp());
+    let mut hidden = app.get_as(&gp, &path).json();
+    hidden["securityLabel"] = json!([{"coding": [{
+        "system": crate::consent::TRE_A07, "code": "INVISIBLE_PATIENT"}]}]);
+    let reply = app.send_as(&gp, "PUT", &path, &hidden, &[]);
+    assert_eq!(
+        reply.status, 403,
+        "the general practitioner hid the patient's own entry from them: {}",
+        reply.body
+    );
+    assert_eq!(app.get_as(&patient, &path).status, 200);
+}
