@@ -446,3 +446,66 @@ fn a_professional_does_not_hide_the_patient_s_own_entry_from_them() {
     );
     assert_eq!(app.get_as(&patient, &path).status, 200);
 }
+
+/// §4 "block an establishment: the same for everyone acting for that Organization" (policy: a
+/// feeding system acts for its registered organization). The blocked feeding system no longer
+/// reads its document, but the document's bytes are a Binary outside any record, visible to
+/// its writer whatever the record says.
+#[test]
+fn a_blocked_feeding_system_does_not_read_the_bytes_of_its_document() {
+    let world = World::new(App::start());
+    let app = &world.app;
+    let provisioning = app.token(&Caller::provisioning());
+    // The feeding system's registered organization (FINESS 750000001).
+    let lab = id_of(&app.create_as(&provisioning, &organization("750000001")));
+    let patient = app.token(&Caller::patient(&world.p));
+    app.create_as(
+        &patient,
+        &consent(&world.p, &Rule::BlockOrganization(lab), (None, None)),
+    );
+    let feeder = Caller::feeding_system();
+    assert_eq!(
+        world.status(
+            &feeder,
+            "GET",
+            &format!("/DocumentReference/{}", world.document),
+            None
+        ),
+        404,
+        "blocked: the document is gone"
+    );
+    let read = app.get_as(&app.token(&feeder), &format!("/Binary/{}", world.binary));
+    assert_eq!(
+        read.status, 404,
+        "the blocked feeding system still reads the document's bytes: {}",
+        read.body
+    );
+}
+
+/// §2: a closed record accepts no feed (403, "does not accept data"). The document's bytes
+/// are a Binary outside any record, so its writer replaces them after the record is closed,
+/// and the closed record's document now serves other bytes.
+#[test]
+fn a_closed_record_s_document_bytes_are_not_replaced() {
+    let world = World::new(App::start());
+    let app = &world.app;
+    let patient = app.token(&Caller::patient(&world.p));
+    let path = format!("/Patient/{}", world.p);
+    let mut header = app.get_as(&patient, &path).json();
+    header["active"] = json!(false);
+    let reply = app.send_as(&patient, "PUT", &path, &header, &[]);
+    assert_eq!(reply.status, 200, "the holder closes: {}", reply.body);
+    let feeder = app.token(&Caller::feeding_system());
+    let reply = app.request_as(
+        &feeder,
+        "PUT",
+        &format!("/Binary/{}", world.binary),
+        &[("Content-Type", "application/pdf")],
+        Some(b"%PDF-1.4 rewritten after closing"),
+    );
+    assert_eq!(
+        reply.status, 403,
+        "the feeding system rewrote the bytes of a closed record's document: {}",
+        reply.body
+    );
+}
