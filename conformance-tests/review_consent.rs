@@ -509,3 +509,43 @@ fn a_closed_record_s_document_bytes_are_not_replaced() {
         reply.body
     );
 }
+
+/// §5 profession matrix: a pharmacien sees prescriptions (TRE_A03 `42`), not consultation
+/// reports (`10`). The restriction judges a document by its *current* class terms, and vread
+/// and history serve every version under it: a report first filed as a consultation, then
+/// refiled as a prescription, shows the pharmacien its consultation version.
+#[test]
+fn a_profession_does_not_read_an_earlier_version_of_a_class_it_may_not_see() {
+    let world = World::new(App::start());
+    let app = &world.app;
+    let provisioning = app.token(&Caller::provisioning());
+    let pharmacist = id_of(&app.create_as(&provisioning, &practitioner("10000000003")));
+    let patient = app.token(&Caller::patient(&world.p));
+    app.create_as(
+        &patient,
+        &consent(&world.p, &Rule::Authorize(pharmacist.clone()), (None, None)),
+    );
+    let feeder = app.token(&Caller::feeding_system());
+    let mut report = document(&world.p, "consultation", "10", &[], None, None);
+    report["description"] = json!("psychiatric consultation");
+    let id = id_of(&app.create_as(&feeder, &report));
+    let path = format!("/DocumentReference/{id}");
+    let pharmacist = app.token(&Caller::professional(&pharmacist, "21", &world.hospital));
+    assert_eq!(app.get_as(&pharmacist, &path).status, 404, "a consultation");
+    let mut refiled = document(&world.p, "consultation", "42", &[], None, None);
+    refiled["id"] = json!(id);
+    refiled["description"] = json!("prescription");
+    let reply = app.send_as(&feeder, "PUT", &path, &refiled, &[]);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        app.get_as(&pharmacist, &path).status,
+        200,
+        "a prescription now"
+    );
+    let old = app.get_as(&pharmacist, &format!("{path}/_history/1"));
+    assert_eq!(
+        old.status, 404,
+        "the pharmacien reads the consultation version: {}",
+        old.body
+    );
+}
