@@ -26,5 +26,6 @@ mod hardening_search;
 mod history;
 mod negotiation;
 mod patch;
+mod review_consent;
 mod search;
 mod search_property;
