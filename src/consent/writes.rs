@@ -47,7 +47,23 @@ impl Engine {
             Some(version) => Some(stored(unit, version)?),
             None => None,
         };
-        let new_facts = new.map(fresh);
+        let mut new_facts = new.map(fresh);
+        // A resource's writer is its creator's: an update does not make the caller its writer
+        // (a version over a deletion is a creation, decided without `old`).
+        if let (Some(old), Some((facts, _))) = (old, new_facts.as_mut()) {
+            facts.writer = old.writer.clone();
+        }
+        if let Some(old) = old {
+            fixed_once_written(
+                unit,
+                principal,
+                old,
+                new,
+                old_facts.as_ref(),
+                new_facts.as_ref(),
+            )
+            .map_err(Verdict::Refused)?;
+        }
         let verdict = match (&old_facts, &new_facts, old, new) {
             (None, Some((facts, directives)), _, _) => policy::may_write(
                 principal,
@@ -141,6 +157,73 @@ impl Engine {
             now,
         })
     }
+}
+
+/// What no update changes, whoever asks (the policy decides who may write at all):
+/// - a document's bytes once a document points to them: a document is replaced by another
+///   (IHE MHD `relatesTo`), its Binary is not rewritten under it;
+/// - a document's class and type: every version of it is judged by them (the profession
+///   matrix), so a refiled document is a new document;
+/// - a record's identity (INS, birth date: the end of guardianship) for the holder's side,
+///   who may only close or reopen the record and choose the general practitioner.
+fn fixed_once_written(
+    unit: &mut Unit<'_>,
+    principal: &Principal,
+    old: &Version,
+    new: Option<&NewVersion>,
+    old_facts: Option<&(Facts, Vec<super::model::Directive>)>,
+    new_facts: Option<&(Facts, Vec<super::model::Directive>)>,
+) -> Result<(), Refusal> {
+    let refuse = |why: &str| Err(Refusal::Forbidden(why.to_owned()));
+    if old.resource_type == "Binary"
+        && unit
+            .referenced_binary(&old.id)
+            .map_err(|e| Refusal::Forbidden(e.to_string()))?
+    {
+        return refuse(
+            "a document points to this Binary: its bytes are not replaced or deleted; \
+             publish a replacement document instead",
+        );
+    }
+    let Some(new) = new else { return Ok(()) };
+    if old.resource_type == "DocumentReference" {
+        let classes = |facts: Option<&(Facts, Vec<super::model::Directive>)>| {
+            let mut codes = facts.map(|(f, _)| f.classes.clone()).unwrap_or_default();
+            codes.sort();
+            codes
+        };
+        if classes(old_facts) != classes(new_facts) {
+            return refuse(
+                "a document's category and type are fixed once written: publish a \
+                 replacement document (relatesTo replaces) to refile it",
+            );
+        }
+    }
+    let holder_side = matches!(
+        principal,
+        Principal::Patient { .. } | Principal::Guardian { .. }
+    );
+    if holder_side && old.resource_type == "Patient" && !only_holder_fields_change(old, new) {
+        return refuse(
+            "the record's holder may change only active (close or reopen the record) and \
+             generalPractitioner; the identity (INS, birth date) is the insurer's",
+        );
+    }
+    Ok(())
+}
+
+/// Whether a Patient update changes nothing but `active` and `generalPractitioner`.
+fn only_holder_fields_change(old: &Version, new: &NewVersion) -> bool {
+    let strip = |body: &[u8]| -> Option<serde_json::Value> {
+        let mut document: serde_json::Value = serde_json::from_slice(body).ok()?;
+        let object = document.as_object_mut()?;
+        object.remove("active");
+        object.remove("generalPractitioner");
+        object.remove("meta");
+        object.remove("text");
+        Some(document)
+    };
+    matches!((strip(&old.body), strip(&new.body)), (Some(a), Some(b)) if a == b)
 }
 
 /// The facts of a stored version, with the terms and directives stored for it.

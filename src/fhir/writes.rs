@@ -388,13 +388,26 @@ impl WriteContext {
         };
         // Versions of one resource never share or go back in time, whatever the clock does.
         let last_updated = now_micros().max(after + 1);
-        let (new, version) = self.prepare(incoming, id, version_id, last_updated, "PUT")?;
+        let (mut new, version) = self.prepare(incoming, id, version_id, last_updated, "PUT")?;
         if let Some(current) = &current {
             same_patient(current, &new)?;
+            new.revives = current.deleted;
         }
         self.allowed(unit, current.as_ref(), Some(&new))?;
-        unit.install(expected, new)?;
-        Ok((version, expected.is_none()))
+        match unit.install(expected, new) {
+            // The id is held by a resource the caller does not see: client-assigned ids are
+            // one namespace, and nothing else is said of that resource.
+            Err(StoreError::Conflict) if current.is_none() => Err(rejected_as(
+                409,
+                "conflict",
+                format!(
+                    "The id {id} is not available for a new {}: choose another",
+                    incoming.kind.name
+                ),
+            )),
+            Err(e) => Err(e.into()),
+            Ok(()) => Ok((version, expected.is_none())),
+        }
     }
 
     /// Deletes `kind/id`. `Ok(false)`: it was already deleted.
@@ -433,6 +446,7 @@ impl WriteContext {
                     content: None,
                     index: Default::default(),
                     access: Default::default(),
+                    revives: false,
                 };
                 self.allowed(unit, Some(&current), None)?;
                 unit.install(Some(current.version_id), new)?;
@@ -544,6 +558,7 @@ impl WriteContext {
             content: incoming.content.clone(),
             index,
             access,
+            revives: false,
         };
         let version = Version {
             resource_type: kind.name.to_owned(),

@@ -16,7 +16,11 @@ pub(super) fn restricted(b: &mut Builder, restriction: &Restriction, a: &str) ->
 /// is that document already, which is never a Binary).
 fn render(b: &mut Builder, restriction: &Restriction, a: &str, binaries: bool) -> String {
     let now = restriction.now();
-    let record = Record { a, now };
+    let record = Record {
+        a,
+        now,
+        listing: restriction.listing(),
+    };
     let (in_record, wrote) = match restriction.rule() {
         Rule::Patient { id, writer } => (
             format!("({a}.patient_id = {} AND ({a}.labels & 2) = 0)", b.text(id)),
@@ -129,12 +133,17 @@ fn render(b: &mut Builder, restriction: &Restriction, a: &str, binaries: bool) -
                 true => "FALSE".to_owned(),
                 false => format!("{a}.resource_type IN ({})", list(b, types)),
             };
+            // A write's lookup also reaches what they authored in an open record (§5).
+            let own = match restriction.writing() {
+                true => format!(" OR ({authored} AND {active})"),
+                false => String::new(),
+            };
             (
                 format!(
-                    "(NOT {blocked} AND (({a}.labels & 1) = 0 OR {authored}) \
+                    "(NOT {blocked} AND (((({a}.labels & 1) = 0 OR {authored}) \
                      AND ({header} OR ({active} AND ({authorized} OR {emergency}) \
                      AND (({a}.resource_type = 'DocumentReference' AND {document}) \
-                     OR {other_types}))))"
+                     OR {other_types})))){own}))"
                 ),
                 writer,
             )
@@ -146,15 +155,28 @@ fn render(b: &mut Builder, restriction: &Restriction, a: &str, binaries: bool) -
         true => binary_through_document(b, restriction, a),
         false => "FALSE".to_owned(),
     };
+    // Outside any record, a writer reads what it wrote, except a Binary some document points
+    // to: its bytes belong to that document's record from then on.
     format!(
         "(({a}.patient_id IS NOT NULL AND {in_record}) OR ({a}.patient_id IS NULL AND \
-         ({a}.resource_type IN ({directory}) OR {a}.writer = {wrote} OR {binary})))"
+         ({a}.resource_type IN ({directory}) OR ({a}.writer = {wrote} AND NOT {}) \
+         OR {binary})))",
+        pointed_to(a)
     )
 }
 
-/// A Binary outside any record is also visible through a current DocumentReference the
-/// caller may see whose attachment points to it (domain §3: a hidden document's Binary is
-/// hidden too).
+/// `a` is a Binary some document's attachment points to.
+fn pointed_to(a: &str) -> String {
+    format!(
+        "({a}.resource_type = 'Binary' AND EXISTS (SELECT 1 FROM access_terms {a}_q \
+         WHERE {a}_q.kind = 'binary' AND {a}_q.value = {a}.id))"
+    )
+}
+
+/// A Binary outside any record is visible through a current DocumentReference the caller may
+/// see whose attachment points to it (domain §3: a hidden document's Binary is hidden too),
+/// written by the Binary's own writer: a document anyone else writes cannot lend its
+/// visibility to bytes it does not own.
 fn binary_through_document(b: &mut Builder, restriction: &Restriction, a: &str) -> String {
     let d = format!("{a}_d");
     let visible = render(b, restriction, &d, false);
@@ -162,7 +184,7 @@ fn binary_through_document(b: &mut Builder, restriction: &Restriction, a: &str) 
         "({a}.resource_type = 'Binary' AND EXISTS (SELECT 1 FROM access_terms {a}_t \
          JOIN resources {d} ON {d}.resource_type = {a}_t.resource_type AND {d}.id = {a}_t.id \
          WHERE {a}_t.kind = 'binary' AND {a}_t.value = {a}.id AND {d}.deleted = FALSE \
-         AND {visible}))"
+         AND {d}.writer = {a}.writer AND {visible}))"
     )
 }
 
@@ -170,6 +192,7 @@ fn binary_through_document(b: &mut Builder, restriction: &Restriction, a: &str) 
 struct Record<'a> {
     a: &'a str,
     now: i64,
+    listing: bool,
 }
 
 impl Record<'_> {
@@ -194,8 +217,12 @@ impl Record<'_> {
         )
     }
 
-    /// The record header (the Patient itself) of a record that is not opposed.
+    /// The record header (the Patient itself) of a record that is not opposed, unless the
+    /// query lists across records.
     fn header_readable(&self, b: &mut Builder) -> String {
+        if self.listing {
+            return "FALSE".to_owned();
+        }
         let a = self.a;
         format!(
             "({a}.resource_type = 'Patient' AND {a}.id = {a}.patient_id AND NOT {})",

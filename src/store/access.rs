@@ -350,3 +350,18 @@ pub fn terms(
         .map(|p| (p.a, p.b))
         .collect())
 }
+
+/// Whether some document's attachment points to `Binary/{id}`.
+pub fn referenced_binary(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    id: &str,
+) -> QueryResult<bool> {
+    let sql = select(
+        dialect,
+        "kind AS a, value AS b",
+        "access_terms",
+        &[("kind", "binary"), ("value", id)],
+    );
+    Ok(!load!(conn, sql, Pair)?.is_empty())
+}

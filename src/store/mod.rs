@@ -110,8 +110,11 @@ pub struct NewVersion {
     pub patient_id: Option<String>,
     /// Its visibility labels (a deletion keeps the last ones).
     pub labels: Labels,
-    /// Who created it: stored with its first version, kept by the next ones.
+    /// Who created it: stored with its first version, kept by the next ones (a version over a
+    /// deletion creates the resource anew: see `revives`).
     pub writer: Option<Writer>,
+    /// Whether this version comes over a deletion: its writer becomes the resource's writer.
+    pub revives: bool,
     pub body: Vec<u8>,
     /// The bytes of a Binary, stored apart from its JSON body.
     pub content: Option<Vec<u8>>,
@@ -219,11 +222,11 @@ impl Store {
 
 impl Store {
     /// Rebuilds the index rows and the consent engine's rows of every current resource with
-    /// `index_of` (its body in, its rows out), a batch of resources per transaction, and returns how many were indexed.
+    /// `index_of` (its body in, its rows out; no consent rows: keep the stored ones), a batch of resources per transaction, and returns how many were indexed.
     /// Runs while the server serves: a resource written meanwhile gets its rows from its write.
     pub fn reindex(
         &self,
-        index_of: impl Fn(&Version) -> Result<(IndexRows, AccessRows), StoreError>,
+        index_of: impl Fn(&Version) -> Result<(IndexRows, Option<AccessRows>), StoreError>,
     ) -> Result<u64, StoreError> {
         const BATCH: i64 = 500;
         let mut after: Option<(String, String)> = None;
@@ -308,14 +311,18 @@ impl Store {
                         version.patient_id.as_deref(),
                         &index,
                     )?;
-                    access::replace(
-                        conn,
-                        self.dialect,
-                        &version.resource_type,
-                        &version.id,
-                        version.patient_id.as_deref(),
-                        &access,
-                    )?;
+                    // Rows that can no longer be derived are kept, never dropped: a directive
+                    // lost here would open what it closed.
+                    if let Some(access) = access {
+                        access::replace(
+                            conn,
+                            self.dialect,
+                            &version.resource_type,
+                            &version.id,
+                            version.patient_id.as_deref(),
+                            &access,
+                        )?;
+                    }
                     last = Some((version.resource_type, version.id));
                 }
                 Ok((count, last))
@@ -408,6 +415,11 @@ impl Unit<'_> {
         )?)
     }
 
+    /// Whether some document points to `Binary/{id}`.
+    pub fn referenced_binary(&mut self, id: &str) -> Result<bool, StoreError> {
+        Ok(access::referenced_binary(self.conn, self.dialect, id)?)
+    }
+
     /// The access terms of a stored resource.
     pub fn terms(
         &mut self,
@@ -498,6 +510,11 @@ fn install(
             ))
             .execute(conn)?,
         };
+        if installed == 1 && new.revives {
+            diesel::update(resources::table.find((&new.resource_type, &new.id)))
+                .set(resources::writer.eq(new.writer.as_ref().map(Writer::key)))
+                .execute(conn)?;
+        }
         if installed != 1 {
             return Err(StoreError::Conflict);
         }
