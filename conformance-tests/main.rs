@@ -18,6 +18,7 @@ mod crash;
 mod crud;
 mod data_door;
 mod errors;
+mod everything;
 mod external_issuer;
 mod hardening_auth;
 mod hardening_http;

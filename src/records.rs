@@ -140,6 +140,17 @@ impl Records {
             .map(drop)
     }
 
+    /// `Patient/{id}/$everything`: the compartment types the caller may search, and a check
+    /// that the Patient is one they may see (see [`Engine::decide_everything`]).
+    pub fn everything(&self) -> Result<Everything, Denied> {
+        let (kinds, restriction) = self.engine.decide_everything(&self.access)?;
+        Ok(Everything {
+            store: self.store.clone(),
+            restriction,
+            kinds,
+        })
+    }
+
     /// History of every resource of `kind`.
     pub fn type_history(&self, kind: &'static ResourceKind) -> Result<HistoryReading, Denied> {
         let restriction = self.engine.decide_type_history(&self.access, kind)?;
@@ -223,6 +234,24 @@ impl Reading {
             scope: HistoryScope::Instance(self.kind.name.to_owned(), id.to_owned()),
             reader: self.reader.clone(),
         }
+    }
+}
+
+/// What `Patient/{id}/$everything` may cover; its searches still go through
+/// [`Records::searching`], one per type.
+pub struct Everything {
+    store: Arc<Store>,
+    restriction: Restriction,
+    /// The compartment types the token may search, the Patient first.
+    pub kinds: Vec<&'static ResourceKind>,
+}
+
+impl Everything {
+    /// Whether `Patient/{id}` exists, is not deleted, and the caller may see it: otherwise
+    /// the operation answers as for a missing patient.
+    pub fn holder_visible(&self, id: &str) -> Result<bool, StoreError> {
+        let sql = sql::current(&self.restriction, "Patient", id, self.store.dialect());
+        Ok(first(self.store.found(&sql)?).is_some_and(|v| !v.deleted))
     }
 }
 

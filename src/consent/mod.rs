@@ -19,7 +19,7 @@ use crate::auth::principal::{Principal, Purpose};
 use crate::auth::scopes::Interaction;
 use crate::auth::Access;
 use crate::fhir::registry::{self, ResourceKind};
-use crate::search::query::{Criterion, Search, Test};
+use crate::search::query::{patient_compartment_params, Criterion, Search, Test};
 use matrix::{ProfessionMatrix, Visible};
 use model::Writer;
 
@@ -322,6 +322,31 @@ impl Engine {
             .iter()
             .filter(|k| access.scope_allows(k.name, Interaction::Search))
             .collect()
+    }
+
+    /// `Patient/{id}/$everything`: the types of the patient compartment the token may search
+    /// (the Patient first, then the others by name; the rest are left out, not refused), and
+    /// the restriction under which the Patient itself must be visible for the operation to
+    /// answer at all. That check reads the record rules, not the scopes: a token may search
+    /// the patient's documents without being allowed to read the Patient, and the operation
+    /// still answers 404 for a patient the caller may not see. Refused when the token may
+    /// search no type of the compartment.
+    pub fn decide_everything(
+        &self,
+        access: &Access,
+    ) -> Result<(Vec<&'static ResourceKind>, Restriction), Denied> {
+        let mut kinds: Vec<&'static ResourceKind> = registry::all()
+            .iter()
+            .filter(|k| k.name == "Patient" || !patient_compartment_params(k.name).is_empty())
+            .filter(|k| access.scope_allows(k.name, Interaction::Search))
+            .collect();
+        kinds.sort_by_key(|k| (k.name != "Patient", k.name));
+        if kinds.is_empty() {
+            return Err(Denied(
+                "the token's scopes allow searching no type of the patient compartment".to_owned(),
+            ));
+        }
+        Ok((kinds, self.restriction(&access.principal)))
     }
 
     /// A search of `search.resource_type`: chains and `_has` search other types, and includes

@@ -36,6 +36,7 @@ use utoipa::{Modify, OpenApi};
         interactions::search_type,
         interactions::search_type_post,
         interactions::search_compartment,
+        interactions::everything,
         interactions::search_system,
         interactions::search_system_post,
         interactions::history_type,

@@ -61,6 +61,13 @@ pub fn capability_statement(base_url: &str, update_create: bool, date: &str, cor
                 "conditionalUpdate": !kind.server_written,
                 "conditionalDelete": if kind.server_written { "not-supported" } else { "single" },
             });
+            if kind.name == "Patient" {
+                resource["operation"] = json!([{
+                    "name": "everything",
+                    "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+                    "documentation": "The Patient and the resources of its compartment the caller may see (not the resources they refer to), paged; takes _count, _since and _type.",
+                }]);
+            }
             // Carnet's profiles apply to every instance of their type.
             if let Some(first) = profiles.first() {
                 resource["profile"] = json!(first);
@@ -163,6 +170,7 @@ mod tests {
         );
         let patient = &cs["rest"][0]["resource"][0];
         assert_eq!(patient["type"], "Patient");
+        assert_eq!(patient["operation"][0]["name"], "everything");
         assert_eq!(
             patient["profile"],
             "https://carnet.sante.fr/fhir/StructureDefinition/carnet-patient"

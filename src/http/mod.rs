@@ -129,6 +129,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     .route(web::get().to(history_instance))
                     .default_service(web::to(method_not_allowed("GET"))),
             )
+            // Before the compartment search, which would take `$everything` for a type.
+            .service(
+                web::resource("/Patient/{id}/$everything")
+                    .route(web::get().to(everything))
+                    .default_service(web::to(method_not_allowed("GET"))),
+            )
             .service(
                 web::resource("/Patient/{id}/{compartment_type}")
                     .route(web::get().to(search_compartment))

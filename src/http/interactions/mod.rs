@@ -24,12 +24,14 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 type Result<T> = std::result::Result<T, ApiError>;
 
+mod everything;
 mod history;
 mod patching;
 mod read;
 mod search;
 mod write;
 
+pub use everything::*;
 pub use history::*;
 pub use patching::*;
 pub use read::*;

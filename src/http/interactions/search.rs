@@ -46,17 +46,17 @@ pub async fn search_compartment(
     if !is_valid_id(&patient_id) {
         return Err(ApiError::not_found("Patient", &patient_id));
     }
-    let compartment = query::patient_compartment(kind.name, &patient_id).ok_or_else(|| {
-        ApiError::new(
+    if query::patient_compartment(kind.name, &patient_id).is_none() {
+        return Err(ApiError::new(
             404,
             "not-supported",
             format!("{} resources are not in a patient compartment", kind.name),
-        )
-    })?;
+        ));
+    }
     let target = Target {
         kinds: vec![kind],
         path: format!("Patient/{patient_id}/{}", kind.name),
-        compartment: Some(compartment),
+        compartment: Some(patient_id),
     };
     let params = Params::of(&req)?;
     respond(&req, target, params.0, state, &access).await
@@ -171,7 +171,7 @@ async fn respond_system(
         path: String::new(),
         compartment: None,
     };
-    respond_with_links(req, target, params, link_params, state, access).await
+    respond_with_links(req, target, params, link_params, Vec::new(), state, access).await
 }
 
 /// A 400 naming the first parameter holding a control character (see `query`).
@@ -184,11 +184,12 @@ fn refuse_control_characters(params: &[(String, String)]) -> Result<()> {
 }
 
 /// What a search runs over: one type, a type within a patient's compartment, or several types.
-struct Target {
-    kinds: Vec<&'static ResourceKind>,
+pub(super) struct Target {
+    pub(super) kinds: Vec<&'static ResourceKind>,
     /// The path under the base its links repeat (empty for the whole server).
-    path: String,
-    compartment: Option<query::Criterion>,
+    pub(super) path: String,
+    /// The patient whose compartment each type's search is limited to.
+    pub(super) compartment: Option<String>,
 }
 
 impl Target {
@@ -232,15 +233,18 @@ async fn respond(
     access: &Access,
 ) -> Result<HttpResponse> {
     let link_params = params.clone();
-    respond_with_links(req, target, params, link_params, state, access).await
+    respond_with_links(req, target, params, link_params, Vec::new(), state, access).await
 }
 
-/// Runs the search of `params` over `target`; page links repeat `link_params`.
-async fn respond_with_links(
+/// Runs the search of `params` over `target`; page links repeat `link_params`, but for the
+/// parameters the search ignored and those in `ignored` (left out before, under
+/// `Prefer: handling=lenient`), which the Bundle's OperationOutcome lists.
+pub(super) async fn respond_with_links(
     req: &HttpRequest,
     target: Target,
     params: Vec<(String, String)>,
     link_params: Vec<(String, String)>,
+    ignored: Vec<String>,
     state: web::Data<AppState>,
     access: &Access,
 ) -> Result<HttpResponse> {
@@ -262,7 +266,11 @@ async fn respond_with_links(
             limits.max_count,
         )
         .map_err(|issue| ApiError::with_issues(400, vec![issue]))?;
-        search.criteria.extend(target.compartment.clone());
+        if let Some(patient_id) = &target.compartment {
+            search
+                .criteria
+                .extend(query::patient_compartment(kind.name, patient_id));
+        }
         searches.push(records.searching(search)?);
     }
     let search = searches[0].0.clone();
@@ -285,6 +293,7 @@ async fn respond_with_links(
     let mut ignored: Vec<String> = searches
         .iter()
         .flat_map(|(s, _)| s.ignored.iter().cloned())
+        .chain(ignored)
         .collect();
     ignored.sort();
     ignored.dedup();
