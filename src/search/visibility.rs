@@ -16,11 +16,7 @@ pub(super) fn restricted(b: &mut Builder, restriction: &Restriction, a: &str) ->
 /// is that document already, which is never a Binary).
 fn render(b: &mut Builder, restriction: &Restriction, a: &str, binaries: bool) -> String {
     let now = restriction.now();
-    let record = Record {
-        a,
-        now,
-        listing: restriction.listing(),
-    };
+    let record = Record { a, now };
     let (in_record, wrote) = match restriction.rule() {
         Rule::Patient { id, writer } => (
             format!("({a}.patient_id = {} AND ({a}.labels & 2) = 0)", b.text(id)),
@@ -192,7 +188,6 @@ fn binary_through_document(b: &mut Builder, restriction: &Restriction, a: &str) 
 struct Record<'a> {
     a: &'a str,
     now: i64,
-    listing: bool,
 }
 
 impl Record<'_> {
@@ -217,12 +212,8 @@ impl Record<'_> {
         )
     }
 
-    /// The record header (the Patient itself) of a record that is not opposed, unless the
-    /// query lists across records.
+    /// The record header (the Patient itself) of a record that is not opposed.
     fn header_readable(&self, b: &mut Builder) -> String {
-        if self.listing {
-            return "FALSE".to_owned();
-        }
         let a = self.a;
         format!(
             "({a}.resource_type = 'Patient' AND {a}.id = {a}.patient_id AND NOT {})",
