@@ -148,6 +148,7 @@ impl Records {
             store: self.store.clone(),
             restriction,
             kinds,
+            reader: self.reader(),
         })
     }
 
@@ -244,14 +245,18 @@ pub struct Everything {
     restriction: Restriction,
     /// The compartment types the token may search, the Patient first.
     pub kinds: Vec<&'static ResourceKind>,
+    reader: Reader,
 }
 
 impl Everything {
     /// Whether `Patient/{id}` exists, is not deleted, and the caller may see it: otherwise
     /// the operation answers as for a missing patient.
-    pub fn holder_visible(&self, id: &str) -> Result<bool, StoreError> {
+    /// A professional over the hourly patient limit is slowed before learning even that.
+    pub fn holder_visible(&self, id: &str) -> Result<bool, DataError> {
         let sql = sql::current(&self.restriction, "Patient", id, self.store.dialect());
-        Ok(first(self.store.found(&sql)?).is_some_and(|v| !v.deleted))
+        let holder = first(self.store.found(&sql)?).filter(|v| !v.deleted);
+        self.reader.answering(&holder)?;
+        Ok(holder.is_some())
     }
 }
 

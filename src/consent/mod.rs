@@ -271,6 +271,17 @@ impl Engine {
         interactions: &[Interaction],
     ) -> Result<WriteGrant, Denied> {
         let mut restriction = self.decide(access, kind, interactions)?;
+        // A conditional write searches (its criteria): across records, which a professional
+        // may not do (§5); they name the resource by id instead.
+        if matches!(access.principal, Principal::Professional { .. })
+            && interactions.contains(&Interaction::Search)
+        {
+            return Err(Denied(
+                "a professional's conditional write would search across records: address \
+                 the resource by its id"
+                    .to_owned(),
+            ));
+        }
         restriction.writing = true;
         Ok(WriteGrant {
             restriction,

@@ -175,10 +175,9 @@ fn fixed_once_written(
     new_facts: Option<&(Facts, Vec<super::model::Directive>)>,
 ) -> Result<(), Refusal> {
     let refuse = |why: &str| Err(Refusal::Forbidden(why.to_owned()));
+    let writer = old.writer.as_ref().map(|w| w.key());
     if old.resource_type == "Binary"
-        && unit
-            .referenced_binary(&old.id)
-            .map_err(|e| Refusal::Forbidden(e.to_string()))?
+        && writer.is_some_and(|writer| unit.referenced_binary(&old.id, &writer).unwrap_or(true))
     {
         return refuse(
             "a document points to this Binary: its bytes are not replaced or deleted; \
@@ -219,8 +218,11 @@ fn only_holder_fields_change(old: &Version, new: &NewVersion) -> bool {
         let object = document.as_object_mut()?;
         object.remove("active");
         object.remove("generalPractitioner");
-        object.remove("meta");
-        object.remove("text");
+        // The narrative shows the identity too: it stays as written.
+        if let Some(meta) = object.get_mut("meta").and_then(|m| m.as_object_mut()) {
+            meta.remove("versionId");
+            meta.remove("lastUpdated");
+        }
         Some(document)
     };
     matches!((strip(&old.body), strip(&new.body)), (Some(a), Some(b)) if a == b)

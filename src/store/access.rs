@@ -351,17 +351,26 @@ pub fn terms(
         .collect())
 }
 
-/// Whether some document's attachment points to `Binary/{id}`.
+/// Whether a document written by `writer` points to `Binary/{id}`.
 pub fn referenced_binary(
     conn: &mut AnyConnection,
     dialect: Dialect,
     id: &str,
+    writer: &str,
 ) -> QueryResult<bool> {
-    let sql = select(
-        dialect,
-        "kind AS a, value AS b",
-        "access_terms",
-        &[("kind", "binary"), ("value", id)],
-    );
+    let n = |i: usize| match dialect {
+        Dialect::Postgres => format!("${i}"),
+        Dialect::Sqlite => format!("?{i}"),
+    };
+    let sql = Sql {
+        text: format!(
+            "SELECT t.kind AS a, t.value AS b FROM access_terms t JOIN resources d \
+             ON d.resource_type = t.resource_type AND d.id = t.id \
+             WHERE t.kind = 'binary' AND t.value = {} AND d.writer = {}",
+            n(1),
+            n(2)
+        ),
+        binds: vec![Bind::Text(id.to_owned()), Bind::Text(writer.to_owned())],
+    };
     Ok(!load!(conn, sql, Pair)?.is_empty())
 }
