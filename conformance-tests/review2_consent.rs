@@ -153,3 +153,34 @@ fn the_holder_does_not_rewrite_the_identity_shown_in_the_header_s_narrative() {
         reply.body
     );
 }
+
+/// §1, §8: a guardian is the RelatedPerson linking a legal representative to a minor. f2815f5
+/// checks its `relationship` and `active`, not its `period`: a guardianship that ended (a
+/// court withdrew parental authority: `period.end` in the past) still reads the minor's record.
+#[test]
+fn a_guardianship_whose_period_ended_acts_for_nobody() {
+    let app = App::start();
+    let provisioning = app.token(&Caller::provisioning());
+    let feeder = app.token(&Caller::feeding_system());
+    let minor = id_of(&app.create_as(
+        &provisioning,
+        &patient(
+            "207031234567891",
+            Some(&crate::consent::paris_date(-10, 0)),
+            None,
+        ),
+    ));
+    let mut ended = crate::consent::guardian_link(&minor);
+    ended["period"] = json!({"start": "2018-01-01", "end": "2020-01-01"});
+    let ended = id_of(&app.create_as(&provisioning, &ended));
+    let report = id_of(&app.create_as(&feeder, &document(&minor, "report", "11", &[], None, None)));
+    let read = app.get_as(
+        &app.token(&Caller::guardian(&ended)),
+        &format!("/DocumentReference/{report}"),
+    );
+    assert_eq!(
+        read.status, 404,
+        "a guardianship that ended in 2020 reads the minor's record: {}",
+        read.body
+    );
+}
