@@ -184,3 +184,40 @@ fn a_guardianship_whose_period_ended_acts_for_nobody() {
         read.body
     );
 }
+
+/// f2815f5 "nobody hides from the patient what the patient's side wrote" guards only
+/// INVISIBLE_PATIENT. A guardian is the patient's side too: a professional labels the
+/// guardian's own entry INVISIBLE_REPRESENTANTS_LEGAUX and hides from the guardian what the
+/// guardian wrote (they may no longer read, correct or delete their own entry).
+#[test]
+fn a_professional_does_not_hide_from_a_guardian_what_the_guardian_wrote() {
+    let app = App::start();
+    let provisioning = app.token(&Caller::provisioning());
+    let hospital = id_of(&app.create_as(&provisioning, &organization("750000010")));
+    let gp = id_of(&app.create_as(&provisioning, &practitioner("10000000001")));
+    let minor = id_of(&app.create_as(
+        &provisioning,
+        &patient(
+            "207031234567891",
+            Some(&crate::consent::paris_date(-10, 0)),
+            Some(&gp),
+        ),
+    ));
+    let guardian = id_of(&app.create_as(&provisioning, &crate::consent::guardian_link(&minor)));
+    let guardian = app.token(&Caller::guardian(&guardian));
+    let note = id_of(&app.create_as(
+        &guardian,
+        &document(&minor, "vaccination card", "11", &[], None, None),
+    ));
+    let path = format!("/DocumentReference/{note}");
+    let gp = app.token(&Caller::professional(&gp, "10", &hospital));
+    let mut hidden = app.get_as(&gp, &path).json();
+    crate::consent::set_labels(&mut hidden, &["INVISIBLE_REPRESENTANTS_LEGAUX"]);
+    let put = app.send_as(&gp, "PUT", &path, &hidden, &[]);
+    let read = app.get_as(&guardian, &path);
+    assert_eq!(
+        read.status, 200,
+        "the gp (PUT {}) hid the guardian's own entry from the guardian: {}",
+        put.status, read.body
+    );
+}
