@@ -272,3 +272,33 @@ fn a_professional_s_one_patient_search_lists_no_other_patient_through_iterated_i
         reply.body
     );
 }
+
+/// §5 "a professional's search must name one patient": a conditional write searches too. A
+/// conditional delete naming no patient is answered differently when some record the
+/// professional may read holds a match (403: not its author) than when none does (no match):
+/// a cross-patient search by status code, for any criterion.
+#[test]
+fn a_professional_s_conditional_write_must_name_one_patient() {
+    let world = World::new(App::start());
+    let app = &world.app;
+    let feeder = app.token(&Caller::feeding_system());
+    app.create_as(
+        &feeder,
+        &document(&world.p, "hiv-test", "11", &[], None, None),
+    );
+    let gp = app.token(&world.gp());
+    let path = format!(
+        "/DocumentReference?identifier={}|hiv-test",
+        crate::consent::DOCUMENT_ID
+    );
+    let absent = app.request_as(&gp, "DELETE", &path.replace("hiv-test", "none"), &[], None);
+    let reply = app.request_as(&gp, "DELETE", &path, &[], None);
+    assert!(
+        matches!(reply.status, 400 | 403) && reply.body.contains("one patient"),
+        "a conditional delete naming no patient was searched across records ({}; {} when \
+         nothing matches): {}",
+        reply.status,
+        absent.status,
+        reply.body
+    );
+}
