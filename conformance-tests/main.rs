@@ -27,6 +27,7 @@ mod hardening_search;
 mod history;
 mod negotiation;
 mod patch;
+mod review2_consent;
 mod review_consent;
 mod search;
 mod search_property;
