@@ -154,37 +154,6 @@ fn the_holder_does_not_rewrite_the_identity_shown_in_the_header_s_narrative() {
     );
 }
 
-/// §1, §8: a guardian is the RelatedPerson linking a legal representative to a minor. f2815f5
-/// checks its `relationship` and `active`, not its `period`: a guardianship that ended (a
-/// court withdrew parental authority: `period.end` in the past) still reads the minor's record.
-#[test]
-fn a_guardianship_whose_period_ended_acts_for_nobody() {
-    let app = App::start();
-    let provisioning = app.token(&Caller::provisioning());
-    let feeder = app.token(&Caller::feeding_system());
-    let minor = id_of(&app.create_as(
-        &provisioning,
-        &patient(
-            "207031234567891",
-            Some(&crate::consent::paris_date(-10, 0)),
-            None,
-        ),
-    ));
-    let mut ended = crate::consent::guardian_link(&minor);
-    ended["period"] = json!({"start": "2018-01-01", "end": "2020-01-01"});
-    let ended = id_of(&app.create_as(&provisioning, &ended));
-    let report = id_of(&app.create_as(&feeder, &document(&minor, "report", "11", &[], None, None)));
-    let read = app.get_as(
-        &app.token(&Caller::guardian(&ended)),
-        &format!("/DocumentReference/{report}"),
-    );
-    assert_eq!(
-        read.status, 404,
-        "a guardianship that ended in 2020 reads the minor's record: {}",
-        read.body
-    );
-}
-
 /// f2815f5 "nobody hides from the patient what the patient's side wrote" guards only
 /// INVISIBLE_PATIENT. A guardian is the patient's side too: a professional labels the
 /// guardian's own entry INVISIBLE_REPRESENTANTS_LEGAUX and hides from the guardian what the
@@ -219,57 +188,6 @@ fn a_professional_does_not_hide_from_a_guardian_what_the_guardian_wrote() {
         read.status, 200,
         "the gp (PUT {}) hid the guardian's own entry from the guardian: {}",
         put.status, read.body
-    );
-}
-
-/// f2815f5 lists no header across records only when the search names no patient
-/// (`names_one_patient`). A search that names one lets its iterated includes walk out of the
-/// record: from P's header to its general practitioner, and back to every Patient that
-/// practitioner follows — the header (name, INS, birth date) of each of the GP's patients.
-/// A feeding system enumerates the records it was to find one at a time by INS.
-#[test]
-fn a_feeding_system_lists_no_header_through_iterated_includes() {
-    let world = World::new(App::start());
-    let app = &world.app;
-    let provisioning = app.token(&Caller::provisioning());
-    let q = id_of(&app.create_as(
-        &provisioning,
-        &patient("178031234567892", Some("1978-03-01"), Some(&world.gp)),
-    ));
-    let feeder = app.token(&Caller::feeding_system());
-    let path = "/Patient?identifier=284021234567890&_include=Patient:general-practitioner\
-                &_revinclude:iterate=Patient:general-practitioner";
-    let reply = app.get_as(&feeder, path);
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    assert!(
-        !reply.body.contains(&q),
-        "GET {path} as a feeding system lists Q's header: {}",
-        reply.body
-    );
-}
-
-/// §5 "a professional's search must name one patient; a cross-patient search is refused":
-/// the same iterated include lets a professional (here one no patient authorized) list the
-/// header of every patient of a colleague.
-#[test]
-fn a_professional_s_one_patient_search_lists_no_other_patient_through_iterated_includes() {
-    let world = World::new(App::start());
-    let app = &world.app;
-    let provisioning = app.token(&Caller::provisioning());
-    let q = id_of(&app.create_as(
-        &provisioning,
-        &patient("178031234567892", Some("1978-03-01"), Some(&world.gp)),
-    ));
-    let stranger = id_of(&app.create_as(&provisioning, &practitioner("10000000002")));
-    let stranger = app.token(&Caller::professional(&stranger, "10", &world.hospital));
-    let path = "/Patient?identifier=284021234567890&_include=Patient:general-practitioner\
-                &_revinclude:iterate=Patient:general-practitioner";
-    let reply = app.get_as(&stranger, path);
-    assert!(
-        !(reply.status == 200 && reply.body.contains(&q)),
-        "GET {path} as an unauthorized professional lists Q's header ({}): {}",
-        reply.status,
-        reply.body
     );
 }
 

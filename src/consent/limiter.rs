@@ -42,6 +42,8 @@ impl PatientsPerHour {
         patients: impl IntoIterator<Item = &'a str>,
         now: i64,
     ) -> Result<(), Slowed> {
+        let patients: Vec<&str> = patients.into_iter().collect();
+        let answered_known = !patients.is_empty();
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         // Forget hours that have passed, for everyone: the map stays as large as the last
         // hour's activity.
@@ -56,7 +58,10 @@ impl PatientsPerHour {
             .collect();
         new.sort_unstable();
         new.dedup();
-        if known.len() + new.len() > self.limit {
+        // Nothing found is answered like a new patient once the limit is reached: otherwise a
+        // 404 would tell a missing record from an existing one the limit holds back.
+        let empty_at_limit = new.is_empty() && known.len() >= self.limit && !answered_known;
+        if known.len() + new.len() > self.limit || empty_at_limit {
             let oldest = known.values().min().copied().unwrap_or(now);
             let retry_after = (oldest + WINDOW - now).max(1) as u64;
             tracing::warn!(
@@ -98,6 +103,15 @@ mod tests {
         assert!(limiter.touch("dr", ["d"], 3601).is_err());
         assert_eq!(limiter.touch("dr", ["d"], 3610), Ok(()));
         assert!(limiter.touch("dr", ["e"], 3611).is_err());
+    }
+
+    #[test]
+    fn at_the_limit_nothing_found_is_answered_like_a_new_patient() {
+        let limiter = PatientsPerHour::new(1);
+        assert_eq!(limiter.touch("dr", std::iter::empty(), 0), Ok(()));
+        assert_eq!(limiter.touch("dr", ["a"], 1), Ok(()));
+        assert!(limiter.touch("dr", std::iter::empty(), 2).is_err());
+        assert_eq!(limiter.touch("dr", ["a"], 3), Ok(()));
     }
 
     #[test]

@@ -273,12 +273,12 @@ impl Engine {
         let mut restriction = self.decide(access, kind, interactions)?;
         // A conditional write searches (its criteria): across records, which a professional
         // may not do (§5); they name the resource by id instead.
-        if matches!(access.principal, Principal::Professional { .. })
-            && interactions.contains(&Interaction::Search)
-        {
+        let conditional_change = interactions.contains(&Interaction::Search)
+            && !interactions.contains(&Interaction::Create);
+        if matches!(access.principal, Principal::Professional { .. }) && conditional_change {
             return Err(Denied(
-                "a professional's conditional write would search across records: address \
-                 the resource by its id"
+                "a professional's search must name one patient, and a conditional update, \
+                 patch or delete searches across records: address the resource by its id"
                     .to_owned(),
             ));
         }

@@ -416,6 +416,17 @@ fn finish<M>(
             "INVISIBLE_PATIENT cannot hide from the patient what the patient's side wrote",
         ));
     }
+    // Likewise a guardian's own entries stay theirs to read (and to correct).
+    if matches!(new.writer, Some(Writer::Guardian(_)))
+        && new
+            .labels
+            .without(before)
+            .contains(Labels::INVISIBLE_REPRESENTANTS_LEGAUX)
+    {
+        return Err(forbidden(
+            "INVISIBLE_REPRESENTANTS_LEGAUX cannot hide from a guardian what they wrote",
+        ));
+    }
     if settable(principal, &new.resource_type).contains(changed) {
         Ok(())
     } else {

@@ -161,11 +161,14 @@ fn render(b: &mut Builder, restriction: &Restriction, a: &str, binaries: bool) -
     )
 }
 
-/// `a` is a Binary some document's attachment points to.
+/// `a` is a Binary a document of its own writer points to: a document anyone else writes
+/// takes nothing from the Binary's writer.
 fn pointed_to(a: &str) -> String {
     format!(
         "({a}.resource_type = 'Binary' AND EXISTS (SELECT 1 FROM access_terms {a}_q \
-         WHERE {a}_q.kind = 'binary' AND {a}_q.value = {a}.id))"
+         JOIN resources {a}_qd ON {a}_qd.resource_type = {a}_q.resource_type \
+         AND {a}_qd.id = {a}_q.id \
+         WHERE {a}_q.kind = 'binary' AND {a}_q.value = {a}.id AND {a}_qd.writer = {a}.writer))"
     )
 }
 

@@ -417,7 +417,12 @@ impl Unit<'_> {
 
     /// Whether a document written by `writer` points to `Binary/{id}`.
     pub fn referenced_binary(&mut self, id: &str, writer: &str) -> Result<bool, StoreError> {
-        Ok(access::referenced_binary(self.conn, self.dialect, id, writer)?)
+        Ok(access::referenced_binary(
+            self.conn,
+            self.dialect,
+            id,
+            writer,
+        )?)
     }
 
     /// The access terms of a stored resource.
