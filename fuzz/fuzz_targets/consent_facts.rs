@@ -14,7 +14,10 @@ fuzz_target!(|data: &[u8]| {
     let Ok(document) = serde_json::from_slice::<serde_json::Value>(data) else {
         return;
     };
-    let name = document["resourceType"].as_str().unwrap_or("Consent").to_owned();
+    let name = document["resourceType"]
+        .as_str()
+        .unwrap_or("Consent")
+        .to_owned();
     // Raw, as the extraction must survive anything, and after intake, as the server runs it.
     check(&name, &document);
     if let Ok(accepted) = incoming::parse(data, &name) {

@@ -1,8 +1,12 @@
 //! A search query string (`[type]?…`, or the form body of `POST [type]/_search`): decoded,
-//! parsed into a typed query (strict and lenient), its cursor opened, and compiled to SQL
-//! for both backends.
+//! parsed into a typed query (strict and lenient), its cursor opened, decided by the consent
+//! engine for a professional (the most elaborate restriction) and compiled to SQL for both
+//! backends.
 #![no_main]
 
+use carnet::auth::principal::{Principal, Purpose};
+use carnet::auth::{scopes, Access};
+use carnet::consent::Engine;
 use carnet::search::{cursor, query, sql, Position};
 use carnet::store::search::Dialect;
 use libfuzzer_sys::fuzz_target;
@@ -11,6 +15,33 @@ use libfuzzer_sys::fuzz_target;
 mod common;
 
 const BASE_URL: &str = "http://127.0.0.1:8080/fhir";
+
+/// A pharmacist in break-glass: every clause of a restriction (blocks, authorization,
+/// emergency, the profession matrix's document classes and types). Their searches must name
+/// one patient; the others are compiled for a feeding system.
+fn professional() -> Access {
+    Access {
+        principal: Principal::Professional {
+            practitioner_id: "p1".into(),
+            profession: "21".into(),
+            organization: "o1".into(),
+            purpose: Purpose::BreakGlass {
+                reason: "fuzz".into(),
+            },
+        },
+        scopes: scopes::parse_scopes("user/*.cruds").expect("valid scopes"),
+    }
+}
+
+fn feeding_system() -> Access {
+    Access {
+        principal: Principal::FeedingSystem {
+            client_id: "lab".into(),
+            organization: "https://finess.esante.gouv.fr|750000001".into(),
+        },
+        scopes: scopes::parse_scopes("system/*.cruds").expect("valid scopes"),
+    }
+}
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -25,11 +56,27 @@ fuzz_target!(|data: &[u8]| {
             continue;
         };
         if let Some(sealed) = &search.cursor {
-            let _ = cursor::open(b"fuzz secret", "binding", sealed).as_deref().and_then(Position::decode);
+            let _ = cursor::open(b"fuzz secret", "binding", sealed)
+                .as_deref()
+                .and_then(Position::decode);
         }
+        let engine = Engine::default();
+        let decided = engine
+            .decide_search(&professional(), search.clone())
+            .or_else(|_| engine.decide_search(&feeding_system(), search));
+        let Ok((search, restriction)) = decided else {
+            continue;
+        };
         for dialect in [Dialect::Sqlite, Dialect::Postgres] {
-            let _ = sql::page(&search, BASE_URL, &Position::Start, 21, dialect);
-            let _ = sql::count(&search, BASE_URL, dialect);
+            let _ = sql::page(
+                &search,
+                &restriction,
+                BASE_URL,
+                &Position::Start,
+                21,
+                dialect,
+            );
+            let _ = sql::count(&search, &restriction, BASE_URL, dialect);
         }
     }
 });
