@@ -176,18 +176,7 @@ impl Server {
         let name = format!("carnet_t_{}", uuid::Uuid::new_v4().simple());
         let dir = std::env::temp_dir().join(&name);
         std::fs::create_dir_all(&dir).unwrap();
-        let (database_url, postgres_admin) = match std::env::var("CARNET_TEST_DATABASE_URL") {
-            Ok(admin) if admin.starts_with("postgres") => {
-                let mut conn = PgConnection::establish(&admin)
-                    .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {admin}: {e}"));
-                diesel::sql_query(format!("CREATE DATABASE {name}"))
-                    .execute(&mut conn)
-                    .unwrap();
-                let (prefix, _) = admin.rsplit_once('/').expect("a database URL with a path");
-                (format!("{prefix}/{name}"), Some((admin, name.clone())))
-            }
-            _ => (format!("sqlite://{}/carnet.db", dir.display()), None),
-        };
+        let (database_url, postgres_admin) = test_database(&name, &dir);
         std::fs::write(
             dir.join("carnet.toml"),
             format!("{TEST_CLIENTS}\n{extra_toml}"),
@@ -533,14 +522,37 @@ impl Drop for Server {
             let _ = child.kill();
             let _ = child.wait();
         }
-        if let Some((admin, name)) = &self.postgres_admin {
-            if let Ok(mut conn) = PgConnection::establish(admin) {
-                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .execute(&mut conn);
-            }
-        }
+        drop_test_database(&self.postgres_admin);
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// A database of one test's own: a new PostgreSQL database `name` when
+/// `CARNET_TEST_DATABASE_URL=postgres://…` is set (with the admin URL and name to drop it),
+/// else a SQLite file in `dir`.
+pub fn test_database(name: &str, dir: &std::path::Path) -> (String, Option<(String, String)>) {
+    match std::env::var("CARNET_TEST_DATABASE_URL") {
+        Ok(admin) if admin.starts_with("postgres") => {
+            let mut conn = PgConnection::establish(&admin)
+                .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {admin}: {e}"));
+            diesel::sql_query(format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .unwrap();
+            let (prefix, _) = admin.rsplit_once('/').expect("a database URL with a path");
+            (format!("{prefix}/{name}"), Some((admin, name.to_owned())))
+        }
+        _ => (format!("sqlite://{}/carnet.db", dir.display()), None),
+    }
+}
+
+/// Drops what [`test_database`] created on PostgreSQL.
+pub fn drop_test_database(postgres_admin: &Option<(String, String)>) {
+    if let Some((admin, name)) = postgres_admin {
+        if let Ok(mut conn) = PgConnection::establish(admin) {
+            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut conn);
         }
     }
 }

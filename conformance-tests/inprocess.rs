@@ -30,7 +30,6 @@ use actix_web::body::BoxBody;
 use actix_web::dev::ServiceResponse;
 use actix_web::test::TestRequest;
 use carnet::auth::principal::Claims;
-use diesel::prelude::*;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -152,18 +151,7 @@ impl App {
         let name = format!("carnet_i_{}", uuid::Uuid::new_v4().simple());
         let dir = std::env::temp_dir().join(&name);
         std::fs::create_dir_all(&dir).unwrap();
-        let (database_url, postgres_admin) = match std::env::var("CARNET_TEST_DATABASE_URL") {
-            Ok(admin) if admin.starts_with("postgres") => {
-                let mut conn = PgConnection::establish(&admin)
-                    .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {admin}: {e}"));
-                diesel::sql_query(format!("CREATE DATABASE {name}"))
-                    .execute(&mut conn)
-                    .unwrap();
-                let (prefix, _) = admin.rsplit_once('/').expect("a database URL with a path");
-                (format!("{prefix}/{name}"), Some((admin, name.clone())))
-            }
-            _ => (format!("sqlite://{}/carnet.db", dir.display()), None),
-        };
+        let (database_url, postgres_admin) = harness::test_database(&name, &dir);
         let file = dir.join("carnet.toml");
         std::fs::write(
             &file,
@@ -412,12 +400,7 @@ impl App {
 impl Drop for App {
     fn drop(&mut self) {
         drop(self.service.take());
-        if let Some((admin, name)) = &self.postgres_admin {
-            if let Ok(mut conn) = PgConnection::establish(admin) {
-                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .execute(&mut conn);
-            }
-        }
+        harness::drop_test_database(&self.postgres_admin);
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }

@@ -45,11 +45,8 @@ impl Builder {
 
     fn bind(&mut self, value: Bind) -> String {
         self.binds.push(value);
-        // Numbered on both backends, so a bind may be used twice (keyset conditions do).
-        match self.dialect {
-            Dialect::Sqlite => format!("?{}", self.binds.len()),
-            Dialect::Postgres => format!("${}", self.binds.len()),
-        }
+        // Numbered: keyset conditions use a bind twice.
+        self.dialect.placeholder(self.binds.len())
     }
 
     pub(super) fn text(&mut self, value: &str) -> String {

@@ -160,21 +160,7 @@ fn delete(
     table: &str,
     equal: &[(&str, &str)],
 ) -> QueryResult<()> {
-    let conditions: Vec<String> = equal
-        .iter()
-        .enumerate()
-        .map(|(i, (column, _))| match dialect {
-            Dialect::Postgres => format!("{column} = ${}", i + 1),
-            Dialect::Sqlite => format!("{column} = ?{}", i + 1),
-        })
-        .collect();
-    let sql = Sql {
-        text: format!("DELETE FROM {table} WHERE {}", conditions.join(" AND ")),
-        binds: equal
-            .iter()
-            .map(|(_, value)| Bind::Text((*value).to_owned()))
-            .collect(),
-    };
+    let sql = statement(dialect, &format!("DELETE FROM {table}"), equal);
     execute!(conn, sql)?;
     Ok(())
 }
@@ -211,19 +197,18 @@ struct Pair {
 
 /// `SELECT … WHERE` each column equals its value, numbered for `dialect`.
 fn select(dialect: Dialect, columns: &str, table: &str, equal: &[(&str, &str)]) -> Sql {
+    statement(dialect, &format!("SELECT {columns} FROM {table}"), equal)
+}
+
+/// `{head} WHERE` each column equals its value, bound.
+fn statement(dialect: Dialect, head: &str, equal: &[(&str, &str)]) -> Sql {
     let conditions: Vec<String> = equal
         .iter()
         .enumerate()
-        .map(|(i, (column, _))| match dialect {
-            Dialect::Postgres => format!("{column} = ${}", i + 1),
-            Dialect::Sqlite => format!("{column} = ?{}", i + 1),
-        })
+        .map(|(i, (column, _))| format!("{column} = {}", dialect.placeholder(i + 1)))
         .collect();
     Sql {
-        text: format!(
-            "SELECT {columns} FROM {table} WHERE {}",
-            conditions.join(" AND ")
-        ),
+        text: format!("{head} WHERE {}", conditions.join(" AND ")),
         binds: equal
             .iter()
             .map(|(_, value)| Bind::Text((*value).to_owned()))
@@ -358,17 +343,13 @@ pub fn referenced_binary(
     id: &str,
     writer: &str,
 ) -> QueryResult<bool> {
-    let n = |i: usize| match dialect {
-        Dialect::Postgres => format!("${i}"),
-        Dialect::Sqlite => format!("?{i}"),
-    };
     let sql = Sql {
         text: format!(
             "SELECT t.kind AS a, t.value AS b FROM access_terms t JOIN resources d \
              ON d.resource_type = t.resource_type AND d.id = t.id \
              WHERE t.kind = 'binary' AND t.value = {} AND d.writer = {}",
-            n(1),
-            n(2)
+            dialect.placeholder(1),
+            dialect.placeholder(2)
         ),
         binds: vec![Bind::Text(id.to_owned()), Bind::Text(writer.to_owned())],
     };

@@ -219,10 +219,7 @@ pub fn insert_values(
                 }
                 sql.binds.push(value.clone());
                 let n = sql.binds.len();
-                sql.text.push_str(&match dialect {
-                    Dialect::Sqlite => format!("?{n}"),
-                    Dialect::Postgres => format!("${n}"),
-                });
+                sql.text.push_str(&dialect.placeholder(n));
             }
             sql.text.push(')');
         }

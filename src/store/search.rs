@@ -16,6 +16,17 @@ pub enum Dialect {
     Postgres,
 }
 
+impl Dialect {
+    /// The placeholder of the `n`th bind (from 1), numbered on both backends so that a bind
+    /// may be used twice.
+    pub fn placeholder(self, n: usize) -> String {
+        match self {
+            Dialect::Sqlite => format!("?{n}"),
+            Dialect::Postgres => format!("${n}"),
+        }
+    }
+}
+
 /// A value bound to a placeholder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Bind {
