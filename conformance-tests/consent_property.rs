@@ -145,8 +145,8 @@ fn run_case(seed: u64) {
         if rng.chance(60) {
             let body = guardian_link(id);
             let rp = id_of(&app.create_as(&provisioning, &body));
-            if let Some(ward) = facts::guardian_of(&body, BASE) {
-                guardianships.insert(rp.clone(), ward);
+            if let Some(guardianship) = facts::guardian_of(&body, BASE) {
+                guardianships.insert(rp.clone(), guardianship);
             }
             related_people.push(rp);
         }
@@ -386,6 +386,85 @@ fn run_case(seed: u64) {
                     crate::consent::assert_refused(&reply, &what);
                 }
             }
+        }
+        check_headers(&app, &token, &principal, &world, &patients, &rows, seed);
+    }
+}
+
+/// Record headers: named by id, each is found as [`policy::may_read`] says; in a listing
+/// (`GET Patient`, across records), only those [`policy::may_list`] keeps, with exact totals.
+fn check_headers(
+    app: &App,
+    token: &str,
+    principal: &Principal,
+    world: &World<DefaultMatrix>,
+    patients: &[(String, Value)],
+    rows: &[Row],
+    seed: u64,
+) {
+    let header = |id: &str| Facts {
+        resource_type: "Patient".into(),
+        id: id.to_owned(),
+        patient_id: Some(id.to_owned()),
+        labels: Labels::default(),
+        writer: None,
+        authors: Vec::new(),
+        classes: Vec::new(),
+    };
+    let mine = carnet::consent::writer_of(principal);
+    let fed = |id: &str| {
+        rows.iter().any(|row| {
+            row.facts.patient_id.as_deref() == Some(id) && row.facts.writer.as_ref() == Some(&mine)
+        })
+    };
+    for (id, _) in patients {
+        let path = format!("/Patient?_id={id}&_total=accurate");
+        let what = format!("seed {seed}: {principal:?} GET {path}");
+        let expected = policy::may_read(principal, world, &header(id));
+        let pages = app
+            .pages(token, "GET", &path, None)
+            .unwrap_or_else(|reply| panic!("{what}: refused {} {}", reply.status, reply.body));
+        let found = pages.with_mode("match") == [format!("Patient/{id}")];
+        assert_eq!(
+            found, expected,
+            "{what}: the header is found or not as the policy says"
+        );
+        for total in pages.totals.iter().flatten() {
+            assert_eq!(*total, u64::from(expected), "{what}: inexact total");
+        }
+    }
+    let path = "/Patient?_count=2&_total=accurate";
+    let what = format!("seed {seed}: {principal:?} GET {path}");
+    let expected: BTreeSet<String> = patients
+        .iter()
+        .filter(|(id, _)| policy::may_list(principal, world, &header(id), fed(id)))
+        .map(|(id, _)| format!("Patient/{id}"))
+        .collect();
+    match app.pages(token, "GET", path, None) {
+        Ok(pages) => {
+            let listed = pages.with_mode("match");
+            let found: BTreeSet<String> = listed.iter().cloned().collect();
+            assert_eq!(
+                found, expected,
+                "{what}: the listed headers differ from the policy's"
+            );
+            assert_eq!(
+                listed.len(),
+                found.len(),
+                "{what}: a header is listed twice"
+            );
+            for total in pages.totals.iter().flatten() {
+                assert_eq!(*total as usize, expected.len(), "{what}: inexact total");
+            }
+        }
+        Err(reply) => {
+            assert!(
+                matches!(principal, Principal::Professional { .. }),
+                "{what}: refused ({} {})",
+                reply.status,
+                reply.body
+            );
+            crate::consent::assert_refused(&reply, &what);
         }
     }
 }

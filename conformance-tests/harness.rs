@@ -408,7 +408,18 @@ impl Server {
             first,
             "Patient" | "RelatedPerson" | "Practitioner" | "PractitionerRole" | "Organization"
         );
-        match writes && provisioned {
+        // Listing people is the registry's: a feeding system lists only the records it fed.
+        // Includes and `_has` reach clinical data, which is the lab's.
+        let route = path.split('?').next().unwrap_or_default();
+        let second = route.trim_start_matches('/').split('/').nth(1);
+        let clinical = ["_has", "_include", "_revinclude"]
+            .iter()
+            .any(|key| path.contains(key));
+        let lists_people = matches!(method, "GET" | "HEAD")
+            && first == "Patient"
+            && matches!(second, None | Some("" | "_search" | "_history"))
+            && !clinical;
+        match (writes && provisioned) || lists_people {
             true => &self.provisioning_token,
             false => &self.default_token,
         }

@@ -220,3 +220,56 @@ fn a_professional_s_conditional_write_must_name_one_patient() {
         reply.body
     );
 }
+
+/// §1, §8: a guardian is the RelatedPerson linking a legal representative to a minor, for as
+/// long as `RelatedPerson.period` says: a guardianship that ended (a court withdrew parental
+/// authority) or has not begun reads nothing of the minor's record; one in force does.
+#[test]
+fn a_guardianship_acts_only_during_its_period() {
+    let app = App::start();
+    let provisioning = app.token(&Caller::provisioning());
+    let feeder = app.token(&Caller::feeding_system());
+    let minor = id_of(&app.create_as(
+        &provisioning,
+        &patient(
+            "207031234567891",
+            Some(&crate::consent::paris_date(-10, 0)),
+            None,
+        ),
+    ));
+    let report = id_of(&app.create_as(&feeder, &document(&minor, "report", "11", &[], None, None)));
+    let next_year = crate::consent::paris_date(1, 0);
+    for (period, reads) in [
+        (json!({"start": "2018-01-01", "end": "2020-01-01"}), false),
+        (json!({"start": next_year}), false),
+        (json!({"start": "2018-01-01", "end": next_year}), true),
+        (json!({"start": "2018-01-01"}), true),
+    ] {
+        let mut link = crate::consent::guardian_link(&minor);
+        link["period"] = period.clone();
+        let guardian = id_of(&app.create_as(&provisioning, &link));
+        let token = app.token(&Caller::guardian(&guardian));
+        let read = app.get_as(&token, &format!("/DocumentReference/{report}"));
+        assert_eq!(
+            read.status == 200,
+            reads,
+            "a guardianship for {period} reads the minor's report ({}): {}",
+            read.status,
+            read.body
+        );
+        let write = app.send_as(
+            &token,
+            "POST",
+            "/DocumentReference",
+            &document(&minor, "note", "11", &[], None, None),
+            &[],
+        );
+        assert_eq!(
+            write.status == 201,
+            reads,
+            "a guardianship for {period} writes into the minor's record ({}): {}",
+            write.status,
+            write.body
+        );
+    }
+}

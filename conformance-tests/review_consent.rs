@@ -551,3 +551,118 @@ fn a_profession_does_not_read_an_earlier_version_of_a_class_it_may_not_see() {
         old.body
     );
 }
+
+/// §5 "no cross-patient search, the record cannot be downloaded in one block", §2 "the Patient
+/// is found by its INS": a feeding system finds one record by INS, or reads it by id, but a
+/// listing (`GET Patient`, type and system history, `_type`, a conditional match on another
+/// criterion) shows only the headers of the records it fed.
+#[test]
+fn a_feeding_system_does_not_list_every_record_header() {
+    let world = World::new(App::start());
+    let app = &world.app;
+    let provisioning = app.token(&Caller::provisioning());
+    let q = id_of(&app.create_as(
+        &provisioning,
+        &patient("178031234567892", Some("1978-03-01"), None),
+    ));
+    let feeder = app.token(&Caller::feeding_system());
+    for path in [
+        "/Patient",
+        "/Patient?birthdate=1978-03-01",
+        "/Patient?identifier:not=284021234567890",
+        "/Patient/_history",
+        "/_history",
+        "/?_type=Patient",
+    ] {
+        let reply = app.get_as(&feeder, path);
+        assert_eq!(reply.status, 200, "GET {path}: {}", reply.body);
+        assert!(
+            !reply.body.contains(&q),
+            "GET {path} as a feeding system lists the header of a record it did not feed: {}",
+            reply.body
+        );
+        if !path.contains("birthdate") && !path.contains(":not") {
+            assert!(
+                reply.body.contains(&world.p),
+                "GET {path}: the header of the record the feeding system fed is listed: {}",
+                reply.body
+            );
+        }
+    }
+    // Named, the record is found: by INS, by id.
+    for path in [
+        "/Patient?identifier=urn:oid:1.2.250.1.213.1.4.8|178031234567892".to_owned(),
+        format!("/Patient?_id={q}"),
+        format!("/Patient/{q}"),
+    ] {
+        let reply = app.get_as(&feeder, &path);
+        assert!(
+            reply.status == 200 && reply.body.contains(&q),
+            "GET {path} as a feeding system finds the record it names ({}): {}",
+            reply.status,
+            reply.body
+        );
+    }
+    // A conditional create matching on another criterion does not answer with the header.
+    let reply = app.request_as(
+        &feeder,
+        "POST",
+        "/Patient",
+        &[
+            ("Content-Type", "application/fhir+json"),
+            ("If-None-Exist", "gender=male"),
+        ],
+        Some(
+            patient("199991234567899", None, None)
+                .to_string()
+                .as_bytes(),
+        ),
+    );
+    assert!(
+        !reply.body.contains(&q),
+        "If-None-Exist: gender=male answers Q's header ({}): {}",
+        reply.status,
+        reply.body
+    );
+}
+
+/// A search that names one patient must not let its iterated includes walk out of the
+/// record: from P's header to its general practitioner, and back to every Patient that
+/// practitioner follows (name, INS, birth date of each).
+#[test]
+fn a_feeding_system_lists_no_header_through_iterated_includes() {
+    let world = World::new(App::start());
+    let app = &world.app;
+    let provisioning = app.token(&Caller::provisioning());
+    let q = id_of(&app.create_as(
+        &provisioning,
+        &patient("178031234567892", Some("1978-03-01"), Some(&world.gp)),
+    ));
+    let path = "/Patient?identifier=284021234567890&_include=Patient:general-practitioner\
+                &_revinclude:iterate=Patient:general-practitioner";
+    for caller in [
+        Caller::feeding_system(),
+        Caller::professional(&world.stranger, "10", &world.hospital),
+    ] {
+        let reply = app.get_as(&app.token(&caller), path);
+        assert_eq!(reply.status, 200, "{caller:?}: {}", reply.body);
+        assert!(
+            reply.body.contains(&world.p) && reply.body.contains(&world.gp),
+            "{caller:?}: the named record and its practitioner are found: {}",
+            reply.body
+        );
+        assert!(
+            !reply.body.contains(&q),
+            "GET {path} as {caller:?} lists Q's header: {}",
+            reply.body
+        );
+    }
+    // Their general practitioner counts as authorized on both records: they see both.
+    let reply = app.get_as(&app.token(&world.gp()), path);
+    assert!(
+        reply.status == 200 && reply.body.contains(&q),
+        "the general practitioner lists their patients ({}): {}",
+        reply.status,
+        reply.body
+    );
+}

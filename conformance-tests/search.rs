@@ -512,11 +512,10 @@ fn system_search_over_several_types() {
         &data,
         &[
             ("/?_type=Patient,DocumentReference&_id={p1}", &["p1"]),
+            // The lab lists the headers of the records it fed, not p5's.
             (
                 "/?_type=DocumentReference,Patient&_count=2",
-                &[
-                    "p1", "p2", "p3", "p4", "p5", "d1", "d2", "d3", "d4", "d5", "d6",
-                ],
+                &["p1", "p2", "p3", "p4", "d1", "d2", "d3", "d4", "d5", "d6"],
             ),
         ],
     );
@@ -526,13 +525,13 @@ fn system_search_over_several_types() {
         data.set(&["d6"])
     );
     let all = s.get("?_type=Patient,DocumentReference&_count=3").json();
-    assert_eq!(all["total"], 11);
+    assert_eq!(all["total"], 10);
     // Back from the last page across the type boundary.
     let (forward, last) = walk(&s, "?_type=Patient,DocumentReference&_count=4", "next");
     let (backward, _) = walk(&s, &last, "previous");
     assert_eq!(backward.len(), forward.len());
-    assert_eq!(backward[..3], forward[8..]);
-    assert_eq!(backward[3..7], forward[4..8]);
+    assert_eq!(backward[..2], forward[8..]);
+    assert_eq!(backward[2..6], forward[4..8]);
     s.get("?_type=Patient,DocumentReference&family=levy")
         .outcome(400);
     s.get("?_type=Patient,DocumentReference&_sort=_lastUpdated")

@@ -3,7 +3,7 @@
 //! Patient's record, a RelatedPerson's ward. Pure functions of validated FHIR R4 JSON; the
 //! rules are documented in docs/consent.md.
 
-use super::model::{Actor, Code, Directive, Labels, Period, Record};
+use super::model::{Actor, Code, Directive, Guardianship, Labels, Period, Record};
 use crate::fhir::resource::is_valid_id;
 use crate::store::{AccessRows, RecordRow};
 use serde_json::Value;
@@ -201,11 +201,12 @@ const LEGAL_REPRESENTATIVES: [&str; 10] = [
 ];
 const ROLE_CODE: &str = "http://terminology.hl7.org/CodeSystem/v3-RoleCode";
 
-/// The patient a RelatedPerson makes its holder a guardian of (`RelatedPerson.patient`), or
-/// `None` when the RelatedPerson is inactive, points elsewhere, or is not a legal
-/// representative ([`LEGAL_REPRESENTATIVES`]). Whether the patient is still a minor is the
-/// record's business ([`Record::adult_at`]).
-pub fn guardian_of(related_person: &Value, base_url: &str) -> Option<String> {
+/// The patient a RelatedPerson makes its holder a guardian of (`RelatedPerson.patient`), and
+/// for when (`RelatedPerson.period`, read as a directive's period is); `None` when the
+/// RelatedPerson is inactive, points elsewhere, is not a legal representative
+/// ([`LEGAL_REPRESENTATIVES`]), or has a period that never applies. Whether the patient is
+/// still a minor is the record's business ([`Record::adult_at`]).
+pub fn guardian_of(related_person: &Value, base_url: &str) -> Option<Guardianship> {
     if related_person.get("active").and_then(Value::as_bool) == Some(false) {
         return None;
     }
@@ -219,8 +220,15 @@ pub fn guardian_of(related_person: &Value, base_url: &str) -> Option<String> {
     if !representative {
         return None;
     }
+    let period = match related_person.get("period") {
+        Some(period) => period_of(period, "RelatedPerson.period").ok()?,
+        None => Period::ALWAYS,
+    };
     match local_reference(related_person.get("patient")?, base_url)? {
-        ("Patient", id) => Some(id.to_owned()),
+        ("Patient", id) => Some(Guardianship {
+            minor: id.to_owned(),
+            period,
+        }),
         _ => None,
     }
 }
@@ -915,6 +923,33 @@ mod tests {
     }
 
     #[test]
+    fn a_guardianship_holds_during_its_period() {
+        let person = |period: Value| {
+            json!({"resourceType": "RelatedPerson", "patient": {"reference": "Patient/child"},
+                "relationship": [{"coding": [{"system": ROLE_CODE, "code": "GUARD"}]}],
+                "period": period})
+        };
+        let ended = guardian_of(
+            &person(json!({"start": "2018-01-01", "end": "2019-12-31"})),
+            BASE,
+        )
+        .expect("a legal representative");
+        assert_eq!(ended.minor, "child");
+        // The end day is included: the period ends at the midnight after it, in Paris
+        // (2019-12-31T23:00Z).
+        assert_eq!(ended.period.end, Some(1_577_833_200_000_000));
+        assert!(!ended.period.contains(1_577_833_200_000_000));
+        assert!(ended.period.contains(1_577_833_199_999_999));
+        let open = guardian_of(&person(json!({"start": "2018-01-01"})), BASE).unwrap();
+        assert_eq!(open.period.end, None);
+        // A period that never applies makes no guardian.
+        let backward = person(json!({"start": "2020-01-01", "end": "2019-01-01"}));
+        assert_eq!(guardian_of(&backward, BASE), None);
+        let garbled = person(json!({"start": "yesterday"}));
+        assert_eq!(guardian_of(&garbled, BASE), None);
+    }
+
+    #[test]
     fn guardians_are_active_related_persons_of_a_patient() {
         let role = |code: &str| json!([{"coding": [{"system": ROLE_CODE, "code": code}]}]);
         let cases = [
@@ -949,7 +984,11 @@ mod tests {
             ),
         ];
         for (person, expected) in cases {
-            assert_eq!(guardian_of(&person, BASE).as_deref(), expected, "{person}");
+            assert_eq!(
+                guardian_of(&person, BASE).map(|g| g.minor).as_deref(),
+                expected,
+                "{person}"
+            );
         }
     }
 

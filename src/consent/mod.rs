@@ -39,6 +39,23 @@ pub struct Restriction {
     /// For a write's lookups: a professional also reaches what they authored in an open record
     /// that does not block them, to replace or delete it (§5), without reading it.
     writing: bool,
+    /// How far record headers reach for those who read headers of records they have no
+    /// business in (see [`Headers`]).
+    headers: Headers,
+}
+
+/// Feeding systems and professionals read the header (the Patient) of a record they have no
+/// business in only when they name it: they find a record by INS, or read it by id, to feed it
+/// (§2). A listing — a search not naming one patient, a type or system history, an include, a
+/// chain, a `_has`, a conditional match on another criterion — shows only the headers of
+/// records they have business in (see [`policy::may_list`]), so that no one walks the
+/// national register of names, INS and birth dates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Headers {
+    /// The caller named the record: its header is found while the record is not opposed.
+    Named,
+    /// A listing: headers only of records the caller has business in.
+    Listed,
 }
 
 /// What a [`Restriction`] keeps, per principal (see [`policy::may_read`], whose rules these
@@ -92,6 +109,29 @@ impl Restriction {
     /// Whether this is a write's lookup (see the field).
     pub fn writing(&self) -> bool {
         self.writing
+    }
+
+    /// How far record headers reach (see [`Headers`]).
+    pub fn headers(&self) -> Headers {
+        self.headers
+    }
+
+    /// The same restriction for rows the caller did not name: includes, chains, `_has`
+    /// (narrower, never wider).
+    pub fn listing(&self) -> Restriction {
+        Restriction {
+            headers: Headers::Listed,
+            ..self.clone()
+        }
+    }
+
+    /// The restriction a conditional interaction's match on `param` of `resource_type` runs
+    /// under: a Patient named by its id or one identifier is named; any other criterion lists.
+    pub fn matching(&self, resource_type: &str, param: Option<&str>) -> Restriction {
+        match (resource_type, param) {
+            ("Patient", None | Some("identifier")) => self.clone(),
+            _ => self.listing(),
+        }
     }
 }
 
@@ -205,6 +245,7 @@ impl Engine {
             rule,
             now: crate::fhir::resource::now_micros(),
             writing: false,
+            headers: Headers::Named,
         }
     }
 }
@@ -299,7 +340,7 @@ impl Engine {
         for kind in registry::all() {
             self.decide(access, kind, &[Interaction::Search])?;
         }
-        Ok(self.restriction(&access.principal))
+        Ok(self.restriction(&access.principal).listing())
     }
 
     /// History of every resource of `kind`: across patients, so not for a professional.
@@ -310,7 +351,7 @@ impl Engine {
     ) -> Result<Restriction, Denied> {
         let restriction = self.decide(access, kind, &[Interaction::Search])?;
         across_patients(access)?;
-        Ok(restriction)
+        Ok(restriction.listing())
     }
 
     /// The types a system-level search without `_type` covers: those the token may search.
@@ -355,7 +396,10 @@ impl Engine {
         mut search: Search,
     ) -> Result<(Search, Restriction), Denied> {
         let kind = known(&search.resource_type)?;
-        let restriction = self.decide(access, kind, &[Interaction::Search])?;
+        let mut restriction = self.decide(access, kind, &[Interaction::Search])?;
+        if !names_one_header(&search) {
+            restriction = restriction.listing();
+        }
         if matches!(access.principal, Principal::Professional { .. }) && !names_one_patient(&search)
         {
             return Err(Denied(format!(
@@ -408,7 +452,6 @@ fn across_patients(access: &Access) -> Result<(), Denied> {
 /// identifier (`patient.identifier=`), the patient compartment, or, on Patient, one `_id` or
 /// one identifier.
 fn names_one_patient(search: &Search) -> bool {
-    let one_token = |test: &Test| matches!(test, Test::Token { negate: false, values } if values.len() == 1 && values[0].code.is_some());
     search.criteria.iter().any(
         |criterion| match (criterion.key.as_str(), &criterion.test) {
             ("_compartment", _) => true,
@@ -419,11 +462,29 @@ fn names_one_patient(search: &Search) -> bool {
                     && targets[0].1.key == "identifier"
                     && one_token(&targets[0].1.test)
             }
-            ("_id", Test::Id(ids)) => search.resource_type == "Patient" && ids.len() == 1,
-            ("identifier", test) => search.resource_type == "Patient" && one_token(test),
             _ => false,
         },
-    )
+    ) || names_one_header(search)
+}
+
+/// Whether a search of Patient names one: one `_id`, one identifier (an INS), or the
+/// patient's compartment (`Patient/{id}/Patient`, `$everything`: the patient and the records
+/// that link to it as the same person).
+fn names_one_header(search: &Search) -> bool {
+    search.resource_type == "Patient"
+        && search.criteria.iter().any(
+            |criterion| match (criterion.key.as_str(), &criterion.test) {
+                ("_compartment", _) => true,
+                ("_id", Test::Id(ids)) => ids.len() == 1,
+                ("identifier", test) => one_token(test),
+                _ => false,
+            },
+        )
+}
+
+/// One value, with a code (`system|code` or `code`), not negated.
+fn one_token(test: &Test) -> bool {
+    matches!(test, Test::Token { negate: false, values } if values.len() == 1 && values[0].code.is_some())
 }
 
 /// The types a criterion searches besides its own: chain targets and `_has` sources.

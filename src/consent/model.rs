@@ -127,6 +127,15 @@ impl Period {
     }
 }
 
+/// A RelatedPerson that makes its holder a minor's legal representative (domain §8), while
+/// `period` (`RelatedPerson.period`) is in force and the minor is under 18.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Guardianship {
+    /// The minor's Patient id.
+    pub minor: String,
+    pub period: Period,
+}
+
 /// One rule of the patient's (domain §4, interfaces "Record lifecycle"), from an active
 /// patient-privacy Consent or from `Patient.generalPractitioner`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

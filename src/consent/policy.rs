@@ -9,7 +9,9 @@
 //!
 //! Scopes are not consulted here: they are checked before, and a scope never widens a rule (§1).
 
-use super::model::{Actor, Code, Directive, Facts, Labels, Period, Record, RecordState, Writer};
+use super::model::{
+    Actor, Code, Directive, Facts, Guardianship, Labels, Period, Record, RecordState, Writer,
+};
 use crate::auth::principal::{Principal, Purpose};
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -46,9 +48,9 @@ pub trait Professions {
 pub struct World<M> {
     /// The records, by Patient id.
     pub records: HashMap<String, Record>,
-    /// Guardianships on file: the RelatedPerson id of a legal guardian → the minor's Patient id.
-    /// Whether one is still in force is decided here, from the minor's `adult_at` (§8).
-    pub guardianships: HashMap<String, String>,
+    /// Guardianships on file, by the RelatedPerson id of a legal guardian. Whether one is in
+    /// force is decided here, from its period and the minor's `adult_at` (§8).
+    pub guardianships: HashMap<String, Guardianship>,
     /// Organization ids by identifier (`system|value`): a feeding system is registered under an
     /// identifier, a block names `Organization/{id}`.
     pub organizations: HashMap<String, Vec<String>>,
@@ -77,11 +79,13 @@ impl<M> World<M> {
         period.contains(self.now)
     }
 
-    /// A guardian acts for a minor until `adult_at`, the instant of the 18th birthday, excluded
-    /// (§8). *Decision*: without a birth date nobody can show the person is still a minor, so
-    /// the guardianship does not hold.
+    /// A guardian acts for a minor while the guardianship's period is in force and until
+    /// `adult_at`, the instant of the 18th birthday, excluded (§8). *Decision*: without a birth
+    /// date nobody can show the person is still a minor, so the guardianship does not hold.
     fn represents(&self, related_person_id: &str, record: &Record) -> bool {
-        self.guardianships.get(related_person_id) == Some(&record.patient_id)
+        self.guardianships
+            .get(related_person_id)
+            .is_some_and(|g| g.minor == record.patient_id && self.in_force(&g.period))
             && record.adult_at.is_some_and(|adult_at| self.now < adult_at)
     }
 
@@ -260,6 +264,43 @@ pub fn may_read<M: Professions>(principal: &Principal, world: &World<M>, row: &F
                 && (world.authorizes(record, practitioner_id) || break_glass)
                 && professions_see(&world.professions, profession, row)
         }
+    }
+}
+
+/// Whether `principal` may see `row` in a listing (see [`super::Headers`]): a search that
+/// does not name one patient, a type or system history, an include, a chain, a `_has`.
+/// [`may_read`], except that feeding systems and professionals see the header of a record
+/// only if they have business in it: `fed` (they wrote something into it, a deleted entry
+/// included), or, for a professional, an authorization or break-glass that opens it.
+/// *Decision*: finding a record by INS or id is for feeding it (§2, TD0.2); walking the
+/// register of every person's name, INS and birth date is not.
+pub fn may_list<M: Professions>(
+    principal: &Principal,
+    world: &World<M>,
+    row: &Facts,
+    fed: bool,
+) -> bool {
+    if !may_read(principal, world, row) {
+        return false;
+    }
+    if !is_header(row) {
+        return true;
+    }
+    let Some(record) = world.record(&row.id) else {
+        return false;
+    };
+    match principal {
+        Principal::FeedingSystem { .. } => fed,
+        Principal::Professional {
+            practitioner_id,
+            purpose,
+            ..
+        } => {
+            fed || world.authorizes(&record, practitioner_id)
+                || (matches!(purpose, Purpose::BreakGlass { .. })
+                    && !world.refuses_break_glass(&record))
+        }
+        _ => true,
     }
 }
 
@@ -468,7 +509,7 @@ fn enters<'w, M>(
             if world
                 .guardianships
                 .get(related_person_id)
-                .map(String::as_str)
+                .map(|g| g.minor.as_str())
                 != Some(patient_id) =>
         {
             return Err(forbidden(
@@ -958,7 +999,13 @@ mod tests {
                 .collect(),
             guardianships: [("rp", PAT), ("rp-other", "other")]
                 .into_iter()
-                .map(|(rp, patient)| (rp.to_owned(), patient.to_owned()))
+                .map(|(rp, patient)| {
+                    let guardianship = Guardianship {
+                        minor: patient.to_owned(),
+                        period: Period::ALWAYS,
+                    };
+                    (rp.to_owned(), guardianship)
+                })
                 .collect(),
             organizations: [(
                 "https://finess.esante.gouv.fr|lab".to_owned(),
@@ -1229,6 +1276,80 @@ mod tests {
         assert!(!reads(Who::Stranger, &blocked, &header(PAT)));
         assert!(!reads(Who::Lab, &blocked, &header(PAT)));
         assert!(reads(Who::Doctor, &blocked, &header(PAT)));
+    }
+
+    /// Decision: in a listing, the header of an open record only for those with business in
+    /// it; a named lookup (INS, id) finds it for any professional or feeding system.
+    #[test]
+    fn record_header_in_listings() {
+        let world = world(Active, vec![auth("p1")]);
+        #[rustfmt::skip]
+        let table = [
+            //                    named  listed  listed, fed
+            (Who::Patient,       [Y,     Y,      Y]),
+            (Who::Guardian,      [Y,     Y,      Y]),
+            (Who::Doctor,        [Y,     Y,      Y]),
+            (Who::Stranger,      [Y,     N,      Y]),
+            (Who::Emergency,     [Y,     Y,      Y]),
+            (Who::Pharmacist,    [Y,     N,      Y]),
+            (Who::Lab,           [Y,     N,      Y]),
+            (Who::OtherLab,      [Y,     N,      Y]),
+            (Who::App,           [Y,     Y,      Y]),
+            (Who::OtherApp,      [N,     N,      N]),
+            (Who::Provisioning,  [Y,     Y,      Y]),
+            (Who::OtherPatient,  [N,     N,      N]),
+        ];
+        for (who, [named, listed, fed]) in table {
+            let principal = principal(who);
+            let header = header(PAT);
+            assert_eq!(
+                may_read(&principal, &world, &header),
+                named,
+                "{who:?} named"
+            );
+            assert_eq!(
+                may_list(&principal, &world, &header, false),
+                listed,
+                "{who:?} listed"
+            );
+            assert_eq!(
+                may_list(&principal, &world, &header, true),
+                fed,
+                "{who:?} fed"
+            );
+        }
+        // Only headers: the rest of a listing is read as it is anywhere.
+        let document = document(Who::Lab, NONE);
+        assert!(may_list(&principal(Who::Lab), &world, &document, false));
+        let refused = super::tests::world(Active, vec![no_btg()]);
+        assert!(!may_list(
+            &principal(Who::Emergency),
+            &refused,
+            &header(PAT),
+            false
+        ));
+    }
+
+    /// §8: a guardianship acts during its period (`RelatedPerson.period`), `[start, end)`.
+    #[test]
+    fn a_guardianship_holds_during_its_period() {
+        let mut world = world(Active, vec![]);
+        let document = document(Who::Lab, NONE);
+        assert!(reads(Who::Guardian, &world, &document));
+        for period in [
+            Period {
+                start: None,
+                end: Some(NOW),
+            },
+            Period {
+                start: Some(NOW + 1),
+                end: None,
+            },
+        ] {
+            world.guardianships.get_mut("rp").unwrap().period = period;
+            assert!(!reads(Who::Guardian, &world, &document), "{period:?}");
+            assert!(!reads(Who::Guardian, &world, &header(PAT)), "{period:?}");
+        }
     }
 
     /// Outside records: the directory is everyone's; anything else is its writer's.

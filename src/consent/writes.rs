@@ -137,8 +137,8 @@ impl Engine {
         }
         let mut guardianships = HashMap::new();
         if let Principal::Guardian { related_person_id } = principal {
-            if let Some(minor) = unit.guardianship(related_person_id)? {
-                guardianships.insert(related_person_id.clone(), minor);
+            if let Some(guardianship) = unit.guardianship(related_person_id)? {
+                guardianships.insert(related_person_id.clone(), guardianship);
             }
         }
         let mut organizations = HashMap::new();

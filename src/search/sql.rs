@@ -315,7 +315,8 @@ pub fn included(
             ),
         )
     };
-    let visible = restricted(&mut b, restriction, "r");
+    // Included rows were not named by the caller: a listing.
+    let visible = restricted(&mut b, &restriction.listing(), "r");
     let limit = b.int(limit);
     b.finish(format!(
         "SELECT {}, {NO_KEYS} FROM search_references x \
@@ -464,11 +465,11 @@ pub fn conditional(
 ) -> ReadSql {
     let mut b = Builder::new(dialect);
     let kind = b.text(resource_type);
-    let selection = match condition {
-        Condition::Id(id) => format!("r.id = {}", b.text(id)),
-        Condition::Token(query) => token_selection(&mut b, query),
+    let (selection, param) = match condition {
+        Condition::Id(id) => (format!("r.id = {}", b.text(id)), None),
+        Condition::Token(query) => (token_selection(&mut b, query), Some(query.param.as_str())),
     };
-    let visible = restricted(&mut b, restriction, "r");
+    let visible = restricted(&mut b, &restriction.matching(resource_type, param), "r");
     let limit = b.int(limit);
     b.finish(format!(
         "SELECT {}, {NO_KEYS} FROM resources r \
@@ -669,7 +670,8 @@ fn nested(b: &mut Builder, resource_type: &str, inner: &Criterion, on: &On) -> S
     };
     let driver = selective(inner);
     let condition = condition(b, inner, &deeper, driver);
-    let visible = restricted(b, on.restriction, &alias);
+    // Chains and `_has` reach rows the caller did not name: a listing.
+    let visible = restricted(b, &on.restriction.listing(), &alias);
     format!(
         "SELECT {alias}.id FROM resources {alias} WHERE {alias}.resource_type = {kind} \
          AND {alias}.deleted = FALSE AND {condition} AND {visible}"

@@ -5,7 +5,7 @@
 use super::sql::Builder;
 use crate::consent::matrix::Visible;
 use crate::consent::policy::{DIRECTORY_TYPES, PROVISIONING_TYPES};
-use crate::consent::{Restriction, Rule};
+use crate::consent::{Headers, Restriction, Rule};
 
 /// The rows of alias `a` (a `resources` row) the caller may see.
 pub(super) fn restricted(b: &mut Builder, restriction: &Restriction, a: &str) -> String {
@@ -16,7 +16,11 @@ pub(super) fn restricted(b: &mut Builder, restriction: &Restriction, a: &str) ->
 /// is that document already, which is never a Binary).
 fn render(b: &mut Builder, restriction: &Restriction, a: &str, binaries: bool) -> String {
     let now = restriction.now();
-    let record = Record { a, now };
+    let record = Record {
+        a,
+        now,
+        headers: restriction.headers(),
+    };
     let (in_record, wrote) = match restriction.rule() {
         Rule::Patient { id, writer } => (
             format!("({a}.patient_id = {} AND ({a}.labels & 2) = 0)", b.text(id)),
@@ -30,9 +34,10 @@ fn render(b: &mut Builder, restriction: &Restriction, a: &str, binaries: bool) -
                 "(EXISTS (SELECT 1 FROM guardians {a}_g JOIN records {a}_m \
                  ON {a}_m.patient_id = {a}_g.patient_id \
                  WHERE {a}_g.related_person_id = {} AND {a}_g.patient_id = {a}.patient_id \
-                 AND {a}_m.adult_at IS NOT NULL AND {} < {a}_m.adult_at) \
+                 AND {} AND {a}_m.adult_at IS NOT NULL AND {} < {a}_m.adult_at) \
                  AND ({a}.labels & 6) = 0)",
                 b.text(related_person_id),
+                in_force(b, &format!("{a}_g"), now),
                 b.int(now)
             ),
             writer,
@@ -60,7 +65,7 @@ fn render(b: &mut Builder, restriction: &Restriction, a: &str, binaries: bool) -
             organization,
         } => {
             let blocked = record.organization_blocked(b, organization);
-            let header = record.header_readable(b);
+            let header = record.header_readable(b, writer, "FALSE");
             let active = record.active(b);
             (
                 format!(
@@ -93,7 +98,6 @@ fn render(b: &mut Builder, restriction: &Restriction, a: &str, binaries: bool) -
                  AND {a}_au.kind = 'author' AND {a}_au.value = {pid}))",
                 b.text(writer)
             );
-            let header = record.header_readable(b);
             let active = record.active(b);
             let authorized = format!(
                 "EXISTS (SELECT 1 FROM directives {a}_p WHERE {a}_p.patient_id = {a}.patient_id \
@@ -109,6 +113,7 @@ fn render(b: &mut Builder, restriction: &Restriction, a: &str, binaries: bool) -
                 ),
                 false => "FALSE".to_owned(),
             };
+            let header = record.header_readable(b, writer, &format!("{authorized} OR {emergency}"));
             let document = match documents {
                 Visible::All => "TRUE".to_owned(),
                 Visible::Nothing => "FALSE".to_owned(),
@@ -191,6 +196,7 @@ fn binary_through_document(b: &mut Builder, restriction: &Restriction, a: &str) 
 struct Record<'a> {
     a: &'a str,
     now: i64,
+    headers: Headers,
 }
 
 impl Record<'_> {
@@ -215,12 +221,28 @@ impl Record<'_> {
         )
     }
 
-    /// The record header (the Patient itself) of a record that is not opposed.
-    fn header_readable(&self, b: &mut Builder) -> String {
+    /// The record header (the Patient itself) of a record that is not opposed; in a listing,
+    /// only if the caller has business in the record (see [`Headers`]): `writer` fed it, or
+    /// `also` holds.
+    fn header_readable(&self, b: &mut Builder, writer: &str, also: &str) -> String {
+        let a = self.a;
+        let opposed = self.opposed(b);
+        let listed = match self.headers {
+            Headers::Named => String::new(),
+            Headers::Listed => format!(" AND ({also} OR {})", self.fed_by(b, writer)),
+        };
+        format!(
+            "({a}.resource_type = 'Patient' AND {a}.id = {a}.patient_id AND NOT {opposed}{listed})"
+        )
+    }
+
+    /// `writer` wrote something into the record (a deleted entry counts: it fed it).
+    fn fed_by(&self, b: &mut Builder, writer: &str) -> String {
         let a = self.a;
         format!(
-            "({a}.resource_type = 'Patient' AND {a}.id = {a}.patient_id AND NOT {})",
-            self.opposed(b)
+            "EXISTS (SELECT 1 FROM resources {a}_w WHERE {a}_w.patient_id = {a}.patient_id \
+             AND {a}_w.writer = {})",
+            b.text(writer)
         )
     }
 

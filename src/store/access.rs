@@ -6,7 +6,7 @@
 use super::db::AnyConnection;
 use super::index::insert_values;
 use super::search::{bind_all, execute, load, Bind, Dialect, Sql};
-use crate::consent::model::{Actor, Directive, Period};
+use crate::consent::model::{Actor, Directive, Guardianship, Period};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Binary, Bool, Nullable, Text};
 
@@ -18,7 +18,7 @@ pub struct AccessRows {
     /// A Consent's directives, or a Patient's general practitioners as authorizations.
     pub directives: Vec<Directive>,
     /// A RelatedPerson's minor: its holder is their guardian.
-    pub guardian_of: Option<String>,
+    pub guardian_of: Option<Guardianship>,
     /// `(kind, value)`: `author` (a Practitioner id), `class` (`system|code`), `binary` (an id).
     pub terms: Vec<(&'static str, String)>,
 }
@@ -122,12 +122,17 @@ pub fn replace(
             directives,
         )?;
     }
-    if let Some(minor) = &rows.guardian_of {
+    if let Some(guardianship) = &rows.guardian_of {
         insert_values(
             conn,
             dialect,
-            "guardians (related_person_id, patient_id)",
-            vec![vec![text(id), text(minor)]],
+            "guardians (related_person_id, patient_id, period_start, period_end)",
+            vec![vec![
+                text(id),
+                text(&guardianship.minor),
+                number(guardianship.period.start),
+                number(guardianship.period.end),
+            ]],
         )?;
     }
     let mut terms: Vec<&(&'static str, String)> = rows.terms.iter().collect();
@@ -283,19 +288,38 @@ pub fn directives(
         .collect())
 }
 
-/// The minor a RelatedPerson links its holder to, if any.
+#[derive(QueryableByName)]
+struct GuardianColumns {
+    #[diesel(sql_type = Text)]
+    patient_id: String,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    period_start: Option<i64>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    period_end: Option<i64>,
+}
+
+/// The minor a RelatedPerson links its holder to, and for when, if any.
 pub fn guardianship(
     conn: &mut AnyConnection,
     dialect: Dialect,
     related_person_id: &str,
-) -> QueryResult<Option<String>> {
+) -> QueryResult<Option<Guardianship>> {
     let sql = select(
         dialect,
-        "related_person_id AS a, patient_id AS b",
+        "patient_id, period_start, period_end",
         "guardians",
         &[("related_person_id", related_person_id)],
     );
-    Ok(load!(conn, sql, Pair)?.into_iter().next().map(|p| p.b))
+    Ok(load!(conn, sql, GuardianColumns)?
+        .into_iter()
+        .next()
+        .map(|g| Guardianship {
+            minor: g.patient_id,
+            period: Period {
+                start: g.period_start,
+                end: g.period_end,
+            },
+        }))
 }
 
 /// The ids of the Organizations with this identifier (`system` absent: any system).

@@ -392,8 +392,11 @@ impl Unit<'_> {
         )?)
     }
 
-    /// The minor a RelatedPerson represents, if any.
-    pub fn guardianship(&mut self, related_person_id: &str) -> Result<Option<String>, StoreError> {
+    /// The minor a RelatedPerson represents, and for when, if any.
+    pub fn guardianship(
+        &mut self,
+        related_person_id: &str,
+    ) -> Result<Option<crate::consent::model::Guardianship>, StoreError> {
         Ok(access::guardianship(
             self.conn,
             self.dialect,
