@@ -61,8 +61,7 @@ impl Engine {
                 new,
                 old_facts.as_ref(),
                 new_facts.as_ref(),
-            )
-            .map_err(Verdict::Refused)?;
+            )?;
         }
         let verdict = match (&old_facts, &new_facts, old, new) {
             (None, Some((facts, directives)), _, _) => policy::may_write(
@@ -173,12 +172,15 @@ fn fixed_once_written(
     new: Option<&NewVersion>,
     old_facts: Option<&(Facts, Vec<super::model::Directive>)>,
     new_facts: Option<&(Facts, Vec<super::model::Directive>)>,
-) -> Result<(), Refusal> {
-    let refuse = |why: &str| Err(Refusal::Forbidden(why.to_owned()));
-    let writer = old.writer.as_ref().map(|w| w.key());
-    if old.resource_type == "Binary"
-        && writer.is_some_and(|writer| unit.referenced_binary(&old.id, &writer).unwrap_or(true))
-    {
+) -> Result<(), Verdict> {
+    let refuse = |why: &str| Err(Verdict::Refused(Refusal::Forbidden(why.to_owned())));
+    let pointed_to = match old.writer.as_ref() {
+        Some(writer) if old.resource_type == "Binary" => {
+            unit.referenced_binary(&old.id, &writer.key())?
+        }
+        _ => false,
+    };
+    if pointed_to {
         return refuse(
             "a document points to this Binary: its bytes are not replaced or deleted; \
              publish a replacement document instead",
