@@ -28,6 +28,7 @@ mod history;
 mod negotiation;
 mod patch;
 mod review2_consent;
+mod review3_consent;
 mod review_consent;
 mod search;
 mod search_property;

@@ -638,7 +638,8 @@ fn a_feeding_system_lists_no_header_through_iterated_includes() {
         &provisioning,
         &patient("178031234567892", Some("1978-03-01"), Some(&world.gp)),
     ));
-    let path = "/Patient?identifier=284021234567890&_include=Patient:general-practitioner\
+    let path = "/Patient?identifier=urn:oid:1.2.250.1.213.1.4.8|284021234567890\
+                &_include=Patient:general-practitioner\
                 &_revinclude:iterate=Patient:general-practitioner";
     for caller in [
         Caller::feeding_system(),

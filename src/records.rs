@@ -33,11 +33,14 @@ impl From<Slowed> for DataError {
     }
 }
 
-/// Who is about to be answered, for the hourly patient count of professionals.
+/// Who is about to be answered, for the hourly patient count of professionals and what a
+/// List may show them.
 #[derive(Clone)]
 struct Reader {
     engine: Arc<Engine>,
     principal: Principal,
+    store: Arc<Store>,
+    base_url: String,
 }
 
 impl Reader {
@@ -45,6 +48,67 @@ impl Reader {
     fn answering<'a>(&self, versions: impl IntoIterator<Item = &'a Version>) -> Result<(), Slowed> {
         let patients = versions.into_iter().filter_map(|v| v.patient_id.as_deref());
         self.engine.touch(&self.principal, patients)
+    }
+
+    /// [`Reader::answering`], then each List loses the entries the caller may not see
+    /// (domain §3: a hidden resource is absent from List entries). An entry naming a resource
+    /// of this server that is missing or deleted goes too, so the two look the same.
+    fn answer(&self, restriction: &Restriction, versions: &mut [Version]) -> Result<(), DataError> {
+        self.answering(versions.iter())?;
+        self.redact_lists(restriction, versions)
+    }
+
+    /// Takes out of each List the entries the caller may not see (see [`Reader::answer`]).
+    fn redact_lists(
+        &self,
+        restriction: &Restriction,
+        versions: &mut [Version],
+    ) -> Result<(), DataError> {
+        for list in versions
+            .iter_mut()
+            .filter(|v| v.resource_type == "List" && !v.deleted)
+        {
+            self.redact_list(restriction, list)?;
+        }
+        Ok(())
+    }
+
+    fn redact_list(&self, restriction: &Restriction, list: &mut Version) -> Result<(), StoreError> {
+        use crate::consent::facts::local_reference;
+        let mut body = crate::fhir::json::parse_lossless(&String::from_utf8_lossy(&list.body))
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let target = |entry: &serde_json::Value| -> Option<(String, String)> {
+            let (kind, id) = local_reference(entry.get("item")?, &self.base_url)?;
+            Some((kind.to_owned(), id.to_owned()))
+        };
+        let Some(entries) = body.get_mut("entry").and_then(|e| e.as_array_mut()) else {
+            return Ok(());
+        };
+        let targets: Vec<(String, String)> = entries.iter().filter_map(target).collect();
+        if targets.is_empty() {
+            return Ok(());
+        }
+        let mut visible = std::collections::HashSet::new();
+        // Bounded statements, whatever the List's length.
+        for chunk in targets.chunks(100) {
+            let sql = sql::visible_among(restriction, chunk, self.store.dialect());
+            for found in self.store.found(&sql)? {
+                visible.insert((found.version.resource_type, found.version.id));
+            }
+        }
+        let before = entries.len();
+        entries.retain(|entry| target(entry).is_none_or(|t| visible.contains(&t)));
+        if entries.len() == before {
+            return Ok(());
+        }
+        if entries.is_empty() {
+            // FHIR JSON has no empty arrays.
+            if let Some(object) = body.as_object_mut() {
+                object.remove("entry");
+            }
+        }
+        list.body = crate::fhir::json::to_text(&body, false).into_bytes();
+        Ok(())
     }
 }
 
@@ -107,6 +171,8 @@ impl Records {
         Reader {
             engine: self.engine.clone(),
             principal: self.access.principal.clone(),
+            store: self.store.clone(),
+            base_url: self.base_url.clone(),
         }
     }
 
@@ -122,9 +188,15 @@ impl Records {
         searches: &[(Search, Restriction)],
         position: &Position,
     ) -> Result<Page, DataError> {
-        let page = crate::search::execute_all(&self.store, searches, &self.base_url, position)?;
-        self.reader()
-            .answering(page.versions.iter().chain(&page.included))?;
+        let mut page = crate::search::execute_all(&self.store, searches, &self.base_url, position)?;
+        let reader = self.reader();
+        reader.answering(page.versions.iter().chain(&page.included))?;
+        // Every search of a request is one caller's: their restrictions differ only in how
+        // far record headers reach, and a List's entries are a listing anyway.
+        if let Some((_, restriction)) = searches.first() {
+            reader.redact_lists(restriction, &mut page.versions)?;
+            reader.redact_lists(restriction, &mut page.included)?;
+        }
         Ok(page)
     }
 
@@ -202,8 +274,9 @@ impl Reading {
     /// The current version of `id`, deleted or not, if the caller may see it.
     pub fn read(&self, id: &str) -> Result<Option<Version>, DataError> {
         let sql = sql::current(&self.restriction, self.kind.name, id, self.store.dialect());
-        let version = first(self.store.found(&sql)?);
-        self.reader.answering(&version)?;
+        let mut version = first(self.store.found(&sql)?);
+        self.reader
+            .answer(&self.restriction, version.as_mut_slice())?;
         Ok(version)
     }
 
@@ -216,8 +289,9 @@ impl Reading {
             version_id,
             self.store.dialect(),
         );
-        let version = first(self.store.found(&sql)?);
-        self.reader.answering(&version)?;
+        let mut version = first(self.store.found(&sql)?);
+        self.reader
+            .answer(&self.restriction, version.as_mut_slice())?;
         Ok(version)
     }
 
@@ -316,7 +390,7 @@ impl HistoryReading {
             }
             versions.push(found.version);
         }
-        self.reader.answering(&versions)?;
+        self.reader.answer(&self.restriction, &mut versions)?;
         Ok(HistoryPage {
             versions,
             next: if more { next } else { None },

@@ -288,6 +288,14 @@ pub fn directives_of(consent: &Value, base_url: &str) -> Result<Vec<Directive>, 
     if consent.get("modifierExtension").is_some() {
         return Err("Consent.modifierExtension: Carnet does not know what it changes, so it cannot enforce this Consent".into());
     }
+    if !matches!(
+        consent
+            .get("patient")
+            .and_then(|p| local_reference(p, base_url)),
+        Some(("Patient", _))
+    ) {
+        return Err("Consent.patient: an active patient-privacy Consent must name the patient whose record it rules, as a reference to a Patient of this server (Patient/{id})".into());
+    }
     let provision = consent.get("provision").ok_or(
         "Consent.provision: an active patient-privacy Consent must state its rule in provision (Carnet does not enforce policyRule alone)",
     )?;
@@ -510,7 +518,9 @@ fn period_of(period: &Value, path: &str) -> Result<Period, String> {
 /// `{base_url}/Practitioner/1`, a `/_history/{version}` suffix allowed. Contained (`#x`),
 /// conditional (`?…`), `urn:` and foreign references, and references by identifier only, name
 /// nothing here.
-fn local_reference<'a>(reference: &'a Value, base_url: &str) -> Option<(&'a str, &'a str)> {
+/// The `(type, id)` a Reference names on this server: `Type/id`, `{base_url}/Type/id`, with
+/// an optional `/_history/n`; `None` for contained, conditional, `urn:` or foreign ones.
+pub fn local_reference<'a>(reference: &'a Value, base_url: &str) -> Option<(&'a str, &'a str)> {
     let written = text(reference, "reference")?;
     let base = base_url.trim_end_matches('/');
     let relative = match written.strip_prefix(base).and_then(|r| r.strip_prefix('/')) {
@@ -695,16 +705,14 @@ mod clock {
     }
 
     /// When guardianship ends: 00:00 in Paris on the 18th birthday. A birthDate of only a
-    /// year or a month is read as its last possible day: until the person is certainly 18
-    /// they may be a minor, and a minor's guardians keep their duty (and access) until
-    /// majority, so uncertainty extends guardianship rather than cutting it short. Someone born
-    /// on 29 February comes of age on 1 March when the 18th year has no 29 February.
+    /// year or a month is read as its first possible day: a guardian reads a record only
+    /// while the person is certainly a minor (as without a birth date, where guardianship does
+    /// not hold at all), so uncertainty ends guardianship early rather than opening an adult's
+    /// record to someone else. Someone born on 29 February comes of age on 1 March when the
+    /// 18th year has no 29 February.
     pub fn adult_at(birth_date: &str) -> Option<i64> {
         let written = parse(birth_date)?;
-        let born = match written.precision {
-            Precision::Day | Precision::Second(_) => written.local.date(),
-            coarse => next(written.local.date(), coarse)?.previous_day()?,
-        };
+        let born = written.local.date();
         let year = born.year() + 18;
         let birthday = Date::from_calendar_date(year, born.month(), born.day())
             .or_else(|_| Date::from_calendar_date(year, Month::March, 1))
@@ -1019,7 +1027,7 @@ mod tests {
             ),
             (
                 json!({"resourceType": "Patient", "active": false, "birthDate": "2000"}),
-                (false, Some(at("2018-12-30T23:00:00Z"))),
+                (false, Some(at("2017-12-31T23:00:00Z"))),
             ),
             (
                 json!({"resourceType": "Patient", "_birthDate": {"extension": [{"url": "x", "valueString": "unknown"}]}}),
@@ -1053,12 +1061,12 @@ mod tests {
             ("2012-02-29", "2030-02-28T23:00:00Z"),
             ("2008-02-28", "2026-02-27T23:00:00Z"),
             ("2008-03-01", "2026-02-28T23:00:00Z"),
-            // Partial dates: the latest possible birthday.
-            ("2008", "2026-12-30T23:00:00Z"),
-            ("2008-02", "2026-02-28T23:00:00Z"),
-            ("2009-02", "2027-02-27T23:00:00Z"),
-            ("2008-06", "2026-06-29T22:00:00Z"),
-            ("2008-12", "2026-12-30T23:00:00Z"),
+            // Partial dates: the earliest possible birthday.
+            ("2008", "2025-12-31T23:00:00Z"),
+            ("2008-02", "2026-01-31T23:00:00Z"),
+            ("2009-02", "2027-01-31T23:00:00Z"),
+            ("2008-06", "2026-05-31T22:00:00Z"),
+            ("2008-12", "2026-11-30T23:00:00Z"),
             // Before 1996 French summer time ended in September: the tz database knows.
             ("1977-09-30", "1995-09-29T23:00:00Z"),
             ("1977-09-20", "1995-09-19T22:00:00Z"),

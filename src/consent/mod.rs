@@ -126,11 +126,23 @@ impl Restriction {
     }
 
     /// The restriction a conditional interaction's match on `param` of `resource_type` runs
-    /// under: a Patient named by its id or one identifier is named; any other criterion lists.
+    /// under: what the caller may read (a match is answered, or acted on, as something found),
+    /// never a write's wider reach; a Patient named by its id or one identifier is named, any
+    /// other criterion lists.
     pub fn matching(&self, resource_type: &str, param: Option<&str>) -> Restriction {
+        let reading = self.reading();
         match (resource_type, param) {
-            ("Patient", None | Some("identifier")) => self.clone(),
-            _ => self.listing(),
+            ("Patient", None | Some("identifier")) => reading,
+            _ => reading.listing(),
+        }
+    }
+
+    /// The same restriction for reading: without a write's reach to what the caller authored
+    /// but may not read (narrower, never wider). A patch reads what it changes.
+    pub fn reading(&self) -> Restriction {
+        Restriction {
+            writing: false,
+            ..self.clone()
         }
     }
 }
@@ -467,7 +479,7 @@ fn names_one_patient(search: &Search) -> bool {
     ) || names_one_header(search)
 }
 
-/// Whether a search of Patient names one: one `_id`, one identifier (an INS), or the
+/// Whether a search of Patient names one: one `_id`, one `system|value` identifier (an INS), or the
 /// patient's compartment (`Patient/{id}/Patient`, `$everything`: the patient and the records
 /// that link to it as the same person).
 fn names_one_header(search: &Search) -> bool {
@@ -482,9 +494,13 @@ fn names_one_header(search: &Search) -> bool {
         )
 }
 
-/// One value, with a code (`system|code` or `code`), not negated.
+/// One identifier, `system|value`, not negated: an identifier names one person only within
+/// its system (the same local number may be two patients' in two hospitals).
 fn one_token(test: &Test) -> bool {
-    matches!(test, Test::Token { negate: false, values } if values.len() == 1 && values[0].code.is_some())
+    matches!(test, Test::Token { negate: false, values }
+        if values.len() == 1
+            && values[0].code.is_some()
+            && matches!(values[0].system, crate::store::SystemMatch::Is(_)))
 }
 
 /// The types a criterion searches besides its own: chain targets and `_has` sources.
@@ -520,7 +536,13 @@ pub fn writer_of(principal: &Principal) -> Writer {
             practitioner_id, ..
         } => Writer::Practitioner(practitioner_id.clone()),
         Principal::FeedingSystem { client_id, .. } => Writer::System(client_id.clone()),
-        Principal::CatalogueApp { client_id, .. } => Writer::App(client_id.clone()),
+        Principal::CatalogueApp {
+            client_id,
+            patient_id,
+        } => Writer::App {
+            client_id: client_id.clone(),
+            patient_id: patient_id.clone(),
+        },
         Principal::Provisioning { client_id } => Writer::Provisioning(client_id.clone()),
     }
 }

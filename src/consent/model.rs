@@ -65,22 +65,29 @@ pub enum Writer {
     Practitioner(String),
     /// A feeding system, by its client id.
     System(String),
-    /// A catalogue app, by its client id.
-    App(String),
+    /// A catalogue app as launched for one patient: an app's writes for one patient are not
+    /// its writes for another (what it wrote outside any record stays with that patient).
+    App {
+        client_id: String,
+        patient_id: String,
+    },
     /// A provisioning client, by its client id.
     Provisioning(String),
 }
 
 impl Writer {
     /// As stored in the `writer` column: `Patient/1`, `RelatedPerson/2`, `Practitioner/3`,
-    /// `client/lab-biomed-75`, `app/x`, `provisioning/y`.
+    /// `client/lab-biomed-75`, `app/x/{launch patient id}`, `provisioning/y`.
     pub fn key(&self) -> String {
         match self {
             Writer::Patient(id) => format!("Patient/{id}"),
             Writer::Guardian(id) => format!("RelatedPerson/{id}"),
             Writer::Practitioner(id) => format!("Practitioner/{id}"),
             Writer::System(id) => format!("client/{id}"),
-            Writer::App(id) => format!("app/{id}"),
+            Writer::App {
+                client_id,
+                patient_id,
+            } => format!("app/{client_id}/{patient_id}"),
             Writer::Provisioning(id) => format!("provisioning/{id}"),
         }
     }
@@ -94,7 +101,14 @@ impl Writer {
             "RelatedPerson" => Writer::Guardian(id),
             "Practitioner" => Writer::Practitioner(id),
             "client" => Writer::System(id),
-            "app" => Writer::App(id),
+            "app" => {
+                // A patient id holds no `/` (FHIR id syntax); a client id might.
+                let (client_id, patient_id) = id.rsplit_once('/')?;
+                Writer::App {
+                    client_id: client_id.to_owned(),
+                    patient_id: patient_id.to_owned(),
+                }
+            }
             "provisioning" => Writer::Provisioning(id),
             _ => return None,
         })

@@ -140,7 +140,13 @@ fn writer_of(principal: &Principal) -> Writer {
             practitioner_id, ..
         } => Writer::Practitioner(practitioner_id.clone()),
         Principal::FeedingSystem { client_id, .. } => Writer::System(client_id.clone()),
-        Principal::CatalogueApp { client_id, .. } => Writer::App(client_id.clone()),
+        Principal::CatalogueApp {
+            client_id,
+            patient_id,
+        } => Writer::App {
+            client_id: client_id.clone(),
+            patient_id: patient_id.clone(),
+        },
         Principal::Provisioning { client_id } => Writer::Provisioning(client_id.clone()),
     }
 }
@@ -356,6 +362,14 @@ pub enum WriteAction<'a> {
     Delete {
         old: Version<'a>,
     },
+    /// A version written over a deletion (`old`, the tombstone: it keeps the patient, labels
+    /// and writer): a creation in the record as it is now, by its new writer (the deleted
+    /// content stays hidden for good, §10), whose labels are judged as changes from `old`'s,
+    /// so that a deletion never lifts a label its writer may not remove (§5).
+    Revive {
+        old: Version<'a>,
+        new: Version<'a>,
+    },
 }
 
 /// Why a write is refused.
@@ -400,6 +414,25 @@ pub fn may_write<M: Professions>(
             may_create(principal, row)?;
             finish(principal, world, record.as_deref(), Labels::NONE, row.facts)
         }
+        WriteAction::Revive { old, new } => {
+            if new.facts.patient_id != old.facts.patient_id {
+                return Err(forbidden(
+                    "a resource stays in the record it was written in",
+                ));
+            }
+            let record = enters(principal, world, new.facts)?;
+            may_create(principal, new)?;
+            if old.facts.labels != new.facts.labels {
+                may_relabel(principal, world, record.as_deref(), old.facts)?;
+            }
+            finish(
+                principal,
+                world,
+                record.as_deref(),
+                old.facts.labels,
+                new.facts,
+            )
+        }
         WriteAction::Update { old, new, edit } => {
             let record = reaches(principal, world, old.facts)?;
             if new.facts.patient_id != old.facts.patient_id
@@ -411,7 +444,12 @@ pub fn may_write<M: Professions>(
             }
             match edit {
                 Edit::Relabel => may_relabel(principal, world, record.as_deref(), old.facts)?,
-                Edit::Replace => may_replace(principal, old, new)?,
+                Edit::Replace => {
+                    may_replace(principal, old, new)?;
+                    if old.facts.labels != new.facts.labels {
+                        may_relabel(principal, world, record.as_deref(), old.facts)?;
+                    }
+                }
             }
             finish(
                 principal,
@@ -524,7 +562,8 @@ fn enters<'w, M>(
     if let Principal::Guardian { related_person_id } = principal {
         if !world.represents(related_person_id, &record) {
             return Err(forbidden(
-                "guardianship ends at the 18th birthday: the record is the adult's now",
+                "this guardianship does not hold now: it acts only during its period \
+                 (RelatedPerson.period) and while the person is certainly a minor",
             ));
         }
     }
@@ -594,10 +633,11 @@ fn writes_type(principal: &Principal, resource_type: &str) -> Result<(), Refusal
     }
 }
 
-/// Step 3 for a change of labels only (§5 "change visibility labels"): the patient and the
-/// guardian on anything they see; a professional on what they authored or, when authorized,
-/// on what they see — break-glass alone is not enough; a feeding system on what it wrote (it
-/// sees nothing else); never an app or a provisioning client.
+/// Step 3 for a change of labels (§5 "change visibility labels"): the patient and the
+/// guardian on anything they see; a professional when authorized, on what they see — an
+/// unauthorized one ("other professional: —"), author or not, and break-glass alone are not
+/// enough (labels are set at creation by whoever writes); a feeding system on what it wrote
+/// (it sees nothing else); never an app or a provisioning client.
 fn may_relabel<M>(
     principal: &Principal,
     world: &World<M>,
@@ -609,10 +649,7 @@ fn may_relabel<M>(
         Principal::FeedingSystem { .. } => wrote(principal, old),
         Principal::Professional {
             practitioner_id, ..
-        } => {
-            authored_by(old, practitioner_id)
-                || record.is_some_and(|record| world.authorizes(record, practitioner_id))
-        }
+        } => record.is_some_and(|record| world.authorizes(record, practitioner_id)),
         Principal::CatalogueApp { .. } | Principal::Provisioning { .. } => false,
     };
     if allowed {
@@ -1530,6 +1567,45 @@ mod tests {
         out(may_write(&principal(who), world, action))
     }
 
+    fn revive(who: Who, world: &World<Matrix>, tombstone: &Facts, new: &Facts) -> Out {
+        let action = WriteAction::Revive {
+            old: Version::of(tombstone),
+            new: Version::of(new),
+        };
+        out(may_write(&principal(who), world, action))
+    }
+
+    /// §5, §10: a version written over a deletion is a creation by its new writer (the deleted
+    /// content stays hidden), judged from the deletion's labels: deleting and rewriting never
+    /// lifts a label the writer may not remove.
+    #[test]
+    fn writing_over_a_deletion() {
+        let world = world(Active, vec![auth("p1")]);
+        let masked = document(Who::Lab, MPS);
+        #[rustfmt::skip]
+        let cases = [
+            (Who::Lab,      document(Who::Lab, NONE),     FB),
+            (Who::Lab,      document(Who::Lab, MPS),      OK),
+            (Who::Patient,  document(Who::Patient, NONE), OK),
+            (Who::Doctor,   document(Who::Doctor, MPS),   OK),
+            (Who::Doctor,   document(Who::Doctor, NONE),  FB),
+            (Who::OtherApp, document(Who::OtherApp, MPS), FB),
+        ];
+        for (who, new, expected) in cases {
+            assert_eq!(
+                revive(who, &world, &masked, &new),
+                expected,
+                "{who:?} {:?}",
+                new.labels
+            );
+        }
+        let closed = super::tests::world(Closed, vec![]);
+        assert_eq!(
+            revive(Who::Lab, &closed, &masked, &document(Who::Lab, MPS)),
+            CL
+        );
+    }
+
     fn update_consent(
         who: Who,
         world: &World<Matrix>,
@@ -1743,13 +1819,18 @@ mod tests {
                 "{who:?}: {before:?} -> {after:?}"
             );
         }
-        // The author relabels their own document without authorization.
+        // §5 "other professional: —": the author does not relabel their own document without
+        // authorization, by a label change or by a replacement.
         let own = document(Who::Stranger, NONE);
         let hidden = document(Who::Stranger, IP);
-        assert_eq!(
-            update(Who::Stranger, &world, &own, &hidden, Edit::Relabel),
-            OK
-        );
+        for edit in [Edit::Relabel, Edit::Replace] {
+            assert_eq!(
+                update(Who::Stranger, &world, &own, &hidden, edit),
+                FB,
+                "{edit:?}"
+            );
+        }
+        assert_eq!(update(Who::Stranger, &world, &own, &own, Edit::Replace), OK);
     }
 
     /// §5 "delete / replace": by the entry's writer; the same table holds for both.

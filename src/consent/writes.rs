@@ -48,12 +48,13 @@ impl Engine {
             None => None,
         };
         let mut new_facts = new.map(fresh);
+        let revival = old.is_some_and(|old| old.deleted);
         // A resource's writer is its creator's: an update does not make the caller its writer
-        // (a version over a deletion is a creation, decided without `old`).
-        if let (Some(old), Some((facts, _))) = (old, new_facts.as_mut()) {
+        // (a version over a deletion is a creation: its writer is the caller).
+        if let (Some(old), Some((facts, _)), false) = (old, new_facts.as_mut(), revival) {
             facts.writer = old.writer.clone();
         }
-        if let Some(old) = old {
+        if let Some(old) = old.filter(|_| !revival) {
             fixed_once_written(
                 unit,
                 principal,
@@ -64,6 +65,19 @@ impl Engine {
             )?;
         }
         let verdict = match (&old_facts, &new_facts, old, new) {
+            (Some((old_facts, old_directives)), Some((facts, directives)), _, _) if revival => {
+                policy::may_write(
+                    principal,
+                    &world,
+                    WriteAction::Revive {
+                        old: policy::Version {
+                            facts: old_facts,
+                            directives: old_directives,
+                        },
+                        new: policy::Version { facts, directives },
+                    },
+                )
+            }
             (None, Some((facts, directives)), _, _) => policy::may_write(
                 principal,
                 &world,

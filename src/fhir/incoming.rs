@@ -153,6 +153,20 @@ pub fn parse(body: &[u8], expected: &str) -> Result<Incoming, Rejected> {
     if !invariants.is_empty() {
         return Err(rejected(400, invariants));
     }
+    if let Some(at) = conditional_reference(&value, &resource_type) {
+        return Err(rejected(
+            422,
+            vec![OutcomeIssue::error(
+                "not-supported",
+                format!(
+                    "{at} is a conditional reference (Type?criteria): Carnet resolves those only \
+                     in a transaction Bundle, which it does not take yet; reference the resource \
+                     by its id (search it first)"
+                ),
+            )
+            .at(at)],
+        ));
+    }
     let violations = profiles::check(&value);
     if !violations.is_empty() {
         return Err(rejected(422, violations));
@@ -212,6 +226,30 @@ mod gate {
 
 /// Core invariants the structure check does not cover: safe narratives (txt-1) and no
 /// contained resource inside a contained resource (dom-2).
+/// The path of the first `reference` that is conditional (`Patient?identifier=…`). Outside a
+/// transaction nothing resolves it, so it would name nobody: a document "for" a person by INS
+/// would land outside their record, where neither its state nor its directives apply.
+fn conditional_reference(value: &Value, at: &str) -> Option<String> {
+    match value {
+        Value::Object(object) => object.iter().find_map(|(key, item)| {
+            let path = format!("{at}.{key}");
+            match (key.as_str(), item) {
+                ("reference", Value::String(reference)) => {
+                    let (head, _) = reference.split_once('?')?;
+                    let kind = head.rsplit('/').next().unwrap_or(head);
+                    validate::is_known_resource_type(kind).then_some(path)
+                }
+                _ => conditional_reference(item, &path),
+            }
+        }),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| conditional_reference(item, &format!("{at}[{i}]"))),
+        _ => None,
+    }
+}
+
 fn resource_invariants(value: &Value, resource_type: &str) -> Vec<OutcomeIssue> {
     let mut issues = Vec::new();
     let check_narrative = |resource: &Value, at: &str, issues: &mut Vec<OutcomeIssue>| {

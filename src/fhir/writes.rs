@@ -267,7 +267,11 @@ impl WriteContext {
         patch: &dyn Fn(&mut Value) -> PatchOutcome,
         if_match: Option<i64>,
     ) -> Result<Version, WriteError> {
-        let current = match self.current(unit, kind, id)? {
+        // A patch reads what it changes (its `test` operations, its answer): an author who may
+        // replace or delete a document they may not read cannot patch it.
+        let reading = self.grant.restriction.reading();
+        let sql = sql::current(&reading, kind.name, id, self.store.dialect());
+        let current = match unit.versions(&sql)?.pop() {
             None => return Err(WriteError::NotFound),
             Some(v) if v.deleted => return Err(WriteError::Gone),
             Some(v) => v,
@@ -499,8 +503,7 @@ impl WriteContext {
     ) -> Result<(), WriteError> {
         use crate::consent::policy::Refusal;
         use crate::consent::writes::Verdict;
-        // Writing over a deletion brings the resource back: that is decided as a creation.
-        let old = old.filter(|v| !v.deleted);
+        // Writing over a deletion is decided as a creation from the deletion's labels.
         self.grant
             .check(unit, old, new)
             .map_err(|verdict| match verdict {

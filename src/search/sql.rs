@@ -6,7 +6,7 @@ use super::query::{
     StringMode, SystemMatch, Test, TokenMatch, UriMode,
 };
 use super::registry::ParamType;
-use super::visibility::restricted;
+use super::visibility::{self, restricted};
 use super::{Mark, Position};
 use crate::consent::Restriction;
 use crate::fhir::conditional::Condition;
@@ -348,6 +348,38 @@ pub fn current(
     ))
 }
 
+/// Which of `targets` (type, id) are current resources the caller may see, as a listing: a
+/// List's entries show only those (domain §3).
+pub fn visible_among(
+    restriction: &Restriction,
+    targets: &[(String, String)],
+    dialect: Dialect,
+) -> ReadSql {
+    let mut b = Builder::new(dialect);
+    let pairs: Vec<String> = targets
+        .iter()
+        .map(|(kind, id)| {
+            format!(
+                "(r.resource_type = {} AND r.id = {})",
+                b.text(kind),
+                b.text(id)
+            )
+        })
+        .collect();
+    let pairs = match pairs.is_empty() {
+        true => "FALSE".to_owned(),
+        false => pairs.join(" OR "),
+    };
+    let visible = restricted(&mut b, &restriction.listing(), "r");
+    b.finish(format!(
+        "SELECT {}, {NO_KEYS} FROM resources r \
+         JOIN resource_versions v ON v.resource_type = r.resource_type AND v.id = r.id \
+         AND v.version_id = r.version_id \
+         WHERE ({pairs}) AND r.deleted = FALSE AND {visible}",
+        version_columns("r")
+    ))
+}
+
 /// Direct access: version `version_id` of `resource_type/id`, if its resource is visible.
 pub fn version(
     restriction: &Restriction,
@@ -359,11 +391,12 @@ pub fn version(
     let mut b = Builder::new(dialect);
     let (kind, id, number) = (b.text(resource_type), b.text(id), b.int(version_id));
     let visible = restricted(&mut b, restriction, "r");
+    let surviving = visibility::surviving("v");
     b.finish(format!(
         "SELECT {}, {NO_KEYS} FROM resource_versions v \
          JOIN resources r ON r.resource_type = v.resource_type AND r.id = v.id \
          WHERE v.resource_type = {kind} AND v.id = {id} AND v.version_id = {number} \
-         AND {visible}",
+         AND {visible} AND {surviving}",
         version_columns("r")
     ))
 }
@@ -411,6 +444,7 @@ fn history_conditions(
         conditions.push(format!("v.seq < {}", b.int(before)));
     }
     conditions.push(restricted(b, restriction, "r"));
+    conditions.push(visibility::surviving("v"));
     conditions.join(" AND ")
 }
 

@@ -166,6 +166,17 @@ fn render(b: &mut Builder, restriction: &Restriction, a: &str, binaries: bool) -
     )
 }
 
+/// The version `v` (a `resource_versions` row) survives its document's deletions: a deletion
+/// hides a DocumentReference's versions up to it for good (§10), even once a new version is
+/// written at that id. Other types keep their history, deletions included.
+pub(super) fn surviving(v: &str) -> String {
+    format!(
+        "({v}.resource_type <> 'DocumentReference' OR NOT EXISTS (SELECT 1 \
+         FROM resource_versions {v}_x WHERE {v}_x.resource_type = {v}.resource_type \
+         AND {v}_x.id = {v}.id AND {v}_x.deleted = TRUE AND {v}_x.version_id >= {v}.version_id))"
+    )
+}
+
 /// `a` is a Binary a document of its own writer points to: a document anyone else writes
 /// takes nothing from the Binary's writer.
 fn pointed_to(a: &str) -> String {
