@@ -23,11 +23,26 @@ fn sigterm_drains_and_exits_zero() {
     assert!(status.success(), "exit status {status}");
 }
 
+/// Every path to the data is decided by the consent engine: the server may face other
+/// machines, and a caller there gets no more than on loopback.
 #[test]
-fn non_loopback_addresses_are_refused_until_authentication() {
-    let (ok, stderr) = run_carnet(&["serve"], &[("CARNET_LISTEN", "0.0.0.0:0")]);
+fn the_server_listens_on_every_interface_and_still_denies_by_default() {
+    let s = Server::start_on_every_interface();
+    assert_eq!(s.get("/metadata").status, 200);
+    let anonymous = s.request("GET", "/DocumentReference", &[("Authorization", "")], None);
+    assert_eq!(anonymous.status, 401, "{}", anonymous.body);
+    // The lab reads what it wrote, nothing else.
+    let created = s.create(&crate::harness::allergy("1"));
+    let listed = s.get("/AllergyIntolerance").json();
+    assert_eq!(listed["total"], 1, "{listed}");
+    assert_eq!(listed["entry"][0]["resource"]["id"], created["id"]);
+}
+
+#[test]
+fn an_address_that_names_nothing_is_refused() {
+    let (ok, stderr) = run_carnet(&["serve"], &[("CARNET_LISTEN", "no port here")]);
     assert!(!ok);
-    assert!(stderr.contains("loopback"), "{stderr}");
+    assert!(stderr.contains("listen"), "{stderr}");
 }
 
 #[test]

@@ -19,6 +19,8 @@ pub struct Server {
     child: Option<Child>,
     dir: PathBuf,
     port: u16,
+    /// The host part of `listen` (loopback unless a test asks for every interface).
+    listen_host: &'static str,
     database_url: String,
     postgres_admin: Option<(String, String)>,
     extra_env: Vec<(String, String)>,
@@ -171,8 +173,21 @@ impl Server {
         Server::start_configured("", env)
     }
 
+    /// Starts a server listening on every IPv4 interface (`0.0.0.0`), reached on loopback.
+    pub fn start_on_every_interface() -> Server {
+        Server::start_listening("0.0.0.0", "", &[])
+    }
+
     /// Starts a server whose `carnet.toml` is [`TEST_CLIENTS`] followed by `extra_toml`.
     pub fn start_configured(extra_toml: &str, env: &[(&str, &str)]) -> Server {
+        Server::start_listening("127.0.0.1", extra_toml, env)
+    }
+
+    fn start_listening(
+        listen_host: &'static str,
+        extra_toml: &str,
+        env: &[(&str, &str)],
+    ) -> Server {
         let name = format!("carnet_t_{}", uuid::Uuid::new_v4().simple());
         let dir = std::env::temp_dir().join(&name);
         std::fs::create_dir_all(&dir).unwrap();
@@ -197,6 +212,7 @@ impl Server {
             child: None,
             dir,
             port,
+            listen_host,
             database_url,
             postgres_admin,
             extra_env,
@@ -307,7 +323,10 @@ impl Server {
         let child = Command::new(env!("CARGO_BIN_EXE_carnet"))
             .arg("serve")
             .current_dir(&self.dir)
-            .env("CARNET_LISTEN", format!("127.0.0.1:{}", self.port))
+            .env(
+                "CARNET_LISTEN",
+                format!("{}:{}", self.listen_host, self.port),
+            )
             .env("CARNET_BASE_URL", &self.base)
             .env("CARNET_DATABASE_URL", &self.database_url)
             .envs(self.extra_env.iter().cloned())
