@@ -29,6 +29,7 @@ mod negotiation;
 mod patch;
 mod review2_consent;
 mod review3_consent;
+mod review4_consent;
 mod review_consent;
 mod search;
 mod search_property;

@@ -74,40 +74,22 @@ impl Reader {
     }
 
     fn redact_list(&self, restriction: &Restriction, list: &mut Version) -> Result<(), StoreError> {
-        use crate::consent::facts::local_reference;
         let mut body = crate::fhir::json::parse_lossless(&String::from_utf8_lossy(&list.body))
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let target = |entry: &serde_json::Value| -> Option<(String, String)> {
-            let (kind, id) = local_reference(entry.get("item")?, &self.base_url)?;
-            Some((kind.to_owned(), id.to_owned()))
+        let run = |query: &sql::ReadSql| -> Result<Vec<Version>, StoreError> {
+            Ok(self
+                .store
+                .found(query)?
+                .into_iter()
+                .map(|f| f.version)
+                .collect())
         };
-        let Some(entries) = body.get_mut("entry").and_then(|e| e.as_array_mut()) else {
-            return Ok(());
-        };
-        let targets: Vec<(String, String)> = entries.iter().filter_map(target).collect();
-        if targets.is_empty() {
-            return Ok(());
+        let dialect = self.store.dialect();
+        let hidden =
+            crate::search::lists::redact(run, restriction, &self.base_url, dialect, &mut body)?;
+        if !hidden.is_empty() {
+            list.body = crate::fhir::json::to_text(&body, false).into_bytes();
         }
-        let mut visible = std::collections::HashSet::new();
-        // Bounded statements, whatever the List's length.
-        for chunk in targets.chunks(100) {
-            let sql = sql::visible_among(restriction, chunk, self.store.dialect());
-            for found in self.store.found(&sql)? {
-                visible.insert((found.version.resource_type, found.version.id));
-            }
-        }
-        let before = entries.len();
-        entries.retain(|entry| target(entry).is_none_or(|t| visible.contains(&t)));
-        if entries.len() == before {
-            return Ok(());
-        }
-        if entries.is_empty() {
-            // FHIR JSON has no empty arrays.
-            if let Some(object) = body.as_object_mut() {
-                object.remove("entry");
-            }
-        }
-        list.body = crate::fhir::json::to_text(&body, false).into_bytes();
         Ok(())
     }
 }

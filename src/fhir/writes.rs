@@ -119,18 +119,47 @@ impl WriteContext {
             // Ids are server-assigned, so `_id` can only find, never reserve, a resource.
             Some(condition @ Condition::Id(_)) => {
                 if let Some(existing) = self.matching(incoming.kind, condition)?.pop() {
-                    return Ok(Created::Existing(existing));
+                    return Ok(Created::Existing(self.shown(existing)?));
                 }
                 None
             }
         };
         match self.install(&incoming, &id, "POST", query)? {
-            Install::Done(version) => Ok(Created::New(version)),
-            Install::Matched(mut found) if found.len() == 1 => {
-                Ok(Created::Existing(found.pop().expect("one match")))
-            }
+            Install::Done(version) => Ok(Created::New(self.shown(version)?)),
+            Install::Matched(mut found) if found.len() == 1 => Ok(Created::Existing(
+                self.shown(found.pop().expect("one match"))?,
+            )),
             Install::Matched(_) => Err(several()),
         }
+    }
+
+    /// `version` as the caller may be answered it: a List without the entries they may not
+    /// see (domain §3), like any read.
+    fn shown(&self, mut version: Version) -> Result<Version, WriteError> {
+        if version.resource_type != "List" || version.deleted {
+            return Ok(version);
+        }
+        let mut body = json::parse_lossless(&String::from_utf8_lossy(&version.body))
+            .map_err(|e| WriteError::Store(StoreError::Corrupt(e.to_string())))?;
+        let run = |query: &sql::ReadSql| -> Result<Vec<Version>, StoreError> {
+            Ok(self
+                .store
+                .found(query)?
+                .into_iter()
+                .map(|f| f.version)
+                .collect())
+        };
+        let hidden = crate::search::lists::redact(
+            run,
+            &self.grant.restriction.reading(),
+            &self.base_url,
+            self.store.dialect(),
+            &mut body,
+        )?;
+        if !hidden.is_empty() {
+            version.body = json::to_text(&body, false).into_bytes();
+        }
+        Ok(version)
     }
 
     /// The bytes of a Binary version this caller just wrote (for the write's answer).
@@ -209,7 +238,7 @@ impl WriteContext {
                         Install::Matched(_) => Err(WriteError::PreconditionFailed(
                             "A matching resource was created concurrently; retry".into(),
                         )),
-                        Install::Done(version) => Ok((version, true)),
+                        Install::Done(version) => Ok((self.shown(version)?, true)),
                     }
                 }
                 // A client id with no match: update-as-create, never an update of a resource
@@ -251,11 +280,12 @@ impl WriteContext {
         patch: &dyn Fn(&mut Value) -> PatchOutcome,
         if_match: Option<i64>,
     ) -> Result<Version, WriteError> {
-        retrying(if_match.is_some(), || {
+        let version = retrying(if_match.is_some(), || {
             self.store.locked(kind.name, id, |unit| {
                 self.patch_held(unit, kind, id, patch, if_match)
             })
-        })
+        })?;
+        self.shown(version)
     }
 
     /// [`WriteContext::patch`] under the resource's lock: reads, patches and installs.
@@ -284,7 +314,22 @@ impl WriteContext {
         }
         let mut document = json::parse_lossless(&String::from_utf8_lossy(&current.body))
             .map_err(|e| WriteError::Store(StoreError::Corrupt(e.to_string())))?;
+        // The patch applies to what the caller reads: a List's hidden entries are neither
+        // tested, copied, moved nor counted by it, and are put back (at the end) when stored.
+        let hidden = match kind.name {
+            "List" => crate::search::lists::redact(
+                |query| unit.versions(query),
+                &reading,
+                &self.base_url,
+                self.store.dialect(),
+                &mut document,
+            )?,
+            _ => Vec::new(),
+        };
         patch(&mut document).map_err(|(status, issues)| WriteError::Rejected { status, issues })?;
+        if kind.name == "List" {
+            crate::search::lists::restore(&mut document, hidden);
+        }
         if document["resourceType"] != kind.name || document["id"] != id {
             return Err(WriteError::Rejected {
                 status: 400,
@@ -345,11 +390,12 @@ impl WriteContext {
         if_match: Option<i64>,
     ) -> Result<(Version, bool), WriteError> {
         let name = incoming.kind.name;
-        retrying(if_match.is_some(), || {
+        let (version, created) = retrying(if_match.is_some(), || {
             self.store.locked(name, id, |unit| {
                 self.update_held(unit, &incoming, id, if_match)
             })
-        })
+        })?;
+        Ok((self.shown(version)?, created))
     }
 
     /// [`WriteContext::update`] under the resource's lock.
@@ -531,6 +577,21 @@ impl WriteContext {
             return Err(rejected(400, format!("{id:?} is not a valid resource id")));
         }
         let mut document = incoming.document.clone();
+        if let Some(at) = unresolved_subject(kind.name, &document, &self.base_url) {
+            return Err(WriteError::Rejected {
+                status: 422,
+                issues: vec![OutcomeIssue::error(
+                    "invalid",
+                    format!(
+                        "{at} must reference a resource of this server by id (such as \
+                         Patient/{{id}}): a person named otherwise (by identifier, urn:uuid, a \
+                         contained resource or another server) has no record here, so the \
+                         record's state and the patient's directives could not apply"
+                    ),
+                )
+                .at(at)],
+            });
+        }
         stamp(&mut document, id, version_id, last_updated);
         let patient_id = compartment_patient(kind, id, &document, &self.base_url);
         let index = crate::search::index::rows(kind.name, &document, &self.base_url);
@@ -623,4 +684,24 @@ fn several() -> WriteError {
     WriteError::PreconditionFailed(
         "The criteria match more than one resource: make them more selective".into(),
     )
+}
+
+/// The first `subject` or `patient` of `document` (the elements that put a resource in a
+/// patient's record) that names nothing on this server, by its path.
+fn unresolved_subject(resource_type: &str, document: &Value, base_url: &str) -> Option<String> {
+    ["subject", "patient"].into_iter().find_map(|element| {
+        let value = document.get(element)?;
+        let items: Vec<&Value> = match value {
+            Value::Array(items) => items.iter().collect(),
+            single => vec![single],
+        };
+        let repeated = value.is_array();
+        items.iter().enumerate().find_map(|(i, item)| {
+            let local = crate::consent::facts::local_reference(item, base_url).is_some();
+            (!local).then(|| match repeated {
+                true => format!("{resource_type}.{element}[{i}]"),
+                false => format!("{resource_type}.{element}"),
+            })
+        })
+    })
 }

@@ -7,6 +7,7 @@
 pub mod cursor;
 pub mod extract;
 pub mod index;
+pub mod lists;
 pub mod query;
 pub mod registry;
 #[cfg(test)]

@@ -655,9 +655,22 @@ fn condition(b: &mut Builder, criterion: &Criterion, on: &On, drives: bool) -> S
                 .map(|d| date_condition(b, "x.low", "x.high", d)))
         }),
         Test::Reference(references) => has_row(b, "search_references", key, &|b: &mut Builder| {
-            any(references
+            let matches = any(references
                 .iter()
-                .map(|r| reference_condition(b, r, on.base_url)))
+                .map(|r| reference_condition(b, r, on.base_url)));
+            // A List shows only the entries its reader may see (`lists::redact`): it is not
+            // found by one it does not show either.
+            match (on.resource_type, key) {
+                ("List", "item") => {
+                    let visible = restricted(b, &on.restriction.listing(), "li");
+                    format!(
+                        "({matches} AND EXISTS (SELECT 1 FROM resources li \
+                         WHERE li.resource_type = x.target_type AND li.id = x.target_id \
+                         AND li.deleted = FALSE AND {visible}))"
+                    )
+                }
+                _ => matches,
+            }
         }),
         Test::Uri { mode, values } => has_row(b, "search_uris", key, &|b: &mut Builder| {
             any(values.iter().map(|v| uri_condition(b, *mode, v)))

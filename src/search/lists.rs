@@ -1,0 +1,65 @@
+//! What a List shows its reader (domain §3: a hidden resource is absent from List entries).
+//! An entry stays only when its `item` references a current resource of this server that the
+//! reader may see; an entry naming a missing or deleted resource, or naming one otherwise (by
+//! identifier, contained, on another server), goes too, so that none of them can be told
+//! from a hidden one.
+
+use super::sql;
+use crate::consent::facts::local_reference;
+use crate::consent::Restriction;
+use crate::store::{StoreError, Version};
+use serde_json::Value;
+use std::collections::HashSet;
+
+/// Entries checked per statement, so that a long List costs bounded statements.
+const CHUNK: usize = 100;
+
+/// Takes out of `list` (a List resource) the entries its reader may not see, and gives them
+/// back in their order (a write puts them back: see `fhir::writes`). `run` runs a read (on the
+/// store, or inside a write's unit of work).
+pub fn redact(
+    mut run: impl FnMut(&sql::ReadSql) -> Result<Vec<Version>, StoreError>,
+    restriction: &Restriction,
+    base_url: &str,
+    dialect: sql::Dialect,
+    list: &mut Value,
+) -> Result<Vec<Value>, StoreError> {
+    let target = |entry: &Value| -> Option<(String, String)> {
+        let (kind, id) = local_reference(entry.get("item")?, base_url)?;
+        Some((kind.to_owned(), id.to_owned()))
+    };
+    let Some(entries) = list.get_mut("entry").and_then(Value::as_array_mut) else {
+        return Ok(Vec::new());
+    };
+    let targets: Vec<(String, String)> = entries.iter().filter_map(target).collect();
+    let mut visible = HashSet::new();
+    for chunk in targets.chunks(CHUNK) {
+        for version in run(&sql::visible_among(restriction, chunk, dialect))? {
+            visible.insert((version.resource_type, version.id));
+        }
+    }
+    let (shown, hidden): (Vec<Value>, Vec<Value>) = std::mem::take(entries)
+        .into_iter()
+        .partition(|entry| target(entry).is_some_and(|t| visible.contains(&t)));
+    match shown.is_empty() {
+        // FHIR JSON has no empty arrays.
+        true => {
+            if let Some(object) = list.as_object_mut() {
+                object.remove("entry");
+            }
+        }
+        false => list["entry"] = Value::Array(shown),
+    }
+    Ok(hidden)
+}
+
+/// Puts `hidden` entries (from [`redact`]) back at the end of `list`'s entries.
+pub fn restore(list: &mut Value, hidden: Vec<Value>) {
+    if hidden.is_empty() {
+        return;
+    }
+    match list.get_mut("entry").and_then(Value::as_array_mut) {
+        Some(entries) => entries.extend(hidden),
+        None => list["entry"] = Value::Array(hidden),
+    }
+}
