@@ -6,7 +6,7 @@ use super::query::{
     StringMode, SystemMatch, Test, TokenMatch, UriMode,
 };
 use super::registry::ParamType;
-use super::visibility::{self, restricted};
+use super::visibility::{self, restricted, restricted_as};
 use super::{Mark, Position};
 use crate::consent::Restriction;
 use crate::fhir::conditional::Condition;
@@ -338,7 +338,7 @@ pub fn current(
 ) -> ReadSql {
     let mut b = Builder::new(dialect);
     let (kind, id) = (b.text(resource_type), b.text(id));
-    let visible = restricted(&mut b, restriction, "r");
+    let visible = restricted_as(&mut b, restriction, "r", resource_type);
     b.finish(format!(
         "SELECT {}, {NO_KEYS} FROM resources r \
          JOIN resource_versions v ON v.resource_type = r.resource_type AND v.id = r.id \
@@ -390,7 +390,7 @@ pub fn version(
 ) -> ReadSql {
     let mut b = Builder::new(dialect);
     let (kind, id, number) = (b.text(resource_type), b.text(id), b.int(version_id));
-    let visible = restricted(&mut b, restriction, "r");
+    let visible = restricted_as(&mut b, restriction, "r", resource_type);
     let surviving = visibility::surviving("v");
     b.finish(format!(
         "SELECT {}, {NO_KEYS} FROM resource_versions v \
@@ -443,7 +443,12 @@ fn history_conditions(
     if let Some(before) = before {
         conditions.push(format!("v.seq < {}", b.int(before)));
     }
-    conditions.push(restricted(b, restriction, "r"));
+    conditions.push(match scope {
+        HistoryScope::System => restricted(b, restriction, "r"),
+        HistoryScope::Type(kind) | HistoryScope::Instance(kind, _) => {
+            restricted_as(b, restriction, "r", kind)
+        }
+    });
     conditions.push(visibility::surviving("v"));
     conditions.join(" AND ")
 }
@@ -503,7 +508,12 @@ pub fn conditional(
         Condition::Id(id) => (format!("r.id = {}", b.text(id)), None),
         Condition::Token(query) => (token_selection(&mut b, query), Some(query.param.as_str())),
     };
-    let visible = restricted(&mut b, &restriction.matching(resource_type, param), "r");
+    let visible = restricted_as(
+        &mut b,
+        &restriction.matching(resource_type, param),
+        "r",
+        resource_type,
+    );
     let limit = b.int(limit);
     b.finish(format!(
         "SELECT {}, {NO_KEYS} FROM resources r \
@@ -565,7 +575,7 @@ fn matching(
     let mut conditions = vec![
         format!("r.resource_type = {}", b.text(&search.resource_type)),
         "r.deleted = FALSE".to_owned(),
-        restricted(b, restriction, "r"),
+        restricted_as(b, restriction, "r", &search.resource_type),
     ];
     let on = On {
         alias: "r",
@@ -718,7 +728,7 @@ fn nested(b: &mut Builder, resource_type: &str, inner: &Criterion, on: &On) -> S
     let driver = selective(inner);
     let condition = condition(b, inner, &deeper, driver);
     // Chains and `_has` reach rows the caller did not name: a listing.
-    let visible = restricted(b, &on.restriction.listing(), &alias);
+    let visible = restricted_as(b, &on.restriction.listing(), &alias, resource_type);
     format!(
         "SELECT {alias}.id FROM resources {alias} WHERE {alias}.resource_type = {kind} \
          AND {alias}.deleted = FALSE AND {condition} AND {visible}"
@@ -989,6 +999,29 @@ mod tests {
         assert_eq!(sql.sql().text.matches('$').count(), sql.sql().binds.len());
         let sql = count(&s, &all(), "http://h/fhir", Dialect::Sqlite);
         assert_eq!(sql.sql().text.matches('?').count(), sql.sql().binds.len());
+    }
+
+    /// The branch that sees a Binary through a document renders the restriction a second time:
+    /// only where the row may be a Binary (docs/performance.md, 2026-12-06).
+    #[test]
+    fn the_binary_branch_is_rendered_only_where_a_binary_may_match() {
+        let through_document = "_t.kind = 'binary'";
+        let s = search(&[("status", "current")]);
+        let documents = count(&s, &all(), "http://h/fhir", Dialect::Postgres);
+        assert!(!documents.sql().text.contains(through_document));
+        let binary = current(&all(), "Binary", "b1", Dialect::Postgres);
+        assert!(binary.sql().text.contains(through_document));
+        let document = current(&all(), "DocumentReference", "d1", Dialect::Postgres);
+        assert!(!document.sql().text.contains(through_document));
+        let system = history(
+            &all(),
+            &HistoryScope::System,
+            None,
+            None,
+            10,
+            Dialect::Postgres,
+        );
+        assert!(system.sql().text.contains(through_document));
     }
 
     #[test]

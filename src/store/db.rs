@@ -106,8 +106,14 @@ impl Target {
                 Ok(AnyConnection::Sqlite(conn))
             }
             Target::Postgres(url) => {
-                let conn =
+                let mut conn =
                     PgConnection::establish(url).map_err(|e| OpenError::Connect(e.to_string()))?;
+                // Carnet's queries read a few index rows each, but the consent restriction's
+                // correlated probes inflate the planner's cost estimates past jit_above_cost:
+                // JIT compilation then took ~110 ms of a query that runs in 2 ms
+                // (docs/performance.md, 2026-12-06).
+                conn.batch_execute("SET jit = off")
+                    .map_err(|e| OpenError::Connect(e.to_string()))?;
                 Ok(AnyConnection::Postgresql(conn))
             }
         }
