@@ -1,0 +1,168 @@
+//! The servers under measurement (this commit's `carnet serve`, and optionally a baseline
+//! binary) on the same database, and the local-issuer tokens both accept.
+
+use carnet::auth::principal::Claims;
+use carnet::config::Config;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The base URL both servers are configured with: tokens name it (issuer and audience), so
+/// one token is valid on both. Each server listens on a port of its own.
+pub const BASE: &str = "http://127.0.0.1:18090/fhir";
+
+/// The shared configuration: a feeding system (whose professionals act through it) and the
+/// patients' portal.
+const CLIENTS: &str = "[[clients]]\nclient_id = \"bench\"\nkind = \"feeder\"\n\
+    organization = \"https://finess.esante.gouv.fr|750000001\"\n\
+    scopes = \"system/*.rs user/*.rs\"\n\n\
+    [[clients]]\nclient_id = \"portal\"\nkind = \"portal\"\nscopes = \"patient/*.rs\"\n";
+
+/// The per-run folder: configuration and the local issuer's key, shared by both servers.
+pub struct Setup {
+    pub dir: PathBuf,
+    database: String,
+}
+
+impl Setup {
+    pub fn new(database: &str) -> Setup {
+        let dir = std::env::temp_dir().join(format!("carnet-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("carnet.toml"), CLIENTS).unwrap();
+        Setup {
+            dir,
+            database: database.to_owned(),
+        }
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        [
+            ("CARNET_BASE_URL", BASE.to_owned()),
+            ("CARNET_DATABASE_URL", self.database.clone()),
+            ("CARNET_AUTH__LOCAL_ISSUER", "true".to_owned()),
+            (
+                "CARNET_AUTH__LOCAL_ISSUER_KEY",
+                self.dir.join("key.p8").display().to_string(),
+            ),
+            ("CARNET_LOG", "warn".to_owned()),
+            // A professional may read 200 distinct patients an hour by default; the benchmark
+            // samples thousands for each general practitioner.
+            (
+                "CARNET_CONSENT__PROFESSIONAL_PATIENTS_PER_HOUR",
+                "4000000000".to_owned(),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
+    /// Starts `binary serve` on `port` and waits until it answers.
+    pub fn start(&self, name: &'static str, binary: &Path, port: u16) -> Server {
+        let log = std::fs::File::create(
+            std::env::temp_dir().join(format!("carnet-bench-{}-{name}.log", std::process::id())),
+        )
+        .unwrap();
+        let child = Command::new(binary)
+            .arg("serve")
+            .current_dir(&self.dir)
+            .envs(self.env())
+            .env("CARNET_LISTEN", format!("127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{}: {e}", binary.display()));
+        let server = Server {
+            name,
+            child,
+            url: format!("http://127.0.0.1:{port}/fhir"),
+        };
+        let agent = ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(5))
+            .build();
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while agent
+            .get(&format!("{}/metadata", server.url))
+            .call()
+            .is_err()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the {name} server did not start (see its log in {})",
+                std::env::temp_dir().display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        server
+    }
+
+    /// The configuration the server reads, for minting tokens in process.
+    pub fn config(&self) -> Config {
+        Config::load(Some(self.dir.join("carnet.toml").as_path()), self.env())
+            .expect("configuration")
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub struct Server {
+    pub name: &'static str,
+    child: Child,
+    /// Where it listens (its links name [`BASE`]).
+    pub url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Mints local-issuer tokens (valid for the whole run) the way `carnet token` does.
+pub struct Minter(Config);
+
+impl Minter {
+    pub fn new(setup: &Setup) -> Minter {
+        Minter(setup.config())
+    }
+
+    fn mint(&self, claims: Claims) -> String {
+        carnet::mint_token(&self.0, &claims, 86_400).expect("a token")
+    }
+
+    /// The feeding system itself.
+    pub fn feeder(&self) -> String {
+        self.mint(Claims {
+            client_id: Some("bench".to_owned()),
+            scope: "system/*.rs".to_owned(),
+            ..Claims::default()
+        })
+    }
+
+    /// General practitioner `gp{k}`, a médecin acting for an organization.
+    pub fn professional(&self, k: usize) -> String {
+        self.mint(Claims {
+            client_id: Some("bench".to_owned()),
+            scope: "user/*.rs".to_owned(),
+            fhir_user: Some(format!("Practitioner/gp{k}")),
+            profession: Some("10".to_owned()),
+            organization: Some("Organization/cabinet-1".to_owned()),
+            ..Claims::default()
+        })
+    }
+
+    /// Patient `p{i}` through the portal.
+    pub fn patient(&self, i: usize) -> String {
+        self.mint(Claims {
+            client_id: Some("portal".to_owned()),
+            scope: "patient/*.rs".to_owned(),
+            fhir_user: Some(format!("Patient/p{i}")),
+            ..Claims::default()
+        })
+    }
+}
