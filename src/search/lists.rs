@@ -41,25 +41,53 @@ pub fn redact(
     let (shown, hidden): (Vec<Value>, Vec<Value>) = std::mem::take(entries)
         .into_iter()
         .partition(|entry| target(entry).is_some_and(|t| visible.contains(&t)));
-    match shown.is_empty() {
-        // FHIR JSON has no empty arrays.
-        true => {
-            if let Some(object) = list.as_object_mut() {
-                object.remove("entry");
-            }
-        }
-        false => list["entry"] = Value::Array(shown),
+    if let Some(object) = list.as_object_mut() {
+        match shown.is_empty() {
+            // FHIR JSON has no empty arrays.
+            true => object.remove("entry"),
+            false => object.insert("entry".to_owned(), Value::Array(shown)),
+        };
     }
     Ok(hidden)
 }
 
-/// Puts `hidden` entries (from [`redact`]) back at the end of `list`'s entries.
+/// Puts `hidden` entries (from [`redact`]) back at the end of `list`'s entries. A patch may
+/// have made `list` anything (a number, an `entry` that is not an array): then nothing is put
+/// back, and validation refuses what the patch made.
 pub fn restore(list: &mut Value, hidden: Vec<Value>) {
+    let Some(object) = list.as_object_mut() else {
+        return;
+    };
     if hidden.is_empty() {
         return;
     }
-    match list.get_mut("entry").and_then(Value::as_array_mut) {
-        Some(entries) => entries.extend(hidden),
-        None => list["entry"] = Value::Array(hidden),
+    match object.get_mut("entry") {
+        Some(Value::Array(entries)) => entries.extend(hidden),
+        Some(_) => {}
+        None => {
+            object.insert("entry".to_owned(), Value::Array(hidden));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn restoring_into_what_a_patch_made_never_panics() {
+        let hidden = vec![json!({"item": {"reference": "DocumentReference/d1"}})];
+        for mut patched in [json!(5), json!(null), json!([1]), json!({"entry": "x"})] {
+            let before = patched.clone();
+            restore(&mut patched, hidden.clone());
+            assert_eq!(patched, before);
+        }
+        let mut list = json!({"resourceType": "List"});
+        restore(&mut list, hidden.clone());
+        assert_eq!(list["entry"], json!(hidden));
+        let mut list = json!({"entry": [{"item": {"reference": "Patient/p"}}]});
+        restore(&mut list, hidden);
+        assert_eq!(list["entry"].as_array().map(Vec::len), Some(2));
     }
 }
