@@ -329,3 +329,40 @@ fn a_refused_patch_shows_no_hidden_list_entry() {
         first.body, second.body
     );
 }
+
+/// "No panic, no 500 for anything a client can send": a patch that turns a List with entries
+/// its caller may not see into something that is not a List is refused (4xx) like any other
+/// invalid patch, and changes nothing.
+#[test]
+fn a_patch_that_unmakes_a_list_with_hidden_entries_is_refused() {
+    let record = Record::new();
+    let app = &record.app;
+    let hidden = unannounced_report(&record);
+    let feeder = record.token(&Caller::feeding_system());
+    let entry = json!({"item": {"reference": format!("DocumentReference/{hidden}")}});
+    let list = id_of(&app.create_as(&feeder, &submission_set(&record.p, vec![entry])));
+    let path = format!("/List/{list}");
+    let holder = record.token(&Caller::patient(&record.p));
+    for ops in [
+        r#"[{"op": "replace", "path": "", "value": 5}]"#,
+        r#"[{"op": "replace", "path": "", "value": null}]"#,
+        r#"[{"op": "add", "path": "/entry", "value": "x"}]"#,
+    ] {
+        let reply = app.request_as(
+            &holder,
+            "PATCH",
+            &path,
+            &[("Content-Type", "application/json-patch+json")],
+            Some(ops.as_bytes()),
+        );
+        assert!(
+            (400..500).contains(&reply.status),
+            "{ops}: {} {}",
+            reply.status,
+            reply.body
+        );
+        assert!(!reply.body.contains(&hidden), "{ops}: {}", reply.body);
+    }
+    let stored = app.request_as(&feeder, "GET", &path, &[], None);
+    assert!(stored.body.contains(&hidden), "{}", stored.body);
+}
