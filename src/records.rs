@@ -64,31 +64,8 @@ impl Reader {
         restriction: &Restriction,
         versions: &mut [Version],
     ) -> Result<(), DataError> {
-        for list in versions
-            .iter_mut()
-            .filter(|v| v.resource_type == "List" && !v.deleted)
-        {
-            self.redact_list(restriction, list)?;
-        }
-        Ok(())
-    }
-
-    fn redact_list(&self, restriction: &Restriction, list: &mut Version) -> Result<(), StoreError> {
-        let mut body = crate::fhir::json::parse_lossless(&String::from_utf8_lossy(&list.body))
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let run = |query: &sql::ReadSql| -> Result<Vec<Version>, StoreError> {
-            Ok(self
-                .store
-                .found(query)?
-                .into_iter()
-                .map(|f| f.version)
-                .collect())
-        };
-        let dialect = self.store.dialect();
-        let hidden =
-            crate::search::lists::redact(run, restriction, &self.base_url, dialect, &mut body)?;
-        if !hidden.is_empty() {
-            list.body = crate::fhir::json::to_text(&body, false).into_bytes();
+        for version in versions {
+            crate::search::lists::shown(&self.store, restriction, &self.base_url, version)?;
         }
         Ok(())
     }

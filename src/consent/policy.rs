@@ -415,11 +415,7 @@ pub fn may_write<M: Professions>(
             finish(principal, world, record.as_deref(), Labels::NONE, row.facts)
         }
         WriteAction::Revive { old, new } => {
-            if new.facts.patient_id != old.facts.patient_id {
-                return Err(forbidden(
-                    "a resource stays in the record it was written in",
-                ));
-            }
+            stays(old.facts, new.facts)?;
             let record = enters(principal, world, new.facts)?;
             may_create(principal, new)?;
             if old.facts.labels != new.facts.labels {
@@ -435,13 +431,7 @@ pub fn may_write<M: Professions>(
         }
         WriteAction::Update { old, new, edit } => {
             let record = reaches(principal, world, old.facts)?;
-            if new.facts.patient_id != old.facts.patient_id
-                || new.facts.resource_type != old.facts.resource_type
-            {
-                return Err(forbidden(
-                    "a resource stays in the record it was written in",
-                ));
-            }
+            stays(old.facts, new.facts)?;
             match edit {
                 Edit::Relabel => may_relabel(principal, world, record.as_deref(), old.facts)?,
                 Edit::Replace => {
@@ -470,6 +460,16 @@ pub fn may_write<M: Professions>(
             )
         }
     }
+}
+
+/// Step 2: a resource never moves to another record (nor changes type).
+fn stays(old: &Facts, new: &Facts) -> Result<(), Refusal> {
+    if new.patient_id != old.patient_id || new.resource_type != old.resource_type {
+        return Err(forbidden(
+            "a resource stays in the record it was written in",
+        ));
+    }
+    Ok(())
 }
 
 /// Steps 4 and 5 for a write whose new version is `new` and whose labels were `before`.

@@ -136,29 +136,8 @@ impl WriteContext {
     /// `version` as the caller may be answered it: a List without the entries they may not
     /// see (domain §3), like any read.
     fn shown(&self, mut version: Version) -> Result<Version, WriteError> {
-        if version.resource_type != "List" || version.deleted {
-            return Ok(version);
-        }
-        let mut body = json::parse_lossless(&String::from_utf8_lossy(&version.body))
-            .map_err(|e| WriteError::Store(StoreError::Corrupt(e.to_string())))?;
-        let run = |query: &sql::ReadSql| -> Result<Vec<Version>, StoreError> {
-            Ok(self
-                .store
-                .found(query)?
-                .into_iter()
-                .map(|f| f.version)
-                .collect())
-        };
-        let hidden = crate::search::lists::redact(
-            run,
-            &self.grant.restriction.reading(),
-            &self.base_url,
-            self.store.dialect(),
-            &mut body,
-        )?;
-        if !hidden.is_empty() {
-            version.body = json::to_text(&body, false).into_bytes();
-        }
+        let reading = self.grant.restriction.reading();
+        crate::search::lists::shown(&self.store, &reading, &self.base_url, &mut version)?;
         Ok(version)
     }
 

@@ -7,7 +7,7 @@
 use super::sql;
 use crate::consent::facts::local_reference;
 use crate::consent::Restriction;
-use crate::store::{StoreError, Version};
+use crate::store::{Store, StoreError, Version};
 use serde_json::Value;
 use std::collections::HashSet;
 
@@ -49,6 +49,29 @@ pub fn redact(
         };
     }
     Ok(hidden)
+}
+
+/// `version` as its reader may be answered it: a current List loses the entries the reader may
+/// not see ([`redact`], read on `store`); anything else is left as it is.
+pub fn shown(
+    store: &Store,
+    restriction: &Restriction,
+    base_url: &str,
+    version: &mut Version,
+) -> Result<(), StoreError> {
+    if version.resource_type != "List" || version.deleted {
+        return Ok(());
+    }
+    let mut body = crate::fhir::json::parse_lossless(&String::from_utf8_lossy(&version.body))
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let run = |query: &sql::ReadSql| -> Result<Vec<Version>, StoreError> {
+        Ok(store.found(query)?.into_iter().map(|f| f.version).collect())
+    };
+    let hidden = redact(run, restriction, base_url, store.dialect(), &mut body)?;
+    if !hidden.is_empty() {
+        version.body = crate::fhir::json::to_text(&body, false).into_bytes();
+    }
+    Ok(())
 }
 
 /// Puts `hidden` entries (from [`redact`]) back at the end of `list`'s entries. A patch may
