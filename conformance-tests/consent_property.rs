@@ -8,7 +8,7 @@
 
 use crate::consent::{
     consent, created_id, datetime_in_days, document, guardian_link, id_of, organization,
-    paris_date, patient, practitioner, set_labels, Rule,
+    paris_date, patient, practitioner, set_labels, Rule, INS_NIR,
 };
 use crate::inprocess::{App, Caller, BASE};
 use carnet::auth::principal::{derive, Principal};
@@ -325,24 +325,48 @@ fn run_case(seed: u64) {
                 .map(|row| format!("DocumentReference/{}", row.facts.id))
                 .collect()
         };
-        let mut queries: Vec<(String, Option<&str>)> = patients
-            .iter()
-            .map(|(id, _)| {
-                (
-                    format!("/DocumentReference?patient={id}&_total=accurate"),
-                    Some(id.as_str()),
-                )
-            })
-            .collect();
+        // Each query names a patient's record (by id, or through the header by INS: then
+        // only if the caller may list that header), or none.
+        let mut queries: Vec<(String, Option<&str>, bool)> = Vec::new();
+        for (id, body) in &patients {
+            let nir = body["identifier"][0]["value"].as_str().expect("a NIR");
+            queries.push((
+                format!("/DocumentReference?patient={id}&_total=accurate"),
+                Some(id.as_str()),
+                false,
+            ));
+            queries.push((
+                format!("/DocumentReference?patient.identifier={INS_NIR}|{nir}&_total=accurate"),
+                Some(id.as_str()),
+                true,
+            ));
+        }
         let paged = &rng.pick(&patients).0;
         queries.push((
             format!("/DocumentReference?patient={paged}&_count=2&_sort=date&_total=accurate"),
             Some(paged.as_str()),
+            false,
         ));
-        queries.push(("/DocumentReference?_total=accurate".into(), None));
-        queries.push(("/DocumentReference?_count=2&_total=accurate".into(), None));
-        for (path, patient) in queries {
-            let expected = readable(patient);
+        queries.push((
+            format!("/DocumentReference?subject=Patient/{paged}&_count=2&_total=accurate"),
+            Some(paged.as_str()),
+            false,
+        ));
+        queries.push(("/DocumentReference?_total=accurate".into(), None, false));
+        queries.push((
+            "/DocumentReference?_count=2&_total=accurate".into(),
+            None,
+            false,
+        ));
+        let mine = carnet::consent::writer_of(&principal);
+        for (path, patient, through_header) in queries {
+            let listed_header = patient.is_some_and(|id| {
+                policy::may_list(&principal, &world, &header_of(id), fed(&rows, &mine, id))
+            });
+            let expected = match through_header && !listed_header {
+                true => BTreeSet::new(),
+                false => readable(patient),
+            };
             let what = format!("seed {seed}: {principal:?} GET {path}");
             let cross_patient =
                 patient.is_none() && matches!(principal, Principal::Professional { .. });
@@ -402,21 +426,9 @@ fn check_headers(
     rows: &[Row],
     seed: u64,
 ) {
-    let header = |id: &str| Facts {
-        resource_type: "Patient".into(),
-        id: id.to_owned(),
-        patient_id: Some(id.to_owned()),
-        labels: Labels::default(),
-        writer: None,
-        authors: Vec::new(),
-        classes: Vec::new(),
-    };
+    let header = header_of;
     let mine = carnet::consent::writer_of(principal);
-    let fed = |id: &str| {
-        rows.iter().any(|row| {
-            row.facts.patient_id.as_deref() == Some(id) && row.facts.writer.as_ref() == Some(&mine)
-        })
-    };
+    let fed = |id: &str| fed(rows, &mine, id);
     for (id, _) in patients {
         let path = format!("/Patient?_id={id}&_total=accurate");
         let what = format!("seed {seed}: {principal:?} GET {path}");
@@ -467,6 +479,26 @@ fn check_headers(
             crate::consent::assert_refused(&reply, &what);
         }
     }
+}
+
+/// The facts of the record header (the Patient) of `id`, as the test writes it.
+fn header_of(id: &str) -> Facts {
+    Facts {
+        resource_type: "Patient".into(),
+        id: id.to_owned(),
+        patient_id: Some(id.to_owned()),
+        labels: Labels::default(),
+        writer: None,
+        authors: Vec::new(),
+        classes: Vec::new(),
+    }
+}
+
+/// `writer` wrote into the record of `id`.
+fn fed(rows: &[Row], writer: &Writer, id: &str) -> bool {
+    rows.iter().any(|row| {
+        row.facts.patient_id.as_deref() == Some(id) && row.facts.writer.as_ref() == Some(writer)
+    })
 }
 
 fn principal_of(app: &App, caller: &Caller) -> Principal {

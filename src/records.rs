@@ -12,6 +12,7 @@ use crate::consent::{Denied, Engine, Restriction};
 use crate::fhir::registry::ResourceKind;
 use crate::fhir::writes::WriteContext;
 use crate::search::query::Search;
+use crate::search::record::{self, Named};
 use crate::search::{sql, Page, Position};
 use crate::store::{HistoryScope, Store, StoreError, Version};
 use std::sync::Arc;
@@ -147,7 +148,12 @@ impl Records {
         searches: &[(Search, Restriction)],
         position: &Position,
     ) -> Result<Page, DataError> {
-        let mut page = crate::search::execute_all(&self.store, searches, &self.base_url, position)?;
+        let searches = searches
+            .iter()
+            .map(|(search, restriction)| self.pinned(search.clone(), restriction))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let mut page =
+            crate::search::execute_all(&self.store, &searches, &self.base_url, position)?;
         let reader = self.reader();
         reader.answering(page.versions.iter().chain(&page.included))?;
         // Every search of a request is one caller's: their restrictions differ only in how
@@ -157,6 +163,37 @@ impl Records {
             reader.redact_lists(restriction, &mut page.included)?;
         }
         Ok(page)
+    }
+
+    /// A search naming one patient's record, pinned to it (see [`crate::search::record`]): by
+    /// id, or by an identifier exactly one current Patient has; any other stays as it is.
+    fn pinned(
+        &self,
+        search: Search,
+        restriction: &Restriction,
+    ) -> Result<(Search, Restriction), StoreError> {
+        let Some((index, named)) = record::named(&search) else {
+            return Ok((search, restriction.clone()));
+        };
+        let (search, patient_id, through_header) = match named {
+            Named::Id(id) => (search, id, false),
+            Named::Identifier {
+                system,
+                value,
+                chained,
+            } => {
+                let sql = sql::patients_with_identifier(&system, &value, self.store.dialect());
+                let ids = self.store.ids(&sql)?;
+                let [id] = ids.as_slice() else {
+                    return Ok((search, restriction.clone()));
+                };
+                (record::by_id(search, index, id), id.clone(), chained)
+            }
+        };
+        let restriction =
+            self.engine
+                .in_record(&self.store, restriction, &patient_id, through_header)?;
+        Ok((search, restriction))
     }
 
     /// The types a system-level search without `_type` covers.

@@ -42,6 +42,64 @@ pub struct Restriction {
     /// How far record headers reach for those who read headers of records they have no
     /// business in (see [`Headers`]).
     headers: Headers,
+    /// A search pinned to one record: that record's facts, read once (see [`InRecord`]).
+    record: Option<InRecord>,
+}
+
+/// A search that names one patient reaches that patient's record only (its rows carry that
+/// compartment patient id), and the facts of the record the rules depend on are read once,
+/// before the search, by [`Engine::in_record`]: the query then asks per row only what differs
+/// between rows (labels, type, class, writer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InRecord {
+    patient_id: String,
+    facts: RecordFacts,
+    through_header: bool,
+}
+
+impl InRecord {
+    /// The record's patient id.
+    pub fn patient_id(&self) -> &str {
+        &self.patient_id
+    }
+
+    /// What was read of the record.
+    pub fn facts(&self) -> RecordFacts {
+        self.facts
+    }
+
+    /// The search named the record by its header (a chain on the patient's identifier): the
+    /// header must be one the caller may list, as the chain would have required.
+    pub fn through_header(&self) -> bool {
+        self.through_header
+    }
+}
+
+/// The facts of one record a restriction depends on, at its instant: one bit each, as the
+/// query `search::sql::record_facts` computes them. Made only by [`Engine::in_record`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordFacts(u32);
+
+impl RecordFacts {
+    /// An opposition is in force (§2).
+    pub const OPPOSED: u32 = 1;
+    /// Open and not opposed.
+    pub const ACTIVE: u32 = 2;
+    /// A block names the caller or its organization (§4).
+    pub const BLOCKED: u32 = 4;
+    /// An authorization names the professional (§4).
+    pub const AUTHORIZED: u32 = 8;
+    /// Break-glass declared and not refused (§4).
+    pub const EMERGENCY: u32 = 16;
+    /// The caller wrote into the record.
+    pub const FED: u32 = 32;
+    /// The caller is a guardian of the record's minor (§8).
+    pub const GUARDED: u32 = 64;
+
+    /// Whether the fact `bit` holds.
+    pub fn has(self, bit: u32) -> bool {
+        self.0 & bit != 0
+    }
 }
 
 /// Feeding systems and professionals read the header (the Patient) of a record they have no
@@ -95,6 +153,20 @@ pub enum Rule {
     },
 }
 
+impl Rule {
+    /// Who the caller writes as (a writer key).
+    pub fn writer(&self) -> &str {
+        match self {
+            Rule::Patient { writer, .. }
+            | Rule::Guardian { writer, .. }
+            | Rule::App { writer, .. }
+            | Rule::Provisioning { writer }
+            | Rule::Feeder { writer, .. }
+            | Rule::Professional { writer, .. } => writer,
+        }
+    }
+}
+
 impl Restriction {
     /// What the query builder renders.
     pub fn rule(&self) -> &Rule {
@@ -121,6 +193,26 @@ impl Restriction {
     pub fn listing(&self) -> Restriction {
         Restriction {
             headers: Headers::Listed,
+            record: None,
+            ..self.clone()
+        }
+    }
+
+    /// The record a search is pinned to, if it is (see [`InRecord`]).
+    pub fn record(&self) -> Option<&InRecord> {
+        self.record.as_ref()
+    }
+
+    /// This restriction pinned to the record of `patient_id` with these facts, as
+    /// [`Engine::in_record`] makes it from the database (for the query builder's tests).
+    #[cfg(test)]
+    pub fn pinned_to(&self, patient_id: &str, facts: u32) -> Restriction {
+        Restriction {
+            record: Some(InRecord {
+                patient_id: patient_id.to_owned(),
+                facts: RecordFacts(facts),
+                through_header: true,
+            }),
             ..self.clone()
         }
     }
@@ -142,6 +234,7 @@ impl Restriction {
     pub fn reading(&self) -> Restriction {
         Restriction {
             writing: false,
+            record: None,
             ..self.clone()
         }
     }
@@ -258,7 +351,37 @@ impl Engine {
             now: crate::fhir::resource::now_micros(),
             writing: false,
             headers: Headers::Named,
+            record: None,
         }
+    }
+
+    /// `restriction` (a search's) pinned to the record of `patient_id`: the record's facts
+    /// are read now, once, with the same SQL that would ask them per row. `through_header`:
+    /// the search named the record by its header (see [`InRecord::through_header`]).
+    pub fn in_record(
+        &self,
+        store: &crate::store::Store,
+        restriction: &Restriction,
+        patient_id: &str,
+        through_header: bool,
+    ) -> Result<Restriction, crate::store::StoreError> {
+        let facts = match restriction.rule {
+            // Their rules depend on no fact of the record.
+            Rule::Patient { .. } | Rule::Provisioning { .. } => 0,
+            _ => {
+                let sql =
+                    crate::search::sql::record_facts(restriction, patient_id, store.dialect());
+                store.count(&sql)?
+            }
+        };
+        Ok(Restriction {
+            record: Some(InRecord {
+                patient_id: patient_id.to_owned(),
+                facts: RecordFacts(u32::try_from(facts).unwrap_or(0)),
+                through_header,
+            }),
+            ..restriction.clone()
+        })
     }
 }
 

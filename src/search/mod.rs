@@ -9,6 +9,7 @@ pub mod extract;
 pub mod index;
 pub mod lists;
 pub mod query;
+pub mod record;
 pub mod registry;
 #[cfg(test)]
 mod registry_gen;
@@ -236,9 +237,14 @@ fn included(
                 // limits.
                 for ids in ids.chunks(INCLUDE_IDS_PER_QUERY) {
                     let room = MAX_INCLUDED + 1 - included.len() - added.len();
+                    // What an `:iterate` round follows may have left the record a pinned
+                    // search is about.
                     let sql = sql::included(
                         include,
-                        restriction,
+                        &match round {
+                            0 => restriction.clone(),
+                            _ => restriction.listing(),
+                        },
                         from_type,
                         ids,
                         room as i64,

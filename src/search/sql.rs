@@ -8,7 +8,7 @@ use super::query::{
 use super::registry::ParamType;
 use super::visibility::{self, restricted, restricted_as};
 use super::{Mark, Position};
-use crate::consent::Restriction;
+use crate::consent::{InRecord, Restriction};
 use crate::fhir::conditional::Condition;
 use crate::store::index::{cut, KEY_CHARS};
 use crate::store::search::{KeyValue, SORT_KEYS};
@@ -43,10 +43,10 @@ impl Builder {
         }
     }
 
+    /// A marker for the bind, which [`Builder::finish`] turns into the backend's placeholder.
     fn bind(&mut self, value: Bind) -> String {
         self.binds.push(value);
-        // Numbered: keyset conditions use a bind twice.
-        self.dialect.placeholder(self.binds.len())
+        format!("{MARK}{}{MARK}", self.binds.len() - 1)
     }
 
     pub(super) fn text(&mut self, value: &str) -> String {
@@ -57,13 +57,36 @@ impl Builder {
         self.bind(Bind::BigInt(value))
     }
 
-    fn finish(self, text: String) -> ReadSql {
-        ReadSql(Sql {
-            text,
-            binds: self.binds,
-        })
+    /// The statement: binds numbered in the order the text first uses them (numbered, since
+    /// keyset conditions use a bind twice), those the text no longer uses dropped — a
+    /// condition that its constants decided leaves its binds behind.
+    pub(super) fn finish(self, text: String) -> ReadSql {
+        let mut pending: Vec<Option<Bind>> = self.binds.into_iter().map(Some).collect();
+        let mut slots: Vec<Option<usize>> = vec![None; pending.len()];
+        let mut binds = Vec::new();
+        let mut out = String::with_capacity(text.len());
+        let mut parts = text.split(MARK);
+        out.push_str(parts.next().unwrap_or_default());
+        while let (Some(index), Some(rest)) = (parts.next(), parts.next()) {
+            let index: usize = index.parse().expect("a bind marker holds its index");
+            let slot = match slots[index] {
+                Some(slot) => slot,
+                None => {
+                    binds.extend(pending[index].take());
+                    slots[index] = Some(binds.len());
+                    binds.len()
+                }
+            };
+            out.push_str(&self.dialect.placeholder(slot));
+            out.push_str(rest);
+        }
+        ReadSql(Sql { text: out, binds })
     }
 }
+
+/// Surrounds a bind's index in the text being written: no name or keyword this module writes
+/// contains it, and client values never enter the text.
+const MARK: char = '\u{1}';
 
 /// One page of matches from `position`, in the search's order (its `_sort` keys, then the id),
 /// or in reverse order before the position (the caller puts those back in order); `limit`
@@ -316,7 +339,21 @@ pub fn included(
         )
     };
     // Included rows were not named by the caller: a listing.
-    let visible = restricted(&mut b, &restriction.listing(), "r");
+    let listing = restriction.listing();
+    let one_type = match include.reverse {
+        true => Some(include.source_type.as_str()),
+        false => match include.target_types.as_slice() {
+            [one] => Some(one.as_str()),
+            _ => None,
+        },
+    };
+    let visible = match (restriction.record(), one_type) {
+        (Some(record), Some(t)) if super::record::stays_in_record(include, from_type) => {
+            visibility::pinned(&mut b, &listing, record, "r", t)
+        }
+        (_, Some(t)) => restricted_as(&mut b, &listing, "r", t),
+        (_, None) => restricted(&mut b, &listing, "r"),
+    };
     let limit = b.int(limit);
     b.finish(format!(
         "SELECT {}, {NO_KEYS} FROM search_references x \
@@ -572,11 +609,20 @@ fn matching(
     restriction: &Restriction,
     base_url: &str,
 ) -> Vec<String> {
+    let t = &search.resource_type;
     let mut conditions = vec![
-        format!("r.resource_type = {}", b.text(&search.resource_type)),
+        format!("r.resource_type = {}", b.text(t)),
         "r.deleted = FALSE".to_owned(),
-        restricted_as(b, restriction, "r", &search.resource_type),
     ];
+    match restriction.record() {
+        None => conditions.push(restricted_as(b, restriction, "r", t)),
+        Some(record) => {
+            conditions.push(visibility::pinned(b, restriction, record, "r", t));
+            if record.through_header() {
+                conditions.push(visible_header(b, restriction, record));
+            }
+        }
+    }
     let on = On {
         alias: "r",
         resource_type: &search.resource_type,
@@ -589,6 +635,45 @@ fn matching(
         conditions.push(condition(b, criterion, &on, Some(i) == driver));
     }
     conditions
+}
+
+/// The header of the record a search is pinned to is one the caller may list (see
+/// [`crate::consent::InRecord::through_header`]).
+fn visible_header(b: &mut Builder, restriction: &Restriction, record: &InRecord) -> String {
+    let id = b.text(record.patient_id());
+    let visible = visibility::pinned(b, &restriction.listing(), record, "rh", "Patient");
+    format!(
+        "EXISTS (SELECT 1 FROM resources rh WHERE rh.resource_type = 'Patient' \
+         AND rh.id = {id} AND rh.deleted = FALSE AND {visible})"
+    )
+}
+
+/// The facts of the record of `patient_id` that `restriction` depends on, as one number `n`
+/// (see [`crate::consent::RecordFacts`]).
+pub fn record_facts(restriction: &Restriction, patient_id: &str, dialect: Dialect) -> ReadSql {
+    let mut b = Builder::new(dialect);
+    let text = visibility::record_facts(&mut b, restriction, patient_id);
+    b.finish(text)
+}
+
+/// The ids (two at most) of current Patients with the identifier `system|code`: a search that
+/// names a patient by identifier is pinned to the record when exactly one has it. Not a read:
+/// which of them the caller may see is decided by the pinned search itself.
+pub fn patients_with_identifier(system: &str, code: &str, dialect: Dialect) -> ReadSql {
+    let mut b = Builder::new(dialect);
+    let token = token_condition(
+        &mut b,
+        &TokenMatch {
+            system: SystemMatch::Is(system.to_owned()),
+            code: Some(code.to_owned()),
+        },
+    );
+    b.finish(format!(
+        "SELECT DISTINCT x.id FROM search_tokens x JOIN resources p \
+         ON p.resource_type = x.resource_type AND p.id = x.id \
+         WHERE x.resource_type = 'Patient' AND x.param = 'identifier' AND {token} \
+         AND p.deleted = FALSE ORDER BY x.id LIMIT 2"
+    ))
 }
 
 /// Criteria that narrow a search to a few resources (a patient, an identifier, an id): one of
@@ -975,6 +1060,83 @@ mod tests {
             .sum::<usize>();
         let aliases = crate::search::query::MAX_DEPTH + 1;
         (binds * aliases, bytes * aliases)
+    }
+
+    /// A general practitioner's restriction (a médecin, not in break-glass).
+    fn professional() -> Restriction {
+        let access = crate::auth::Access {
+            principal: crate::auth::principal::Principal::Professional {
+                practitioner_id: "pr".into(),
+                profession: "10".into(),
+                organization: "o".into(),
+                purpose: crate::auth::principal::Purpose::Treatment,
+            },
+            scopes: crate::auth::scopes::parse_scopes("user/*.rs").unwrap(),
+        };
+        let kind = crate::fhir::registry::lookup("DocumentReference").unwrap();
+        crate::consent::Engine::default()
+            .decide(&access, kind, &[crate::auth::scopes::Interaction::Search])
+            .unwrap()
+    }
+
+    /// Pinned to one record whose facts were read beforehand, a professional's ITI-67 search
+    /// asks nothing of the record per row: no directive, record or guardian lookup is left in
+    /// the statement.
+    #[test]
+    fn a_search_pinned_to_one_record_asks_no_record_fact_per_row() {
+        use crate::consent::RecordFacts;
+        let iti67 = search(&[("patient", "Patient/p"), ("status", "current")]);
+        let general = page(
+            &iti67,
+            &professional(),
+            "http://h/fhir",
+            &Position::Start,
+            20,
+            Dialect::Postgres,
+        );
+        assert!(general.sql().text.contains("FROM directives"));
+        let facts = RecordFacts::ACTIVE | RecordFacts::AUTHORIZED;
+        let restriction = professional().pinned_to("p", facts);
+        let pinned = page(
+            &iti67,
+            &restriction,
+            "http://h/fhir",
+            &Position::Start,
+            20,
+            Dialect::Postgres,
+        );
+        let text = &pinned.sql().text;
+        for table in ["directives", "records", "guardians"] {
+            assert!(!text.contains(&format!("FROM {table}")), "{table}: {text}");
+        }
+        assert!(text.contains("r.patient_id = $"), "{text}");
+        // A blocked professional's pinned search matches nothing, by construction.
+        let blocked = professional().pinned_to("p", facts | RecordFacts::BLOCKED);
+        let none = count(&iti67, &blocked, "http://h/fhir", Dialect::Postgres);
+        let text = &none.sql().text;
+        assert!(text.contains("r.deleted = FALSE AND FALSE AND"), "{text}");
+    }
+
+    /// A condition its constants decide leaves none of its binds behind, and the binds
+    /// left are numbered in the order the text uses them.
+    #[test]
+    fn binds_of_decided_conditions_are_dropped() {
+        let restriction = professional().pinned_to("p", 0);
+        let sql = count(
+            &search(&[("patient", "Patient/p")]),
+            &restriction,
+            "http://h/fhir",
+            Dialect::Postgres,
+        );
+        let sql = sql.sql();
+        for n in 1..=sql.binds.len() {
+            assert!(
+                sql.text.contains(&format!("${n}")),
+                "${n} unused: {}",
+                sql.text
+            );
+        }
+        assert!(!sql.text.contains(&format!("${}", sql.binds.len() + 1)));
     }
 
     fn search(pairs: &[(&str, &str)]) -> Search {

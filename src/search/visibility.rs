@@ -1,92 +1,124 @@
 //! A caller's [`Restriction`] as SQL: the one function that renders it for a `resources` row
 //! alias, used by every read path of the query builder (`sql.rs`). Each branch is the SQL
 //! twin of a branch of `consent::policy::may_read`, which the property test holds it to.
+//!
+//! What a query already fixes is not asked again per row: the resource type of an alias the
+//! query holds to one type, and, for a search pinned to one record, the facts of that record
+//! (opposition, blocks, authorizations…), which the consent engine reads once beforehand
+//! with [`record_facts`] — the very SQL rendered here, for one patient id. What is left per
+//! row is a few column predicates, which keeps statements small to prepare and plan.
 
 use super::sql::Builder;
 use crate::consent::matrix::Visible;
 use crate::consent::policy::{DIRECTORY_TYPES, PROVISIONING_TYPES};
-use crate::consent::{Headers, Restriction, Rule};
+use crate::consent::{Headers, InRecord, RecordFacts, Restriction, Rule};
 
 /// The rows of alias `a` (a `resources` row) the caller may see.
 pub(super) fn restricted(b: &mut Builder, restriction: &Restriction, a: &str) -> String {
-    render(b, restriction, a, true)
+    render(b, restriction, a, None)
 }
 
-/// [`restricted`] for an alias the query already holds to `resource_type`: the branch that
-/// sees a Binary through a document (a second rendering of the whole restriction) is left out
-/// where the row cannot be a Binary, which halves what the database prepares and plans.
+/// [`restricted`] for an alias the query already holds to `resource_type`: only the branches
+/// a row of that type can take are written (no Binary branch for a document, no document
+/// class test for a Patient…), which keeps the statement small.
 pub(super) fn restricted_as(
     b: &mut Builder,
     restriction: &Restriction,
     a: &str,
     resource_type: &str,
 ) -> String {
-    render(b, restriction, a, resource_type == "Binary")
+    render(b, restriction, a, Some(resource_type))
 }
 
-/// [`restricted`]; `binaries`: whether a Binary may be seen through a document (not when `a`
-/// is that document already, which is never a Binary).
-fn render(b: &mut Builder, restriction: &Restriction, a: &str, binaries: bool) -> String {
-    let now = restriction.now();
+/// The rows of alias `a`, of `resource_type`, that a search pinned to one record may return:
+/// in that record (`a.patient_id` is the pinned id) and visible by the rules with the
+/// record's facts already known.
+pub(super) fn pinned(
+    b: &mut Builder,
+    restriction: &Restriction,
+    record: &InRecord,
+    a: &str,
+    resource_type: &str,
+) -> String {
+    let record_row = Record {
+        a,
+        patient: format!("{a}.patient_id"),
+        now: restriction.now(),
+        headers: restriction.headers(),
+        resource_type: Some(resource_type),
+        known: Some(record),
+    };
+    let patient = b.text(record.patient_id());
+    Cond::Sql(format!("{a}.patient_id = {patient}"))
+        .and(b, |b| in_record(b, restriction, &record_row))
+        .text()
+}
+
+fn render(b: &mut Builder, restriction: &Restriction, a: &str, t: Option<&str>) -> String {
     let record = Record {
         a,
-        now,
+        patient: format!("{a}.patient_id"),
+        now: restriction.now(),
         headers: restriction.headers(),
+        resource_type: t,
+        known: None,
     };
-    let (in_record, wrote) = match restriction.rule() {
-        Rule::Patient { id, writer } => (
-            format!("({a}.patient_id = {} AND ({a}.labels & 2) = 0)", b.text(id)),
-            writer,
-        ),
+    let inside = Cond::Sql(format!("{a}.patient_id IS NOT NULL"))
+        .and(b, |b| in_record(b, restriction, &record));
+    let outside =
+        Cond::Sql(format!("{a}.patient_id IS NULL")).and(b, |b| outside(b, restriction, a, t));
+    format!("({})", inside.or(b, |_| outside).text())
+}
+
+/// A row in a record (`record.a.patient_id` set) the caller may see.
+fn in_record(b: &mut Builder, restriction: &Restriction, record: &Record) -> Cond {
+    let a = record.a;
+    let labels_clear = |mask: u8| Cond::Sql(format!("({a}.labels & {mask}) = 0"));
+    match restriction.rule() {
+        Rule::Patient { id, .. } => match record.known {
+            Some(known) if known.patient_id() != id => Cond::Const(false),
+            Some(_) => labels_clear(2),
+            None => {
+                Cond::Sql(format!("{a}.patient_id = {}", b.text(id))).and(b, |_| labels_clear(2))
+            }
+        },
         Rule::Guardian {
-            related_person_id,
-            writer,
-        } => (
-            format!(
-                "(EXISTS (SELECT 1 FROM guardians {a}_g JOIN records {a}_m \
-                 ON {a}_m.patient_id = {a}_g.patient_id \
-                 WHERE {a}_g.related_person_id = {} AND {a}_g.patient_id = {a}.patient_id \
-                 AND {} AND {a}_m.adult_at IS NOT NULL AND {} < {a}_m.adult_at) \
-                 AND ({a}.labels & 6) = 0)",
-                b.text(related_person_id),
-                in_force(b, &format!("{a}_g"), now),
-                b.int(now)
-            ),
-            writer,
-        ),
-        Rule::App { patient_id, writer } => (
-            format!(
-                "({a}.patient_id = {} AND {} AND ({a}.labels & 2) = 0)",
-                b.text(patient_id),
-                record.active(b)
-            ),
-            writer,
-        ),
+            related_person_id, ..
+        } => record
+            .guarded(b, related_person_id)
+            .and(b, |_| labels_clear(6)),
+        Rule::App { patient_id, .. } => match record.known {
+            Some(known) if known.patient_id() != patient_id => Cond::Const(false),
+            Some(_) => record.active(b).and(b, |_| labels_clear(2)),
+            None => Cond::Sql(format!("{a}.patient_id = {}", b.text(patient_id)))
+                .and(b, |b| record.active(b))
+                .and(b, |_| labels_clear(2)),
+        },
         Rule::Provisioning { writer } => {
-            let types = list(b, &PROVISIONING_TYPES[..]);
-            (
-                format!(
-                    "({a}.resource_type IN ({types}) OR {a}.writer = {})",
-                    b.text(writer)
-                ),
-                writer,
-            )
+            let written = |b: &mut Builder| Cond::Sql(format!("{a}.writer = {}", b.text(writer)));
+            match record.resource_type {
+                Some(t) if PROVISIONING_TYPES.contains(&t) => Cond::Const(true),
+                Some(_) => written(b),
+                None => Cond::Sql(format!(
+                    "{a}.resource_type IN ({})",
+                    list(b, &PROVISIONING_TYPES[..])
+                ))
+                .or(b, written),
+            }
         }
         Rule::Feeder {
             writer,
             organization,
-        } => {
-            let blocked = record.organization_blocked(b, organization);
-            let header = record.header_readable(b, writer, "FALSE");
-            let active = record.active(b);
-            (
-                format!(
-                    "(NOT {blocked} AND ({header} OR ({active} AND {a}.writer = {})))",
-                    b.text(writer)
-                ),
-                writer,
-            )
-        }
+        } => record
+            .organization_blocked(b, organization)
+            .not()
+            .and(b, |b| {
+                record.header(b, writer, Cond::Const(false)).or(b, |b| {
+                    record
+                        .active(b)
+                        .and(b, |b| Cond::Sql(format!("{a}.writer = {}", b.text(writer))))
+                })
+            }),
         Rule::Professional {
             practitioner_id,
             organization_id,
@@ -95,87 +127,96 @@ fn render(b: &mut Builder, restriction: &Restriction, a: &str, binaries: bool) -
             documents,
             types,
         } => {
-            let pid = b.text(practitioner_id);
-            let blocked = format!(
-                "EXISTS (SELECT 1 FROM directives {a}_b WHERE {a}_b.patient_id = {a}.patient_id \
-                 AND {a}_b.kind = 'block' AND {} \
-                 AND (({a}_b.actor_type = 'Practitioner' AND {a}_b.actor_id = {pid}) \
-                 OR ({a}_b.actor_type = 'Organization' AND {a}_b.actor_id = {})))",
-                in_force(b, &format!("{a}_b"), now),
-                b.text(organization_id)
-            );
-            let authored = format!(
-                "({a}.writer = {} OR EXISTS (SELECT 1 FROM access_terms {a}_au \
-                 WHERE {a}_au.resource_type = {a}.resource_type AND {a}_au.id = {a}.id \
-                 AND {a}_au.kind = 'author' AND {a}_au.value = {pid}))",
-                b.text(writer)
-            );
-            let active = record.active(b);
-            let authorized = format!(
-                "EXISTS (SELECT 1 FROM directives {a}_p WHERE {a}_p.patient_id = {a}.patient_id \
-                 AND {a}_p.kind = 'authorize' AND {a}_p.actor_id = {pid} AND {})",
-                in_force(b, &format!("{a}_p"), now)
-            );
-            let emergency = match break_glass {
-                true => format!(
-                    "NOT EXISTS (SELECT 1 FROM directives {a}_r \
-                     WHERE {a}_r.patient_id = {a}.patient_id \
-                     AND {a}_r.kind = 'refuse-break-glass' AND {})",
-                    in_force(b, &format!("{a}_r"), now)
-                ),
-                false => "FALSE".to_owned(),
+            let opened = |b: &mut Builder| {
+                record
+                    .authorized(b, practitioner_id)
+                    .or(b, |b| record.emergency(b, *break_glass))
             };
-            let header = record.header_readable(b, writer, &format!("{authorized} OR {emergency}"));
-            let document = match documents {
-                Visible::All => "TRUE".to_owned(),
-                Visible::Nothing => "FALSE".to_owned(),
-                Visible::Only(codes) => {
-                    let codes: Vec<String> = codes
-                        .iter()
-                        .map(|c| format!("{}|{}", c.system, c.code))
-                        .collect();
-                    format!(
-                        "EXISTS (SELECT 1 FROM access_terms {a}_c \
-                         WHERE {a}_c.resource_type = {a}.resource_type AND {a}_c.id = {a}.id \
-                         AND {a}_c.kind = 'class' AND {a}_c.value IN ({}))",
-                        list(b, &codes)
-                    )
+            let profession_sees = |b: &mut Builder| {
+                let document = |b: &mut Builder| match documents {
+                    Visible::All => Cond::Const(true),
+                    Visible::Nothing => Cond::Const(false),
+                    Visible::Only(codes) => {
+                        let codes: Vec<String> = codes
+                            .iter()
+                            .map(|c| format!("{}|{}", c.system, c.code))
+                            .collect();
+                        Cond::Sql(format!(
+                            "EXISTS (SELECT 1 FROM access_terms {a}_c \
+                             WHERE {a}_c.resource_type = {a}.resource_type AND {a}_c.id = {a}.id \
+                             AND {a}_c.kind = 'class' AND {a}_c.value IN ({}))",
+                            list(b, &codes)
+                        ))
+                    }
+                };
+                let other_types = |b: &mut Builder| match types.is_empty() {
+                    true => Cond::Const(false),
+                    false => Cond::Sql(format!("{a}.resource_type IN ({})", list(b, types))),
+                };
+                match record.resource_type {
+                    Some("DocumentReference") => document(b),
+                    Some(t) => Cond::Const(types.contains(&t)),
+                    None => Cond::Sql(format!("{a}.resource_type = 'DocumentReference'"))
+                        .and(b, document)
+                        .or(b, other_types),
                 }
             };
-            let other_types = match types.is_empty() {
-                true => "FALSE".to_owned(),
-                false => format!("{a}.resource_type IN ({})", list(b, types)),
+            let authored = |b: &mut Builder| {
+                Cond::Sql(format!(
+                    "({a}.writer = {} OR EXISTS (SELECT 1 FROM access_terms {a}_au \
+                     WHERE {a}_au.resource_type = {a}.resource_type AND {a}_au.id = {a}.id \
+                     AND {a}_au.kind = 'author' AND {a}_au.value = {}))",
+                    b.text(writer),
+                    b.text(practitioner_id)
+                ))
+            };
+            let readable = |b: &mut Builder| {
+                let also = opened(b);
+                let header = record.header(b, writer, also);
+                let unmasked = labels_clear(1).or(b, authored);
+                header
+                    .or(b, |b| {
+                        record.active(b).and(b, opened).and(b, profession_sees)
+                    })
+                    .and(b, |_| unmasked)
             };
             // A write's lookup also reaches what they authored in an open record (§5).
-            let own = match restriction.writing() {
-                true => format!(" OR ({authored} AND {active})"),
-                false => String::new(),
+            let own = |b: &mut Builder| match restriction.writing() {
+                true => authored(b).and(b, |b| record.active(b)),
+                false => Cond::Const(false),
             };
-            (
-                format!(
-                    "(NOT {blocked} AND (((({a}.labels & 1) = 0 OR {authored}) \
-                     AND ({header} OR ({active} AND ({authorized} OR {emergency}) \
-                     AND (({a}.resource_type = 'DocumentReference' AND {document}) \
-                     OR {other_types})))){own}))"
-                ),
-                writer,
-            )
+            record
+                .professional_blocked(b, practitioner_id, organization_id)
+                .not()
+                .and(b, |b| readable(b).or(b, own))
         }
+    }
+}
+
+/// A row outside any record (`a.patient_id` null) the caller may see: the directory; what
+/// the caller wrote, except a Binary some document points to: its bytes belong to that
+/// document's record from then on; and a Binary seen through a document.
+fn outside(b: &mut Builder, restriction: &Restriction, a: &str, t: Option<&str>) -> Cond {
+    if t.is_some_and(|t| DIRECTORY_TYPES.contains(&t)) {
+        return Cond::Const(true);
+    }
+    let binary = t.is_none_or(|t| t == "Binary");
+    let directory = match t {
+        Some(_) => Cond::Const(false),
+        None => Cond::Sql(format!(
+            "{a}.resource_type IN ({})",
+            list(b, &DIRECTORY_TYPES[..])
+        )),
     };
-    let directory = list(b, &DIRECTORY_TYPES[..]);
-    let wrote = b.text(wrote);
-    let binary = match binaries {
-        true => binary_through_document(b, restriction, a),
-        false => "FALSE".to_owned(),
-    };
-    // Outside any record, a writer reads what it wrote, except a Binary some document points
-    // to: its bytes belong to that document's record from then on.
-    format!(
-        "(({a}.patient_id IS NOT NULL AND {in_record}) OR ({a}.patient_id IS NULL AND \
-         ({a}.resource_type IN ({directory}) OR ({a}.writer = {wrote} AND NOT {}) \
-         OR {binary})))",
-        pointed_to(a)
-    )
+    let wrote = b.text(restriction.rule().writer());
+    let written = Cond::Sql(format!("{a}.writer = {wrote}")).and(b, |_| match binary {
+        true => Cond::Sql(pointed_to(a)).not(),
+        false => Cond::Const(true),
+    });
+    directory.or(b, |_| written).or(b, |b| match binary {
+        true => Cond::Sql(binary_through_document(b, restriction, a)),
+        false => Cond::Const(false),
+    })
 }
 
 /// The version `v` (a `resource_versions` row) survives its document's deletions: a deletion
@@ -206,7 +247,7 @@ fn pointed_to(a: &str) -> String {
 /// visibility to bytes it does not own.
 fn binary_through_document(b: &mut Builder, restriction: &Restriction, a: &str) -> String {
     let d = format!("{a}_d");
-    let visible = render(b, restriction, &d, false);
+    let visible = render(b, restriction, &d, Some("DocumentReference"));
     format!(
         "({a}.resource_type = 'Binary' AND EXISTS (SELECT 1 FROM access_terms {a}_t \
          JOIN resources {d} ON {d}.resource_type = {a}_t.resource_type AND {d}.id = {a}_t.id \
@@ -215,58 +256,257 @@ fn binary_through_document(b: &mut Builder, restriction: &Restriction, a: &str) 
     )
 }
 
-/// The record facts of the row `a` belongs to, judged at `now`.
+/// The facts of record `patient_id` that `restriction`'s rule depends on, judged at its
+/// instant, as one number (`n`, one bit per fact: see [`RecordFacts`]): the same SQL that
+/// [`restricted`] renders per row, asked once.
+pub(super) fn record_facts(b: &mut Builder, restriction: &Restriction, patient_id: &str) -> String {
+    let patient = b.text(patient_id);
+    let record = Record {
+        a: "f",
+        patient,
+        now: restriction.now(),
+        headers: restriction.headers(),
+        resource_type: None,
+        known: None,
+    };
+    let mut facts: Vec<(u32, Cond)> = vec![
+        (RecordFacts::OPPOSED, record.opposed(b)),
+        (RecordFacts::ACTIVE, record.active(b)),
+    ];
+    match restriction.rule() {
+        Rule::Patient { .. } | Rule::Provisioning { .. } => {}
+        Rule::Guardian {
+            related_person_id, ..
+        } => facts.push((RecordFacts::GUARDED, record.guarded(b, related_person_id))),
+        Rule::App { .. } => {}
+        Rule::Feeder {
+            writer,
+            organization,
+        } => {
+            facts.push((
+                RecordFacts::BLOCKED,
+                record.organization_blocked(b, organization),
+            ));
+            facts.push((RecordFacts::FED, record.fed_by(b, writer)));
+        }
+        Rule::Professional {
+            practitioner_id,
+            organization_id,
+            writer,
+            break_glass,
+            ..
+        } => {
+            facts.push((
+                RecordFacts::BLOCKED,
+                record.professional_blocked(b, practitioner_id, organization_id),
+            ));
+            facts.push((
+                RecordFacts::AUTHORIZED,
+                record.authorized(b, practitioner_id),
+            ));
+            facts.push((RecordFacts::EMERGENCY, record.emergency(b, *break_glass)));
+            facts.push((RecordFacts::FED, record.fed_by(b, writer)));
+        }
+    }
+    let bits: Vec<String> = facts
+        .into_iter()
+        .map(|(bit, fact)| format!("(CASE WHEN {} THEN {bit} ELSE 0 END)", fact.text()))
+        .collect();
+    // A sum of integers is a 4-byte integer on PostgreSQL; the count column is a BIGINT.
+    format!("SELECT CAST({} AS BIGINT) AS n", bits.join(" + "))
+}
+
+/// A condition as it is written: a constant where what the query fixes already decides it,
+/// else SQL. Combining folds constants, so a decided branch leaves nothing in the statement
+/// (binds it made are dropped with it: see `Builder::finish`).
+enum Cond {
+    Const(bool),
+    Sql(String),
+}
+
+impl Cond {
+    fn and(self, b: &mut Builder, other: impl FnOnce(&mut Builder) -> Cond) -> Cond {
+        match self {
+            Cond::Const(false) => Cond::Const(false),
+            Cond::Const(true) => other(b),
+            Cond::Sql(left) => match other(b) {
+                Cond::Const(true) => Cond::Sql(left),
+                Cond::Const(false) => Cond::Const(false),
+                Cond::Sql(right) => Cond::Sql(format!("({left} AND {right})")),
+            },
+        }
+    }
+
+    fn or(self, b: &mut Builder, other: impl FnOnce(&mut Builder) -> Cond) -> Cond {
+        match self {
+            Cond::Const(true) => Cond::Const(true),
+            Cond::Const(false) => other(b),
+            Cond::Sql(left) => match other(b) {
+                Cond::Const(false) => Cond::Sql(left),
+                Cond::Const(true) => Cond::Const(true),
+                Cond::Sql(right) => Cond::Sql(format!("({left} OR {right})")),
+            },
+        }
+    }
+
+    fn not(self) -> Cond {
+        match self {
+            Cond::Const(value) => Cond::Const(!value),
+            Cond::Sql(text) => Cond::Sql(format!("NOT {text}")),
+        }
+    }
+
+    fn text(self) -> String {
+        match self {
+            Cond::Const(true) => "TRUE".to_owned(),
+            Cond::Const(false) => "FALSE".to_owned(),
+            Cond::Sql(text) => text,
+        }
+    }
+}
+
+/// The record facts of the row `a` belongs to (whose patient id is the SQL `patient`), judged
+/// at `now`; constants where they are `known` (a search pinned to one record).
 struct Record<'a> {
     a: &'a str,
+    patient: String,
     now: i64,
     headers: Headers,
+    /// The type of `a`'s rows, when the query holds the alias to one.
+    resource_type: Option<&'a str>,
+    known: Option<&'a InRecord>,
 }
 
 impl Record<'_> {
+    /// A fact of the pinned record, or `sql` asked per row.
+    fn fact(&self, bit: u32, sql: impl FnOnce() -> Cond) -> Cond {
+        match self.known {
+            Some(known) => Cond::Const(known.facts().has(bit)),
+            None => sql(),
+        }
+    }
+
     /// An opposition in force (§2).
-    fn opposed(&self, b: &mut Builder) -> String {
-        let a = self.a;
-        format!(
-            "EXISTS (SELECT 1 FROM directives {a}_o WHERE {a}_o.patient_id = {a}.patient_id \
-             AND {a}_o.kind = 'opposition' AND {})",
-            in_force(b, &format!("{a}_o"), self.now)
-        )
+    fn opposed(&self, b: &mut Builder) -> Cond {
+        let (a, patient) = (self.a, &self.patient);
+        self.fact(RecordFacts::OPPOSED, || {
+            Cond::Sql(format!(
+                "EXISTS (SELECT 1 FROM directives {a}_o WHERE {a}_o.patient_id = {patient} \
+                 AND {a}_o.kind = 'opposition' AND {})",
+                in_force(b, &format!("{a}_o"), self.now)
+            ))
+        })
     }
 
     /// Open and not opposed. A record without its Patient resource counts as open: nothing
     /// closed it.
-    fn active(&self, b: &mut Builder) -> String {
-        let a = self.a;
-        format!(
-            "(COALESCE((SELECT {a}_s.active FROM records {a}_s \
-             WHERE {a}_s.patient_id = {a}.patient_id), TRUE) AND NOT {})",
-            self.opposed(b)
-        )
+    fn active(&self, b: &mut Builder) -> Cond {
+        let (a, patient) = (self.a, &self.patient);
+        match self.known {
+            Some(known) => Cond::Const(known.facts().has(RecordFacts::ACTIVE)),
+            None => Cond::Sql(format!(
+                "COALESCE((SELECT {a}_s.active FROM records {a}_s \
+                 WHERE {a}_s.patient_id = {patient}), TRUE)"
+            ))
+            .and(b, |b| self.opposed(b).not()),
+        }
     }
 
     /// The record header (the Patient itself) of a record that is not opposed; in a listing,
     /// only if the caller has business in the record (see [`Headers`]): `writer` fed it, or
     /// `also` holds.
-    fn header_readable(&self, b: &mut Builder, writer: &str, also: &str) -> String {
+    fn header(&self, b: &mut Builder, writer: &str, also: Cond) -> Cond {
         let a = self.a;
-        let opposed = self.opposed(b);
-        let listed = match self.headers {
-            Headers::Named => String::new(),
-            Headers::Listed => format!(" AND ({also} OR {})", self.fed_by(b, writer)),
+        let row = match self.resource_type {
+            Some("Patient") => Cond::Sql(format!("{a}.id = {a}.patient_id")),
+            Some(_) => return Cond::Const(false),
+            None => Cond::Sql(format!(
+                "({a}.resource_type = 'Patient' AND {a}.id = {a}.patient_id)"
+            )),
         };
-        format!(
-            "({a}.resource_type = 'Patient' AND {a}.id = {a}.patient_id AND NOT {opposed}{listed})"
-        )
+        row.and(b, |b| self.opposed(b).not())
+            .and(b, |b| match self.headers {
+                Headers::Named => Cond::Const(true),
+                Headers::Listed => also.or(b, |b| self.fed_by(b, writer)),
+            })
     }
 
     /// `writer` wrote something into the record (a deleted entry counts: it fed it).
-    fn fed_by(&self, b: &mut Builder, writer: &str) -> String {
-        let a = self.a;
-        format!(
-            "EXISTS (SELECT 1 FROM resources {a}_w WHERE {a}_w.patient_id = {a}.patient_id \
-             AND {a}_w.writer = {})",
-            b.text(writer)
-        )
+    fn fed_by(&self, b: &mut Builder, writer: &str) -> Cond {
+        let (a, patient) = (self.a, &self.patient);
+        self.fact(RecordFacts::FED, || {
+            Cond::Sql(format!(
+                "EXISTS (SELECT 1 FROM resources {a}_w WHERE {a}_w.patient_id = {patient} \
+                 AND {a}_w.writer = {})",
+                b.text(writer)
+            ))
+        })
+    }
+
+    /// A guardianship of `related_person_id` over the record in force, its minor not yet
+    /// of age (§8).
+    fn guarded(&self, b: &mut Builder, related_person_id: &str) -> Cond {
+        let (a, patient) = (self.a, &self.patient);
+        self.fact(RecordFacts::GUARDED, || {
+            Cond::Sql(format!(
+                "EXISTS (SELECT 1 FROM guardians {a}_g JOIN records {a}_m \
+                 ON {a}_m.patient_id = {a}_g.patient_id \
+                 WHERE {a}_g.related_person_id = {} AND {a}_g.patient_id = {patient} \
+                 AND {} AND {a}_m.adult_at IS NOT NULL AND {} < {a}_m.adult_at)",
+                b.text(related_person_id),
+                in_force(b, &format!("{a}_g"), self.now),
+                b.int(self.now)
+            ))
+        })
+    }
+
+    /// A block in force names the professional or their organization (§4).
+    fn professional_blocked(
+        &self,
+        b: &mut Builder,
+        practitioner_id: &str,
+        organization_id: &str,
+    ) -> Cond {
+        let (a, patient) = (self.a, &self.patient);
+        self.fact(RecordFacts::BLOCKED, || {
+            Cond::Sql(format!(
+                "EXISTS (SELECT 1 FROM directives {a}_b WHERE {a}_b.patient_id = {patient} \
+                 AND {a}_b.kind = 'block' AND {} \
+                 AND (({a}_b.actor_type = 'Practitioner' AND {a}_b.actor_id = {}) \
+                 OR ({a}_b.actor_type = 'Organization' AND {a}_b.actor_id = {})))",
+                in_force(b, &format!("{a}_b"), self.now),
+                b.text(practitioner_id),
+                b.text(organization_id)
+            ))
+        })
+    }
+
+    /// An authorization in force names the professional (§4).
+    fn authorized(&self, b: &mut Builder, practitioner_id: &str) -> Cond {
+        let (a, patient) = (self.a, &self.patient);
+        self.fact(RecordFacts::AUTHORIZED, || {
+            Cond::Sql(format!(
+                "EXISTS (SELECT 1 FROM directives {a}_p WHERE {a}_p.patient_id = {patient} \
+                 AND {a}_p.kind = 'authorize' AND {a}_p.actor_id = {} AND {})",
+                b.text(practitioner_id),
+                in_force(b, &format!("{a}_p"), self.now)
+            ))
+        })
+    }
+
+    /// Break-glass declared and no refusal of it in force (§4).
+    fn emergency(&self, b: &mut Builder, break_glass: bool) -> Cond {
+        let (a, patient) = (self.a, &self.patient);
+        if !break_glass {
+            return Cond::Const(false);
+        }
+        self.fact(RecordFacts::EMERGENCY, || {
+            Cond::Sql(format!(
+                "NOT EXISTS (SELECT 1 FROM directives {a}_r WHERE {a}_r.patient_id = {patient} \
+                 AND {a}_r.kind = 'refuse-break-glass' AND {})",
+                in_force(b, &format!("{a}_r"), self.now)
+            ))
+        })
     }
 
     /// A block in force names an Organization with this identifier (a feeding system's
@@ -275,21 +515,23 @@ impl Record<'_> {
         &self,
         b: &mut Builder,
         (system, value): &(Option<String>, String),
-    ) -> String {
-        let a = self.a;
-        let system = match system {
-            Some(system) => format!("{a}_i.system = {}", b.text(system)),
-            None => "TRUE".to_owned(),
-        };
-        format!(
-            "EXISTS (SELECT 1 FROM directives {a}_k WHERE {a}_k.patient_id = {a}.patient_id \
-             AND {a}_k.kind = 'block' AND {a}_k.actor_type = 'Organization' AND {} \
-             AND {a}_k.actor_id IN (SELECT {a}_i.id FROM search_tokens {a}_i \
-             WHERE {a}_i.resource_type = 'Organization' AND {a}_i.param = 'identifier' \
-             AND {system} AND {a}_i.code = {}))",
-            in_force(b, &format!("{a}_k"), self.now),
-            b.text(value)
-        )
+    ) -> Cond {
+        let (a, patient) = (self.a, &self.patient);
+        self.fact(RecordFacts::BLOCKED, || {
+            let system = match system {
+                Some(system) => format!("{a}_i.system = {}", b.text(system)),
+                None => "TRUE".to_owned(),
+            };
+            Cond::Sql(format!(
+                "EXISTS (SELECT 1 FROM directives {a}_k WHERE {a}_k.patient_id = {patient} \
+                 AND {a}_k.kind = 'block' AND {a}_k.actor_type = 'Organization' AND {} \
+                 AND {a}_k.actor_id IN (SELECT {a}_i.id FROM search_tokens {a}_i \
+                 WHERE {a}_i.resource_type = 'Organization' AND {a}_i.param = 'identifier' \
+                 AND {system} AND {a}_i.code = {}))",
+                in_force(b, &format!("{a}_k"), self.now),
+                b.text(value)
+            ))
+        })
     }
 }
 

@@ -193,6 +193,11 @@ impl Store {
         load_count(&mut *self.reader.get()?, sql)
     }
 
+    /// The ids `sql` selects (one `id` column).
+    pub fn ids(&self, sql: &ReadSql) -> Result<Vec<String>, StoreError> {
+        load_ids(&mut *self.reader.get()?, sql)
+    }
+
     /// The bytes `sql` selects (a Binary's content), if any.
     pub fn content(&self, sql: &ReadSql) -> Result<Option<Vec<u8>>, StoreError> {
         load_content(&mut *self.reader.get()?, sql)
@@ -271,6 +276,19 @@ pub(super) fn load_count(conn: &mut AnyConnection, sql: &ReadSql) -> Result<i64,
     let sql = sql.sql();
     let rows = load!(conn, sql, CountRow)?;
     Ok(rows.first().map_or(0, |r| r.n))
+}
+
+/// Runs `sql` (one `id` column) on `conn`.
+pub(super) fn load_ids(conn: &mut AnyConnection, sql: &ReadSql) -> Result<Vec<String>, StoreError> {
+    let sql = sql.sql();
+    let rows = load!(conn, sql, IdRow)?;
+    Ok(rows.into_iter().map(|r| r.id).collect())
+}
+
+#[derive(QueryableByName)]
+struct IdRow {
+    #[diesel(sql_type = Text)]
+    id: String,
 }
 
 /// Runs `sql` (a `key_id` and a `content` column) on `conn` and decodes the content.

@@ -1,0 +1,164 @@
+//! Searches that name one patient's record: `DocumentReference?patient=…`,
+//! `…?patient.identifier=system|value`, `Patient?_id=…`, `Patient?identifier=system|value`.
+//! Such a search is pinned to that record (`resources.patient_id`), so that the consent
+//! engine reads the record's facts once rather than per row (see `consent::InRecord`), and,
+//! sharded by patient, the query runs on one shard.
+//!
+//! Pinning changes no result: the reference a record's patient id is taken from is the
+//! compartment's first path (`fhir::resource::compartment_patient`), so a resource whose
+//! `patient` (or `subject` to a Patient) is `Patient/X` is in record X.
+
+use super::query::{Criterion, Include, ReferenceMatch, Search, SystemMatch, Test};
+use crate::fhir::registry;
+
+/// How a search names the record it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Named {
+    /// By the patient's id.
+    Id(String),
+    /// By one of the patient's identifiers (`system|value`); `chained`: through a chain on
+    /// the search's reference to the patient (`patient.identifier=`), else on Patient itself.
+    Identifier {
+        system: String,
+        value: String,
+        chained: bool,
+    },
+}
+
+/// The first criterion of `search` that names one patient's record, and its position.
+pub fn named(search: &Search) -> Option<(usize, Named)> {
+    search
+        .criteria
+        .iter()
+        .enumerate()
+        .find_map(|(i, criterion)| naming(&search.resource_type, criterion).map(|n| (i, n)))
+}
+
+/// `search` with its criterion at `index` (a chain naming the patient by identifier) replaced by
+/// a reference to `patient_id`, the one current Patient with that identifier.
+pub fn by_id(mut search: Search, index: usize, patient_id: &str) -> Search {
+    if let Some(criterion) = search.criteria.get_mut(index) {
+        if matches!(criterion.test, Test::Chain(_)) {
+            criterion.test = Test::Reference(vec![ReferenceMatch::Local {
+                target_type: Some("Patient".to_owned()),
+                id: patient_id.to_owned(),
+            }]);
+        }
+    }
+    search
+}
+
+/// Whether what `include` adds to matches of `from_type` in one record stays in that record:
+/// through the reference the record is taken from, to the Patient (`_include`) or from it
+/// (`_revinclude`).
+pub fn stays_in_record(include: &Include, from_type: &str) -> bool {
+    let through_record = record_reference(&include.source_type, &include.param).is_some();
+    match include.reverse {
+        true => through_record && from_type == "Patient",
+        false => through_record && include.target_types == ["Patient"],
+    }
+}
+
+fn naming(resource_type: &str, criterion: &Criterion) -> Option<Named> {
+    let key = criterion.key.as_str();
+    if resource_type == "Patient" {
+        return match (key, &criterion.test) {
+            ("_id", Test::Id(ids)) if ids.len() == 1 => Some(Named::Id(ids[0].clone())),
+            ("identifier", test) => identifier(test, false),
+            _ => None,
+        };
+    }
+    let only_patients = record_reference(resource_type, key)?;
+    match &criterion.test {
+        Test::Reference(references) => match references.as_slice() {
+            [ReferenceMatch::Local { target_type, id }]
+                if target_type.as_deref() == Some("Patient")
+                    || (target_type.is_none() && only_patients) =>
+            {
+                Some(Named::Id(id.clone()))
+            }
+            _ => None,
+        },
+        Test::Chain(targets) => match targets.as_slice() {
+            [(target, inner)] if target == "Patient" && inner.key == "identifier" => {
+                identifier(&inner.test, true)
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// One `system|value` identifier, not negated.
+fn identifier(test: &Test, chained: bool) -> Option<Named> {
+    match test {
+        Test::Token {
+            negate: false,
+            values,
+        } => match values.as_slice() {
+            [value] => match (&value.system, &value.code) {
+                (SystemMatch::Is(system), Some(code)) => Some(Named::Identifier {
+                    system: system.clone(),
+                    value: code.clone(),
+                    chained,
+                }),
+                _ => None,
+            },
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Whether the reference parameter `key` of `resource_type` is the element a record's patient
+/// id is taken from (the first path of the patient compartment), and if so whether it points
+/// only to Patients (a bare id then names one). Only a top-level element: those are single
+/// references in R4 (the test below lists them), where one deeper (`participant.actor`) may
+/// name several patients, of which the record is the first's.
+fn record_reference(resource_type: &str, key: &str) -> Option<bool> {
+    let first = registry::lookup(resource_type)?.compartment.first()?;
+    let param = super::registry::lookup(resource_type, key)?;
+    let [path] = param.paths.as_slice() else {
+        return None;
+    };
+    if first.contains('.') || path.steps != [*first] {
+        return None;
+    }
+    let to_patient = path.only_target.as_deref() == Some("Patient");
+    let only_patients = param.targets == ["Patient"];
+    match (to_patient || only_patients, path.only_target.as_deref()) {
+        (true, _) | (false, None) => Some(to_patient || only_patients),
+        (false, Some(_)) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The parameters that pin a search: exactly those over the compartment's first path.
+    #[test]
+    fn the_record_references_are_the_compartment_s_first_paths() {
+        let mut found: Vec<(&str, String, bool)> = Vec::new();
+        for kind in registry::all() {
+            for param in super::super::registry::params_of(kind.name) {
+                if let Some(only) = record_reference(kind.name, &param.code) {
+                    found.push((kind.name, param.code.clone(), only));
+                }
+            }
+        }
+        found.sort();
+        let expected: Vec<(&str, String, bool)> = vec![
+            ("AllergyIntolerance", "patient".into(), true),
+            ("Communication", "patient".into(), true),
+            ("Communication", "subject".into(), false),
+            ("Consent", "patient".into(), true),
+            ("DocumentReference", "patient".into(), true),
+            ("DocumentReference", "subject".into(), false),
+            ("List", "patient".into(), true),
+            ("List", "subject".into(), false),
+            ("RelatedPerson", "patient".into(), true),
+        ];
+        assert_eq!(found, expected);
+    }
+}
