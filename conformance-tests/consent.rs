@@ -1578,6 +1578,10 @@ fn a_professional_search_must_name_one_patient() {
             "/?_type=DocumentReference".to_owned(),
             "/?_type=DocumentReference,AllergyIntolerance&_summary=count".to_owned(),
             format!("/DocumentReference?patient={p},{}", seed.records["Q"]),
+            // A subject that is not a Patient names no record: such documents take their
+            // record from their author, so this would search across records.
+            "/DocumentReference?subject=Device/pump-1".to_owned(),
+            format!("/DocumentReference?subject={p}"),
         ] {
             let reply = app.get_as(&token, &path);
             assert_refused(&reply, &format!("{who}: GET {path}"));

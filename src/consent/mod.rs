@@ -19,7 +19,7 @@ use crate::auth::principal::{Principal, Purpose};
 use crate::auth::scopes::Interaction;
 use crate::auth::Access;
 use crate::fhir::registry::{self, ResourceKind};
-use crate::search::query::{patient_compartment_params, Criterion, Search, Test};
+use crate::search::query::{patient_compartment_params, Criterion, ReferenceMatch, Search, Test};
 use matrix::{ProfessionMatrix, Visible};
 use model::Writer;
 
@@ -583,14 +583,20 @@ fn across_patients(access: &Access) -> Result<(), Denied> {
 }
 
 /// Whether a search names one patient (domain §5: a professional may not search across
-/// patients): a reference to one patient (`patient=`, `subject=`), a chain to one patient by
+/// patients): a reference to one patient (`patient=`, `subject=Patient/…`), a chain to one patient by
 /// identifier (`patient.identifier=`), the patient compartment, or, on Patient, one `_id` or
 /// one identifier.
 fn names_one_patient(search: &Search) -> bool {
     search.criteria.iter().any(
         |criterion| match (criterion.key.as_str(), &criterion.test) {
             ("_compartment", _) => true,
-            ("patient" | "subject", Test::Reference(references)) => references.len() == 1,
+            ("patient", Test::Reference(references)) => references.len() == 1,
+            // A subject may be a Device or a Group, whose documents take their record from
+            // another element (their author): only a Patient subject names one record.
+            ("subject", Test::Reference(references)) => matches!(
+                references.as_slice(),
+                [ReferenceMatch::Local { target_type: Some(t), .. }] if t == "Patient"
+            ),
             ("patient" | "subject", Test::Chain(targets)) => {
                 targets.len() == 1
                     && targets[0].0 == "Patient"

@@ -4,8 +4,9 @@
 //! engine reads the record's facts once rather than per row (see `consent::InRecord`), and,
 //! sharded by patient, the query runs on one shard.
 //!
-//! Pinning changes no result: the reference a record's patient id is taken from is the
-//! compartment's first path (`fhir::resource::compartment_patient`), so a resource whose
+//! Pinning changes no result: a record's patient id is the first Patient reference found
+//! along the compartment's paths in order (`fhir::resource::compartment_patient`); the
+//! parameters pinned here are over the first path, a single reference, so a resource whose
 //! `patient` (or `subject` to a Patient) is `Patient/X` is in record X.
 
 use super::query::{Criterion, Include, ReferenceMatch, Search, SystemMatch, Test};
