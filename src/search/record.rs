@@ -137,6 +137,71 @@ fn record_reference(resource_type: &str, key: &str) -> Option<bool> {
 mod tests {
     use super::*;
 
+    fn named_in(resource_type: &str, query: &str) -> Option<Named> {
+        let params: Vec<(String, String)> = query
+            .split('&')
+            .map(|pair| pair.split_once('=').unwrap())
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let search = super::super::query::parse(resource_type, &params, true, 20, 100).unwrap();
+        named(&search).map(|(_, named)| named)
+    }
+
+    /// Only a search that names one record by its own reference, or by one identifier with
+    /// its system, is pinned.
+    #[test]
+    fn a_search_is_pinned_only_where_it_names_one_record() {
+        let id = |id: &str| Some(Named::Id(id.to_owned()));
+        let ins = |chained| {
+            Some(Named::Identifier {
+                system: "urn:oid:1.2.250.1.213.1.4.8".to_owned(),
+                value: "1800".to_owned(),
+                chained,
+            })
+        };
+        let cases = [
+            ("DocumentReference", "patient=p1&status=current", id("p1")),
+            (
+                "DocumentReference",
+                "status=current&patient=Patient/p1",
+                id("p1"),
+            ),
+            ("DocumentReference", "subject=Patient/p1", id("p1")),
+            ("DocumentReference", "subject=p1", None),
+            ("DocumentReference", "subject=Device/p1", None),
+            ("DocumentReference", "patient=p1,p2", None),
+            ("DocumentReference", "patient:missing=false", None),
+            (
+                "DocumentReference",
+                "patient.identifier=urn:oid:1.2.250.1.213.1.4.8|1800",
+                ins(true),
+            ),
+            ("DocumentReference", "patient.identifier=1800", None),
+            ("DocumentReference", "author=Patient/p1", None),
+            ("Appointment", "patient=p1", None),
+            ("Patient", "_id=p1", id("p1")),
+            ("Patient", "_id=p1,p2", None),
+            (
+                "Patient",
+                "identifier=urn:oid:1.2.250.1.213.1.4.8|1800",
+                ins(false),
+            ),
+            (
+                "Patient",
+                "identifier:not=urn:oid:1.2.250.1.213.1.4.8|1800",
+                None,
+            ),
+            ("Patient", "name=Martin", None),
+        ];
+        for (resource_type, query, expected) in cases {
+            assert_eq!(
+                named_in(resource_type, query),
+                expected,
+                "{resource_type}?{query}"
+            );
+        }
+    }
+
     /// The parameters that pin a search: exactly those over the compartment's first path.
     #[test]
     fn the_record_references_are_the_compartment_s_first_paths() {
