@@ -331,7 +331,7 @@ fn run_case(seed: u64) {
         for (id, body) in &patients {
             let nir = body["identifier"][0]["value"].as_str().expect("a NIR");
             queries.push((
-                format!("/DocumentReference?patient={id}&_total=accurate"),
+                format!("/DocumentReference?patient=Patient/{id}&_total=accurate"),
                 Some(id.as_str()),
                 false,
             ));

@@ -195,7 +195,13 @@ pub fn execute_all(
         ),
     };
     let versions: Vec<Version> = found.into_iter().map(|(_, f)| f.version).collect();
-    let (included, truncated) = included(store, first, first_restriction, &versions)?;
+    // The matches of a search over several types come from several records: their includes
+    // are not pinned to the first search's.
+    let include_restriction = match searches.len() {
+        1 => first_restriction.clone(),
+        _ => first_restriction.listing(),
+    };
+    let (included, truncated) = included(store, first, &include_restriction, &versions)?;
     Ok(Page {
         versions,
         included,

@@ -1,4 +1,4 @@
-//! Searches that name one patient's record: `DocumentReference?patient=…`,
+//! Searches that name one patient's record: `DocumentReference?patient=Patient/…`,
 //! `…?patient.identifier=system|value`, `Patient?_id=…`, `Patient?identifier=system|value`.
 //! Such a search is pinned to that record (`resources.patient_id`), so that the consent
 //! engine reads the record's facts once rather than per row (see `consent::InRecord`), and,
@@ -53,7 +53,7 @@ pub fn by_id(mut search: Search, index: usize, patient_id: &str) -> Search {
 /// through the reference the record is taken from, to the Patient (`_include`) or from it
 /// (`_revinclude`).
 pub fn stays_in_record(include: &Include, from_type: &str) -> bool {
-    let through_record = record_reference(&include.source_type, &include.param).is_some();
+    let through_record = record_reference(&include.source_type, &include.param);
     match include.reverse {
         true => through_record && from_type == "Patient",
         false => through_record && include.target_types == ["Patient"],
@@ -69,15 +69,17 @@ fn naming(resource_type: &str, criterion: &Criterion) -> Option<Named> {
             _ => None,
         };
     }
-    let only_patients = record_reference(resource_type, key)?;
+    if !record_reference(resource_type, key) {
+        return None;
+    }
     match &criterion.test {
+        // Typed: a bare id also matches a reference to another type with that id (the index
+        // keeps what was written, `Group/g1` under `patient` included), which no record holds.
         Test::Reference(references) => match references.as_slice() {
-            [ReferenceMatch::Local { target_type, id }]
-                if target_type.as_deref() == Some("Patient")
-                    || (target_type.is_none() && only_patients) =>
-            {
-                Some(Named::Id(id.clone()))
-            }
+            [ReferenceMatch::Local {
+                target_type: Some(target),
+                id,
+            }] if target == "Patient" => Some(Named::Id(id.clone())),
             _ => None,
         },
         Test::Chain(targets) => match targets.as_slice() {
@@ -112,24 +114,24 @@ fn identifier(test: &Test, chained: bool) -> Option<Named> {
 }
 
 /// Whether the reference parameter `key` of `resource_type` is the element a record's patient
-/// id is taken from (the first path of the patient compartment), and if so whether it points
-/// only to Patients (a bare id then names one). Only a top-level element: those are single
-/// references in R4 (the test below lists them), where one deeper (`participant.actor`) may
-/// name several patients, of which the record is the first's.
-fn record_reference(resource_type: &str, key: &str) -> Option<bool> {
-    let first = registry::lookup(resource_type)?.compartment.first()?;
-    let param = super::registry::lookup(resource_type, key)?;
-    let [path] = param.paths.as_slice() else {
-        return None;
+/// id is taken from (the first path of the patient compartment), to a Patient. Only a
+/// top-level element: those are single references in R4 (the test below lists them), where
+/// one deeper (`participant.actor`) may name several patients, of which the record is the
+/// first's.
+fn record_reference(resource_type: &str, key: &str) -> bool {
+    let Some(first) = registry::lookup(resource_type).and_then(|k| k.compartment.first()) else {
+        return false;
     };
-    if first.contains('.') || path.steps != [*first] {
-        return None;
-    }
-    let to_patient = path.only_target.as_deref() == Some("Patient");
-    let only_patients = param.targets == ["Patient"];
-    match (to_patient || only_patients, path.only_target.as_deref()) {
-        (true, _) | (false, None) => Some(to_patient || only_patients),
-        (false, Some(_)) => None,
+    let Some(param) = super::registry::lookup(resource_type, key) else {
+        return false;
+    };
+    match param.paths.as_slice() {
+        [path] => {
+            !first.contains('.')
+                && path.steps == [*first]
+                && matches!(path.only_target.as_deref(), None | Some("Patient"))
+        }
+        _ => false,
     }
 }
 
@@ -160,7 +162,12 @@ mod tests {
             })
         };
         let cases = [
-            ("DocumentReference", "patient=p1&status=current", id("p1")),
+            (
+                "DocumentReference",
+                "patient=Patient/p1&status=current",
+                id("p1"),
+            ),
+            ("DocumentReference", "patient=p1", None),
             (
                 "DocumentReference",
                 "status=current&patient=Patient/p1",
@@ -205,25 +212,25 @@ mod tests {
     /// The parameters that pin a search: exactly those over the compartment's first path.
     #[test]
     fn the_record_references_are_the_compartment_s_first_paths() {
-        let mut found: Vec<(&str, String, bool)> = Vec::new();
+        let mut found: Vec<(&str, String)> = Vec::new();
         for kind in registry::all() {
             for param in super::super::registry::params_of(kind.name) {
-                if let Some(only) = record_reference(kind.name, &param.code) {
-                    found.push((kind.name, param.code.clone(), only));
+                if record_reference(kind.name, &param.code) {
+                    found.push((kind.name, param.code.clone()));
                 }
             }
         }
         found.sort();
-        let expected: Vec<(&str, String, bool)> = vec![
-            ("AllergyIntolerance", "patient".into(), true),
-            ("Communication", "patient".into(), true),
-            ("Communication", "subject".into(), false),
-            ("Consent", "patient".into(), true),
-            ("DocumentReference", "patient".into(), true),
-            ("DocumentReference", "subject".into(), false),
-            ("List", "patient".into(), true),
-            ("List", "subject".into(), false),
-            ("RelatedPerson", "patient".into(), true),
+        let expected: Vec<(&str, String)> = vec![
+            ("AllergyIntolerance", "patient".into()),
+            ("Communication", "patient".into()),
+            ("Communication", "subject".into()),
+            ("Consent", "patient".into()),
+            ("DocumentReference", "patient".into()),
+            ("DocumentReference", "subject".into()),
+            ("List", "patient".into()),
+            ("List", "subject".into()),
+            ("RelatedPerson", "patient".into()),
         ];
         assert_eq!(found, expected);
     }
