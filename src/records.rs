@@ -175,25 +175,30 @@ impl Records {
         let Some((index, named)) = record::named(&search) else {
             return Ok((search, restriction.clone()));
         };
-        let (search, patient_id, through_header) = match named {
-            Named::Id(id) => (search, id, false),
+        match named {
+            Named::Id(id) => {
+                let pinned = self
+                    .engine
+                    .in_record(&self.store, restriction, &id, false)?;
+                Ok((search, pinned))
+            }
             Named::Identifier {
                 system,
                 value,
                 chained,
             } => {
-                let sql = sql::patients_with_identifier(&system, &value, self.store.dialect());
-                let ids = self.store.ids(&sql)?;
-                let [id] = ids.as_slice() else {
-                    return Ok((search, restriction.clone()));
-                };
-                (record::by_id(search, index, id), id.clone(), chained)
+                let found = self.engine.in_record_of_identifier(
+                    &self.store,
+                    restriction,
+                    (&system, &value),
+                    chained,
+                )?;
+                Ok(match found {
+                    Some((id, pinned)) => (record::by_id(search, index, &id), pinned),
+                    None => (search, restriction.clone()),
+                })
             }
-        };
-        let restriction =
-            self.engine
-                .in_record(&self.store, restriction, &patient_id, through_header)?;
-        Ok((search, restriction))
+        }
     }
 
     /// The types a system-level search without `_type` covers.

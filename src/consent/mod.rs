@@ -366,7 +366,7 @@ impl Engine {
         through_header: bool,
     ) -> Result<Restriction, crate::store::StoreError> {
         let facts = match restriction.rule {
-            // Their rules depend on no fact of the record.
+            // Their rules depend on no fact of the record: nothing to ask.
             Rule::Patient { .. } | Rule::Provisioning { .. } => 0,
             _ => {
                 let sql =
@@ -374,14 +374,47 @@ impl Engine {
                 store.count(&sql)?
             }
         };
-        Ok(Restriction {
+        Ok(restriction.pinned(patient_id, facts, through_header))
+    }
+
+    /// [`Engine::in_record`] for the record of the one current Patient with the identifier
+    /// `system|value`, found in the same query as its facts; `None` when not exactly one
+    /// Patient has it (the search then runs unpinned).
+    pub fn in_record_of_identifier(
+        &self,
+        store: &crate::store::Store,
+        restriction: &Restriction,
+        (system, value): (&str, &str),
+        through_header: bool,
+    ) -> Result<Option<(String, Restriction)>, crate::store::StoreError> {
+        let sql = crate::search::sql::record_facts_by_identifier(
+            restriction,
+            system,
+            value,
+            store.dialect(),
+        );
+        Ok(match store.ids_and_counts(&sql)?.as_slice() {
+            [(patient_id, facts)] => Some((
+                patient_id.clone(),
+                restriction.pinned(patient_id, *facts, through_header),
+            )),
+            _ => None,
+        })
+    }
+}
+
+impl Restriction {
+    /// Pinned to the record of `patient_id`, whose facts (as `search::sql::record_facts`
+    /// computes them) are `facts`.
+    fn pinned(&self, patient_id: &str, facts: i64, through_header: bool) -> Restriction {
+        Restriction {
             record: Some(InRecord {
                 patient_id: patient_id.to_owned(),
                 facts: RecordFacts(u32::try_from(facts).unwrap_or(0)),
                 through_header,
             }),
-            ..restriction.clone()
-        })
+            ..self.clone()
+        }
     }
 }
 

@@ -652,14 +652,21 @@ fn visible_header(b: &mut Builder, restriction: &Restriction, record: &InRecord)
 /// (see [`crate::consent::RecordFacts`]).
 pub fn record_facts(restriction: &Restriction, patient_id: &str, dialect: Dialect) -> ReadSql {
     let mut b = Builder::new(dialect);
-    let text = visibility::record_facts(&mut b, restriction, patient_id);
-    b.finish(text)
+    let patient = b.text(patient_id);
+    let facts = visibility::record_facts(&mut b, restriction, patient);
+    b.finish(format!("SELECT {facts} AS n"))
 }
 
-/// The ids (two at most) of current Patients with the identifier `system|code`: a search that
-/// names a patient by identifier is pinned to the record when exactly one has it. Not a read:
-/// which of them the caller may see is decided by the pinned search itself.
-pub fn patients_with_identifier(system: &str, code: &str, dialect: Dialect) -> ReadSql {
+/// [`record_facts`] of each current Patient (two at most, `id` and `n`) with the identifier
+/// `system|code`: a search that names a patient by identifier is pinned to the record when
+/// exactly one has it. Not a read: what the caller may see of it is decided by the pinned
+/// search itself.
+pub fn record_facts_by_identifier(
+    restriction: &Restriction,
+    system: &str,
+    code: &str,
+    dialect: Dialect,
+) -> ReadSql {
     let mut b = Builder::new(dialect);
     let token = token_condition(
         &mut b,
@@ -668,11 +675,12 @@ pub fn patients_with_identifier(system: &str, code: &str, dialect: Dialect) -> R
             code: Some(code.to_owned()),
         },
     );
+    let facts = visibility::record_facts(&mut b, restriction, "q.id".to_owned());
     b.finish(format!(
-        "SELECT DISTINCT x.id FROM search_tokens x JOIN resources p \
-         ON p.resource_type = x.resource_type AND p.id = x.id \
+        "SELECT q.id, {facts} AS n FROM (SELECT DISTINCT x.id FROM search_tokens x \
+         JOIN resources p ON p.resource_type = x.resource_type AND p.id = x.id \
          WHERE x.resource_type = 'Patient' AND x.param = 'identifier' AND {token} \
-         AND p.deleted = FALSE ORDER BY x.id LIMIT 2"
+         AND p.deleted = FALSE ORDER BY x.id LIMIT 2) q"
     ))
 }
 

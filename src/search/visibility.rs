@@ -256,11 +256,10 @@ fn binary_through_document(b: &mut Builder, restriction: &Restriction, a: &str) 
     )
 }
 
-/// The facts of record `patient_id` that `restriction`'s rule depends on, judged at its
-/// instant, as one number (`n`, one bit per fact: see [`RecordFacts`]): the same SQL that
-/// [`restricted`] renders per row, asked once.
-pub(super) fn record_facts(b: &mut Builder, restriction: &Restriction, patient_id: &str) -> String {
-    let patient = b.text(patient_id);
+/// The facts of the record whose patient id is the SQL `patient` that `restriction`'s rule
+/// depends on, judged at its instant, as one BIGINT (one bit per fact: see [`RecordFacts`]):
+/// the same SQL that [`restricted`] renders per row, asked once.
+pub(super) fn record_facts(b: &mut Builder, restriction: &Restriction, patient: String) -> String {
     let record = Record {
         a: "f",
         patient,
@@ -269,10 +268,15 @@ pub(super) fn record_facts(b: &mut Builder, restriction: &Restriction, patient_i
         resource_type: None,
         known: None,
     };
-    let mut facts: Vec<(u32, Cond)> = vec![
-        (RecordFacts::OPPOSED, record.opposed(b)),
-        (RecordFacts::ACTIVE, record.active(b)),
-    ];
+    let mut facts: Vec<(u32, Cond)> = Vec::new();
+    match restriction.rule() {
+        // Their rules depend on no fact of the record.
+        Rule::Patient { .. } | Rule::Provisioning { .. } => return "CAST(0 AS BIGINT)".to_owned(),
+        _ => {
+            facts.push((RecordFacts::OPPOSED, record.opposed(b)));
+            facts.push((RecordFacts::ACTIVE, record.active(b)));
+        }
+    }
     match restriction.rule() {
         Rule::Patient { .. } | Rule::Provisioning { .. } => {}
         Rule::Guardian {
@@ -312,8 +316,8 @@ pub(super) fn record_facts(b: &mut Builder, restriction: &Restriction, patient_i
         .into_iter()
         .map(|(bit, fact)| format!("(CASE WHEN {} THEN {bit} ELSE 0 END)", fact.text()))
         .collect();
-    // A sum of integers is a 4-byte integer on PostgreSQL; the count column is a BIGINT.
-    format!("SELECT CAST({} AS BIGINT) AS n", bits.join(" + "))
+    // A sum of integers is a 4-byte integer on PostgreSQL; the column read is a BIGINT.
+    format!("CAST({} AS BIGINT)", bits.join(" + "))
 }
 
 /// A condition as it is written: a constant where what the query fixes already decides it,

@@ -193,9 +193,9 @@ impl Store {
         load_count(&mut *self.reader.get()?, sql)
     }
 
-    /// The ids `sql` selects (one `id` column).
-    pub fn ids(&self, sql: &ReadSql) -> Result<Vec<String>, StoreError> {
-        load_ids(&mut *self.reader.get()?, sql)
+    /// The rows `sql` selects (an `id` and an `n` column).
+    pub fn ids_and_counts(&self, sql: &ReadSql) -> Result<Vec<(String, i64)>, StoreError> {
+        load_ids_and_counts(&mut *self.reader.get()?, sql)
     }
 
     /// The bytes `sql` selects (a Binary's content), if any.
@@ -278,17 +278,22 @@ pub(super) fn load_count(conn: &mut AnyConnection, sql: &ReadSql) -> Result<i64,
     Ok(rows.first().map_or(0, |r| r.n))
 }
 
-/// Runs `sql` (one `id` column) on `conn`.
-pub(super) fn load_ids(conn: &mut AnyConnection, sql: &ReadSql) -> Result<Vec<String>, StoreError> {
+/// Runs `sql` (an `id` and an `n` column) on `conn`.
+pub(super) fn load_ids_and_counts(
+    conn: &mut AnyConnection,
+    sql: &ReadSql,
+) -> Result<Vec<(String, i64)>, StoreError> {
     let sql = sql.sql();
-    let rows = load!(conn, sql, IdRow)?;
-    Ok(rows.into_iter().map(|r| r.id).collect())
+    let rows = load!(conn, sql, IdCountRow)?;
+    Ok(rows.into_iter().map(|r| (r.id, r.n)).collect())
 }
 
 #[derive(QueryableByName)]
-struct IdRow {
+struct IdCountRow {
     #[diesel(sql_type = Text)]
     id: String,
+    #[diesel(sql_type = BigInt)]
+    n: i64,
 }
 
 /// Runs `sql` (a `key_id` and a `content` column) on `conn` and decodes the content.
