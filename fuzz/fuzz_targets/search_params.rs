@@ -1,13 +1,13 @@
 //! A search query string (`[type]?…`, or the form body of `POST [type]/_search`): decoded,
 //! parsed into a typed query (strict and lenient), its cursor opened, decided by the consent
 //! engine for a professional (the most elaborate restriction) and compiled to SQL for both
-//! backends.
+//! backends, with the record it names (if any) looked up and the search rewritten to it.
 #![no_main]
 
 use carnet::auth::principal::{Principal, Purpose};
 use carnet::auth::{scopes, Access};
 use carnet::consent::Engine;
-use carnet::search::{cursor, query, sql, Position};
+use carnet::search::{cursor, query, record, sql, Position};
 use carnet::store::search::Dialect;
 use libfuzzer_sys::fuzz_target;
 
@@ -77,6 +77,18 @@ fuzz_target!(|data: &[u8]| {
                 dialect,
             );
             let _ = sql::count(&search, &restriction, BASE_URL, dialect);
+            // A search naming one record: its patient found (by id or identifier) with the
+            // record's facts, and the search rewritten to that patient.
+            if let Some((index, named)) = record::named(&search) {
+                let _ = match &named {
+                    record::Named::Id(id) => sql::record_facts(&restriction, id, dialect),
+                    record::Named::Identifier { system, value, .. } => {
+                        sql::record_facts_by_identifier(&restriction, system, value, dialect)
+                    }
+                };
+                let pinned = record::by_id(search.clone(), index, "p1");
+                let _ = sql::count(&pinned, &restriction, BASE_URL, dialect);
+            }
         }
     }
 });
