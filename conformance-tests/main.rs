@@ -31,6 +31,7 @@ mod review2_consent;
 mod review3_consent;
 mod review4_consent;
 mod review5_consent;
+mod review6_consent;
 mod review_consent;
 mod search;
 mod search_property;
