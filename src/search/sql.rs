@@ -132,13 +132,20 @@ pub fn page_from(
         binds: Vec::new(),
     };
     let keys: Vec<Key> = search.sort.iter().map(Key::of).collect();
+    // A search pinned to one record reads its rows in that record only, every table.
+    let patient = restriction.record().map(|r| b.text(r.patient_id()));
+    let patient = patient.as_deref();
     let mut columns = Vec::new();
     for i in 0..SORT_KEYS {
         let (text, number) = match keys.get(i) {
-            Some(key) if key.numeric => {
-                (null_text(), key.expression(&mut b, &search.resource_type))
-            }
-            Some(key) => (key.expression(&mut b, &search.resource_type), null_number()),
+            Some(key) if key.numeric => (
+                null_text(),
+                key.expression(&mut b, &search.resource_type, patient),
+            ),
+            Some(key) => (
+                key.expression(&mut b, &search.resource_type, patient),
+                null_number(),
+            ),
             None => (null_text(), null_number()),
         };
         columns.push(format!("{text} AS k{i}_t, {number} AS k{i}_n"));
@@ -167,12 +174,16 @@ pub fn page_from(
         if id_ascending { "ASC" } else { "DESC" }
     ));
     let limit = b.int(limit);
+    let versions_in_record = match patient {
+        Some(patient) => format!(" AND v.patient_id = {patient}"),
+        None => String::new(),
+    };
     b.finish(format!(
         "SELECT {}, m.k0_t, m.k0_n, m.k1_t, m.k1_n, m.k2_t, m.k2_n \
          FROM (SELECT r.resource_type, r.id, r.version_id, r.labels, r.writer, {} \
          FROM resources r WHERE {}) m \
          JOIN resource_versions v ON v.resource_type = m.resource_type AND v.id = m.id \
-         AND v.version_id = m.version_id \
+         AND v.version_id = m.version_id{versions_in_record} \
          WHERE {keyset} ORDER BY {} LIMIT {limit}",
         version_columns("m"),
         columns.join(", "),
@@ -209,7 +220,8 @@ impl<'a> Key<'a> {
         Key { key, numeric }
     }
 
-    fn expression(&self, b: &mut Builder, resource_type: &str) -> String {
+    /// `patient`: the placeholder of the record a pinned search is about.
+    fn expression(&self, b: &mut Builder, resource_type: &str, patient: Option<&str>) -> String {
         let (code, kind) = match &self.key.by {
             SortBy::LastUpdated => return "r.last_updated".to_owned(),
             SortBy::Param { code, kind } => (code, *kind),
@@ -225,9 +237,13 @@ impl<'a> Key<'a> {
         };
         let kind_bind = b.text(resource_type);
         let code = b.text(code);
+        let record = match patient {
+            Some(patient) => format!(" AND x.patient_id = {patient}"),
+            None => String::new(),
+        };
         format!(
             "(SELECT {aggregate}({column}) FROM {table} x WHERE x.resource_type = {kind_bind} \
-             AND x.id = r.id AND x.param = {code})"
+             AND x.id = r.id AND x.param = {code}{record})"
         )
     }
 
@@ -347,12 +363,17 @@ pub fn included(
             _ => None,
         },
     };
-    let visible = match (restriction.record(), one_type) {
+    let (visible, in_record) = match (restriction.record(), one_type) {
         (Some(record), Some(t)) if super::record::stays_in_record(include, from_type) => {
-            visibility::pinned(&mut b, &listing, record, "r", t)
+            // Every table read in that record only.
+            let patient = b.text(record.patient_id());
+            (
+                visibility::pinned(&mut b, &listing, record, "r", t),
+                format!(" AND x.patient_id = {patient} AND v.patient_id = {patient}"),
+            )
         }
-        (_, Some(t)) => restricted_as(&mut b, &listing, "r", t),
-        (_, None) => restricted(&mut b, &listing, "r"),
+        (_, Some(t)) => (restricted_as(&mut b, &listing, "r", t), String::new()),
+        (_, None) => (restricted(&mut b, &listing, "r"), String::new()),
     };
     let limit = b.int(limit);
     b.finish(format!(
@@ -360,7 +381,7 @@ pub fn included(
          JOIN resources r ON {join} \
          JOIN resource_versions v ON v.resource_type = r.resource_type AND v.id = r.id \
          AND v.version_id = r.version_id \
-         WHERE x.resource_type = {source} AND x.param = {param} AND {selection} \
+         WHERE x.resource_type = {source} AND x.param = {param} AND {selection}{in_record} \
          AND r.deleted = FALSE AND {visible} LIMIT {limit}",
         version_columns("r")
     ))
@@ -623,12 +644,14 @@ fn matching(
             }
         }
     }
+    let patient = restriction.record().map(|r| b.text(r.patient_id()));
     let on = On {
         alias: "r",
         resource_type: &search.resource_type,
         depth: 0,
         base_url,
         restriction,
+        patient: patient.as_deref(),
     };
     let driver = search.criteria.iter().position(selective);
     for (i, criterion) in search.criteria.iter().enumerate() {
@@ -710,6 +733,10 @@ struct On<'a> {
     /// What the caller may see, at every depth: a chain or `_has` through a hidden resource
     /// matches nothing.
     restriction: &'a Restriction,
+    /// The placeholder of the patient whose record holds the resource, when the search is
+    /// pinned to one: its index rows are looked up in that record only (one shard, once
+    /// distributed by patient).
+    patient: Option<&'a str>,
 }
 
 /// A criterion as SQL: when it `drives`, an uncorrelated `id IN (SELECT … FROM index)` that
@@ -817,6 +844,8 @@ fn nested(b: &mut Builder, resource_type: &str, inner: &Criterion, on: &On) -> S
         depth: on.depth + 1,
         base_url: on.base_url,
         restriction: on.restriction,
+        // A chain or `_has` reaches resources of any record.
+        patient: None,
     };
     let driver = selective(inner);
     let condition = condition(b, inner, &deeper, driver);
@@ -842,14 +871,18 @@ fn rows_of(
     let key = b.text(key);
     let condition = condition(b);
     let r = on.alias;
+    let record = match on.patient {
+        Some(patient) => format!(" AND x.patient_id = {patient}"),
+        None => String::new(),
+    };
     match drives {
         true => format!(
             "{r}.id IN (SELECT x.id FROM {table} x WHERE x.resource_type = {kind} \
-             AND x.param = {key} AND {condition})"
+             AND x.param = {key}{record} AND {condition})"
         ),
         false => format!(
             "EXISTS (SELECT 1 FROM {table} x WHERE x.resource_type = {kind} \
-             AND x.id = {r}.id AND x.param = {key} AND {condition})"
+             AND x.id = {r}.id AND x.param = {key}{record} AND {condition})"
         ),
     }
 }
@@ -1123,6 +1156,90 @@ mod tests {
         let none = count(&iti67, &blocked, "http://h/fhir", Dialect::Postgres);
         let text = &none.sql().text;
         assert!(text.contains("r.deleted = FALSE AND FALSE AND"), "{text}");
+    }
+
+    /// Every table a search pinned to one record reads — the resource, its versions, its index
+    /// rows for each criterion and sort key, its access terms, what an include through the
+    /// record reference adds — is read in that record: each alias is tied to the patient id,
+    /// which is what lets a database distributed by patient run the query on one shard.
+    #[test]
+    fn a_search_pinned_to_one_record_reads_every_table_in_that_record() {
+        use crate::consent::RecordFacts;
+        let restriction =
+            professional().pinned_to("p", RecordFacts::ACTIVE | RecordFacts::AUTHORIZED);
+        let iti67 = search(&[
+            ("patient", "Patient/p"),
+            ("status", "current"),
+            ("type", "http://loinc.org|11488-4"),
+            ("_sort", "-date"),
+        ]);
+        let include = Include {
+            reverse: false,
+            iterate: false,
+            source_type: "DocumentReference".into(),
+            param: "patient".into(),
+            target_types: vec!["Patient".into()],
+        };
+        let revinclude = Include {
+            reverse: true,
+            iterate: false,
+            source_type: "DocumentReference".into(),
+            param: "patient".into(),
+            target_types: vec!["Patient".into()],
+        };
+        let base = "http://h/fhir";
+        let statements = [
+            page(
+                &iti67,
+                &restriction,
+                base,
+                &Position::Start,
+                20,
+                Dialect::Postgres,
+            ),
+            count(&iti67, &restriction, base, Dialect::Postgres),
+            included(
+                &include,
+                &restriction,
+                "DocumentReference",
+                &["d1".into()],
+                10,
+                Dialect::Postgres,
+            ),
+            included(
+                &revinclude,
+                &restriction,
+                "Patient",
+                &["p".into()],
+                10,
+                Dialect::Postgres,
+            ),
+        ];
+        for statement in &statements {
+            let text = &statement.sql().text;
+            let words: Vec<&str> = text.split_whitespace().collect();
+            // Each table read under an alias, and how often: the alias must be tied to the
+            // patient as often (`x` is the index table of each criterion in turn).
+            let mut aliases: std::collections::BTreeMap<&str, usize> = Default::default();
+            for triple in words.windows(3) {
+                if matches!(triple[0], "FROM" | "JOIN") && !triple[1].starts_with('(') {
+                    *aliases.entry(triple[2]).or_default() += 1;
+                }
+            }
+            assert!(aliases.values().sum::<usize>() >= 3, "{text}");
+            for (alias, tables) in aliases {
+                let tied = text
+                    .match_indices(&format!("{alias}.patient_id = "))
+                    .filter(|(at, _)| {
+                        !text[..*at].ends_with(|c: char| c.is_alphanumeric() || c == '_')
+                    })
+                    .count();
+                assert!(
+                    tied >= tables,
+                    "{alias}: {tables} tables read, {tied} in the record: {text}"
+                );
+            }
+        }
     }
 
     /// A condition its constants decide leaves none of its binds behind, and the binds

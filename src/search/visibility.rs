@@ -73,6 +73,9 @@ fn render(b: &mut Builder, restriction: &Restriction, a: &str, t: Option<&str>) 
 /// A row in a record (`record.a.patient_id` set) the caller may see.
 fn in_record(b: &mut Builder, restriction: &Restriction, record: &Record) -> Cond {
     let a = record.a;
+    // Facts of the row kept with it (access terms) are in its record: the correlation
+    // carries the patient id, as a table distributed by patient needs.
+    let patient = &record.patient;
     let labels_clear = |mask: u8| Cond::Sql(format!("({a}.labels & {mask}) = 0"));
     match restriction.rule() {
         Rule::Patient { id, .. } => match record.known {
@@ -144,6 +147,7 @@ fn in_record(b: &mut Builder, restriction: &Restriction, record: &Record) -> Con
                         Cond::Sql(format!(
                             "EXISTS (SELECT 1 FROM access_terms {a}_c \
                              WHERE {a}_c.resource_type = {a}.resource_type AND {a}_c.id = {a}.id \
+                             AND {a}_c.patient_id = {patient} \
                              AND {a}_c.kind = 'class' AND {a}_c.value IN ({}))",
                             list(b, &codes)
                         ))
@@ -165,6 +169,7 @@ fn in_record(b: &mut Builder, restriction: &Restriction, record: &Record) -> Con
                 Cond::Sql(format!(
                     "({a}.writer = {} OR EXISTS (SELECT 1 FROM access_terms {a}_au \
                      WHERE {a}_au.resource_type = {a}.resource_type AND {a}_au.id = {a}.id \
+                     AND {a}_au.patient_id = {patient} \
                      AND {a}_au.kind = 'author' AND {a}_au.value = {}))",
                     b.text(writer),
                     b.text(practitioner_id)
