@@ -616,9 +616,9 @@ fn across_patients(access: &Access) -> Result<(), Denied> {
 }
 
 /// Whether a search names one patient (domain §5: a professional may not search across
-/// patients): a reference to one patient (`patient=`, `subject=Patient/…`), a chain to one patient by
-/// identifier (`patient.identifier=`), the patient compartment, or, on Patient, one `_id` or
-/// one identifier.
+/// patients): a reference to one patient (`patient=`, `subject=Patient/…`), a chain to one
+/// patient by identifier (`patient.identifier=`), the patient compartment, or, on Patient, one
+/// `_id` or one identifier.
 fn names_one_patient(search: &Search) -> bool {
     search.criteria.iter().any(
         |criterion| match (criterion.key.as_str(), &criterion.test) {
