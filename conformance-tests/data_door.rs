@@ -54,6 +54,43 @@ fn an_update_cannot_move_a_resource_to_another_patient() {
     assert_eq!(reply.status, 200, "{}", reply.body);
 }
 
+/// The conditional forms find their target by criteria, then apply the same rule: a
+/// conditional update or patch that would move the match to another patient is refused and
+/// changes nothing.
+#[test]
+fn a_conditional_update_or_patch_cannot_move_a_resource_to_another_patient() {
+    let s = Server::start();
+    let mut body = allergy("a");
+    body["identifier"] = json!([{"system": "urn:test:allergies", "value": "move-1"}]);
+    let created = s.create(&body);
+    let id = created["id"].as_str().unwrap().to_owned();
+    let before = s.version_count();
+    let criteria = "identifier=urn:test:allergies|move-1";
+    let mut moved = body.clone();
+    moved["patient"] = json!({"reference": "Patient/b"});
+    let reply = s.send(
+        "PUT",
+        &format!("/AllergyIntolerance?{criteria}"),
+        &moved,
+        &[],
+    );
+    let issue = reply.outcome(422);
+    assert_eq!(issue["code"], "business-rule", "{issue}");
+    let ops = json!([{"op": "replace", "path": "/patient/reference", "value": "Patient/b"}]);
+    let reply = s.request(
+        "PATCH",
+        &format!("/AllergyIntolerance?{criteria}"),
+        &[("Content-Type", "application/json-patch+json")],
+        Some(&ops.to_string()),
+    );
+    reply.outcome(422);
+    assert_eq!(s.version_count(), before, "nothing was written");
+    assert_eq!(
+        current_column(&s, "patient_id", "AllergyIntolerance", &id).as_deref(),
+        Some("a")
+    );
+}
+
 /// Into a compartment, or out of every compartment: both are moves.
 #[test]
 fn a_resource_cannot_enter_or_leave_every_compartment() {
