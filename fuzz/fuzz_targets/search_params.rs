@@ -80,12 +80,15 @@ fuzz_target!(|data: &[u8]| {
             // A search naming one record: its patient found (by id or identifier) with the
             // record's facts, and the search rewritten to that patient.
             if let Some((index, named)) = record::named(&search) {
-                let _ = match &named {
-                    record::Named::Id(id) => sql::record_facts(&restriction, id, dialect),
-                    record::Named::Identifier { system, value, .. } => {
-                        sql::record_facts_by_identifier(&restriction, system, value, dialect)
+                match &named {
+                    record::Named::Id(id) => {
+                        let _ = sql::record_facts(&restriction, id, dialect);
                     }
-                };
+                    record::Named::Identifier { system, value, .. } => {
+                        let _ =
+                            sql::record_facts_by_identifier(&restriction, system, value, dialect);
+                    }
+                }
                 let pinned = record::by_id(search.clone(), index, "p1");
                 let _ = sql::count(&pinned, &restriction, BASE_URL, dialect);
             }

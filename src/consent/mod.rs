@@ -207,14 +207,7 @@ impl Restriction {
     /// [`Engine::in_record`] makes it from the database (for the query builder's tests).
     #[cfg(test)]
     pub fn pinned_to(&self, patient_id: &str, facts: u32) -> Restriction {
-        Restriction {
-            record: Some(InRecord {
-                patient_id: patient_id.to_owned(),
-                facts: RecordFacts(facts),
-                through_header: true,
-            }),
-            ..self.clone()
-        }
+        self.pinned(patient_id, i64::from(facts), true)
     }
 
     /// The restriction a conditional interaction's match on `param` of `resource_type` runs
@@ -365,14 +358,11 @@ impl Engine {
         patient_id: &str,
         through_header: bool,
     ) -> Result<Restriction, crate::store::StoreError> {
-        let facts = match restriction.rule {
-            // Their rules depend on no fact of the record: nothing to ask.
-            Rule::Patient { .. } | Rule::Provisioning { .. } => 0,
-            _ => {
-                let sql =
-                    crate::search::sql::record_facts(restriction, patient_id, store.dialect());
-                store.count(&sql)?
-            }
+        let facts = match crate::search::sql::record_facts(restriction, patient_id, store.dialect())
+        {
+            Some(sql) => store.count(&sql)?,
+            // The rule depends on no fact of the record: nothing to ask.
+            None => 0,
         };
         Ok(restriction.pinned(patient_id, facts, through_header))
     }

@@ -12,6 +12,7 @@
 use super::model::{
     Actor, Code, Directive, Facts, Guardianship, Labels, Period, Record, RecordState, Writer,
 };
+use super::writer_of;
 use crate::auth::principal::{Principal, Purpose};
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -128,26 +129,6 @@ impl<M> World<M> {
             matches!(directive, Directive::Block { actor, period }
                 if self.in_force(period) && blocked(actor))
         })
-    }
-}
-
-/// The writer a principal's own writes carry.
-fn writer_of(principal: &Principal) -> Writer {
-    match principal {
-        Principal::Patient { id } => Writer::Patient(id.clone()),
-        Principal::Guardian { related_person_id } => Writer::Guardian(related_person_id.clone()),
-        Principal::Professional {
-            practitioner_id, ..
-        } => Writer::Practitioner(practitioner_id.clone()),
-        Principal::FeedingSystem { client_id, .. } => Writer::System(client_id.clone()),
-        Principal::CatalogueApp {
-            client_id,
-            patient_id,
-        } => Writer::App {
-            client_id: client_id.clone(),
-            patient_id: patient_id.clone(),
-        },
-        Principal::Provisioning { client_id } => Writer::Provisioning(client_id.clone()),
     }
 }
 

@@ -224,6 +224,8 @@ fn included(
     let mut seen: std::collections::HashSet<(String, String)> = matches.iter().map(key).collect();
     let mut frontier: Vec<(String, String)> = matches.iter().map(key).collect();
     let mut included = Vec::new();
+    // What an `:iterate` round follows may have left the record a pinned search is about.
+    let iterated = restriction.listing();
     for round in 0..MAX_ITERATIONS {
         let mut added = Vec::new();
         for include in search.includes.iter().filter(|i| round == 0 || i.iterate) {
@@ -243,13 +245,11 @@ fn included(
                 // limits.
                 for ids in ids.chunks(INCLUDE_IDS_PER_QUERY) {
                     let room = MAX_INCLUDED + 1 - included.len() - added.len();
-                    // What an `:iterate` round follows may have left the record a pinned
-                    // search is about.
                     let sql = sql::included(
                         include,
-                        &match round {
-                            0 => restriction.clone(),
-                            _ => restriction.listing(),
+                        match round {
+                            0 => restriction,
+                            _ => &iterated,
                         },
                         from_type,
                         ids,

@@ -150,7 +150,7 @@ pub fn page_from(
         };
         columns.push(format!("{text} AS k{i}_t, {number} AS k{i}_n"));
     }
-    let conditions = matching(&mut b, search, restriction, base_url);
+    let conditions = matching(&mut b, search, restriction, patient, base_url);
     let keyset = match mark {
         None => "TRUE".to_owned(),
         Some(mark) => keyset(&mut b, &keys, search.id_descending, mark, backwards),
@@ -368,7 +368,7 @@ pub fn included(
             // Every table read in that record only.
             let patient = b.text(record.patient_id());
             (
-                visibility::pinned(&mut b, &listing, record, "r", t),
+                visibility::pinned(&mut b, &listing, record, &patient, "r", t),
                 format!(" AND x.patient_id = {patient} AND v.patient_id = {patient}"),
             )
         }
@@ -616,7 +616,8 @@ pub fn count(
         dialect,
         binds: Vec::new(),
     };
-    let conditions = matching(&mut b, search, restriction, base_url);
+    let patient = restriction.record().map(|r| b.text(r.patient_id()));
+    let conditions = matching(&mut b, search, restriction, patient.as_deref(), base_url);
     b.finish(format!(
         "SELECT COUNT(*) AS n FROM resources r WHERE {}",
         conditions.join(" AND ")
@@ -624,10 +625,12 @@ pub fn count(
 }
 
 /// The conditions every match meets: its type, not deleted, visible, and each criterion.
+/// `patient`: the placeholder of the record's patient id when `restriction` is pinned.
 fn matching(
     b: &mut Builder,
     search: &Search,
     restriction: &Restriction,
+    patient: Option<&str>,
     base_url: &str,
 ) -> Vec<String> {
     let t = &search.resource_type;
@@ -635,23 +638,22 @@ fn matching(
         format!("r.resource_type = {}", b.text(t)),
         "r.deleted = FALSE".to_owned(),
     ];
-    match restriction.record() {
-        None => conditions.push(restricted_as(b, restriction, "r", t)),
-        Some(record) => {
-            conditions.push(visibility::pinned(b, restriction, record, "r", t));
+    match (restriction.record(), patient) {
+        (Some(record), Some(patient)) => {
+            conditions.push(visibility::pinned(b, restriction, record, patient, "r", t));
             if record.through_header() {
-                conditions.push(visible_header(b, restriction, record));
+                conditions.push(visible_header(b, restriction, record, patient));
             }
         }
+        _ => conditions.push(restricted_as(b, restriction, "r", t)),
     }
-    let patient = restriction.record().map(|r| b.text(r.patient_id()));
     let on = On {
         alias: "r",
         resource_type: &search.resource_type,
         depth: 0,
         base_url,
         restriction,
-        patient: patient.as_deref(),
+        patient,
     };
     let driver = search.criteria.iter().position(selective);
     for (i, criterion) in search.criteria.iter().enumerate() {
@@ -662,22 +664,30 @@ fn matching(
 
 /// The header of the record a search is pinned to is one the caller may list (see
 /// [`crate::consent::InRecord::through_header`]).
-fn visible_header(b: &mut Builder, restriction: &Restriction, record: &InRecord) -> String {
-    let id = b.text(record.patient_id());
-    let visible = visibility::pinned(b, &restriction.listing(), record, "rh", "Patient");
+fn visible_header(
+    b: &mut Builder,
+    restriction: &Restriction,
+    record: &InRecord,
+    patient: &str,
+) -> String {
+    let visible = visibility::pinned(b, &restriction.listing(), record, patient, "rh", "Patient");
     format!(
         "EXISTS (SELECT 1 FROM resources rh WHERE rh.resource_type = 'Patient' \
-         AND rh.id = {id} AND rh.deleted = FALSE AND {visible})"
+         AND rh.id = {patient} AND rh.deleted = FALSE AND {visible})"
     )
 }
 
 /// The facts of the record of `patient_id` that `restriction` depends on, as one number `n`
-/// (see [`crate::consent::RecordFacts`]).
-pub fn record_facts(restriction: &Restriction, patient_id: &str, dialect: Dialect) -> ReadSql {
+/// (see [`crate::consent::RecordFacts`]); `None` when its rule depends on none.
+pub fn record_facts(
+    restriction: &Restriction,
+    patient_id: &str,
+    dialect: Dialect,
+) -> Option<ReadSql> {
     let mut b = Builder::new(dialect);
     let patient = b.text(patient_id);
-    let facts = visibility::record_facts(&mut b, restriction, patient);
-    b.finish(format!("SELECT {facts} AS n"))
+    let facts = visibility::record_facts(&mut b, restriction, patient)?;
+    Some(b.finish(format!("SELECT {facts} AS n")))
 }
 
 /// [`record_facts`] of each current Patient (two at most, `id` and `n`) with the identifier
@@ -698,7 +708,8 @@ pub fn record_facts_by_identifier(
             code: Some(code.to_owned()),
         },
     );
-    let facts = visibility::record_facts(&mut b, restriction, "q.id".to_owned());
+    let facts = visibility::record_facts(&mut b, restriction, "q.id".to_owned())
+        .unwrap_or_else(|| "CAST(0 AS BIGINT)".to_owned());
     b.finish(format!(
         "SELECT q.id, {facts} AS n FROM (SELECT DISTINCT x.id FROM search_tokens x \
          JOIN resources p ON p.resource_type = x.resource_type AND p.id = x.id \

@@ -31,12 +31,13 @@ pub(super) fn restricted_as(
 }
 
 /// The rows of alias `a`, of `resource_type`, that a search pinned to one record may return:
-/// in that record (`a.patient_id` is the pinned id) and visible by the rules with the
-/// record's facts already known.
+/// in that record (`a.patient_id` is `patient`, the placeholder of the pinned id) and visible
+/// by the rules with the record's facts already known.
 pub(super) fn pinned(
     b: &mut Builder,
     restriction: &Restriction,
     record: &InRecord,
+    patient: &str,
     a: &str,
     resource_type: &str,
 ) -> String {
@@ -48,7 +49,6 @@ pub(super) fn pinned(
         resource_type: Some(resource_type),
         known: Some(record),
     };
-    let patient = b.text(record.patient_id());
     Cond::Sql(format!("{a}.patient_id = {patient}"))
         .and(b, |b| in_record(b, restriction, &record_row))
         .text()
@@ -263,8 +263,13 @@ fn binary_through_document(b: &mut Builder, restriction: &Restriction, a: &str) 
 
 /// The facts of the record whose patient id is the SQL `patient` that `restriction`'s rule
 /// depends on, judged at its instant, as one BIGINT (one bit per fact: see [`RecordFacts`]):
-/// the same SQL that [`restricted`] renders per row, asked once.
-pub(super) fn record_facts(b: &mut Builder, restriction: &Restriction, patient: String) -> String {
+/// the same SQL that [`restricted`] renders per row, asked once. `None` for a rule that
+/// depends on none.
+pub(super) fn record_facts(
+    b: &mut Builder,
+    restriction: &Restriction,
+    patient: String,
+) -> Option<String> {
     let record = Record {
         a: "f",
         patient,
@@ -276,7 +281,7 @@ pub(super) fn record_facts(b: &mut Builder, restriction: &Restriction, patient: 
     let mut facts: Vec<(u32, Cond)> = Vec::new();
     match restriction.rule() {
         // Their rules depend on no fact of the record.
-        Rule::Patient { .. } | Rule::Provisioning { .. } => return "CAST(0 AS BIGINT)".to_owned(),
+        Rule::Patient { .. } | Rule::Provisioning { .. } => return None,
         _ => {
             facts.push((RecordFacts::OPPOSED, record.opposed(b)));
             facts.push((RecordFacts::ACTIVE, record.active(b)));
@@ -322,7 +327,7 @@ pub(super) fn record_facts(b: &mut Builder, restriction: &Restriction, patient: 
         .map(|(bit, fact)| format!("(CASE WHEN {} THEN {bit} ELSE 0 END)", fact.text()))
         .collect();
     // A sum of integers is a 4-byte integer on PostgreSQL; the column read is a BIGINT.
-    format!("CAST({} AS BIGINT)", bits.join(" + "))
+    Some(format!("CAST({} AS BIGINT)", bits.join(" + ")))
 }
 
 /// A condition as it is written: a constant where what the query fixes already decides it,
