@@ -1,7 +1,8 @@
 //! What the one door to the data keeps beside each resource, and the rule it enforces on every
 //! write: a resource stays in the patient compartment it was created in.
 
-use crate::harness::Server;
+use crate::harness::{self, Server};
+use carnet::store::search::Dialect;
 use serde_json::{json, Value};
 
 const TRE_A07: &str = "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument";
@@ -101,7 +102,11 @@ fn a_resource_cannot_enter_or_leave_every_compartment() {
     created["subject"] = json!({"reference": "Patient/a"});
     let reply = s.send("PUT", &format!("/List/{id}"), &created, &[]);
     reply.outcome(422);
-    assert_eq!(current_column(&s, "patient_id", "List", &id), None);
+    // Outside every record: the empty patient id (NOT NULL, as a distribution key must be).
+    assert_eq!(
+        current_column(&s, "patient_id", "List", &id).as_deref(),
+        Some("")
+    );
     let mut held = s.create(&json!({"resourceType": "List", "status": "current",
         "mode": "working", "subject": {"reference": "Patient/a"}}));
     let id = held["id"].as_str().unwrap().to_owned();
@@ -143,24 +148,57 @@ fn a_deletion_stays_in_its_patients_compartment() {
 }
 
 /// Tombstones written before the migration had no patient: it gives them back the patient of
-/// their resource's last version.
+/// their resource's last version. Then the patient keys' migration makes every patient id NOT
+/// NULL (empty outside records), part of every key, and fills the id lookup.
 #[test]
 fn the_migration_gives_old_deletions_their_patient() {
     let mut s = Server::start();
     let id = s.create(&allergy("a"))["id"].as_str().unwrap().to_owned();
+    let outside = s.create(&json!({"resourceType": "Organization", "name": "Labo"}));
+    let outside = outside["id"].as_str().unwrap().to_owned();
     assert_eq!(
         s.request("DELETE", &format!("/AllergyIntolerance/{id}"), &[], None)
             .status,
         204
     );
-    let down = include_str!("../migrations/sqlite/2026-12-07-000001_access_facts/down.sql");
-    for statement in down.split(';').map(str::trim).filter(|t| !t.is_empty()) {
-        s.execute_sql(statement);
+    let downs = match harness::dialect(&s) {
+        Dialect::Sqlite => [
+            include_str!("../migrations/sqlite/2026-12-10-000001_patient_keys/down.sql"),
+            include_str!("../migrations/sqlite/2026-12-07-000001_access_facts/down.sql"),
+        ],
+        Dialect::Postgres => [
+            include_str!("../migrations/postgres/2026-12-10-000001_patient_keys/down.sql"),
+            include_str!("../migrations/postgres/2026-12-07-000001_access_facts/down.sql"),
+        ],
+    };
+    for down in downs {
+        for statement in down.split(';').map(str::trim).filter(|t| !t.is_empty()) {
+            s.execute_sql(statement);
+        }
     }
     s.execute_sql("UPDATE resources SET patient_id = NULL WHERE deleted = TRUE");
     s.execute_sql("UPDATE resource_versions SET patient_id = NULL WHERE deleted = TRUE");
-    s.execute_sql("DELETE FROM __diesel_schema_migrations WHERE version = '20261207000001'");
+    s.execute_sql(
+        "DELETE FROM __diesel_schema_migrations \
+         WHERE version IN ('20261207000001', '20261210000001')",
+    );
+    assert_eq!(
+        current_column(&s, "patient_id", "Organization", &outside),
+        None
+    );
     s.crash_and_restart();
+    assert_eq!(
+        current_column(&s, "patient_id", "Organization", &outside).as_deref(),
+        Some("")
+    );
+    assert_eq!(
+        s.select_texts(&format!(
+            "SELECT patient_id AS v FROM resource_ids \
+             WHERE resource_type = 'AllergyIntolerance' AND id = '{id}'"
+        )),
+        vec![Some("a".to_owned())]
+    );
+    assert_eq!(s.get(&format!("/Organization/{outside}")).status, 200);
     assert_eq!(
         current_column(&s, "patient_id", "AllergyIntolerance", &id).as_deref(),
         Some("a")

@@ -139,3 +139,49 @@ fn count_is_capped_by_the_configured_maximum() {
     assert_eq!(entries(&s.get("/_history").json()).len(), 1);
     assert_eq!(entries(&s.get("/_history?_count=0").json()).len(), 0);
 }
+
+/// History pages follow when versions were written, then their key: versions written in the
+/// same microsecond (several servers writing at once) are each listed exactly once, in the
+/// order of their key, with no global write sequence to break the tie.
+#[test]
+fn versions_written_in_the_same_microsecond_are_each_paged_once() {
+    let s = Server::start();
+    let mut written = Vec::new();
+    // Written in an order that is not their key's.
+    for i in [2, 0, 4, 1, 3] {
+        let created = s.create(&allergy(&format!("tie-{i}")));
+        written.push(created["id"].as_str().unwrap().to_owned());
+    }
+    s.execute_sql(
+        "UPDATE resource_versions SET last_updated = 1700000000000000 \
+         WHERE resource_type = 'AllergyIntolerance'",
+    );
+    let mut seen = Vec::new();
+    let mut url = "/AllergyIntolerance/_history?_count=2".to_owned();
+    loop {
+        let bundle = s.get(&url).json();
+        assert_eq!(bundle["total"], 5);
+        seen.extend(entries(&bundle).iter().map(|e| {
+            let r = &e["resource"];
+            let patient = r["patient"]["reference"].as_str().unwrap().to_owned();
+            (patient, r["id"].as_str().unwrap().to_owned())
+        }));
+        match bundle["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == "next")
+        {
+            Some(next) => url = next["url"].as_str().unwrap().to_owned(),
+            None => break,
+        }
+    }
+    let mut expected = seen.clone();
+    expected.sort();
+    expected.reverse();
+    assert_eq!(seen, expected, "newest first, ties by record then id");
+    let mut ids: Vec<String> = seen.into_iter().map(|(_, id)| id).collect();
+    ids.sort();
+    written.sort();
+    assert_eq!(ids, written, "each version exactly once");
+}

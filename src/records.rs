@@ -14,7 +14,7 @@ use crate::fhir::writes::WriteContext;
 use crate::search::query::Search;
 use crate::search::record::{self, Named};
 use crate::search::{sql, Page, Position};
-use crate::store::{HistoryScope, Store, StoreError, Version};
+use crate::store::{HistoryPosition, HistoryScope, Store, StoreError, Version};
 use std::sync::Arc;
 
 /// Why data could not be answered.
@@ -340,7 +340,7 @@ impl Everything {
 pub struct HistoryPage {
     pub versions: Vec<Version>,
     /// Pass as `before` to get the next (older) page; `None` on the last page.
-    pub next: Option<i64>,
+    pub next: Option<HistoryPosition>,
     /// Versions matching the scope and `since`, all pages together.
     pub total: i64,
 }
@@ -366,7 +366,7 @@ impl HistoryReading {
     pub fn page(
         &self,
         since: Option<i64>,
-        before: Option<i64>,
+        before: Option<&HistoryPosition>,
         limit: i64,
     ) -> Result<HistoryPage, DataError> {
         let dialect = self.store.dialect();
@@ -382,15 +382,12 @@ impl HistoryReading {
         );
         let rows = self.store.found(&page)?;
         let more = rows.len() as i64 > limit;
-        let mut versions = Vec::with_capacity(rows.len());
-        let mut next = None;
-        for found in rows.into_iter().take(limit as usize) {
-            // The position of a history row is its write sequence (see `sql::history`).
-            if let Some(crate::store::search::KeyValue::Int(seq)) = &found.keys[0] {
-                next = Some(*seq);
-            }
-            versions.push(found.version);
-        }
+        let mut versions: Vec<Version> = rows
+            .into_iter()
+            .take(limit as usize)
+            .map(|found| found.version)
+            .collect();
+        let next = versions.last().map(HistoryPosition::of);
         self.reader.answer(&self.restriction, &mut versions)?;
         Ok(HistoryPage {
             versions,

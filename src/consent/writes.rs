@@ -249,8 +249,9 @@ fn stored(
     unit: &mut Unit<'_>,
     version: &Version,
 ) -> Result<(Facts, Vec<super::model::Directive>), StoreError> {
-    let terms = unit.terms(&version.resource_type, &version.id)?;
-    let directives = unit.directives_of(&version.resource_type, &version.id)?;
+    let record = version.patient_id.as_deref();
+    let terms = unit.terms(record, &version.resource_type, &version.id)?;
+    let directives = unit.directives_of(record, &version.resource_type, &version.id)?;
     let facts = facts(
         &version.resource_type,
         &version.id,

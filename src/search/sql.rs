@@ -12,7 +12,7 @@ use crate::consent::{InRecord, Restriction};
 use crate::fhir::conditional::Condition;
 use crate::store::index::{cut, KEY_CHARS};
 use crate::store::search::{KeyValue, SORT_KEYS};
-use crate::store::{HistoryScope, SystemMatch as Systems, TokenQuery};
+use crate::store::{HistoryPosition, HistoryScope, SystemMatch as Systems, TokenQuery};
 
 pub use crate::store::search::{Bind, Dialect, Sql};
 
@@ -180,9 +180,10 @@ pub fn page_from(
     };
     b.finish(format!(
         "SELECT {}, m.k0_t, m.k0_n, m.k1_t, m.k1_n, m.k2_t, m.k2_n \
-         FROM (SELECT r.resource_type, r.id, r.version_id, r.labels, r.writer, {} \
-         FROM resources r WHERE {}) m \
-         JOIN resource_versions v ON v.resource_type = m.resource_type AND v.id = m.id \
+         FROM (SELECT r.patient_id, r.resource_type, r.id, r.version_id, r.labels, \
+         r.writer, {} FROM resources r WHERE {}) m \
+         JOIN resource_versions v ON v.patient_id = m.patient_id \
+         AND v.resource_type = m.resource_type AND v.id = m.id \
          AND v.version_id = m.version_id{versions_in_record} \
          WHERE {keyset} ORDER BY {} LIMIT {limit}",
         version_columns("m"),
@@ -242,8 +243,8 @@ impl<'a> Key<'a> {
             None => String::new(),
         };
         format!(
-            "(SELECT {aggregate}({column}) FROM {table} x WHERE x.resource_type = {kind_bind} \
-             AND x.id = r.id AND x.param = {code}{record})"
+            "(SELECT {aggregate}({column}) FROM {table} x WHERE x.patient_id = r.patient_id \
+             AND x.resource_type = {kind_bind} AND x.id = r.id AND x.param = {code}{record})"
         )
     }
 
@@ -313,6 +314,23 @@ fn version_columns(current: &str) -> String {
     )
 }
 
+/// The current version `v` of the resource `r` (a join within one record).
+const VERSION_OF_R: &str = "v.patient_id = r.patient_id AND v.resource_type = r.resource_type \
+     AND v.id = r.id AND v.version_id = r.version_id";
+
+/// The resource `r` of the version `v` (a join within one record).
+const R_OF_VERSION: &str =
+    "r.patient_id = v.patient_id AND r.resource_type = v.resource_type AND r.id = v.id";
+
+/// The patient id of the record holding the resource of type `kind` and id `id` (SQL
+/// expressions): a read by bare id finds its record with one probe of `resource_ids`, then
+/// reads that record's rows only (one partition or shard).
+fn record_of(kind: &str, id: &str) -> String {
+    format!(
+        "(SELECT i.patient_id FROM resource_ids i WHERE i.resource_type = {kind} AND i.id = {id})"
+    )
+}
+
 /// What rows without sort keys select in their place.
 const NO_KEYS: &str = "CAST(NULL AS TEXT) AS k0_t, CAST(NULL AS BIGINT) AS k0_n, \
      CAST(NULL AS TEXT) AS k1_t, CAST(NULL AS BIGINT) AS k1_n, \
@@ -338,7 +356,7 @@ pub fn included(
     let (join, selection) = if include.reverse {
         let target = b.text(from_type);
         (
-            "r.resource_type = x.resource_type AND r.id = x.id",
+            "r.patient_id = x.patient_id AND r.resource_type = x.resource_type AND r.id = x.id",
             format!(
                 "x.target_type = {target} AND x.target_id IN ({})",
                 list(&mut b, ids)
@@ -379,8 +397,7 @@ pub fn included(
     b.finish(format!(
         "SELECT {}, {NO_KEYS} FROM search_references x \
          JOIN resources r ON {join} \
-         JOIN resource_versions v ON v.resource_type = r.resource_type AND v.id = r.id \
-         AND v.version_id = r.version_id \
+         JOIN resource_versions v ON {VERSION_OF_R} \
          WHERE x.resource_type = {source} AND x.param = {param} AND {selection}{in_record} \
          AND r.deleted = FALSE AND {visible} LIMIT {limit}",
         version_columns("r")
@@ -396,12 +413,13 @@ pub fn current(
 ) -> ReadSql {
     let mut b = Builder::new(dialect);
     let (kind, id) = (b.text(resource_type), b.text(id));
+    let record = record_of(&kind, &id);
     let visible = restricted_as(&mut b, restriction, "r", resource_type);
     b.finish(format!(
         "SELECT {}, {NO_KEYS} FROM resources r \
-         JOIN resource_versions v ON v.resource_type = r.resource_type AND v.id = r.id \
-         AND v.version_id = r.version_id \
-         WHERE r.resource_type = {kind} AND r.id = {id} AND {visible}",
+         JOIN resource_versions v ON {VERSION_OF_R} \
+         WHERE r.patient_id = {record} AND r.resource_type = {kind} AND r.id = {id} \
+         AND {visible}",
         version_columns("r")
     ))
 }
@@ -417,10 +435,10 @@ pub fn visible_among(
     let pairs: Vec<String> = targets
         .iter()
         .map(|(kind, id)| {
+            let (kind, id) = (b.text(kind), b.text(id));
             format!(
-                "(r.resource_type = {} AND r.id = {})",
-                b.text(kind),
-                b.text(id)
+                "(r.patient_id = {} AND r.resource_type = {kind} AND r.id = {id})",
+                record_of(&kind, &id)
             )
         })
         .collect();
@@ -431,8 +449,7 @@ pub fn visible_among(
     let visible = restricted(&mut b, &restriction.listing(), "r");
     b.finish(format!(
         "SELECT {}, {NO_KEYS} FROM resources r \
-         JOIN resource_versions v ON v.resource_type = r.resource_type AND v.id = r.id \
-         AND v.version_id = r.version_id \
+         JOIN resource_versions v ON {VERSION_OF_R} \
          WHERE ({pairs}) AND r.deleted = FALSE AND {visible}",
         version_columns("r")
     ))
@@ -448,13 +465,14 @@ pub fn version(
 ) -> ReadSql {
     let mut b = Builder::new(dialect);
     let (kind, id, number) = (b.text(resource_type), b.text(id), b.int(version_id));
+    let record = record_of(&kind, &id);
     let visible = restricted_as(&mut b, restriction, "r", resource_type);
     let surviving = visibility::surviving("v");
     b.finish(format!(
         "SELECT {}, {NO_KEYS} FROM resource_versions v \
-         JOIN resources r ON r.resource_type = v.resource_type AND r.id = v.id \
-         WHERE v.resource_type = {kind} AND v.id = {id} AND v.version_id = {number} \
-         AND {visible} AND {surviving}",
+         JOIN resources r ON {R_OF_VERSION} \
+         WHERE v.patient_id = {record} AND v.resource_type = {kind} AND v.id = {id} \
+         AND v.version_id = {number} AND {visible} AND {surviving}",
         version_columns("r")
     ))
 }
@@ -468,11 +486,14 @@ pub fn binary_content(
 ) -> ReadSql {
     let mut b = Builder::new(dialect);
     let (id, number) = (b.text(id), b.int(version_id));
+    let record = record_of("'Binary'", &id);
     let visible = restricted(&mut b, restriction, "r");
     b.finish(format!(
         "SELECT c.key_id, c.content FROM binary_contents c \
-         JOIN resources r ON r.resource_type = 'Binary' AND r.id = c.id \
-         WHERE c.id = {id} AND c.version_id = {number} AND {visible}"
+         JOIN resources r ON r.patient_id = c.patient_id AND r.resource_type = 'Binary' \
+         AND r.id = c.id \
+         WHERE c.patient_id = {record} AND c.id = {id} AND c.version_id = {number} \
+         AND {visible}"
     ))
 }
 
@@ -484,22 +505,33 @@ fn history_conditions(
     restriction: &Restriction,
     scope: &HistoryScope,
     since: Option<i64>,
-    before: Option<i64>,
+    before: Option<&HistoryPosition>,
 ) -> String {
     let mut conditions = Vec::new();
     match scope {
         HistoryScope::System => {}
         HistoryScope::Type(kind) => conditions.push(format!("v.resource_type = {}", b.text(kind))),
         HistoryScope::Instance(kind, id) => {
-            conditions.push(format!("v.resource_type = {}", b.text(kind)));
-            conditions.push(format!("v.id = {}", b.text(id)));
+            let (kind, id) = (b.text(kind), b.text(id));
+            conditions.push(format!("v.patient_id = {}", record_of(&kind, &id)));
+            conditions.push(format!("v.resource_type = {kind}"));
+            conditions.push(format!("v.id = {id}"));
         }
     }
     if let Some(since) = since {
         conditions.push(format!("v.last_updated >= {}", b.int(since)));
     }
     if let Some(before) = before {
-        conditions.push(format!("v.seq < {}", b.int(before)));
+        let last_updated = b.int(before.last_updated);
+        conditions.push(format!("v.last_updated <= {last_updated}"));
+        conditions.push(format!(
+            "(v.last_updated, v.patient_id, v.resource_type, v.id, v.version_id) \
+             < ({last_updated}, {}, {}, {}, {})",
+            b.text(&before.patient_id),
+            b.text(&before.resource_type),
+            b.text(&before.id),
+            b.int(before.version_id)
+        ));
     }
     conditions.push(match scope {
         HistoryScope::System => restricted(b, restriction, "r"),
@@ -511,13 +543,13 @@ fn history_conditions(
     conditions.join(" AND ")
 }
 
-/// One page of history, newest first, `limit` versions at most; each row's position (`seq`,
-/// the cursor of the next page) is its first numeric sort key.
+/// One page of history, newest first (see [`HistoryPosition`]), `limit` versions at most,
+/// from just after `before`.
 pub fn history(
     restriction: &Restriction,
     scope: &HistoryScope,
     since: Option<i64>,
-    before: Option<i64>,
+    before: Option<&HistoryPosition>,
     limit: i64,
     dialect: Dialect,
 ) -> ReadSql {
@@ -525,12 +557,10 @@ pub fn history(
     let conditions = history_conditions(&mut b, restriction, scope, since, before);
     let limit = b.int(limit);
     b.finish(format!(
-        "SELECT {}, CAST(NULL AS TEXT) AS k0_t, v.seq AS k0_n, \
-         CAST(NULL AS TEXT) AS k1_t, CAST(NULL AS BIGINT) AS k1_n, \
-         CAST(NULL AS TEXT) AS k2_t, CAST(NULL AS BIGINT) AS k2_n \
-         FROM resource_versions v \
-         JOIN resources r ON r.resource_type = v.resource_type AND r.id = v.id \
-         WHERE {conditions} ORDER BY v.seq DESC LIMIT {limit}",
+        "SELECT {}, {NO_KEYS} FROM resource_versions v \
+         JOIN resources r ON {R_OF_VERSION} \
+         WHERE {conditions} ORDER BY v.last_updated DESC, v.patient_id DESC, \
+         v.resource_type DESC, v.id DESC, v.version_id DESC LIMIT {limit}",
         version_columns("r")
     ))
 }
@@ -546,7 +576,7 @@ pub fn history_count(
     let conditions = history_conditions(&mut b, restriction, scope, since, None);
     b.finish(format!(
         "SELECT COUNT(*) AS n FROM resource_versions v \
-         JOIN resources r ON r.resource_type = v.resource_type AND r.id = v.id \
+         JOIN resources r ON {R_OF_VERSION} \
          WHERE {conditions}"
     ))
 }
@@ -563,7 +593,13 @@ pub fn conditional(
     let mut b = Builder::new(dialect);
     let kind = b.text(resource_type);
     let (selection, param) = match condition {
-        Condition::Id(id) => (format!("r.id = {}", b.text(id)), None),
+        Condition::Id(id) => {
+            let id = b.text(id);
+            (
+                format!("r.patient_id = {} AND r.id = {id}", record_of(&kind, &id)),
+                None,
+            )
+        }
         Condition::Token(query) => (token_selection(&mut b, query), Some(query.param.as_str())),
     };
     let visible = restricted_as(
@@ -575,8 +611,7 @@ pub fn conditional(
     let limit = b.int(limit);
     b.finish(format!(
         "SELECT {}, {NO_KEYS} FROM resources r \
-         JOIN resource_versions v ON v.resource_type = r.resource_type AND v.id = r.id \
-         AND v.version_id = r.version_id \
+         JOIN resource_versions v ON {VERSION_OF_R} \
          WHERE r.resource_type = {kind} AND r.deleted = FALSE AND {selection} AND {visible} \
          ORDER BY r.id LIMIT {limit}",
         version_columns("r")
@@ -672,8 +707,8 @@ fn visible_header(
 ) -> String {
     let visible = visibility::pinned(b, &restriction.listing(), record, patient, "rh", "Patient");
     format!(
-        "EXISTS (SELECT 1 FROM resources rh WHERE rh.resource_type = 'Patient' \
-         AND rh.id = {patient} AND rh.deleted = FALSE AND {visible})"
+        "EXISTS (SELECT 1 FROM resources rh WHERE rh.patient_id = {patient} \
+         AND rh.resource_type = 'Patient' AND rh.id = {patient} AND rh.deleted = FALSE AND {visible})"
     )
 }
 
@@ -712,7 +747,8 @@ pub fn record_facts_by_identifier(
         .unwrap_or_else(|| "CAST(0 AS BIGINT)".to_owned());
     b.finish(format!(
         "SELECT q.id, {facts} AS n FROM (SELECT DISTINCT x.id FROM search_tokens x \
-         JOIN resources p ON p.resource_type = x.resource_type AND p.id = x.id \
+         JOIN resources p ON p.patient_id = x.patient_id \
+         AND p.resource_type = x.resource_type AND p.id = x.id \
          WHERE x.resource_type = 'Patient' AND x.param = 'identifier' AND {token} \
          AND p.deleted = FALSE ORDER BY x.id LIMIT 2) q"
     ))
@@ -892,8 +928,9 @@ fn rows_of(
              AND x.param = {key}{record} AND {condition})"
         ),
         false => format!(
-            "EXISTS (SELECT 1 FROM {table} x WHERE x.resource_type = {kind} \
-             AND x.id = {r}.id AND x.param = {key}{record} AND {condition})"
+            "EXISTS (SELECT 1 FROM {table} x WHERE x.patient_id = {r}.patient_id \
+             AND x.resource_type = {kind} AND x.id = {r}.id AND x.param = {key}{record} \
+             AND {condition})"
         ),
     }
 }

@@ -63,14 +63,15 @@ fn render(b: &mut Builder, restriction: &Restriction, a: &str, t: Option<&str>) 
         resource_type: t,
         known: None,
     };
-    let inside = Cond::Sql(format!("{a}.patient_id IS NOT NULL"))
-        .and(b, |b| in_record(b, restriction, &record));
+    // Rows outside any record carry the empty patient id (`store::OUTSIDE_RECORDS`).
+    let inside =
+        Cond::Sql(format!("{a}.patient_id <> ''")).and(b, |b| in_record(b, restriction, &record));
     let outside =
-        Cond::Sql(format!("{a}.patient_id IS NULL")).and(b, |b| outside(b, restriction, a, t));
+        Cond::Sql(format!("{a}.patient_id = ''")).and(b, |b| outside(b, restriction, a, t));
     format!("({})", inside.or(b, |_| outside).text())
 }
 
-/// A row in a record (`record.a.patient_id` set) the caller may see.
+/// A row in a record (`record.a.patient_id` not empty) the caller may see.
 fn in_record(b: &mut Builder, restriction: &Restriction, record: &Record) -> Cond {
     let a = record.a;
     // Facts of the row kept with it (access terms) are in its record: the correlation
@@ -198,7 +199,7 @@ fn in_record(b: &mut Builder, restriction: &Restriction, record: &Record) -> Con
     }
 }
 
-/// A row outside any record (`a.patient_id` null) the caller may see: the directory; what
+/// A row outside any record (`a.patient_id` empty) the caller may see: the directory; what
 /// the caller wrote, except a Binary some document points to: its bytes belong to that
 /// document's record from then on; and a Binary seen through a document.
 fn outside(b: &mut Builder, restriction: &Restriction, a: &str, t: Option<&str>) -> Cond {
@@ -230,8 +231,8 @@ fn outside(b: &mut Builder, restriction: &Restriction, a: &str, t: Option<&str>)
 pub(super) fn surviving(v: &str) -> String {
     format!(
         "({v}.resource_type <> 'DocumentReference' OR NOT EXISTS (SELECT 1 \
-         FROM resource_versions {v}_x WHERE {v}_x.resource_type = {v}.resource_type \
-         AND {v}_x.id = {v}.id AND {v}_x.deleted = TRUE AND {v}_x.version_id >= {v}.version_id))"
+         FROM resource_versions {v}_x WHERE {v}_x.patient_id = {v}.patient_id \
+         AND {v}_x.resource_type = {v}.resource_type AND {v}_x.id = {v}.id AND {v}_x.deleted = TRUE AND {v}_x.version_id >= {v}.version_id))"
     )
 }
 
@@ -240,8 +241,8 @@ pub(super) fn surviving(v: &str) -> String {
 fn pointed_to(a: &str) -> String {
     format!(
         "({a}.resource_type = 'Binary' AND EXISTS (SELECT 1 FROM access_terms {a}_q \
-         JOIN resources {a}_qd ON {a}_qd.resource_type = {a}_q.resource_type \
-         AND {a}_qd.id = {a}_q.id \
+         JOIN resources {a}_qd ON {a}_qd.patient_id = {a}_q.patient_id \
+         AND {a}_qd.resource_type = {a}_q.resource_type AND {a}_qd.id = {a}_q.id \
          WHERE {a}_q.kind = 'binary' AND {a}_q.value = {a}.id AND {a}_qd.writer = {a}.writer))"
     )
 }
@@ -255,7 +256,8 @@ fn binary_through_document(b: &mut Builder, restriction: &Restriction, a: &str) 
     let visible = render(b, restriction, &d, Some("DocumentReference"));
     format!(
         "({a}.resource_type = 'Binary' AND EXISTS (SELECT 1 FROM access_terms {a}_t \
-         JOIN resources {d} ON {d}.resource_type = {a}_t.resource_type AND {d}.id = {a}_t.id \
+         JOIN resources {d} ON {d}.patient_id = {a}_t.patient_id \
+         AND {d}.resource_type = {a}_t.resource_type AND {d}.id = {a}_t.id \
          WHERE {a}_t.kind = 'binary' AND {a}_t.value = {a}.id AND {d}.deleted = FALSE \
          AND {d}.writer = {a}.writer AND {visible}))"
     )

@@ -51,18 +51,27 @@ pub fn replace(
     let text = |v: &str| Bind::Text(v.to_owned());
     let optional = |v: Option<&str>| Bind::OptText(v.map(str::to_owned));
     let number = Bind::OptBigInt;
-    // What this resource contributed before.
+    let record = super::record_key(patient_id);
+    // What this resource contributed before, in its record.
     delete(
         conn,
         dialect,
         "directives",
-        &[("source_type", resource_type), ("source_id", id)],
+        &[
+            ("patient_id", record),
+            ("source_type", resource_type),
+            ("source_id", id),
+        ],
     )?;
     delete(
         conn,
         dialect,
         "access_terms",
-        &[("resource_type", resource_type), ("id", id)],
+        &[
+            ("patient_id", record),
+            ("resource_type", resource_type),
+            ("id", id),
+        ],
     )?;
     if resource_type == "Patient" {
         delete(conn, dialect, "records", &[("patient_id", id)])?;
@@ -144,7 +153,7 @@ pub fn replace(
             vec![
                 text(resource_type),
                 text(id),
-                optional(patient_id),
+                text(record),
                 text(kind),
                 text(value),
             ]
@@ -341,10 +350,11 @@ pub fn organizations(
     Ok(load!(conn, sql, Pair)?.into_iter().map(|p| p.a).collect())
 }
 
-/// The access terms (`kind`, `value`) of `resource_type/id`.
+/// The access terms (`kind`, `value`) of `resource_type/id`, in the record `record`.
 pub fn terms(
     conn: &mut AnyConnection,
     dialect: Dialect,
+    record: &str,
     resource_type: &str,
     id: &str,
 ) -> QueryResult<Vec<(String, String)>> {
@@ -352,7 +362,11 @@ pub fn terms(
         dialect,
         "kind AS a, value AS b",
         "access_terms",
-        &[("resource_type", resource_type), ("id", id)],
+        &[
+            ("patient_id", record),
+            ("resource_type", resource_type),
+            ("id", id),
+        ],
     );
     Ok(load!(conn, sql, Pair)?
         .into_iter()
@@ -370,7 +384,8 @@ pub fn referenced_binary(
     let sql = Sql {
         text: format!(
             "SELECT t.kind AS a, t.value AS b FROM access_terms t JOIN resources d \
-             ON d.resource_type = t.resource_type AND d.id = t.id \
+             ON d.patient_id = t.patient_id AND d.resource_type = t.resource_type \
+             AND d.id = t.id \
              WHERE t.kind = 'binary' AND t.value = {} AND d.writer = {}",
             dialect.placeholder(1),
             dialect.placeholder(2)

@@ -16,7 +16,6 @@ impl Store {
         let mut conn = self.writer.get()?;
         conn.transaction::<_, StoreError, _>(|conn| {
             let text = |v: &str| Bind::Text(v.to_owned());
-            let optional = |v: &Option<String>| Bind::OptText(v.clone());
             let mut rows = Vec::with_capacity(versions.len());
             for v in versions {
                 let encoded = codec::encode(v.body.clone());
@@ -27,7 +26,7 @@ impl Store {
                     Bind::BigInt(v.last_updated),
                     Bind::Bool(v.deleted),
                     text(v.method),
-                    optional(&v.patient_id),
+                    text(super::record_key(v.patient_id.as_deref())),
                     text(&encoded.key_id),
                     Bind::Bytes(encoded.bytes),
                 ]);
@@ -48,7 +47,7 @@ impl Store {
                         Bind::BigInt(v.version_id),
                         Bind::BigInt(v.last_updated),
                         Bind::Bool(v.deleted),
-                        optional(&v.patient_id),
+                        text(super::record_key(v.patient_id.as_deref())),
                         Bind::BigInt(v.labels.bits()),
                         Bind::OptText(v.writer.as_ref().map(|w| w.key())),
                     ]
@@ -60,6 +59,22 @@ impl Store {
                 "resources (resource_type, id, version_id, last_updated, deleted, patient_id, \
                  labels, writer)",
                 rows,
+            )?;
+            let ids = versions
+                .iter()
+                .map(|v| {
+                    vec![
+                        text(&v.resource_type),
+                        text(&v.id),
+                        text(super::record_key(v.patient_id.as_deref())),
+                    ]
+                })
+                .collect();
+            insert_values(
+                conn,
+                dialect,
+                "resource_ids (resource_type, id, patient_id)",
+                ids,
             )?;
             let owned: Vec<index::Owned> = versions
                 .iter()

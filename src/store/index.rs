@@ -100,7 +100,7 @@ pub fn replace(
     patient_id: Option<&str>,
     rows: &IndexRows,
 ) -> QueryResult<()> {
-    remove(conn, resource_type, id)?;
+    remove(conn, resource_type, id, super::record_key(patient_id))?;
     insert(conn, dialect, &[(resource_type, id, patient_id, rows)])
 }
 
@@ -131,7 +131,7 @@ pub fn insert(conn: &mut AnyConnection, dialect: Dialect, owned: &[Owned]) -> Qu
             let owner = [
                 text(resource_type),
                 text(id),
-                Bind::OptText(patient_id.map(str::to_owned)),
+                text(super::record_key(*patient_id)),
             ];
             owner.into_iter().chain(values).collect::<Vec<Bind>>()
         };
@@ -228,11 +228,18 @@ pub fn insert_values(
     Ok(())
 }
 
-fn remove(conn: &mut AnyConnection, resource_type: &str, id: &str) -> QueryResult<()> {
+/// Deletes the index rows of one resource, within its record (one shard once distributed).
+fn remove(
+    conn: &mut AnyConnection,
+    resource_type: &str,
+    id: &str,
+    record: &str,
+) -> QueryResult<()> {
     macro_rules! delete_from {
         ($($table:ident),+) => {$(
             diesel::delete(
                 $table::table
+                    .filter($table::patient_id.eq(record))
                     .filter($table::resource_type.eq(resource_type))
                     .filter($table::id.eq(id)),
             )

@@ -17,7 +17,7 @@ pub mod search;
 use crate::consent::model::{Directive, Labels, Writer};
 use crate::search::sql::ReadSql;
 use diesel::prelude::*;
-use schema::{binary_contents, resource_versions, resources};
+use schema::{binary_contents, resource_ids, resource_versions, resources};
 
 pub use access::{AccessRows, RecordRow};
 pub use db::{OpenError, Target};
@@ -54,6 +54,15 @@ impl StoreError {
             _ => false,
         }
     }
+}
+
+/// The patient id a row outside any record is stored with: none has it (a patient id is one
+/// to 64 characters), and a NOT NULL column can hold it, as a distribution key must.
+pub const OUTSIDE_RECORDS: &str = "";
+
+/// The patient id to store for a row of `patient_id`'s record, or of none.
+pub fn record_key(patient_id: Option<&str>) -> &str {
+    patient_id.unwrap_or(OUTSIDE_RECORDS)
 }
 
 /// Which systems a token query accepts.
@@ -130,6 +139,55 @@ pub enum HistoryScope {
     System,
     Type(String),
     Instance(String, String),
+}
+
+/// Where a version stands in a history, newest first: by when it was written, then by its key
+/// (ties in the same microsecond). Taken from the versions themselves, not from a global write
+/// sequence, which a database distributed over several nodes does not have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryPosition {
+    pub last_updated: i64,
+    pub patient_id: String,
+    pub resource_type: String,
+    pub id: String,
+    pub version_id: i64,
+}
+
+impl HistoryPosition {
+    pub fn of(version: &Version) -> HistoryPosition {
+        HistoryPosition {
+            last_updated: version.last_updated,
+            patient_id: record_key(version.patient_id.as_deref()).to_owned(),
+            resource_type: version.resource_type.clone(),
+            id: version.id.clone(),
+            version_id: version.version_id,
+        }
+    }
+
+    /// The position as a paging cursor: `_` occurs in no type or id, and needs no escaping.
+    pub fn cursor(&self) -> String {
+        format!(
+            "{}_{}_{}_{}_{}",
+            self.last_updated, self.version_id, self.resource_type, self.id, self.patient_id
+        )
+    }
+
+    /// The position a [`HistoryPosition::cursor`] gives, or `None` for any other text.
+    pub fn from_cursor(text: &str) -> Option<HistoryPosition> {
+        let mut parts = text.splitn(5, '_');
+        let last_updated = parts.next()?.parse().ok()?;
+        let version_id = parts.next()?.parse().ok()?;
+        let resource_type = parts.next()?.to_owned();
+        let id = parts.next()?.to_owned();
+        let patient_id = parts.next()?.to_owned();
+        Some(HistoryPosition {
+            last_updated,
+            patient_id,
+            resource_type,
+            id,
+            version_id,
+        })
+    }
 }
 
 /// The resource store. Reads run only the queries `search::sql` writes ([`ReadSql`]), each
@@ -236,8 +294,9 @@ impl Store {
             let indexed = conn.transaction::<_, StoreError, _>(|conn| {
                 let mut query = resources::table
                     .inner_join(
-                        resource_versions::table.on(resource_versions::resource_type
-                            .eq(resources::resource_type)
+                        resource_versions::table.on(resource_versions::patient_id
+                            .eq(resources::patient_id)
+                            .and(resource_versions::resource_type.eq(resources::resource_type))
                             .and(resource_versions::id.eq(resources::id))
                             .and(resource_versions::version_id.eq(resources::version_id))),
                     )
@@ -255,7 +314,7 @@ impl Store {
                 #[allow(clippy::type_complexity)]
                 let rows: Vec<(
                     (String, String, i64, i64, bool, String, String, Vec<u8>),
-                    (Option<String>, i64, Option<String>),
+                    (String, i64, Option<String>),
                 )> = query
                     .order((resources::resource_type, resources::id))
                     .limit(BATCH)
@@ -298,7 +357,7 @@ impl Store {
                         method,
                         key_id,
                         body,
-                        patient_id,
+                        patient_id: Some(patient_id),
                         labels,
                         writer,
                     })?;
@@ -378,16 +437,17 @@ impl Unit<'_> {
         Ok((row, directives))
     }
 
-    /// The directives one resource (a Consent) expresses, as stored.
+    /// The directives one resource (a Consent) of `patient_id`'s record expresses, as stored.
     pub fn directives_of(
         &mut self,
+        patient_id: Option<&str>,
         resource_type: &str,
         id: &str,
     ) -> Result<Vec<Directive>, StoreError> {
         Ok(access::directives(
             self.conn,
             self.dialect,
-            None,
+            Some(record_key(patient_id)),
             Some((resource_type, id)),
         )?)
     }
@@ -428,13 +488,20 @@ impl Unit<'_> {
         )?)
     }
 
-    /// The access terms of a stored resource.
+    /// The access terms of a stored resource of `patient_id`'s record.
     pub fn terms(
         &mut self,
+        patient_id: Option<&str>,
         resource_type: &str,
         id: &str,
     ) -> Result<Vec<(String, String)>, StoreError> {
-        Ok(access::terms(self.conn, self.dialect, resource_type, id)?)
+        Ok(access::terms(
+            self.conn,
+            self.dialect,
+            record_key(patient_id),
+            resource_type,
+            id,
+        )?)
     }
 
     /// Installs `new` if the resource's current version is still `expected` (`None`: it must
@@ -466,6 +533,7 @@ fn install(
 ) -> Result<(), StoreError> {
     let encoded = codec::encode(new.body);
     let content = new.content.map(codec::encode);
+    let record = record_key(new.patient_id.as_deref());
     let result = (|| -> Result<(), StoreError> {
         diesel::insert_into(resource_versions::table)
             .values((
@@ -475,7 +543,7 @@ fn install(
                 resource_versions::last_updated.eq(new.last_updated),
                 resource_versions::deleted.eq(new.deleted),
                 resource_versions::method.eq(new.method),
-                resource_versions::patient_id.eq(&new.patient_id),
+                resource_versions::patient_id.eq(record),
                 resource_versions::key_id.eq(&encoded.key_id),
                 resource_versions::body.eq(&encoded.bytes),
             ))
@@ -483,6 +551,7 @@ fn install(
         if let Some(content) = &content {
             diesel::insert_into(binary_contents::table)
                 .values((
+                    binary_contents::patient_id.eq(record),
                     binary_contents::id.eq(&new.id),
                     binary_contents::version_id.eq(new.version_id),
                     binary_contents::key_id.eq(&content.key_id),
@@ -491,21 +560,31 @@ fn install(
                 .execute(conn)?;
         }
         let installed = match expected {
-            None => diesel::insert_into(resources::table)
-                .values((
-                    resources::resource_type.eq(&new.resource_type),
-                    resources::id.eq(&new.id),
-                    resources::version_id.eq(new.version_id),
-                    resources::last_updated.eq(new.last_updated),
-                    resources::deleted.eq(new.deleted),
-                    resources::patient_id.eq(&new.patient_id),
-                    resources::labels.eq(new.labels.bits()),
-                    resources::writer.eq(new.writer.as_ref().map(Writer::key)),
-                ))
-                .execute(conn)?,
+            None => {
+                // Ids are unique by type across records; a taken one is a lost race.
+                diesel::insert_into(resource_ids::table)
+                    .values((
+                        resource_ids::resource_type.eq(&new.resource_type),
+                        resource_ids::id.eq(&new.id),
+                        resource_ids::patient_id.eq(record),
+                    ))
+                    .execute(conn)?;
+                diesel::insert_into(resources::table)
+                    .values((
+                        resources::resource_type.eq(&new.resource_type),
+                        resources::id.eq(&new.id),
+                        resources::version_id.eq(new.version_id),
+                        resources::last_updated.eq(new.last_updated),
+                        resources::deleted.eq(new.deleted),
+                        resources::patient_id.eq(record),
+                        resources::labels.eq(new.labels.bits()),
+                        resources::writer.eq(new.writer.as_ref().map(Writer::key)),
+                    ))
+                    .execute(conn)?
+            }
             Some(version) => diesel::update(
                 resources::table
-                    .find((&new.resource_type, &new.id))
+                    .find((record, &new.resource_type, &new.id))
                     .filter(resources::version_id.eq(version)),
             )
             // Neither the patient id (the future distribution key) nor the writer ever change:
@@ -519,7 +598,7 @@ fn install(
             .execute(conn)?,
         };
         if installed == 1 && new.revives {
-            diesel::update(resources::table.find((&new.resource_type, &new.id)))
+            diesel::update(resources::table.find((record, &new.resource_type, &new.id)))
                 .set(resources::writer.eq(new.writer.as_ref().map(Writer::key)))
                 .execute(conn)?;
         }
@@ -563,8 +642,37 @@ pub(crate) fn decode_version(row: VersionRow) -> Result<Version, StoreError> {
         last_updated: row.last_updated,
         deleted: row.deleted,
         method: row.method,
-        patient_id: row.patient_id,
+        patient_id: row.patient_id.filter(|p| p != OUTSIDE_RECORDS),
         labels: Labels::from_bits(row.labels),
         writer: row.writer.as_deref().and_then(Writer::from_key),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_history_position_survives_its_cursor_and_nothing_else_is_one() {
+        let position = HistoryPosition {
+            last_updated: 1_700_000_000_000_001,
+            patient_id: String::new(),
+            resource_type: "Organization".into(),
+            id: "a-b.c".into(),
+            version_id: 3,
+        };
+        assert_eq!(
+            HistoryPosition::from_cursor(&position.cursor()),
+            Some(position)
+        );
+        for text in [
+            "",
+            "12",
+            "x_1_Patient_a_b",
+            "1_x_Patient_a_b",
+            "1_2_Patient",
+        ] {
+            assert_eq!(HistoryPosition::from_cursor(text), None, "{text}");
+        }
+    }
 }

@@ -1,35 +1,35 @@
 //! Diesel table definitions, shared by both backends (see `migrations/`).
 
 diesel::table! {
-    resources (resource_type, id) {
+    resources (patient_id, resource_type, id) {
         resource_type -> Text,
         id -> Text,
         version_id -> BigInt,
         last_updated -> BigInt,
         deleted -> Bool,
-        patient_id -> Nullable<Text>,
+        patient_id -> Text,
         labels -> BigInt,
         writer -> Nullable<Text>,
     }
 }
 
 diesel::table! {
-    resource_versions (seq) {
-        seq -> BigInt,
+    resource_versions (patient_id, resource_type, id, version_id) {
         resource_type -> Text,
         id -> Text,
         version_id -> BigInt,
         last_updated -> BigInt,
         deleted -> Bool,
         method -> Text,
-        patient_id -> Nullable<Text>,
+        patient_id -> Text,
         key_id -> Text,
         body -> Binary,
     }
 }
 
 diesel::table! {
-    binary_contents (id, version_id) {
+    binary_contents (patient_id, id, version_id) {
+        patient_id -> Text,
         id -> Text,
         version_id -> BigInt,
         key_id -> Text,
@@ -37,8 +37,17 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    resource_ids (resource_type, id) {
+        resource_type -> Text,
+        id -> Text,
+        patient_id -> Text,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     resources,
+    resource_ids,
     resource_versions,
     binary_contents,
     search_tokens,
@@ -57,7 +66,7 @@ diesel::table! {
         system_full -> Nullable<Text>,
         code -> Text,
         code_full -> Nullable<Text>,
-        patient_id -> Nullable<Text>,
+        patient_id -> Text,
         text -> Nullable<Text>,
     }
 }
@@ -70,7 +79,7 @@ diesel::table! {
         normalized -> Text,
         normalized_full -> Nullable<Text>,
         exact -> Text,
-        patient_id -> Nullable<Text>,
+        patient_id -> Text,
     }
 }
 
@@ -81,7 +90,7 @@ diesel::table! {
         param -> Text,
         low -> BigInt,
         high -> BigInt,
-        patient_id -> Nullable<Text>,
+        patient_id -> Text,
     }
 }
 
@@ -94,7 +103,7 @@ diesel::table! {
         target_id -> Nullable<Text>,
         url -> Text,
         url_full -> Nullable<Text>,
-        patient_id -> Nullable<Text>,
+        patient_id -> Text,
     }
 }
 
@@ -105,7 +114,7 @@ diesel::table! {
         param -> Text,
         uri -> Text,
         uri_full -> Nullable<Text>,
-        patient_id -> Nullable<Text>,
+        patient_id -> Text,
     }
 }
 

@@ -1,6 +1,7 @@
 //! History at instance, type and system level.
 
 use super::*;
+use crate::store::HistoryPosition;
 
 /// `GET [type]/[id]/_history`
 #[utoipa::path(get, path = "/fhir/{type}/{id}/_history", tag = "instance",
@@ -98,7 +99,7 @@ async fn history(
     };
     let before = match params.one(CURSOR)? {
         None => None,
-        Some(c) => Some(c.parse::<i64>().map_err(|_| {
+        Some(c) => Some(HistoryPosition::from_cursor(c).ok_or_else(|| {
             ApiError::new(
                 400,
                 "invalid",
@@ -108,7 +109,9 @@ async fn history(
         })?),
     };
     let contents = Contents::History(reading.clone());
-    let mut page = web::block(move || reading.page(since, before, count as i64)).await??;
+    let page_before = before.clone();
+    let mut page =
+        web::block(move || reading.page(since, page_before.as_ref(), count as i64)).await??;
     // Binary versions carry their bytes, as in a read.
     for version in page
         .versions
@@ -123,11 +126,11 @@ async fn history(
         .filter(|(k, _)| ["_count", "_since", "_format", "_pretty"].contains(&k.as_str()))
         .cloned()
         .collect();
-    let self_link = page_link(&url, &pairs, before);
+    let self_link = page_link(&url, &pairs, before.as_ref());
     if !pairs.iter().any(|(k, _)| k == "_count") {
         pairs.push(("_count".into(), count.to_string()));
     }
-    let next_link = page.next.map(|n| page_link(&url, &pairs, Some(n)));
+    let next_link = page.next.as_ref().map(|n| page_link(&url, &pairs, Some(n)));
     let bundle = bundle::history(
         state.config.base(),
         &page.versions,
@@ -140,9 +143,9 @@ async fn history(
         .body(json::to_text(&bundle, format.pretty)))
 }
 
-fn page_link(url: &str, pairs: &[(String, String)], cursor: Option<i64>) -> String {
+fn page_link(url: &str, pairs: &[(String, String)], cursor: Option<&HistoryPosition>) -> String {
     let mut pairs = pairs.to_vec();
-    pairs.extend(cursor.map(|c| (CURSOR.to_owned(), c.to_string())));
+    pairs.extend(cursor.map(|c| (CURSOR.to_owned(), c.cursor())));
     if pairs.is_empty() {
         return url.to_owned();
     }
