@@ -152,6 +152,13 @@ fn a_deletion_stays_in_its_patients_compartment() {
 /// NULL (empty outside records), part of every key, and fills the id lookup.
 #[test]
 fn the_migration_gives_old_deletions_their_patient() {
+    if harness::partitions() > 0 {
+        eprintln!(
+            "skipped: the down migrations restore keys without the patient id, which a table \
+             partitioned by patient id refuses (a database is partitioned after its upgrade)"
+        );
+        return;
+    }
     let mut s = Server::start();
     let id = s.create(&allergy("a"))["id"].as_str().unwrap().to_owned();
     let outside = s.create(&json!({"resourceType": "Organization", "name": "Labo"}));

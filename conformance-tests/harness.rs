@@ -267,6 +267,11 @@ impl Server {
         )
     }
 
+    /// The server's database.
+    pub fn database_url(&self) -> &str {
+        &self.database_url
+    }
+
     /// Runs one SQL statement directly on the server's database (to simulate damage).
     pub fn execute_sql(&self, statement: &str) {
         match self.database_url.strip_prefix("sqlite://") {
@@ -574,6 +579,20 @@ pub fn test_database(name: &str, dir: &std::path::Path) -> (String, Option<(Stri
             (format!("{prefix}/{name}"), Some((admin, name.to_owned())))
         }
         _ => (format!("sqlite://{}/carnet.db", dir.display()), None),
+    }
+}
+
+/// The hash partitions by patient id the PostgreSQL test databases get (`.ci/run` runs the
+/// PostgreSQL suite a second time with `CARNET_POSTGRES__PARTITIONS` set); 0 on SQLite.
+pub fn partitions() -> u32 {
+    let postgres =
+        std::env::var("CARNET_TEST_DATABASE_URL").is_ok_and(|u| u.starts_with("postgres"));
+    match postgres {
+        true => std::env::var("CARNET_POSTGRES__PARTITIONS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+        false => 0,
     }
 }
 

@@ -168,9 +168,16 @@ impl App {
                 dir.join("issuer-key.p8").display().to_string(),
             ),
         ];
+        // The layout CI runs the PostgreSQL suite on a second time (`.ci/run`), inherited by
+        // the black-box harness's processes as a variable, given here like the others.
+        let layout = std::env::var("CARNET_POSTGRES__PARTITIONS")
+            .ok()
+            .map(|v| ("CARNET_POSTGRES__PARTITIONS".to_owned(), v));
         let config = carnet::config::Config::load(
             Some(&file),
-            env.into_iter().map(|(k, v)| (k.to_owned(), v)),
+            env.into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .chain(layout),
         )
         .unwrap_or_else(|e| panic!("{e}"));
         // From here on, a failure must still drop the database: build the App in place.

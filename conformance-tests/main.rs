@@ -33,5 +33,6 @@ mod review4_consent;
 mod review5_consent;
 mod review6_consent;
 mod review_consent;
+mod scale_out;
 mod search;
 mod search_property;

@@ -29,6 +29,8 @@ pub struct Config {
     pub cors: Cors,
     /// The consent engine's settings.
     pub consent: Consent,
+    /// PostgreSQL storage layout.
+    pub postgres: Postgres,
     /// The client registry: an unregistered `client_id` gets nothing.
     #[serde(skip_serializing)]
     pub clients: Vec<Client>,
@@ -83,6 +85,16 @@ pub struct Consent {
     pub profession_matrix: ProfessionMatrix,
 }
 
+/// PostgreSQL storage layout (`[postgres]`); SQLite ignores it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Postgres {
+    /// Hash partitions by patient id of every table holding record data (0: none). Applied
+    /// once, when the server or `carnet migrate` starts; a different count later is refused.
+    /// The single-machine rehearsal of a database distributed by patient (docs/scale-out.md).
+    pub partitions: u32,
+}
+
 /// Request size limits.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -121,6 +133,7 @@ impl Default for Config {
             auth: Auth::default(),
             cors: Cors::default(),
             consent: Consent::default(),
+            postgres: Postgres::default(),
             clients: Vec::new(),
         }
     }
@@ -173,6 +186,10 @@ impl Default for Search {
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {0}")]
 pub struct ConfigError(pub String);
+
+/// Partitions past this cost more in planning than they save (PostgreSQL plans every
+/// partition a query may reach).
+const MAX_PARTITIONS: u32 = 1024;
 
 /// Prefix of the environment variables that override configuration keys.
 const ENV_PREFIX: &str = "CARNET_";
@@ -246,6 +263,11 @@ impl Config {
             return Err(ConfigError(
                 "auth.max_token_lifetime_seconds must be a positive number of seconds".into(),
             ));
+        }
+        if self.postgres.partitions > MAX_PARTITIONS {
+            return Err(ConfigError(format!(
+                "postgres.partitions must be at most {MAX_PARTITIONS}"
+            )));
         }
         if self.consent.professional_patients_per_hour == 0 {
             return Err(ConfigError(

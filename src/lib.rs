@@ -93,7 +93,7 @@ pub fn mint_token(
 /// Rebuilds the search index tables from the stored resources (`carnet reindex`); returns how
 /// many resources were indexed.
 pub fn reindex(config: &Config) -> Result<u64, StartError> {
-    let store = store::Store::open(&config.database_url)?;
+    let store = store::Store::open(&config.database_url, config.postgres.partitions)?;
     let base_url = config.base().to_owned();
     let count = store.reindex(|version| {
         let document = fhir::json::parse_lossless(&String::from_utf8_lossy(&version.body))
@@ -125,7 +125,7 @@ pub fn reindex(config: &Config) -> Result<u64, StartError> {
 
 /// Applies migrations and exits.
 pub fn migrate(config: &Config) -> Result<(), StartError> {
-    store::Target::parse(&config.database_url)?.prepare()?;
+    store::Target::parse(&config.database_url)?.prepare(config.postgres.partitions)?;
     Ok(())
 }
 
@@ -134,7 +134,10 @@ pub fn migrate(config: &Config) -> Result<(), StartError> {
 /// that tests can drive [`app`] in-process against a real database.
 pub fn build_state(config: Config) -> Result<web::Data<http::AppState>, StartError> {
     fhir::profiles::load().map_err(StartError::Profiles)?;
-    let store = Arc::new(store::Store::open(&config.database_url)?);
+    let store = Arc::new(store::Store::open(
+        &config.database_url,
+        config.postgres.partitions,
+    )?);
     let local_issuer = local_issuer(&config)?.map(Arc::new);
     let paging_secret = store.secret("paging")?;
     let external: Vec<String> = config.auth.issuers.iter().map(|i| i.url.clone()).collect();

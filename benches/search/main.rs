@@ -9,8 +9,15 @@
 //! ```text
 //! cargo bench --bench search -- --database sqlite:///tmp/carnet-bench/carnet.db \
 //!     [--patients 100000] [--documents 2000000] [--practitioners 300] [--samples 500] \
-//!     [--paging-walks 10] [--read-seconds 10] [--connections 1,32] [--baseline-binary PATH] \
-//!     [--skip-load | --load-only]
+//!     [--paging-walks 10] [--read-seconds 10] [--connections 1,32] [--partitions 0] \
+//!     [--baseline-binary PATH [--baseline-database URL]] [--skip-load | --load-only]
+//! ```
+//!
+//! `--partitions N`: on PostgreSQL, the record tables hash-partitioned by patient id (the
+//! scale-out layout, `[postgres] partitions`). `--baseline-database`: the baseline runs on a
+//! database of its own (loaded by its own build, same data) when its schema differs.
+//!
+//! ```text
 //! ```
 
 mod measure;
@@ -32,6 +39,8 @@ struct Options {
     read_seconds: u64,
     connections: Vec<usize>,
     baseline: Option<PathBuf>,
+    baseline_database: Option<String>,
+    partitions: u32,
     load: bool,
     measure: bool,
 }
@@ -49,6 +58,8 @@ fn options() -> Options {
         read_seconds: 10,
         connections: vec![1, 32],
         baseline: None,
+        baseline_database: None,
+        partitions: 0,
         load: true,
         measure: true,
     };
@@ -68,6 +79,8 @@ fn options() -> Options {
                 options.connections = value().split(',').map(|c| number(c.to_owned())).collect()
             }
             "--baseline-binary" => options.baseline = Some(value().into()),
+            "--baseline-database" => options.baseline_database = Some(value()),
+            "--partitions" => options.partitions = number(value()) as u32,
             "--skip-load" => options.load = false,
             "--load-only" => options.measure = false,
             "--bench" => {}
@@ -198,19 +211,29 @@ fn main() {
     let options = options();
     let sizes = options.sizes;
     if options.load {
-        let store = carnet::store::Store::open(&options.database).expect("the database opens");
+        let store = carnet::store::Store::open(&options.database, options.partitions)
+            .expect("the database opens");
         population::load(&store, &sizes, BASE);
     }
     if !options.measure {
         return;
     }
-    let setup = Setup::new(&options.database);
+    let setup = Setup::new(&options.database, options.partitions);
     // This build first: it creates the local issuer's key the other one then reads.
-    let current = setup.start("consent", env!("CARGO_BIN_EXE_carnet").as_ref(), 18090);
-    let baseline = options
-        .baseline
-        .as_ref()
-        .map(|binary| setup.start("baseline", binary, 18091));
+    let current = setup.start(
+        "consent",
+        env!("CARGO_BIN_EXE_carnet").as_ref(),
+        18090,
+        None,
+    );
+    let baseline = options.baseline.as_ref().map(|binary| {
+        setup.start(
+            "baseline",
+            binary,
+            18091,
+            options.baseline_database.as_deref(),
+        )
+    });
     let minter = Minter::new(&setup);
     let mut rng = Rng(0x5eed_0000_beef_0002);
 

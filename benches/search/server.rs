@@ -22,16 +22,19 @@ const CLIENTS: &str = "[[clients]]\nclient_id = \"bench\"\nkind = \"feeder\"\n\
 pub struct Setup {
     pub dir: PathBuf,
     database: String,
+    partitions: u32,
 }
 
 impl Setup {
-    pub fn new(database: &str) -> Setup {
+    /// `partitions`: PostgreSQL hash partitions by patient id (`[postgres] partitions`).
+    pub fn new(database: &str, partitions: u32) -> Setup {
         let dir = std::env::temp_dir().join(format!("carnet-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("carnet.toml"), CLIENTS).unwrap();
         Setup {
             dir,
             database: database.to_owned(),
+            partitions,
         }
     }
 
@@ -39,6 +42,7 @@ impl Setup {
         [
             ("CARNET_BASE_URL", BASE.to_owned()),
             ("CARNET_DATABASE_URL", self.database.clone()),
+            ("CARNET_POSTGRES__PARTITIONS", self.partitions.to_string()),
             ("CARNET_AUTH__LOCAL_ISSUER", "true".to_owned()),
             (
                 "CARNET_AUTH__LOCAL_ISSUER_KEY",
@@ -57,8 +61,15 @@ impl Setup {
         .collect()
     }
 
-    /// Starts `binary serve` on `port` and waits until it answers.
-    pub fn start(&self, name: &'static str, binary: &Path, port: u16) -> Server {
+    /// Starts `binary serve` on `port` and waits until it answers; `database` replaces the
+    /// shared one (a baseline whose schema differs runs on a copy of the data of its own).
+    pub fn start(
+        &self,
+        name: &'static str,
+        binary: &Path,
+        port: u16,
+        database: Option<&str>,
+    ) -> Server {
         let log = std::fs::File::create(
             std::env::temp_dir().join(format!("carnet-bench-{}-{name}.log", std::process::id())),
         )
@@ -68,6 +79,7 @@ impl Setup {
             .current_dir(&self.dir)
             .envs(self.env())
             .env("CARNET_LISTEN", format!("127.0.0.1:{port}"))
+            .envs(database.map(|d| ("CARNET_DATABASE_URL", d)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

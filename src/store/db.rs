@@ -119,8 +119,9 @@ impl Target {
         }
     }
 
-    /// Checks durability settings and applies pending migrations.
-    pub fn prepare(&self) -> Result<(), OpenError> {
+    /// Checks durability settings and applies pending migrations, then on PostgreSQL the
+    /// partitioning by patient id (`partitions`: 0 for none; see `store::partitions`).
+    pub fn prepare(&self, partitions: u32) -> Result<(), OpenError> {
         if let Target::Sqlite(path) = self {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|e| {
@@ -147,6 +148,7 @@ impl Target {
                 }
                 conn.run_pending_migrations(POSTGRES_MIGRATIONS)
                     .map_err(|e| OpenError::Migration(e.to_string()))?;
+                super::partitions::apply(&mut conn, partitions)?;
             }
         }
         Ok(())
@@ -232,7 +234,7 @@ mod tests {
     fn the_sqlite_resource_lock_is_the_write_lock() {
         let dir = std::env::temp_dir().join(format!("carnet-lock-{}", uuid::Uuid::new_v4()));
         let target = Target::Sqlite(dir.join("carnet.db"));
-        target.prepare().unwrap();
+        target.prepare(0).unwrap();
         let mut holder = target.connect().unwrap();
         let mut other =
             SqliteConnection::establish(dir.join("carnet.db").to_str().unwrap()).unwrap();

@@ -11,6 +11,7 @@ pub mod codec;
 pub mod db;
 pub mod import;
 pub mod index;
+pub mod partitions;
 mod schema;
 pub mod search;
 
@@ -216,10 +217,11 @@ pub(crate) struct VersionRow {
 }
 
 impl Store {
-    /// Checks the database's durability settings, applies migrations and opens the pools.
-    pub fn open(database_url: &str) -> Result<Store, OpenError> {
+    /// Checks the database's durability settings, applies migrations (and on PostgreSQL the
+    /// partitioning by patient id into `partitions`, see [`partitions`]) and opens the pools.
+    pub fn open(database_url: &str, partitions: u32) -> Result<Store, OpenError> {
         let target = Target::parse(database_url)?;
-        target.prepare()?;
+        target.prepare(partitions)?;
         let reader = db::pool(&target, 8)?;
         let writer = match target {
             Target::Sqlite(_) => db::pool(&target, 1)?,
