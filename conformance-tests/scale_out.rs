@@ -145,15 +145,18 @@ fn access(principal: Principal, scopes: &str) -> Access {
 }
 
 /// A search as `Records::search` runs it: decided, then pinned to the record it names.
+/// `compartment`: the search runs in that patient's compartment (`Patient/{id}/{kind}`).
 fn pinned_search(
     engine: &Engine,
     store: &Store,
     access: &Access,
-    kind: &str,
-    text: &str,
+    (kind, text, compartment): (&str, &str, Option<&str>),
 ) -> (query::Search, Restriction) {
     let params: Vec<(String, String)> = serde_urlencoded::from_str(text).unwrap();
-    let search = query::parse(kind, &params, true, 20, 100).unwrap();
+    let mut search = query::parse(kind, &params, true, 20, 100).unwrap();
+    search
+        .criteria
+        .extend(compartment.and_then(|patient| query::patient_compartment(kind, patient)));
     let (search, restriction) = engine.decide_search(access, search).unwrap();
     match record::named(&search) {
         Some((_, record::Named::Id(id))) => {
@@ -174,7 +177,7 @@ fn pinned_search(
                 .expect("one patient has the identifier");
             (record::by_id(search, index, &id), pinned)
         }
-        None => panic!("{kind}?{text} names no record"),
+        None => panic!("{kind}?{text} ({compartment:?}) names no record"),
     }
 }
 
@@ -263,6 +266,9 @@ fn a_query_about_one_patient_reads_one_partition() {
             format!("_id={patient}&_revinclude=DocumentReference:patient"),
         ),
         ("Patient", format!("identifier={NIR}|{nir}")),
+        // Compartment searches, of which `$everything` is made.
+        ("DocumentReference", "status=current".to_owned()),
+        ("AllergyIntolerance", String::new()),
     ];
     let mut checked = 0;
     let mut check = |shape: &str, sql: &Sql| {
@@ -276,9 +282,14 @@ fn a_query_about_one_patient_reads_one_partition() {
     };
     for caller in &callers {
         let who = caller.principal.kind_name();
-        for (kind, text) in &searches {
-            let (search, restriction) = pinned_search(&engine, &store, caller, kind, text);
-            let shape = format!("{who}: {kind}?{text}");
+        for (i, (kind, text)) in searches.iter().enumerate() {
+            let compartment = (i >= searches.len() - 2).then_some(patient.as_str());
+            let (search, restriction) =
+                pinned_search(&engine, &store, caller, (kind, text, compartment));
+            let shape = match compartment {
+                Some(_) => format!("{who}: Patient/{patient}/{kind}?{text}"),
+                None => format!("{who}: {kind}?{text}"),
+            };
             let page = sql::page(&search, &restriction, &base, &Position::Start, 21, dialect);
             check(&format!("{shape} (page)"), page.sql());
             check(
@@ -360,4 +371,49 @@ fn a_query_about_one_patient_reads_one_partition() {
         .unwrap();
     let across = sql::page(&search, &restriction, &base, &Position::Start, 21, dialect);
     assert!(partitions_read(s.database_url(), across.sql()).len() > 1);
+}
+
+/// A compartment search is the record (`search/record.rs`, *decision*): a resource filed in
+/// another record that names the patient further down is found in its own record, and still
+/// by the parameter that names the patient.
+#[test]
+fn a_compartment_search_is_the_patient_s_record() {
+    let s = Server::start();
+    let x = s.create(&harness::patient("2840275123491"))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let y = s.create(&harness::patient("2840275123492"))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut own = harness::allergy("own");
+    own["patient"] = json!({"reference": format!("Patient/{x}")});
+    let own = s.create(&own)["id"].as_str().unwrap().to_owned();
+    // Y's allergy, which X reported.
+    let mut asserted = harness::allergy("asserted");
+    asserted["patient"] = json!({"reference": format!("Patient/{y}")});
+    asserted["asserter"] = json!({"reference": format!("Patient/{x}")});
+    let asserted = s.create(&asserted)["id"].as_str().unwrap().to_owned();
+    let ids = |path: &str| -> BTreeSet<String> {
+        let bundle = s.get(path).json();
+        bundle["entry"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["resource"]["resourceType"] == "AllergyIntolerance")
+            .map(|e| e["resource"]["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let only = |id: &str| BTreeSet::from([id.to_owned()]);
+    assert_eq!(ids(&format!("/Patient/{x}/AllergyIntolerance")), only(&own));
+    assert_eq!(
+        ids(&format!("/Patient/{y}/AllergyIntolerance")),
+        only(&asserted)
+    );
+    assert_eq!(ids(&format!("/Patient/{x}/$everything")), only(&own));
+    assert_eq!(
+        ids(&format!("/AllergyIntolerance?asserter=Patient/{x}")),
+        only(&asserted)
+    );
 }

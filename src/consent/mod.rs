@@ -612,7 +612,7 @@ fn across_patients(access: &Access) -> Result<(), Denied> {
 fn names_one_patient(search: &Search) -> bool {
     search.criteria.iter().any(
         |criterion| match (criterion.key.as_str(), &criterion.test) {
-            ("_compartment", _) => true,
+            (crate::search::query::COMPARTMENT, _) => true,
             ("patient", Test::Reference(references)) => references.len() == 1,
             // A subject may be a Device or a Group, whose documents take their record from
             // another element (their author): only a Patient subject names one record.
@@ -638,7 +638,7 @@ fn names_one_header(search: &Search) -> bool {
     search.resource_type == "Patient"
         && search.criteria.iter().any(
             |criterion| match (criterion.key.as_str(), &criterion.test) {
-                ("_compartment", _) => true,
+                (crate::search::query::COMPARTMENT, _) => true,
                 ("_id", Test::Id(ids)) => ids.len() == 1,
                 ("identifier", test) => one_token(test),
                 _ => false,

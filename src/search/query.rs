@@ -323,6 +323,10 @@ pub fn patient_compartment_params(resource_type: &str) -> &'static [&'static str
     }
 }
 
+/// The key of the criterion [`patient_compartment`] makes (no client parameter has it: the
+/// compartment comes from the path).
+pub const COMPARTMENT: &str = "_compartment";
+
 /// The criterion "in the compartment of `Patient/{patient_id}`", or `None` when no resource of
 /// the type can be. The patient itself belongs to its own compartment.
 pub fn patient_compartment(resource_type: &str, patient_id: &str) -> Option<Criterion> {
@@ -344,7 +348,7 @@ pub fn patient_compartment(resource_type: &str, patient_id: &str) -> Option<Crit
         });
     }
     (!any.is_empty()).then(|| Criterion {
-        key: "_compartment".to_owned(),
+        key: COMPARTMENT.to_owned(),
         test: Test::AnyOf(any),
     })
 }

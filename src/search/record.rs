@@ -1,13 +1,23 @@
 //! Searches that name one patient's record: `DocumentReference?patient=Patient/…`,
-//! `…?patient.identifier=system|value`, `Patient?_id=…`, `Patient?identifier=system|value`.
-//! Such a search is pinned to that record (`resources.patient_id`), so that the consent
-//! engine reads the record's facts once rather than per row (see `consent::InRecord`), and,
-//! sharded by patient, the query runs on one shard.
+//! `…?patient.identifier=system|value`, `Patient?_id=…`, `Patient?identifier=system|value`,
+//! and the compartment searches `Patient/{id}/{type}` (of which `$everything` is made). Such a
+//! search is pinned to that record (`resources.patient_id`), so that the consent engine reads
+//! the record's facts once rather than per row (see `consent::InRecord`), and, sharded by
+//! patient, the query runs on one shard (docs/scale-out.md).
 //!
-//! Pinning changes no result: a record's patient id is the first Patient reference found
-//! along the compartment's paths in order (`fhir::resource::compartment_patient`); the
-//! parameters pinned here are over the first path, a single reference, so a resource whose
-//! `patient` (or `subject` to a Patient) is `Patient/X` is in record X.
+//! Pinning a search by a parameter changes no result: a record's patient id is the first
+//! Patient reference found along the compartment's paths in order
+//! (`fhir::resource::compartment_patient`); the parameters pinned here are over the first
+//! path, a single reference, so a resource whose `patient` (or `subject` to a Patient) is
+//! `Patient/X` is in record X.
+//!
+//! *Decision*: a compartment search is the record. FHIR puts in `Patient/X`'s compartment
+//! every resource naming X along any of its paths, including one filed in another record
+//! that names X further down (an AllergyIntolerance of Y that X asserted). In Carnet such a
+//! resource belongs to Y's record, is governed by Y's choices, and is found there; X's
+//! compartment searches and `$everything` return X's record. For the patient, a guardian or
+//! an app, who read one record only, nothing changes. `Patient/X/Patient` is not pinned: it
+//! also lists the records linked to X's as the same person.
 
 use super::query::{Criterion, Include, ReferenceMatch, Search, SystemMatch, Test};
 use crate::fhir::registry;
@@ -62,6 +72,14 @@ pub fn stays_in_record(include: &Include, from_type: &str) -> bool {
 
 fn naming(resource_type: &str, criterion: &Criterion) -> Option<Named> {
     let key = criterion.key.as_str();
+    if key == super::query::COMPARTMENT {
+        // On Patient the compartment also holds the other records linked to this one as the
+        // same person (`Patient.link`): not one record.
+        return match resource_type {
+            "Patient" => None,
+            _ => compartment_patient(criterion).map(Named::Id),
+        };
+    }
     if resource_type == "Patient" {
         return match (key, &criterion.test) {
             ("_id", Test::Id(ids)) if ids.len() == 1 => Some(Named::Id(ids[0].clone())),
@@ -90,6 +108,29 @@ fn naming(resource_type: &str, criterion: &Criterion) -> Option<Named> {
         },
         _ => None,
     }
+}
+
+/// The patient of a compartment criterion (`query::patient_compartment`): every alternative
+/// names the same one.
+fn compartment_patient(criterion: &Criterion) -> Option<String> {
+    let Test::AnyOf(alternatives) = &criterion.test else {
+        return None;
+    };
+    let mut patients = alternatives.iter().map(|c| match &c.test {
+        Test::Reference(references) => match references.as_slice() {
+            [ReferenceMatch::Local {
+                target_type: Some(target),
+                id,
+            }] if target == "Patient" => Some(id.clone()),
+            _ => None,
+        },
+        Test::Id(ids) if c.key == "_id" && ids.len() == 1 => Some(ids[0].clone()),
+        _ => None,
+    });
+    let first = patients.next()??;
+    patients
+        .all(|p| p.as_deref() == Some(first.as_str()))
+        .then_some(first)
 }
 
 /// One `system|value` identifier, not negated.
@@ -137,6 +178,7 @@ fn record_reference(resource_type: &str, key: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::super::query;
     use super::*;
 
     fn named_in(resource_type: &str, query: &str) -> Option<Named> {
@@ -205,6 +247,23 @@ mod tests {
                 named_in(resource_type, query),
                 expected,
                 "{resource_type}?{query}"
+            );
+        }
+        // Compartment searches (and `$everything`) are the record, except on Patient.
+        for (resource_type, expected) in [
+            ("DocumentReference", id("p1")),
+            ("AllergyIntolerance", id("p1")),
+            ("Appointment", id("p1")),
+            ("Patient", None),
+        ] {
+            let mut search = query::parse(resource_type, &[], true, 20, 100).unwrap();
+            search
+                .criteria
+                .push(query::patient_compartment(resource_type, "p1").unwrap());
+            assert_eq!(
+                named(&search).map(|(_, n)| n),
+                expected,
+                "Patient/p1/{resource_type}"
             );
         }
     }
