@@ -32,6 +32,7 @@ mod review3_consent;
 mod review4_consent;
 mod review5_consent;
 mod review6_consent;
+mod review7_scale_out;
 mod review_consent;
 mod scale_out;
 mod search;

@@ -238,7 +238,8 @@ fn partitioning_a_database_with_data_keeps_what_every_read_answers() {
         )
     };
     let collations_before = collations(&s);
-    // Keys, indexes and statistics objects of the tables, by name and columns.
+    // Keys, indexes and statistics objects of the tables, by name and columns (those of the
+    // partitions are the next test's).
     let objects = |s: &Server| {
         s.select_texts(
             "SELECT CAST(c.relname || ' ' || i.relname || ' ' || x.indisunique || ' ' || \
@@ -250,8 +251,9 @@ fn partitioning_a_database_with_data_keeps_what_every_read_answers() {
              pg_get_constraintdef(k.oid) AS TEXT) FROM pg_constraint k \
              JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE n.nspname = 'public' AND NOT c.relispartition \
-             UNION ALL SELECT CAST(stxname || ' ' || pg_get_statisticsobjdef(oid) AS TEXT) \
-             FROM pg_statistic_ext ORDER BY 1",
+             UNION ALL SELECT CAST(x.stxname || ' ' || pg_get_statisticsobjdef(x.oid) AS TEXT) \
+             FROM pg_statistic_ext x JOIN pg_class c ON c.oid = x.stxrelid \
+             WHERE NOT c.relispartition ORDER BY 1",
         )
         .into_iter()
         .flatten()

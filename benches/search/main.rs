@@ -462,9 +462,9 @@ fn index_sizes(options: &Options) {
         #[diesel(sql_type = BigInt)]
         bytes: i64,
     }
-    let tables = "'resources', 'resource_versions', 'search_tokens', 'search_strings', \
-                  'search_dates', 'search_references', 'search_uris', 'records', 'directives', \
-                  'access_terms'";
+    let tables = "'resources', 'resource_versions', 'binary_contents', 'search_tokens', \
+                  'search_strings', 'search_dates', 'search_references', 'search_uris', \
+                  'records', 'directives', 'access_terms', 'resource_ids'";
     let sizes: Vec<Size> = match options.database.strip_prefix("sqlite://") {
         Some(path) => {
             let mut conn = diesel::SqliteConnection::establish(path).unwrap();
@@ -479,8 +479,11 @@ fn index_sizes(options: &Options) {
         None => {
             let mut conn = diesel::PgConnection::establish(&options.database).unwrap();
             diesel::sql_query(format!(
-                "SELECT relname::text AS name, pg_total_relation_size(oid) AS bytes FROM pg_class \
-                 WHERE relname IN ({tables}) ORDER BY 1"
+                // A partitioned table's own size is 0: its partitions hold the rows.
+                "SELECT c.relname::text AS name, \
+                 CAST((SELECT SUM(pg_total_relation_size(t.relid)) \
+                 FROM pg_partition_tree(c.oid) t) AS BIGINT) AS bytes \
+                 FROM pg_class c WHERE c.relname IN ({tables}) ORDER BY 1"
             ))
             .load(&mut conn)
             .unwrap()

@@ -1,7 +1,8 @@
 //! A search query string (`[type]?…`, or the form body of `POST [type]/_search`): decoded,
 //! parsed into a typed query (strict and lenient), its cursor opened, decided by the consent
 //! engine for a professional (the most elaborate restriction) and compiled to SQL for both
-//! backends, with the record it names (if any) looked up and the search rewritten to it.
+//! backends, with the record it names (if any) looked up and the search rewritten to it. A
+//! `_cursor` is also opened as a history page's position and compiled into that page.
 #![no_main]
 
 use carnet::auth::principal::{Principal, Purpose};
@@ -9,6 +10,7 @@ use carnet::auth::{scopes, Access};
 use carnet::consent::Engine;
 use carnet::search::{cursor, query, record, sql, Position};
 use carnet::store::search::Dialect;
+use carnet::store::{HistoryPosition, HistoryScope};
 use libfuzzer_sys::fuzz_target;
 
 #[path = "common.rs"]
@@ -51,6 +53,21 @@ fuzz_target!(|data: &[u8]| {
     let Ok(params) = serde_urlencoded::from_str::<Vec<(String, String)>>(query_string) else {
         return;
     };
+    for (_, value) in params.iter().filter(|(key, _)| key == "_cursor") {
+        if let Some(position) = HistoryPosition::from_cursor(value) {
+            let texts = [&position.resource_type, &position.id, &position.patient_id];
+            assert!(
+                texts.iter().all(|t| !t.chars().any(char::is_control)),
+                "a history position holds no control character: {position:?}"
+            );
+            if let Ok(restriction) = Engine::default().decide_system_history(&feeding_system()) {
+                for dialect in [Dialect::Sqlite, Dialect::Postgres] {
+                    let scope = HistoryScope::System;
+                    let _ = sql::history(&restriction, &scope, None, Some(&position), 21, dialect);
+                }
+            }
+        }
+    }
     for strict in [true, false] {
         let Ok(search) = query::parse(kind.name, &params, strict, 20, 100) else {
             continue;

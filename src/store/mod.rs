@@ -173,14 +173,25 @@ impl HistoryPosition {
         )
     }
 
-    /// The position a [`HistoryPosition::cursor`] gives, or `None` for any other text.
+    /// The position a [`HistoryPosition::cursor`] gives, or `None` for any other text: a type
+    /// of letters, a valid id, a valid patient id or none (nothing else reaches the SQL).
     pub fn from_cursor(text: &str) -> Option<HistoryPosition> {
+        use crate::fhir::resource::is_valid_id;
         let mut parts = text.splitn(5, '_');
         let last_updated = parts.next()?.parse().ok()?;
         let version_id = parts.next()?.parse().ok()?;
-        let resource_type = parts.next()?.to_owned();
-        let id = parts.next()?.to_owned();
-        let patient_id = parts.next()?.to_owned();
+        let resource_type = parts.next().filter(|t| {
+            !t.is_empty() && t.len() <= 64 && t.bytes().all(|b| b.is_ascii_alphabetic())
+        })?;
+        let id = parts.next().filter(|id| is_valid_id(id))?;
+        let patient_id = parts
+            .next()
+            .filter(|p| *p == OUTSIDE_RECORDS || is_valid_id(p))?;
+        let (resource_type, id, patient_id) = (
+            resource_type.to_owned(),
+            id.to_owned(),
+            patient_id.to_owned(),
+        );
         Some(HistoryPosition {
             last_updated,
             patient_id,
@@ -673,6 +684,10 @@ mod tests {
             "x_1_Patient_a_b",
             "1_x_Patient_a_b",
             "1_2_Patient",
+            "1_2_Patient_a\u{0}b_c",
+            "1_2_Patient_a_b\u{0}",
+            "1_2_Pa-tient_a_b",
+            "1_2_Patient__b",
         ] {
             assert_eq!(HistoryPosition::from_cursor(text), None, "{text}");
         }

@@ -116,7 +116,7 @@ fn partitions_of(conn: &mut PgConnection, table: &str) -> QueryResult<Option<i64
 
 /// Replaces the plain `table` by a table of the same columns partitioned by patient id, with
 /// its rows, and the same keys, indexes and statistics under the same names (so that later
-/// migrations find them).
+/// migrations find them; a later `CREATE STATISTICS` must name each partition too).
 fn partition(conn: &mut PgConnection, table: &str, partitions: u32) -> QueryResult<()> {
     let keys: Vec<Name> = diesel::sql_query(
         "SELECT conname AS name, pg_get_constraintdef(oid) AS definition FROM pg_constraint \
@@ -161,8 +161,27 @@ fn partition(conn: &mut PgConnection, table: &str, partitions: u32) -> QueryResu
             key.name, key.definition
         ));
     }
-    for index in indexes.iter().chain(&statistics) {
+    for index in &indexes {
         script.push_str(&format!("{};\n", index.definition));
     }
+    // PostgreSQL plans each partition's scan with that partition's statistics: extended
+    // statistics go on every partition, and on the parent for estimates across them.
+    for statistics in &statistics {
+        script.push_str(&format!("{};\n", statistics.definition));
+        for remainder in 0..partitions {
+            let (head, _) = statistics
+                .definition
+                .rsplit_once(" FROM ")
+                .expect("CREATE STATISTICS … FROM table");
+            let head = head.replacen(
+                &statistics.name,
+                &format!("{}_p{remainder}", statistics.name),
+                1,
+            );
+            script.push_str(&format!("{head} FROM {table}_p{remainder};\n"));
+        }
+    }
+    // Autovacuum analyzes the partitions as they fill, never the parent: once here.
+    script.push_str(&format!("ANALYZE {table};\n"));
     conn.batch_execute(&script)
 }

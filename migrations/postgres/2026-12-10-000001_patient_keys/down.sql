@@ -6,6 +6,7 @@ ALTER TABLE access_terms ADD PRIMARY KEY (resource_type, id, kind, value);
 
 DROP INDEX search_uris_resource;
 CREATE INDEX search_uris_resource ON search_uris (resource_type, id, param);
+DROP INDEX search_references_source;
 DROP INDEX search_references_resource;
 CREATE INDEX search_references_resource ON search_references (resource_type, id, param);
 DROP INDEX search_dates_resource;

@@ -14,6 +14,13 @@ UPDATE search_references SET patient_id = '' WHERE patient_id IS NULL;
 UPDATE search_uris SET patient_id = '' WHERE patient_id IS NULL;
 UPDATE access_terms SET patient_id = '' WHERE patient_id IS NULL;
 
+-- Before the patient id was fixed for good (migration 2026-12-07), an update could move a
+-- resource to another record, leaving its earlier versions with the earlier patient. A
+-- resource's versions now live in its record, the one of its current row, by which every
+-- version was already judged.
+UPDATE resource_versions v SET patient_id = r.patient_id FROM resources r
+    WHERE r.resource_type = v.resource_type AND r.id = v.id AND v.patient_id <> r.patient_id;
+
 ALTER TABLE resources ALTER COLUMN patient_id SET NOT NULL;
 ALTER TABLE resource_versions ALTER COLUMN patient_id SET NOT NULL;
 ALTER TABLE search_tokens ALTER COLUMN patient_id SET NOT NULL;
@@ -69,6 +76,9 @@ DROP INDEX search_dates_resource;
 CREATE INDEX search_dates_resource ON search_dates (patient_id, resource_type, id, param);
 DROP INDEX search_references_resource;
 CREATE INDEX search_references_resource ON search_references (patient_id, resource_type, id, param);
+-- The references of resources found by id in no one record: `_include` from a page across
+-- records, `_has`.
+CREATE INDEX search_references_source ON search_references (resource_type, id, param);
 DROP INDEX search_uris_resource;
 CREATE INDEX search_uris_resource ON search_uris (patient_id, resource_type, id, param);
 

@@ -46,10 +46,17 @@ CREATE TABLE resource_versions_new (
     body BLOB NOT NULL,
     PRIMARY KEY (patient_id, resource_type, id, version_id)
 );
+-- Before the patient id was fixed for good (migration 2026-12-07), an update could move a
+-- resource to another record, leaving its earlier versions with the earlier patient. A
+-- resource's versions now live in its record, the one of its current row, by which every
+-- version was already judged.
 INSERT INTO resource_versions_new
-    SELECT COALESCE(patient_id, ''), resource_type, id, version_id, last_updated, deleted,
-        method, key_id, body
-    FROM resource_versions ORDER BY seq;
+    SELECT COALESCE((SELECT r.patient_id FROM resources r
+                     WHERE r.resource_type = v.resource_type AND r.id = v.id),
+                    v.patient_id, ''),
+        v.resource_type, v.id, v.version_id, v.last_updated, v.deleted, v.method, v.key_id,
+        v.body
+    FROM resource_versions v ORDER BY v.seq;
 DROP TABLE resource_versions;
 ALTER TABLE resource_versions_new RENAME TO resource_versions;
 CREATE INDEX resource_versions_type_time ON resource_versions (resource_type, last_updated);
@@ -148,6 +155,9 @@ CREATE INDEX search_references_url ON search_references (resource_type, param, u
 CREATE INDEX search_references_reverse ON search_references (target_type, target_id);
 CREATE INDEX search_references_resource
     ON search_references (patient_id, resource_type, id, param);
+-- The references of resources found by id in no one record: `_include` from a page across
+-- records, `_has`.
+CREATE INDEX search_references_source ON search_references (resource_type, id, param);
 
 CREATE TABLE search_uris_new (
     patient_id TEXT NOT NULL,
