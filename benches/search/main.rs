@@ -481,8 +481,9 @@ fn index_sizes(options: &Options) {
             diesel::sql_query(format!(
                 // A partitioned table's own size is 0: its partitions hold the rows.
                 "SELECT c.relname::text AS name, \
-                 CAST((SELECT SUM(pg_total_relation_size(t.relid)) \
-                 FROM pg_partition_tree(c.oid) t) AS BIGINT) AS bytes \
+                 CAST(COALESCE((SELECT SUM(pg_total_relation_size(t.relid)) \
+                 FROM pg_partition_tree(c.oid) t), pg_total_relation_size(c.oid)) AS BIGINT) \
+                 AS bytes \
                  FROM pg_class c WHERE c.relname IN ({tables}) ORDER BY 1"
             ))
             .load(&mut conn)

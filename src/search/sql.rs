@@ -178,18 +178,21 @@ pub fn page_from(
         Some(patient) => format!(" AND v.patient_id = {patient}"),
         None => String::new(),
     };
+    // The page's rows first, their versions after: joined before the limit, the versions
+    // would be read (or hashed) for every match, not for the page's.
+    let order = order.join(", ");
     b.finish(format!(
         "SELECT {}, m.k0_t, m.k0_n, m.k1_t, m.k1_n, m.k2_t, m.k2_n \
-         FROM (SELECT r.patient_id, r.resource_type, r.id, r.version_id, r.labels, \
-         r.writer, {} FROM resources r WHERE {}) m \
+         FROM (SELECT * FROM (SELECT r.patient_id, r.resource_type, r.id, r.version_id, \
+         r.labels, r.writer, {} FROM resources r WHERE {}) m \
+         WHERE {keyset} ORDER BY {order} LIMIT {limit}) m \
          JOIN resource_versions v ON v.patient_id = m.patient_id \
          AND v.resource_type = m.resource_type AND v.id = m.id \
          AND v.version_id = m.version_id{versions_in_record} \
-         WHERE {keyset} ORDER BY {} LIMIT {limit}",
+         ORDER BY {order}",
         version_columns("m"),
         columns.join(", "),
         conditions.join(" AND "),
-        order.join(", ")
     ))
 }
 

@@ -87,3 +87,6 @@ ALTER TABLE access_terms ADD PRIMARY KEY (patient_id, resource_type, id, kind, v
 
 DROP INDEX directives_source;
 CREATE INDEX directives_source ON directives (patient_id, source_type, source_id);
+
+-- The new lookup has no statistics until autovacuum comes by.
+ANALYZE resource_ids;

@@ -190,3 +190,6 @@ CREATE INDEX access_terms_value ON access_terms (kind, value);
 
 DROP INDEX directives_source;
 CREATE INDEX directives_source ON directives (patient_id, source_type, source_id);
+
+-- The rebuilt tables have no statistics yet: the planner would guess until the next ANALYZE.
+ANALYZE;
