@@ -582,6 +582,37 @@ pub fn test_database(name: &str, dir: &std::path::Path) -> (String, Option<(Stri
     }
 }
 
+/// The URL of a Bundle's `next` page, if it has one.
+pub fn next_link(bundle: &Value) -> Option<String> {
+    bundle["link"]
+        .as_array()?
+        .iter()
+        .find(|l| l["relation"] == "next")
+        .and_then(|l| l["url"].as_str())
+        .map(str::to_owned)
+}
+
+/// `query` with `binds` bound, for PostgreSQL (text and numbers: what reads bind).
+pub fn bind_pg<'a>(
+    mut query: diesel::query_builder::BoxedSqlQuery<
+        'a,
+        diesel::pg::Pg,
+        diesel::query_builder::SqlQuery,
+    >,
+    binds: &[carnet::store::search::Bind],
+) -> diesel::query_builder::BoxedSqlQuery<'a, diesel::pg::Pg, diesel::query_builder::SqlQuery> {
+    use carnet::store::search::Bind;
+    use diesel::sql_types::{BigInt, Text};
+    for bind in binds {
+        query = match bind {
+            Bind::Text(v) => query.bind::<Text, _>(v.clone()),
+            Bind::BigInt(v) => query.bind::<BigInt, _>(*v),
+            other => panic!("a read binds no {other:?}"),
+        };
+    }
+    query
+}
+
 /// The hash partitions by patient id the PostgreSQL test databases get (`.ci/run` runs the
 /// PostgreSQL suite a second time with `CARNET_POSTGRES__PARTITIONS` set); 0 on SQLite.
 pub fn partitions() -> u32 {
@@ -682,15 +713,10 @@ pub fn query_plan(server: &Server, sql: &carnet::store::search::Sql) -> Vec<Stri
             diesel::sql_query("SET enable_seqscan = off")
                 .execute(&mut conn)
                 .unwrap();
-            let mut query =
-                diesel::sql_query(format!("EXPLAIN {}", sql.text)).into_boxed::<diesel::pg::Pg>();
-            for bind in &sql.binds {
-                query = match bind {
-                    Bind::Text(v) => query.bind::<Text, _>(v.clone()),
-                    Bind::BigInt(v) => query.bind::<BigInt, _>(*v),
-                    other => panic!("a search binds no {other:?}"),
-                };
-            }
+            let query = bind_pg(
+                diesel::sql_query(format!("EXPLAIN {}", sql.text)).into_boxed(),
+                &sql.binds,
+            );
             let lines: Vec<PgLine> = query.load(&mut conn).unwrap();
             lines.into_iter().map(|l| l.line).collect()
         }

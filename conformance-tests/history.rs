@@ -111,13 +111,8 @@ fn paging_walks_every_version_once_even_while_writes_go_on() {
             // A write between pages must not shift the pages already being walked.
             s.create(&patient("late"));
         }
-        match bundle["link"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|l| l["relation"] == "next")
-        {
-            Some(next) => url = next["url"].as_str().unwrap().to_owned(),
+        match crate::harness::next_link(&bundle) {
+            Some(next) => url = next,
             None => break,
         }
     }
@@ -166,13 +161,8 @@ fn versions_written_in_the_same_microsecond_are_each_paged_once() {
             let patient = r["patient"]["reference"].as_str().unwrap().to_owned();
             (patient, r["id"].as_str().unwrap().to_owned())
         }));
-        match bundle["link"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|l| l["relation"] == "next")
-        {
-            Some(next) => url = next["url"].as_str().unwrap().to_owned(),
+        match crate::harness::next_link(&bundle) {
+            Some(next) => url = next,
             None => break,
         }
     }

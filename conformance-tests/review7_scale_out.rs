@@ -136,13 +136,8 @@ fn walk(s: &Server, first: &str) -> Vec<String> {
                 .unwrap_or_else(|| entry["response"]["etag"].to_string());
             seen.push(format!("{request} {version}"));
         }
-        match bundle["link"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|l| l["relation"] == "next")
-        {
-            Some(next) => url = next["url"].as_str().unwrap().to_owned(),
+        match crate::harness::next_link(&bundle) {
+            Some(next) => url = next,
             None => return seen,
         }
     }

@@ -12,7 +12,7 @@ use carnet::consent::{Engine, Restriction};
 use carnet::fhir::conditional::Condition;
 use carnet::search::{query, record, sql, Position};
 use carnet::store::partitions::{OTHER_TABLES, RECORD_TABLES};
-use carnet::store::search::{Bind, Dialect, Sql};
+use carnet::store::search::{Dialect, Sql};
 use carnet::store::{HistoryScope, Store};
 use diesel::prelude::*;
 use serde_json::{json, Value};
@@ -98,22 +98,16 @@ fn every_record_table_keys_on_a_not_null_patient_id() {
 /// `EXPLAIN ANALYZE`: partitions pruned when planning are absent, those pruned when running
 /// (a patient found by a lookup) are "never executed".
 fn partitions_read(database_url: &str, sql: &Sql) -> BTreeSet<u32> {
-    use diesel::sql_types::{BigInt, Text};
     #[derive(QueryableByName)]
     struct Plan {
-        #[diesel(sql_type = Text, column_name = "QUERY PLAN")]
+        #[diesel(sql_type = diesel::sql_types::Text, column_name = "QUERY PLAN")]
         json: String,
     }
     let mut conn = PgConnection::establish(database_url).unwrap();
-    let mut query = diesel::sql_query(format!("EXPLAIN (ANALYZE, FORMAT JSON) {}", sql.text))
-        .into_boxed::<diesel::pg::Pg>();
-    for bind in &sql.binds {
-        query = match bind {
-            Bind::Text(v) => query.bind::<Text, _>(v.clone()),
-            Bind::BigInt(v) => query.bind::<BigInt, _>(*v),
-            other => panic!("a read binds no {other:?}"),
-        };
-    }
+    let query = harness::bind_pg(
+        diesel::sql_query(format!("EXPLAIN (ANALYZE, FORMAT JSON) {}", sql.text)).into_boxed(),
+        &sql.binds,
+    );
     let plans: Vec<Plan> = query
         .load(&mut conn)
         .unwrap_or_else(|e| panic!("{e}: {}", sql.text));
