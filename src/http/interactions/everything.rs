@@ -25,7 +25,7 @@ const PARAMETERS: [&str; 6] = ["_count", "_since", "_type", "_cursor", "_format"
         ("_format" = Option<String>, Query, description = "json or application/fhir+json (overrides Accept)"),
         ("_pretty" = Option<bool>, Query, description = "Indent the JSON"),
         ("Prefer" = Option<String>, Header, description = "handling=strict (default: unknown parameters are refused) or handling=lenient")),
-    responses((status = 200, description = "searchset Bundle: the Patient, then the resources of its compartment that the caller may see, type after type, with an exact total; types the token may not search are left out; referenced resources outside the compartment (Binary among them) are not added", body = serde_json::Value, content_type = "application/fhir+json"),
+    responses((status = 200, description = "searchset Bundle: the Patient, then the resources of its record (its compartment, less resources filed in another record) that the caller may see, type after type, with an exact total; types the token may not search are left out; referenced resources outside the compartment (Binary among them) are not added", body = serde_json::Value, content_type = "application/fhir+json"),
         (status = 400, description = "Unknown or malformed parameter, a type outside the patient compartment, or a cursor from another query (OperationOutcome)", body = serde_json::Value),
         (status = 403, description = "The token may search no type of the patient compartment, or none of the types _type names (OperationOutcome)", body = serde_json::Value),
         (status = 404, description = "No such patient, or one the caller may not see (OperationOutcome)", body = serde_json::Value)))]
