@@ -14,7 +14,7 @@ use crate::fhir::writes::WriteContext;
 use crate::search::query::Search;
 use crate::search::record::{self, Named};
 use crate::search::{sql, Page, Position};
-use crate::store::{HistoryPosition, HistoryScope, Store, StoreError, Version};
+use crate::store::{Filed, HistoryPosition, HistoryScope, Store, StoreError, Version};
 use std::sync::Arc;
 
 /// Why data could not be answered.
@@ -274,8 +274,12 @@ pub struct Reading {
 impl Reading {
     /// The current version of `id`, deleted or not, if the caller may see it.
     pub fn read(&self, id: &str) -> Result<Option<Version>, DataError> {
-        let sql = sql::current(&self.restriction, self.kind.name, id, self.store.dialect());
-        let mut version = first(self.store.found(&sql)?);
+        let (restriction, kind, dialect) =
+            (&self.restriction, self.kind.name, self.store.dialect());
+        let found = self.store.found_filed(kind, id, |filed| {
+            sql::current(restriction, kind, id, filed, dialect)
+        })?;
+        let mut version = first(found);
         self.reader
             .answer(&self.restriction, version.as_mut_slice())?;
         Ok(version)
@@ -283,31 +287,34 @@ impl Reading {
 
     /// Version `version_id` of `id`, if the caller may see the resource.
     pub fn vread(&self, id: &str, version_id: i64) -> Result<Option<Version>, DataError> {
-        let sql = sql::version(
-            &self.restriction,
-            self.kind.name,
-            id,
-            version_id,
-            self.store.dialect(),
-        );
-        let mut version = first(self.store.found(&sql)?);
+        let (restriction, kind, dialect) =
+            (&self.restriction, self.kind.name, self.store.dialect());
+        let found = self.store.found_filed(kind, id, |filed| {
+            sql::version(restriction, kind, id, version_id, filed, dialect)
+        })?;
+        let mut version = first(found);
         self.reader
             .answer(&self.restriction, version.as_mut_slice())?;
         Ok(version)
     }
 
     /// The bytes of a Binary version the caller may see.
-    pub fn binary_content(&self, id: &str, version_id: i64) -> Result<Option<Vec<u8>>, StoreError> {
-        let sql = sql::binary_content(&self.restriction, id, version_id, self.store.dialect());
+    pub fn binary_content(&self, binary: &Version) -> Result<Option<Vec<u8>>, StoreError> {
+        let sql = sql::binary_content(&self.restriction, binary, self.store.dialect());
         self.store.content(&sql)
     }
 
-    /// The history of `id` (the caller may see it: check with [`Reading::read`] first).
-    pub fn history(&self, id: &str) -> HistoryReading {
+    /// The history of the resource whose `current` version [`Reading::read`] gave.
+    pub fn history(&self, current: &Version) -> HistoryReading {
+        let scope = HistoryScope::Instance(
+            self.kind.name.to_owned(),
+            current.id.clone(),
+            Filed::of(current),
+        );
         HistoryReading {
             store: self.store.clone(),
             restriction: self.restriction.clone(),
-            scope: HistoryScope::Instance(self.kind.name.to_owned(), id.to_owned()),
+            scope,
             reader: self.reader.clone(),
         }
     }
@@ -328,8 +335,11 @@ impl Everything {
     /// the operation answers as for a missing patient.
     /// A professional over the hourly patient limit is slowed before learning even that.
     pub fn holder_visible(&self, id: &str) -> Result<bool, DataError> {
-        let sql = sql::current(&self.restriction, "Patient", id, self.store.dialect());
-        let holder = first(self.store.found(&sql)?).filter(|v| !v.deleted);
+        let (restriction, dialect) = (&self.restriction, self.store.dialect());
+        let found = self.store.found_filed("Patient", id, |filed| {
+            sql::current(restriction, "Patient", id, filed, dialect)
+        })?;
+        let holder = first(found).filter(|v| !v.deleted);
         self.reader.answering(&holder)?;
         Ok(holder.is_some())
     }
@@ -356,8 +366,8 @@ pub struct HistoryReading {
 
 impl HistoryReading {
     /// The bytes of a Binary version this history lists.
-    pub fn binary_content(&self, id: &str, version_id: i64) -> Result<Option<Vec<u8>>, StoreError> {
-        let sql = sql::binary_content(&self.restriction, id, version_id, self.store.dialect());
+    pub fn binary_content(&self, binary: &Version) -> Result<Option<Vec<u8>>, StoreError> {
+        let sql = sql::binary_content(&self.restriction, binary, self.store.dialect());
         self.store.content(&sql)
     }
 

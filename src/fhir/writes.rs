@@ -142,13 +142,8 @@ impl WriteContext {
     }
 
     /// The bytes of a Binary version this caller just wrote (for the write's answer).
-    pub fn binary_content(&self, id: &str, version_id: i64) -> Result<Option<Vec<u8>>, StoreError> {
-        let sql = sql::binary_content(
-            &self.grant.restriction,
-            id,
-            version_id,
-            self.store.dialect(),
-        );
+    pub fn binary_content(&self, binary: &Version) -> Result<Option<Vec<u8>>, StoreError> {
+        let sql = sql::binary_content(&self.grant.restriction, binary, self.store.dialect());
         self.store.content(&sql)
     }
 
@@ -159,14 +154,21 @@ impl WriteContext {
         kind: &ResourceKind,
         condition: &Condition,
     ) -> Result<Vec<Version>, WriteError> {
-        let sql = sql::conditional(
-            &self.grant.restriction,
-            kind.name,
-            condition,
-            2,
-            self.store.dialect(),
-        );
-        Ok(self.store.unit(|unit| unit.versions(&sql))?)
+        let (restriction, dialect) = (&self.grant.restriction, self.store.dialect());
+        Ok(self.store.unit(|unit| {
+            let sql = match condition {
+                Condition::Id(id) => {
+                    let filed = unit.filed(kind.name, id)?;
+                    let criteria = sql::Criteria::Id(id, &filed);
+                    sql::conditional(restriction, kind.name, criteria, 2, dialect)
+                }
+                Condition::Token(query) => {
+                    let criteria = sql::Criteria::Token(query);
+                    sql::conditional(restriction, kind.name, criteria, 2, dialect)
+                }
+            };
+            unit.versions(&sql)
+        })?)
     }
 
     /// The current version of `kind/id`, deleted or not, if the caller may see it; read inside
@@ -177,7 +179,14 @@ impl WriteContext {
         kind: &ResourceKind,
         id: &str,
     ) -> Result<Option<Version>, StoreError> {
-        let sql = sql::current(&self.grant.restriction, kind.name, id, self.store.dialect());
+        let filed = unit.filed(kind.name, id)?;
+        let sql = sql::current(
+            &self.grant.restriction,
+            kind.name,
+            id,
+            &filed,
+            self.store.dialect(),
+        );
         Ok(unit.versions(&sql)?.pop())
     }
 
@@ -279,7 +288,8 @@ impl WriteContext {
         // A patch reads what it changes (its `test` operations, its answer): an author who may
         // replace or delete a document they may not read cannot patch it.
         let reading = self.grant.restriction.reading();
-        let sql = sql::current(&reading, kind.name, id, self.store.dialect());
+        let filed = unit.filed(kind.name, id)?;
+        let sql = sql::current(&reading, kind.name, id, &filed, self.store.dialect());
         let current = match unit.versions(&sql)?.pop() {
             None => return Err(WriteError::NotFound),
             Some(v) if v.deleted => return Err(WriteError::Gone),
@@ -500,11 +510,10 @@ impl WriteContext {
                     "{}|{}|{}",
                     query.resource_type, query.param, query.code
                 ))?;
-                let condition = Condition::Token(query.clone());
                 let sql = sql::conditional(
                     &self.grant.restriction,
                     &query.resource_type,
-                    &condition,
+                    sql::Criteria::Token(query),
                     2,
                     self.store.dialect(),
                 );

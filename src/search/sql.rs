@@ -9,10 +9,11 @@ use super::registry::ParamType;
 use super::visibility::{self, restricted, restricted_as};
 use super::{Mark, Position};
 use crate::consent::{InRecord, Restriction};
-use crate::fhir::conditional::Condition;
 use crate::store::index::{cut, KEY_CHARS};
 use crate::store::search::{KeyValue, SORT_KEYS};
-use crate::store::{HistoryPosition, HistoryScope, SystemMatch as Systems, TokenQuery};
+use crate::store::{
+    Filed, HistoryPosition, HistoryScope, SystemMatch as Systems, TokenQuery, Version,
+};
 
 pub use crate::store::search::{Bind, Dialect, Sql};
 
@@ -407,22 +408,22 @@ pub fn included(
     ))
 }
 
-/// Direct access: the current version of `resource_type/id`, deleted or not, if visible.
+/// Direct access: the current version of `resource_type/id`, filed in `filed`, deleted or
+/// not, if visible.
 pub fn current(
     restriction: &Restriction,
     resource_type: &str,
     id: &str,
+    filed: &Filed,
     dialect: Dialect,
 ) -> ReadSql {
     let mut b = Builder::new(dialect);
     let (kind, id) = (b.text(resource_type), b.text(id));
-    let record = record_of(&kind, &id);
-    let visible = restricted_as(&mut b, restriction, "r", resource_type);
+    let visible = visibility::filed(&mut b, restriction, filed, "r", resource_type);
     b.finish(format!(
         "SELECT {}, {NO_KEYS} FROM resources r \
          JOIN resource_versions v ON {VERSION_OF_R} \
-         WHERE r.patient_id = {record} AND r.resource_type = {kind} AND r.id = {id} \
-         AND {visible}",
+         WHERE r.resource_type = {kind} AND r.id = {id} AND {visible}",
         version_columns("r")
     ))
 }
@@ -458,19 +459,21 @@ pub fn visible_among(
     ))
 }
 
-/// Direct access: version `version_id` of `resource_type/id`, if its resource is visible.
+/// Direct access: version `version_id` of `resource_type/id`, filed in `filed`, if its
+/// resource is visible.
 pub fn version(
     restriction: &Restriction,
     resource_type: &str,
     id: &str,
     version_id: i64,
+    filed: &Filed,
     dialect: Dialect,
 ) -> ReadSql {
     let mut b = Builder::new(dialect);
     let (kind, id, number) = (b.text(resource_type), b.text(id), b.int(version_id));
-    let record = record_of(&kind, &id);
-    let visible = restricted_as(&mut b, restriction, "r", resource_type);
-    let surviving = visibility::surviving("v");
+    let record = b.text(filed.key());
+    let visible = visibility::filed(&mut b, restriction, filed, "r", resource_type);
+    let surviving = visibility::surviving("v", &record);
     b.finish(format!(
         "SELECT {}, {NO_KEYS} FROM resource_versions v \
          JOIN resources r ON {R_OF_VERSION} \
@@ -480,17 +483,14 @@ pub fn version(
     ))
 }
 
-/// The bytes of version `version_id` of `Binary/{id}`, if the Binary is visible.
-pub fn binary_content(
-    restriction: &Restriction,
-    id: &str,
-    version_id: i64,
-    dialect: Dialect,
-) -> ReadSql {
+/// The bytes of `binary` (a version of a Binary read from the store, which says where it is
+/// filed), if the Binary is visible.
+pub fn binary_content(restriction: &Restriction, binary: &Version, dialect: Dialect) -> ReadSql {
     let mut b = Builder::new(dialect);
-    let (id, number) = (b.text(id), b.int(version_id));
-    let record = record_of("'Binary'", &id);
-    let visible = restricted(&mut b, restriction, "r");
+    let (id, number) = (b.text(&binary.id), b.int(binary.version_id));
+    let filed = Filed::of(binary);
+    let record = b.text(filed.key());
+    let visible = visibility::filed(&mut b, restriction, &filed, "r", "Binary");
     b.finish(format!(
         "SELECT c.key_id, c.content FROM binary_contents c \
          JOIN resources r ON r.patient_id = c.patient_id AND r.resource_type = 'Binary' \
@@ -514,9 +514,9 @@ fn history_conditions(
     match scope {
         HistoryScope::System => {}
         HistoryScope::Type(kind) => conditions.push(format!("v.resource_type = {}", b.text(kind))),
-        HistoryScope::Instance(kind, id) => {
+        HistoryScope::Instance(kind, id, filed) => {
             let (kind, id) = (b.text(kind), b.text(id));
-            conditions.push(format!("v.patient_id = {}", record_of(&kind, &id)));
+            conditions.push(format!("v.patient_id = {}", b.text(filed.key())));
             conditions.push(format!("v.resource_type = {kind}"));
             conditions.push(format!("v.id = {id}"));
         }
@@ -538,11 +538,15 @@ fn history_conditions(
     }
     conditions.push(match scope {
         HistoryScope::System => restricted(b, restriction, "r"),
-        HistoryScope::Type(kind) | HistoryScope::Instance(kind, _) => {
-            restricted_as(b, restriction, "r", kind)
+        HistoryScope::Type(kind) => restricted_as(b, restriction, "r", kind),
+        HistoryScope::Instance(kind, _, filed) => {
+            visibility::filed(b, restriction, filed, "r", kind)
         }
     });
-    conditions.push(visibility::surviving("v"));
+    conditions.push(match scope {
+        HistoryScope::Instance(_, _, filed) => visibility::surviving("v", &b.text(filed.key())),
+        _ => visibility::surviving("v", "v.patient_id"),
+    });
     conditions.join(" AND ")
 }
 
@@ -584,33 +588,43 @@ pub fn history_count(
     ))
 }
 
+/// What a conditional interaction's criteria select: an id (filed where its lookup says), or
+/// a token value.
+#[derive(Debug, Clone, Copy)]
+pub enum Criteria<'a> {
+    Id(&'a str, &'a Filed),
+    Token(&'a TokenQuery),
+}
+
 /// The current, visible resources of `resource_type` a conditional interaction's criteria
 /// select, in id order (`limit`: two tell none, one and several apart).
 pub fn conditional(
     restriction: &Restriction,
     resource_type: &str,
-    condition: &Condition,
+    criteria: Criteria<'_>,
     limit: i64,
     dialect: Dialect,
 ) -> ReadSql {
     let mut b = Builder::new(dialect);
     let kind = b.text(resource_type);
-    let (selection, param) = match condition {
-        Condition::Id(id) => {
-            let id = b.text(id);
+    let (selection, visible) = match criteria {
+        Criteria::Id(id, filed) => {
+            let matching = restriction.matching(resource_type, None);
+            let id = format!("r.id = {}", b.text(id));
             (
-                format!("r.patient_id = {} AND r.id = {id}", record_of(&kind, &id)),
-                None,
+                id,
+                visibility::filed(&mut b, &matching, filed, "r", resource_type),
             )
         }
-        Condition::Token(query) => (token_selection(&mut b, query), Some(query.param.as_str())),
+        Criteria::Token(query) => {
+            let matching = restriction.matching(resource_type, Some(&query.param));
+            let selection = token_selection(&mut b, query);
+            (
+                selection,
+                restricted_as(&mut b, &matching, "r", resource_type),
+            )
+        }
     };
-    let visible = restricted_as(
-        &mut b,
-        &restriction.matching(resource_type, param),
-        "r",
-        resource_type,
-    );
     let limit = b.int(limit);
     b.finish(format!(
         "SELECT {}, {NO_KEYS} FROM resources r \
@@ -1347,9 +1361,16 @@ mod tests {
         let s = search(&[("status", "current")]);
         let documents = count(&s, &all(), "http://h/fhir", Dialect::Postgres);
         assert!(!documents.sql().text.contains(through_document));
-        let binary = current(&all(), "Binary", "b1", Dialect::Postgres);
+        let outside = Filed::outside_records();
+        let binary = current(&all(), "Binary", "b1", &outside, Dialect::Postgres);
         assert!(binary.sql().text.contains(through_document));
-        let document = current(&all(), "DocumentReference", "d1", Dialect::Postgres);
+        let document = current(
+            &all(),
+            "DocumentReference",
+            "d1",
+            &outside,
+            Dialect::Postgres,
+        );
         assert!(!document.sql().text.contains(through_document));
         let system = history(
             &all(),

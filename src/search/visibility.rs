@@ -12,6 +12,7 @@ use super::sql::Builder;
 use crate::consent::matrix::Visible;
 use crate::consent::policy::{DIRECTORY_TYPES, PROVISIONING_TYPES};
 use crate::consent::{Headers, InRecord, RecordFacts, Restriction, Rule};
+use crate::store::{Filed, OUTSIDE_RECORDS};
 
 /// The rows of alias `a` (a `resources` row) the caller may see.
 pub(super) fn restricted(b: &mut Builder, restriction: &Restriction, a: &str) -> String {
@@ -41,9 +42,11 @@ pub(super) fn pinned(
     a: &str,
     resource_type: &str,
 ) -> String {
+    // The record's facts not known beforehand are asked of the pinned id itself, not of the
+    // row's column: a value the planner sees prunes every table they read when planning.
     let record_row = Record {
         a,
-        patient: format!("{a}.patient_id"),
+        patient: patient.to_owned(),
         now: restriction.now(),
         headers: restriction.headers(),
         resource_type: Some(resource_type),
@@ -51,6 +54,35 @@ pub(super) fn pinned(
     };
     Cond::Sql(format!("{a}.patient_id = {patient}"))
         .and(b, |b| in_record(b, restriction, &record_row))
+        .text()
+}
+
+/// The rows of alias `a`, of `resource_type`, filed in `filed` (a read by id) that the caller
+/// may see: only the branch of a row in a record, or of one outside records, with the record
+/// named by value (see [`Filed`]).
+pub(super) fn filed(
+    b: &mut Builder,
+    restriction: &Restriction,
+    filed: &Filed,
+    a: &str,
+    resource_type: &str,
+) -> String {
+    if filed.key() == OUTSIDE_RECORDS {
+        return Cond::Sql(format!("{a}.patient_id = ''"))
+            .and(b, |b| outside(b, restriction, a, Some(resource_type)))
+            .text();
+    }
+    let patient = b.text(filed.key());
+    let record = Record {
+        a,
+        patient: patient.clone(),
+        now: restriction.now(),
+        headers: restriction.headers(),
+        resource_type: Some(resource_type),
+        known: None,
+    };
+    Cond::Sql(format!("{a}.patient_id = {patient}"))
+        .and(b, |b| in_record(b, restriction, &record))
         .text()
 }
 
@@ -228,10 +260,11 @@ fn outside(b: &mut Builder, restriction: &Restriction, a: &str, t: Option<&str>)
 /// The version `v` (a `resource_versions` row) survives its document's deletions: a deletion
 /// hides a DocumentReference's versions up to it for good (§10), even once a new version is
 /// written at that id. Other types keep their history, deletions included.
-pub(super) fn surviving(v: &str) -> String {
+/// `patient`: the SQL of the record's patient id (a value where the query names it).
+pub(super) fn surviving(v: &str, patient: &str) -> String {
     format!(
         "({v}.resource_type <> 'DocumentReference' OR NOT EXISTS (SELECT 1 \
-         FROM resource_versions {v}_x WHERE {v}_x.patient_id = {v}.patient_id \
+         FROM resource_versions {v}_x WHERE {v}_x.patient_id = {patient} \
          AND {v}_x.resource_type = {v}.resource_type AND {v}_x.id = {v}.id AND {v}_x.deleted = TRUE AND {v}_x.version_id >= {v}.version_id))"
     )
 }
@@ -542,7 +575,8 @@ impl Record<'_> {
                 "EXISTS (SELECT 1 FROM directives {a}_k WHERE {a}_k.patient_id = {patient} \
                  AND {a}_k.kind = 'block' AND {a}_k.actor_type = 'Organization' AND {} \
                  AND {a}_k.actor_id IN (SELECT {a}_i.id FROM search_tokens {a}_i \
-                 WHERE {a}_i.resource_type = 'Organization' AND {a}_i.param = 'identifier' \
+                 WHERE {a}_i.patient_id = '' AND {a}_i.resource_type = 'Organization' \
+                 AND {a}_i.param = 'identifier' \
                  AND {system} AND {a}_i.code = {}))",
                 in_force(b, &format!("{a}_k"), self.now),
                 b.text(value)

@@ -338,7 +338,9 @@ pub fn organizations(
     system: Option<&str>,
     value: &str,
 ) -> QueryResult<Vec<String>> {
+    // The directory is outside records.
     let mut equal = vec![
+        ("patient_id", super::OUTSIDE_RECORDS),
         ("resource_type", "Organization"),
         ("param", "identifier"),
         ("code", value),

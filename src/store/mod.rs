@@ -66,6 +66,41 @@ pub fn record_key(patient_id: Option<&str>) -> &str {
     patient_id.unwrap_or(OUTSIDE_RECORDS)
 }
 
+/// The record a resource is filed in, as its id lookup (`resource_ids`) gives it: a read by
+/// id names it as a value, so that the statement is planned for that record's partition (one
+/// shard on a distributed database) instead of finding it while it runs. A resource that does
+/// not exist is "filed" outside records: the read that follows finds nothing there either,
+/// the same two statements as for a resource the caller may not see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filed(String);
+
+impl Filed {
+    /// Where `version`, as read from the store, is filed.
+    pub fn of(version: &Version) -> Filed {
+        Filed(record_key(version.patient_id.as_deref()).to_owned())
+    }
+
+    /// Outside any record.
+    pub fn outside_records() -> Filed {
+        Filed(OUTSIDE_RECORDS.to_owned())
+    }
+
+    /// The patient id of the record, or [`OUTSIDE_RECORDS`].
+    pub fn key(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Where `resource_type/id` is filed (see [`Filed`]).
+fn filed(conn: &mut db::AnyConnection, resource_type: &str, id: &str) -> Result<Filed, StoreError> {
+    let key: Option<String> = resource_ids::table
+        .find((resource_type, id))
+        .select(resource_ids::patient_id)
+        .first(conn)
+        .optional()?;
+    Ok(key.map_or_else(Filed::outside_records, Filed))
+}
+
 /// Which systems a token query accepts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SystemMatch {
@@ -139,7 +174,8 @@ pub struct NewVersion {
 pub enum HistoryScope {
     System,
     Type(String),
-    Instance(String, String),
+    /// One resource: its type, its id and where it is filed.
+    Instance(String, String, Filed),
 }
 
 /// Where a version stands in a history, newest first: by when it was written, then by its key
@@ -426,6 +462,11 @@ pub struct Unit<'c> {
 }
 
 impl Unit<'_> {
+    /// Where `resource_type/id` is filed, seen from inside this unit.
+    pub fn filed(&mut self, resource_type: &str, id: &str) -> Result<Filed, StoreError> {
+        filed(self.conn, resource_type, id)
+    }
+
     /// The versions `sql` selects, read inside this unit (it sees what the unit installed).
     pub fn versions(&mut self, sql: &ReadSql) -> Result<Vec<Version>, StoreError> {
         Ok(search::load_found(self.conn, sql)?

@@ -3,7 +3,7 @@
 
 use super::db::AnyConnection;
 use super::schema::server_secrets;
-use super::{decode_version, Store, StoreError, Version};
+use super::{decode_version, Filed, Store, StoreError, Version};
 use crate::search::sql::ReadSql;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Binary, Bool, Nullable, Text};
@@ -186,6 +186,24 @@ impl Store {
     /// The versions `sql` selects (see `search::sql`), in its order, with their sort keys.
     pub fn found(&self, sql: &ReadSql) -> Result<Vec<Found>, StoreError> {
         load_found(&mut *self.reader.get()?, sql)
+    }
+
+    /// The versions `read` selects of `resource_type/id` once it knows where the resource is
+    /// filed: the lookup and the read on one connection.
+    pub fn found_filed(
+        &self,
+        resource_type: &str,
+        id: &str,
+        read: impl FnOnce(&Filed) -> ReadSql,
+    ) -> Result<Vec<Found>, StoreError> {
+        let mut conn = self.reader.get()?;
+        let filed = super::filed(&mut conn, resource_type, id)?;
+        load_found(&mut conn, &read(&filed))
+    }
+
+    /// Where `resource_type/id` is filed (see [`Filed`]).
+    pub fn filed(&self, resource_type: &str, id: &str) -> Result<Filed, StoreError> {
+        super::filed(&mut *self.reader.get()?, resource_type, id)
     }
 
     /// The count `sql` computes (a single `n` column).

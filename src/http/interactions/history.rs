@@ -21,11 +21,11 @@ pub async fn history_instance(
         return Err(ApiError::not_found(kind.name, &id));
     }
     let (reading2, id2) = (reading.clone(), id.clone());
-    if web::block(move || reading2.read(&id2)).await??.is_none() {
+    let Some(current) = web::block(move || reading2.read(&id2)).await?? else {
         return Err(ApiError::not_found(kind.name, &id));
-    }
+    };
     let url = format!("{}/{}/{id}/_history", state.config.base(), kind.name);
-    history(req, state, reading.history(&id), url).await
+    history(req, state, reading.history(&current), url).await
 }
 
 /// `GET [type]/_history`

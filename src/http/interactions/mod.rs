@@ -85,9 +85,9 @@ impl Contents {
         version: &Version,
     ) -> std::result::Result<Option<Vec<u8>>, crate::store::StoreError> {
         match self {
-            Contents::Read(reading) => reading.binary_content(&version.id, version.version_id),
-            Contents::History(history) => history.binary_content(&version.id, version.version_id),
-            Contents::Written(writes) => writes.binary_content(&version.id, version.version_id),
+            Contents::Read(reading) => reading.binary_content(version),
+            Contents::History(history) => history.binary_content(version),
+            Contents::Written(writes) => writes.binary_content(version),
         }
     }
 }

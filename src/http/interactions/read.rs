@@ -125,8 +125,8 @@ pub async fn vread(
 /// The raw bytes of a Binary version, served with its own content type.
 async fn raw_binary(reading: &Reading, version: Version) -> Result<HttpResponse> {
     let reading = reading.clone();
-    let (id, version_id) = (version.id.clone(), version.version_id);
-    let content = web::block(move || reading.binary_content(&id, version_id)).await??;
+    let binary = version.clone();
+    let content = web::block(move || reading.binary_content(&binary)).await??;
     let document = json::parse_lossless(&String::from_utf8_lossy(&version.body))
         .map_err(|e| ApiError::internal(format!("stored Binary body: {e}")))?;
     Ok(HttpResponse::Ok()
