@@ -14,8 +14,19 @@ fn allergy(patient: &str) -> Value {
 
 /// The stored `column` of the current row of `kind/id`.
 fn current_column(s: &Server, column: &str, kind: &str, id: &str) -> Option<String> {
+    current_column_in(s, "resources", column, kind, id)
+}
+
+/// [`current_column`] in `table` (the records' `resources` or the directory's).
+fn current_column_in(
+    s: &Server,
+    table: &str,
+    column: &str,
+    kind: &str,
+    id: &str,
+) -> Option<String> {
     let rows = s.select_texts(&format!(
-        "SELECT CAST({column} AS TEXT) AS v FROM resources \
+        "SELECT CAST({column} AS TEXT) AS v FROM {table} \
          WHERE resource_type = '{kind}' AND id = '{id}'"
     ));
     assert_eq!(rows.len(), 1, "{kind}/{id}");
@@ -149,7 +160,8 @@ fn a_deletion_stays_in_its_patients_compartment() {
 
 /// Tombstones written before the migration had no patient: it gives them back the patient of
 /// their resource's last version. Then the patient keys' migration makes every patient id NOT
-/// NULL (empty outside records), part of every key, and fills the id lookup.
+/// NULL (empty outside records), part of every key, and fills the id lookup; and the
+/// directory's migration moves the directory to its own tables.
 #[test]
 fn the_migration_gives_old_deletions_their_patient() {
     if harness::partitions() > 0 {
@@ -170,10 +182,12 @@ fn the_migration_gives_old_deletions_their_patient() {
     );
     let downs = match harness::dialect(&s) {
         Dialect::Sqlite => [
+            include_str!("../migrations/sqlite/2026-12-11-000001_directory_tables/down.sql"),
             include_str!("../migrations/sqlite/2026-12-10-000001_patient_keys/down.sql"),
             include_str!("../migrations/sqlite/2026-12-07-000001_access_facts/down.sql"),
         ],
         Dialect::Postgres => [
+            include_str!("../migrations/postgres/2026-12-11-000001_directory_tables/down.sql"),
             include_str!("../migrations/postgres/2026-12-10-000001_patient_keys/down.sql"),
             include_str!("../migrations/postgres/2026-12-07-000001_access_facts/down.sql"),
         ],
@@ -187,7 +201,7 @@ fn the_migration_gives_old_deletions_their_patient() {
     s.execute_sql("UPDATE resource_versions SET patient_id = NULL WHERE deleted = TRUE");
     s.execute_sql(
         "DELETE FROM __diesel_schema_migrations \
-         WHERE version IN ('20261207000001', '20261210000001')",
+         WHERE version IN ('20261207000001', '20261210000001', '20261211000001')",
     );
     assert_eq!(
         current_column(&s, "patient_id", "Organization", &outside),
@@ -195,9 +209,20 @@ fn the_migration_gives_old_deletions_their_patient() {
     );
     s.crash_and_restart();
     assert_eq!(
-        current_column(&s, "patient_id", "Organization", &outside).as_deref(),
+        current_column_in(
+            &s,
+            "directory_resources",
+            "patient_id",
+            "Organization",
+            &outside
+        )
+        .as_deref(),
         Some("")
     );
+    let left = s.select_texts(&format!(
+        "SELECT id AS v FROM resources WHERE resource_type = 'Organization' AND id = '{outside}'"
+    ));
+    assert!(left.is_empty(), "the records' table kept {left:?}");
     assert_eq!(
         s.select_texts(&format!(
             "SELECT patient_id AS v FROM resource_ids \
@@ -206,6 +231,9 @@ fn the_migration_gives_old_deletions_their_patient() {
         vec![Some("a".to_owned())]
     );
     assert_eq!(s.get(&format!("/Organization/{outside}")).status, 200);
+    // Its index rows moved with it.
+    let found = s.get("/Organization?name=Labo").json();
+    assert_eq!(found["total"], 1, "{found}");
     assert_eq!(
         current_column(&s, "patient_id", "AllergyIntolerance", &id).as_deref(),
         Some("a")

@@ -20,8 +20,9 @@ use std::collections::HashMap;
 /// Resources in no record that form the shared directory: every principal reads them, only a
 /// provisioning client writes them (interfaces, "Client kinds and principals"). *Decision*: the
 /// directory is these three types only; any other resource outside a record is private to its
-/// writer (see [`may_read`]), so that, say, a Subscription or a Bundle never leaks.
-pub const DIRECTORY_TYPES: [&str; 3] = ["Organization", "Practitioner", "PractitionerRole"];
+/// writer (see [`may_read`]), so that, say, a Subscription or a Bundle never leaks. Stored in
+/// tables of their own (`store::tables`).
+pub use crate::store::tables::DIRECTORY_TYPES;
 
 /// What a provisioning client reads and writes, and what nobody else writes: records and the
 /// links that grant guardianship (interfaces, "Client kinds and principals"). *Decision*:

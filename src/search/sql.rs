@@ -11,6 +11,7 @@ use super::{Mark, Position};
 use crate::consent::{InRecord, Restriction};
 use crate::store::index::{cut, KEY_CHARS};
 use crate::store::search::{KeyValue, SORT_KEYS};
+use crate::store::tables::{self, Tables};
 use crate::store::{
     Filed, HistoryPosition, HistoryScope, SystemMatch as Systems, TokenQuery, Version,
 };
@@ -182,12 +183,14 @@ pub fn page_from(
     // The page's rows first, their versions after: joined before the limit, the versions
     // would be read (or hashed) for every match, not for the page's.
     let order = order.join(", ");
+    let set = tables::of(&search.resource_type);
+    let (resources, versions) = (set.resources, set.versions);
     b.finish(format!(
         "SELECT {}, m.k0_t, m.k0_n, m.k1_t, m.k1_n, m.k2_t, m.k2_n \
          FROM (SELECT * FROM (SELECT r.patient_id, r.resource_type, r.id, r.version_id, \
-         r.labels, r.writer, {} FROM resources r WHERE {}) m \
+         r.labels, r.writer, {} FROM {resources} r WHERE {}) m \
          WHERE {keyset} ORDER BY {order} LIMIT {limit}) m \
-         JOIN resource_versions v ON v.patient_id = m.patient_id \
+         JOIN {versions} v ON v.patient_id = m.patient_id \
          AND v.resource_type = m.resource_type AND v.id = m.id \
          AND v.version_id = m.version_id{versions_in_record} \
          ORDER BY {order}",
@@ -232,14 +235,15 @@ impl<'a> Key<'a> {
             SortBy::Param { code, kind } => (code, *kind),
         };
         let aggregate = if self.key.descending { "MAX" } else { "MIN" };
-        let (table, column) = match (kind, self.key.descending) {
-            (ParamType::Date, false) => ("search_dates", "x.low".to_owned()),
-            (ParamType::Date, true) => ("search_dates", "x.high".to_owned()),
-            (ParamType::String, _) => ("search_strings", whole("x.normalized")),
-            (ParamType::Uri, _) => ("search_uris", whole("x.uri")),
-            (ParamType::Reference, _) => ("search_references", whole("x.url")),
-            _ => ("search_tokens", whole("x.code")),
+        let column = match (kind, self.key.descending) {
+            (ParamType::Date, false) => "x.low".to_owned(),
+            (ParamType::Date, true) => "x.high".to_owned(),
+            (ParamType::String, _) => whole("x.normalized"),
+            (ParamType::Uri, _) => whole("x.uri"),
+            (ParamType::Reference, _) => whole("x.url"),
+            _ => whole("x.code"),
         };
+        let table = tables::of(resource_type).index_of(kind);
         let kind_bind = b.text(resource_type);
         let code = b.text(code);
         let record = match patient {
@@ -357,6 +361,21 @@ pub fn included(
     };
     let source = b.text(&include.source_type);
     let param = b.text(&include.param);
+    let references = tables::of(&include.source_type).references;
+    // The included rows' types, by the tables holding them: a reference may reach the
+    // directory's tables and the records' in one include (`DocumentReference:author`).
+    let mut groups: Vec<(&Tables, Vec<String>)> = Vec::new();
+    let reached = match include.reverse {
+        true => std::slice::from_ref(&include.source_type),
+        false => include.target_types.as_slice(),
+    };
+    for t in reached {
+        let set = tables::of(t);
+        match groups.iter_mut().find(|(s, _)| *s == set) {
+            Some((_, types)) => types.push(t.clone()),
+            None => groups.push((set, vec![t.clone()])),
+        }
+    }
     let (join, selection) = if include.reverse {
         let target = b.text(from_type);
         (
@@ -367,45 +386,60 @@ pub fn included(
             ),
         )
     } else {
-        let from = list(&mut b, ids);
         (
             "r.resource_type = x.target_type AND r.id = x.target_id",
-            format!(
-                "x.id IN ({from}) AND x.target_type IN ({})",
-                list(&mut b, &include.target_types)
-            ),
+            format!("x.id IN ({})", list(&mut b, ids)),
         )
     };
     // Included rows were not named by the caller: a listing.
     let listing = restriction.listing();
-    let one_type = match include.reverse {
-        true => Some(include.source_type.as_str()),
-        false => match include.target_types.as_slice() {
+    let mut parts = Vec::new();
+    for (set, types) in &groups {
+        let targets = match include.reverse {
+            true => String::new(),
+            false => format!(" AND x.target_type IN ({})", list(&mut b, types)),
+        };
+        let one_type = match types.as_slice() {
             [one] => Some(one.as_str()),
             _ => None,
-        },
-    };
-    let (visible, in_record) = match (restriction.record(), one_type) {
-        (Some(record), Some(t)) if super::record::stays_in_record(include, from_type) => {
-            // Every table read in that record only.
-            let patient = b.text(record.patient_id());
-            (
-                visibility::pinned(&mut b, &listing, record, &patient, "r", t),
-                format!(" AND x.patient_id = {patient} AND v.patient_id = {patient}"),
-            )
-        }
-        (_, Some(t)) => (restricted_as(&mut b, &listing, "r", t), String::new()),
-        (_, None) => (restricted(&mut b, &listing, "r"), String::new()),
-    };
+        };
+        let (visible, in_record) = match (restriction.record(), one_type) {
+            (Some(record), Some(t)) if super::record::stays_in_record(include, from_type) => {
+                // Every table read in that record only.
+                let patient = b.text(record.patient_id());
+                (
+                    visibility::pinned(&mut b, &listing, record, &patient, "r", t),
+                    format!(" AND x.patient_id = {patient} AND v.patient_id = {patient}"),
+                )
+            }
+            (_, Some(t)) => (restricted_as(&mut b, &listing, "r", t), String::new()),
+            (_, None) => (restricted(&mut b, &listing, "r"), String::new()),
+        };
+        parts.push(format!(
+            "SELECT {}, {NO_KEYS} FROM {references} x \
+             JOIN {} r ON {join} \
+             JOIN {} v ON {VERSION_OF_R} \
+             WHERE x.resource_type = {source} AND x.param = {param} AND {selection}{targets}\
+             {in_record} AND r.deleted = FALSE AND {visible}",
+            version_columns("r"),
+            set.resources,
+            set.versions
+        ));
+    }
     let limit = b.int(limit);
-    b.finish(format!(
-        "SELECT {}, {NO_KEYS} FROM search_references x \
-         JOIN resources r ON {join} \
-         JOIN resource_versions v ON {VERSION_OF_R} \
-         WHERE x.resource_type = {source} AND x.param = {param} AND {selection}{in_record} \
-         AND r.deleted = FALSE AND {visible} LIMIT {limit}",
-        version_columns("r")
-    ))
+    b.finish(match parts.as_slice() {
+        // An include reaching no type reaches nothing.
+        [] => format!(
+            "SELECT {}, {NO_KEYS} FROM resources r JOIN resource_versions v ON {VERSION_OF_R} \
+             WHERE FALSE LIMIT {limit}",
+            version_columns("r")
+        ),
+        [one] => format!("{one} LIMIT {limit}"),
+        _ => format!(
+            "SELECT * FROM ({}) i LIMIT {limit}",
+            parts.join(" UNION ALL ")
+        ),
+    })
 }
 
 /// Direct access: the current version of `resource_type/id`, filed in `filed`, deleted or
@@ -420,43 +454,60 @@ pub fn current(
     let mut b = Builder::new(dialect);
     let (kind, id) = (b.text(resource_type), b.text(id));
     let visible = visibility::filed(&mut b, restriction, filed, "r", resource_type);
+    let set = tables::of(resource_type);
+    let (resources, versions) = (set.resources, set.versions);
     b.finish(format!(
-        "SELECT {}, {NO_KEYS} FROM resources r \
-         JOIN resource_versions v ON {VERSION_OF_R} \
+        "SELECT {}, {NO_KEYS} FROM {resources} r \
+         JOIN {versions} v ON {VERSION_OF_R} \
          WHERE r.resource_type = {kind} AND r.id = {id} AND {visible}",
         version_columns("r")
     ))
 }
 
 /// Which of `targets` (type, id) are current resources the caller may see, as a listing: a
-/// List's entries show only those (domain §3).
+/// List's entries show only those (domain §3). Entries may be the directory's or any record's.
 pub fn visible_among(
     restriction: &Restriction,
     targets: &[(String, String)],
     dialect: Dialect,
 ) -> ReadSql {
     let mut b = Builder::new(dialect);
-    let pairs: Vec<String> = targets
-        .iter()
-        .map(|(kind, id)| {
-            let (kind, id) = (b.text(kind), b.text(id));
-            format!(
-                "(r.patient_id = {} AND r.resource_type = {kind} AND r.id = {id})",
-                record_of(&kind, &id)
-            )
-        })
-        .collect();
-    let pairs = match pairs.is_empty() {
-        true => "FALSE".to_owned(),
-        false => pairs.join(" OR "),
-    };
-    let visible = restricted(&mut b, &restriction.listing(), "r");
-    b.finish(format!(
-        "SELECT {}, {NO_KEYS} FROM resources r \
-         JOIN resource_versions v ON {VERSION_OF_R} \
-         WHERE ({pairs}) AND r.deleted = FALSE AND {visible}",
-        version_columns("r")
-    ))
+    let listing = restriction.listing();
+    let mut parts = Vec::new();
+    for set in tables::ALL {
+        let pairs: Vec<String> = targets
+            .iter()
+            .filter(|(kind, _)| tables::of(kind) == set)
+            .map(|(kind, id)| {
+                let (kind, id) = (b.text(kind), b.text(id));
+                format!(
+                    "(r.patient_id = {} AND r.resource_type = {kind} AND r.id = {id})",
+                    record_of(&kind, &id)
+                )
+            })
+            .collect();
+        if pairs.is_empty() {
+            continue;
+        }
+        let visible = restricted(&mut b, &listing, "r");
+        parts.push(format!(
+            "SELECT {}, {NO_KEYS} FROM {} r \
+             JOIN {} v ON {VERSION_OF_R} \
+             WHERE ({}) AND r.deleted = FALSE AND {visible}",
+            version_columns("r"),
+            set.resources,
+            set.versions,
+            pairs.join(" OR ")
+        ));
+    }
+    b.finish(match parts.is_empty() {
+        true => format!(
+            "SELECT {}, {NO_KEYS} FROM resources r JOIN resource_versions v ON {VERSION_OF_R} \
+             WHERE FALSE",
+            version_columns("r")
+        ),
+        false => parts.join(" UNION ALL "),
+    })
 }
 
 /// Direct access: version `version_id` of `resource_type/id`, filed in `filed`, if its
@@ -473,10 +524,12 @@ pub fn version(
     let (kind, id, number) = (b.text(resource_type), b.text(id), b.int(version_id));
     let record = b.text(filed.key());
     let visible = visibility::filed(&mut b, restriction, filed, "r", resource_type);
-    let surviving = visibility::surviving("v", &record);
+    let surviving = visibility::surviving("v", Some(resource_type), &record);
+    let set = tables::of(resource_type);
+    let (resources, versions) = (set.resources, set.versions);
     b.finish(format!(
-        "SELECT {}, {NO_KEYS} FROM resource_versions v \
-         JOIN resources r ON {R_OF_VERSION} \
+        "SELECT {}, {NO_KEYS} FROM {versions} v \
+         JOIN {resources} r ON {R_OF_VERSION} \
          WHERE v.patient_id = {record} AND v.resource_type = {kind} AND v.id = {id} \
          AND v.version_id = {number} AND {visible} AND {surviving}",
         version_columns("r")
@@ -501,12 +554,13 @@ pub fn binary_content(restriction: &Restriction, binary: &Version, dialect: Dial
 }
 
 /// The versions of `scope` its visible resources had, written at or after `since`
-/// (microseconds) and before the `before` position: the conditions of a history page and of
-/// its total.
-fn history_conditions(
+/// (microseconds) and before the `before` position, from the tables of `set`: the `FROM … WHERE`
+/// of a history page and of its total.
+fn history_rows(
     b: &mut Builder,
     restriction: &Restriction,
     scope: &HistoryScope,
+    set: &Tables,
     since: Option<i64>,
     before: Option<&HistoryPosition>,
 ) -> String {
@@ -544,10 +598,28 @@ fn history_conditions(
         }
     });
     conditions.push(match scope {
-        HistoryScope::Instance(_, _, filed) => visibility::surviving("v", &b.text(filed.key())),
-        _ => visibility::surviving("v", "v.patient_id"),
+        _ if set.is_directory() => "TRUE".to_owned(),
+        HistoryScope::System => visibility::surviving("v", None, "v.patient_id"),
+        HistoryScope::Type(kind) => visibility::surviving("v", Some(kind), "v.patient_id"),
+        HistoryScope::Instance(kind, _, filed) => {
+            let record = b.text(filed.key());
+            visibility::surviving("v", Some(kind), &record)
+        }
     });
-    conditions.join(" AND ")
+    format!(
+        "FROM {} v JOIN {} r ON {R_OF_VERSION} WHERE {}",
+        set.versions,
+        set.resources,
+        conditions.join(" AND ")
+    )
+}
+
+/// The table sets a history reads: the type's, or both for the whole server.
+fn history_sets(scope: &HistoryScope) -> Vec<&'static Tables> {
+    match scope {
+        HistoryScope::System => tables::ALL.to_vec(),
+        HistoryScope::Type(kind) | HistoryScope::Instance(kind, ..) => vec![tables::of(kind)],
+    }
 }
 
 /// One page of history, newest first (see [`HistoryPosition`]), `limit` versions at most,
@@ -561,15 +633,26 @@ pub fn history(
     dialect: Dialect,
 ) -> ReadSql {
     let mut b = Builder::new(dialect);
-    let conditions = history_conditions(&mut b, restriction, scope, since, before);
+    let parts: Vec<String> = history_sets(scope)
+        .into_iter()
+        .map(|set| {
+            let rows = history_rows(&mut b, restriction, scope, set, since, before);
+            format!("SELECT {}, {NO_KEYS} {rows}", version_columns("r"))
+        })
+        .collect();
     let limit = b.int(limit);
-    b.finish(format!(
-        "SELECT {}, {NO_KEYS} FROM resource_versions v \
-         JOIN resources r ON {R_OF_VERSION} \
-         WHERE {conditions} ORDER BY v.last_updated DESC, v.patient_id DESC, \
-         v.resource_type DESC, v.id DESC, v.version_id DESC LIMIT {limit}",
-        version_columns("r")
-    ))
+    let text = match parts.as_slice() {
+        [one] => format!(
+            "{one} ORDER BY v.last_updated DESC, v.patient_id DESC, v.resource_type DESC, \
+             v.id DESC, v.version_id DESC LIMIT {limit}"
+        ),
+        _ => format!(
+            "SELECT * FROM ({}) h ORDER BY h.last_updated DESC, h.patient_id DESC, \
+             h.resource_type DESC, h.id DESC, h.version_id DESC LIMIT {limit}",
+            parts.join(" UNION ALL ")
+        ),
+    };
+    b.finish(text)
 }
 
 /// How many versions a history covers, all pages together.
@@ -580,11 +663,16 @@ pub fn history_count(
     dialect: Dialect,
 ) -> ReadSql {
     let mut b = Builder::new(dialect);
-    let conditions = history_conditions(&mut b, restriction, scope, since, None);
+    let counts: Vec<String> = history_sets(scope)
+        .into_iter()
+        .map(|set| {
+            let rows = history_rows(&mut b, restriction, scope, set, since, None);
+            format!("(SELECT COUNT(*) {rows})")
+        })
+        .collect();
     b.finish(format!(
-        "SELECT COUNT(*) AS n FROM resource_versions v \
-         JOIN resources r ON {R_OF_VERSION} \
-         WHERE {conditions}"
+        "SELECT CAST({} AS BIGINT) AS n",
+        counts.join(" + ")
     ))
 }
 
@@ -626,9 +714,11 @@ pub fn conditional(
         }
     };
     let limit = b.int(limit);
+    let set = tables::of(resource_type);
+    let (resources, versions) = (set.resources, set.versions);
     b.finish(format!(
-        "SELECT {}, {NO_KEYS} FROM resources r \
-         JOIN resource_versions v ON {VERSION_OF_R} \
+        "SELECT {}, {NO_KEYS} FROM {resources} r \
+         JOIN {versions} v ON {VERSION_OF_R} \
          WHERE r.resource_type = {kind} AND r.deleted = FALSE AND {selection} AND {visible} \
          ORDER BY r.id LIMIT {limit}",
         version_columns("r")
@@ -646,8 +736,9 @@ fn token_selection(b: &mut Builder, query: &TokenQuery) -> String {
         Systems::Is(system) => parts.push(equals(b, "x.system", system)),
     }
     format!(
-        "r.id IN (SELECT x.id FROM search_tokens x WHERE x.resource_type = {kind} \
+        "r.id IN (SELECT x.id FROM {} x WHERE x.resource_type = {kind} \
          AND x.param = {param} AND {})",
+        tables::of(&query.resource_type).tokens,
         parts.join(" AND ")
     )
 }
@@ -671,7 +762,8 @@ pub fn count(
     let patient = restriction.record().map(|r| b.text(r.patient_id()));
     let conditions = matching(&mut b, search, restriction, patient.as_deref(), base_url);
     b.finish(format!(
-        "SELECT COUNT(*) AS n FROM resources r WHERE {}",
+        "SELECT COUNT(*) AS n FROM {} r WHERE {}",
+        tables::of(&search.resource_type).resources,
         conditions.join(" AND ")
     ))
 }
@@ -809,6 +901,7 @@ struct On<'a> {
 fn condition(b: &mut Builder, criterion: &Criterion, on: &On, drives: bool) -> String {
     let key = criterion.key.as_str();
     let r = on.alias;
+    let set = tables::of(on.resource_type);
     let has_row =
         |b: &mut Builder, table: &str, key: &str, cond: &dyn Fn(&mut Builder) -> String| {
             rows_of(b, on, table, key, drives, cond)
@@ -826,51 +919,59 @@ fn condition(b: &mut Builder, criterion: &Criterion, on: &On, drives: bool) -> S
             any(dates.iter().map(|d| date_condition(b, &low, &high, d)))
         }
         Test::Missing { kind, missing } => {
-            let found = has_row(b, table_of(*kind), key, &|_: &mut Builder| {
+            let found = has_row(b, set.index_of(*kind), key, &|_: &mut Builder| {
                 "TRUE".to_owned()
             });
             negated(found, *missing)
         }
-        Test::String { mode, values } => has_row(b, "search_strings", key, &|b: &mut Builder| {
+        Test::String { mode, values } => has_row(b, set.strings, key, &|b: &mut Builder| {
             any(values.iter().map(|v| string_condition(b, *mode, v)))
         }),
         Test::Token { negate, values } => {
-            let found = has_row(b, "search_tokens", key, &|b: &mut Builder| {
+            let found = has_row(b, set.tokens, key, &|b: &mut Builder| {
                 any(values.iter().map(|v| token_condition(b, v)))
             });
             negated(found, *negate)
         }
-        Test::TokenText(values) => has_row(b, "search_tokens", key, &|b: &mut Builder| {
+        Test::TokenText(values) => has_row(b, set.tokens, key, &|b: &mut Builder| {
             any(values.iter().map(|v| prefix_condition(b, "x.text", v)))
         }),
-        Test::Date(dates) => has_row(b, "search_dates", key, &|b: &mut Builder| {
+        Test::Date(dates) => has_row(b, set.dates, key, &|b: &mut Builder| {
             any(dates
                 .iter()
                 .map(|d| date_condition(b, "x.low", "x.high", d)))
         }),
-        Test::Reference(references) => has_row(b, "search_references", key, &|b: &mut Builder| {
+        Test::Reference(references) => has_row(b, set.references, key, &|b: &mut Builder| {
             let matches = any(references
                 .iter()
                 .map(|r| reference_condition(b, r, on.base_url)));
             // A List shows only the entries its reader may see (`lists::redact`): it is not
             // found by one it does not show either.
             match (on.resource_type, key) {
+                // An entry may be the directory's: its rows are looked for in both sets.
                 ("List", "item") => {
-                    let visible = restricted(b, &on.restriction.listing(), "li");
-                    format!(
-                        "({matches} AND EXISTS (SELECT 1 FROM resources li \
-                         WHERE li.resource_type = x.target_type AND li.id = x.target_id \
-                         AND li.deleted = FALSE AND {visible}))"
-                    )
+                    let listing = on.restriction.listing();
+                    let visible_in = |b: &mut Builder, set: &Tables| {
+                        let visible = restricted(b, &listing, "li");
+                        format!(
+                            "EXISTS (SELECT 1 FROM {} li \
+                             WHERE li.resource_type = x.target_type AND li.id = x.target_id \
+                             AND li.deleted = FALSE AND {visible})",
+                            set.resources
+                        )
+                    };
+                    let records = visible_in(b, &tables::RECORDS);
+                    let directory = visible_in(b, &tables::DIRECTORY);
+                    format!("({matches} AND ({records} OR {directory}))")
                 }
                 _ => matches,
             }
         }),
-        Test::Uri { mode, values } => has_row(b, "search_uris", key, &|b: &mut Builder| {
+        Test::Uri { mode, values } => has_row(b, set.uris, key, &|b: &mut Builder| {
             any(values.iter().map(|v| uri_condition(b, *mode, v)))
         }),
         Test::AnyOf(criteria) => any(criteria.iter().map(|c| condition(b, c, on, drives))),
-        Test::Chain(targets) => has_row(b, "search_references", key, &|b: &mut Builder| {
+        Test::Chain(targets) => has_row(b, set.references, key, &|b: &mut Builder| {
             any(targets.iter().map(|(target_type, inner)| {
                 let kind = b.text(target_type);
                 let nested = nested(b, target_type, inner, on);
@@ -887,8 +988,9 @@ fn condition(b: &mut Builder, criterion: &Criterion, on: &On, drives: bool) -> S
             let target = b.text(on.resource_type);
             let nested = nested(b, source_type, inner, on);
             let rows = format!(
-                "FROM search_references x WHERE x.resource_type = {source} AND x.param = {param} \
-                 AND x.target_type = {target} AND x.id IN ({nested})"
+                "FROM {} x WHERE x.resource_type = {source} AND x.param = {param} \
+                 AND x.target_type = {target} AND x.id IN ({nested})",
+                tables::of(source_type).references
             );
             match drives {
                 true => format!("{r}.id IN (SELECT x.target_id {rows})"),
@@ -916,8 +1018,9 @@ fn nested(b: &mut Builder, resource_type: &str, inner: &Criterion, on: &On) -> S
     // Chains and `_has` reach rows the caller did not name: a listing.
     let visible = restricted_as(b, &on.restriction.listing(), &alias, resource_type);
     format!(
-        "SELECT {alias}.id FROM resources {alias} WHERE {alias}.resource_type = {kind} \
-         AND {alias}.deleted = FALSE AND {condition} AND {visible}"
+        "SELECT {alias}.id FROM {} {alias} WHERE {alias}.resource_type = {kind} \
+         AND {alias}.deleted = FALSE AND {condition} AND {visible}",
+        tables::of(resource_type).resources
     )
 }
 
@@ -963,16 +1066,6 @@ fn negated(found: String, negate: bool) -> String {
 fn any(alternatives: impl Iterator<Item = String>) -> String {
     let all: Vec<String> = alternatives.collect();
     format!("({})", all.join(" OR "))
-}
-
-fn table_of(kind: ParamType) -> &'static str {
-    match kind {
-        ParamType::String => "search_strings",
-        ParamType::Date => "search_dates",
-        ParamType::Reference => "search_references",
-        ParamType::Uri => "search_uris",
-        _ => "search_tokens",
-    }
 }
 
 fn string_condition(b: &mut Builder, mode: StringMode, value: &str) -> String {

@@ -12,6 +12,7 @@ use super::sql::Builder;
 use crate::consent::matrix::Visible;
 use crate::consent::policy::{DIRECTORY_TYPES, PROVISIONING_TYPES};
 use crate::consent::{Headers, InRecord, RecordFacts, Restriction, Rule};
+use crate::store::tables::DIRECTORY;
 use crate::store::{Filed, OUTSIDE_RECORDS};
 
 /// The rows of alias `a` (a `resources` row) the caller may see.
@@ -259,9 +260,13 @@ fn outside(b: &mut Builder, restriction: &Restriction, a: &str, t: Option<&str>)
 
 /// The version `v` (a `resource_versions` row) survives its document's deletions: a deletion
 /// hides a DocumentReference's versions up to it for good (§10), even once a new version is
-/// written at that id. Other types keep their history, deletions included.
+/// written at that id. Other types keep their history, deletions included: nothing to ask
+/// where the query holds `v` to another type (`resource_type`).
 /// `patient`: the SQL of the record's patient id (a value where the query names it).
-pub(super) fn surviving(v: &str, patient: &str) -> String {
+pub(super) fn surviving(v: &str, resource_type: Option<&str>, patient: &str) -> String {
+    if resource_type.is_some_and(|t| t != "DocumentReference") {
+        return "TRUE".to_owned();
+    }
     format!(
         "({v}.resource_type <> 'DocumentReference' OR NOT EXISTS (SELECT 1 \
          FROM resource_versions {v}_x WHERE {v}_x.patient_id = {patient} \
@@ -574,11 +579,11 @@ impl Record<'_> {
             Cond::Sql(format!(
                 "EXISTS (SELECT 1 FROM directives {a}_k WHERE {a}_k.patient_id = {patient} \
                  AND {a}_k.kind = 'block' AND {a}_k.actor_type = 'Organization' AND {} \
-                 AND {a}_k.actor_id IN (SELECT {a}_i.id FROM search_tokens {a}_i \
-                 WHERE {a}_i.patient_id = '' AND {a}_i.resource_type = 'Organization' \
-                 AND {a}_i.param = 'identifier' \
+                 AND {a}_k.actor_id IN (SELECT {a}_i.id FROM {} {a}_i \
+                 WHERE {a}_i.resource_type = 'Organization' AND {a}_i.param = 'identifier' \
                  AND {system} AND {a}_i.code = {}))",
                 in_force(b, &format!("{a}_k"), self.now),
+                DIRECTORY.tokens,
                 b.text(value)
             ))
         })

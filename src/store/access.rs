@@ -338,9 +338,7 @@ pub fn organizations(
     system: Option<&str>,
     value: &str,
 ) -> QueryResult<Vec<String>> {
-    // The directory is outside records.
     let mut equal = vec![
-        ("patient_id", super::OUTSIDE_RECORDS),
         ("resource_type", "Organization"),
         ("param", "identifier"),
         ("code", value),
@@ -348,7 +346,8 @@ pub fn organizations(
     if let Some(system) = system {
         equal.push(("system", system));
     }
-    let sql = select(dialect, "id AS a, code AS b", "search_tokens", &equal);
+    let tokens = super::tables::DIRECTORY.tokens;
+    let sql = select(dialect, "id AS a, code AS b", tokens, &equal);
     Ok(load!(conn, sql, Pair)?.into_iter().map(|p| p.a).collect())
 }
 

@@ -3,8 +3,10 @@
 //! Used to load benchmark data sets at a realistic size in minutes rather than hours. The
 //! resources must be new (first versions) and already valid: nothing here checks them.
 
+use super::db::AnyConnection;
 use super::index::{self, insert_values};
-use super::search::Bind;
+use super::search::{Bind, Dialect};
+use super::tables::{self, Tables};
 use super::{codec, NewVersion, Store, StoreError};
 use diesel::prelude::*;
 
@@ -16,50 +18,13 @@ impl Store {
         let mut conn = self.writer.get()?;
         conn.transaction::<_, StoreError, _>(|conn| {
             let text = |v: &str| Bind::Text(v.to_owned());
-            let mut rows = Vec::with_capacity(versions.len());
-            for v in versions {
-                let encoded = codec::encode(v.body.clone());
-                rows.push(vec![
-                    text(&v.resource_type),
-                    text(&v.id),
-                    Bind::BigInt(v.version_id),
-                    Bind::BigInt(v.last_updated),
-                    Bind::Bool(v.deleted),
-                    text(v.method),
-                    text(super::record_key(v.patient_id.as_deref())),
-                    text(&encoded.key_id),
-                    Bind::Bytes(encoded.bytes),
-                ]);
+            for set in tables::ALL {
+                let of_set: Vec<&NewVersion> = versions
+                    .iter()
+                    .filter(|v| tables::of(&v.resource_type) == set)
+                    .collect();
+                insert_resources(conn, dialect, set, &of_set)?;
             }
-            insert_values(
-                conn,
-                dialect,
-                "resource_versions (resource_type, id, version_id, last_updated, deleted, method, \
-                 patient_id, key_id, body)",
-                rows,
-            )?;
-            let rows = versions
-                .iter()
-                .map(|v| {
-                    vec![
-                        text(&v.resource_type),
-                        text(&v.id),
-                        Bind::BigInt(v.version_id),
-                        Bind::BigInt(v.last_updated),
-                        Bind::Bool(v.deleted),
-                        text(super::record_key(v.patient_id.as_deref())),
-                        Bind::BigInt(v.labels.bits()),
-                        Bind::OptText(v.writer.as_ref().map(|w| w.key())),
-                    ]
-                })
-                .collect();
-            insert_values(
-                conn,
-                dialect,
-                "resources (resource_type, id, version_id, last_updated, deleted, patient_id, \
-                 labels, writer)",
-                rows,
-            )?;
             let ids = versions
                 .iter()
                 .map(|v| {
@@ -101,4 +66,64 @@ impl Store {
             Ok(())
         })
     }
+}
+
+/// The versions and current rows of `versions`, all of whose types live in `set`.
+fn insert_resources(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    set: &Tables,
+    versions: &[&NewVersion],
+) -> Result<(), StoreError> {
+    let text = |v: &str| Bind::Text(v.to_owned());
+    let mut rows = Vec::with_capacity(versions.len());
+    for v in versions {
+        let encoded = codec::encode(v.body.clone());
+        rows.push(vec![
+            text(&v.resource_type),
+            text(&v.id),
+            Bind::BigInt(v.version_id),
+            Bind::BigInt(v.last_updated),
+            Bind::Bool(v.deleted),
+            text(v.method),
+            text(super::record_key(v.patient_id.as_deref())),
+            text(&encoded.key_id),
+            Bind::Bytes(encoded.bytes),
+        ]);
+    }
+    insert_values(
+        conn,
+        dialect,
+        &format!(
+            "{} (resource_type, id, version_id, last_updated, deleted, method, patient_id, \
+             key_id, body)",
+            set.versions
+        ),
+        rows,
+    )?;
+    let rows = versions
+        .iter()
+        .map(|v| {
+            vec![
+                text(&v.resource_type),
+                text(&v.id),
+                Bind::BigInt(v.version_id),
+                Bind::BigInt(v.last_updated),
+                Bind::Bool(v.deleted),
+                text(super::record_key(v.patient_id.as_deref())),
+                Bind::BigInt(v.labels.bits()),
+                Bind::OptText(v.writer.as_ref().map(|w| w.key())),
+            ]
+        })
+        .collect();
+    insert_values(
+        conn,
+        dialect,
+        &format!(
+            "{} (resource_type, id, version_id, last_updated, deleted, patient_id, labels, writer)",
+            set.resources
+        ),
+        rows,
+    )?;
+    Ok(())
 }

@@ -2,8 +2,8 @@
 //! the transaction that writes the resource.
 
 use super::db::AnyConnection;
-use super::schema::{search_dates, search_references, search_strings, search_tokens, search_uris};
 use super::search::{bind_all, execute, Bind, Dialect, Sql};
+use super::tables::{self, Tables};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Binary, Bool, Nullable, Text};
 
@@ -100,7 +100,13 @@ pub fn replace(
     patient_id: Option<&str>,
     rows: &IndexRows,
 ) -> QueryResult<()> {
-    remove(conn, resource_type, id, super::record_key(patient_id))?;
+    remove(
+        conn,
+        dialect,
+        resource_type,
+        id,
+        super::record_key(patient_id),
+    )?;
     insert(conn, dialect, &[(resource_type, id, patient_id, rows)])
 }
 
@@ -108,8 +114,25 @@ pub fn replace(
 pub type Owned<'a> = (&'a str, &'a str, Option<&'a str>, &'a IndexRows);
 
 /// Writes the rows of every resource of `owned`, one multi-row statement per table (and per
-/// bind limit) rather than a statement per row.
+/// bind limit) rather than a statement per row, in the tables of each resource's type.
 pub fn insert(conn: &mut AnyConnection, dialect: Dialect, owned: &[Owned]) -> QueryResult<()> {
+    for set in tables::ALL {
+        let of_set: Vec<Owned> = owned
+            .iter()
+            .filter(|(resource_type, ..)| tables::of(resource_type) == set)
+            .copied()
+            .collect();
+        insert_into(conn, dialect, set, &of_set)?;
+    }
+    Ok(())
+}
+
+fn insert_into(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    set: &Tables,
+    owned: &[Owned],
+) -> QueryResult<()> {
     let text = |v: &str| Bind::Text(v.to_owned());
     let optional = |v: &Option<String>| Bind::OptText(v.clone());
     // The key and the whole value when cut (see `KEY_CHARS`).
@@ -173,19 +196,31 @@ pub fn insert(conn: &mut AnyConnection, dialect: Dialect, owned: &[Owned]) -> Qu
     let owner = "resource_type, id, patient_id";
     let tables = [
         (
-            format!("search_tokens ({owner}, param, system, system_full, code, code_full, text)"),
+            format!(
+                "{} ({owner}, param, system, system_full, code, code_full, text)",
+                set.tokens
+            ),
             tokens,
         ),
         (
-            format!("search_strings ({owner}, param, normalized, normalized_full, exact)"),
+            format!(
+                "{} ({owner}, param, normalized, normalized_full, exact)",
+                set.strings
+            ),
             strings,
         ),
-        (format!("search_dates ({owner}, param, low, high)"), dates),
+        (format!("{} ({owner}, param, low, high)", set.dates), dates),
         (
-            format!("search_references ({owner}, param, target_type, target_id, url, url_full)"),
+            format!(
+                "{} ({owner}, param, target_type, target_id, url, url_full)",
+                set.references
+            ),
             references,
         ),
-        (format!("search_uris ({owner}, param, uri, uri_full)"), uris),
+        (
+            format!("{} ({owner}, param, uri, uri_full)", set.uris),
+            uris,
+        ),
     ];
     for (into, rows) in tables {
         insert_values(conn, dialect, &into, rows)?;
@@ -231,28 +266,28 @@ pub fn insert_values(
 /// Deletes the index rows of one resource, within its record (one shard once distributed).
 fn remove(
     conn: &mut AnyConnection,
+    dialect: Dialect,
     resource_type: &str,
     id: &str,
     record: &str,
 ) -> QueryResult<()> {
-    macro_rules! delete_from {
-        ($($table:ident),+) => {$(
-            diesel::delete(
-                $table::table
-                    .filter($table::patient_id.eq(record))
-                    .filter($table::resource_type.eq(resource_type))
-                    .filter($table::id.eq(id)),
-            )
-            .execute(conn)?;
-        )+};
+    let set = tables::of(resource_type);
+    for table in [set.tokens, set.strings, set.dates, set.references, set.uris] {
+        let sql = Sql {
+            text: format!(
+                "DELETE FROM {table} WHERE patient_id = {} AND resource_type = {} AND id = {}",
+                dialect.placeholder(1),
+                dialect.placeholder(2),
+                dialect.placeholder(3)
+            ),
+            binds: vec![
+                Bind::Text(record.to_owned()),
+                Bind::Text(resource_type.to_owned()),
+                Bind::Text(id.to_owned()),
+            ],
+        };
+        execute!(conn, sql)?;
     }
-    delete_from!(
-        search_tokens,
-        search_strings,
-        search_dates,
-        search_references,
-        search_uris
-    );
     Ok(())
 }
 

@@ -14,11 +14,15 @@ pub mod index;
 pub mod partitions;
 mod schema;
 pub mod search;
+pub mod tables;
 
 use crate::consent::model::{Directive, Labels, Writer};
 use crate::search::sql::ReadSql;
 use diesel::prelude::*;
-use schema::{binary_contents, resource_ids, resource_versions, resources};
+use schema::{
+    binary_contents, directory_resources, directory_versions, resource_ids, resource_versions,
+    resources,
+};
 
 pub use access::{AccessRows, RecordRow};
 pub use db::{OpenError, Target};
@@ -335,113 +339,135 @@ impl Store {
         &self,
         index_of: impl Fn(&Version) -> Result<(IndexRows, Option<AccessRows>), StoreError>,
     ) -> Result<u64, StoreError> {
-        const BATCH: i64 = 500;
-        let mut after: Option<(String, String)> = None;
         let mut done = 0;
-        loop {
-            let mut conn = self.writer.get()?;
-            let indexed = conn.transaction::<_, StoreError, _>(|conn| {
-                let mut query = resources::table
-                    .inner_join(
-                        resource_versions::table.on(resource_versions::patient_id
-                            .eq(resources::patient_id)
-                            .and(resource_versions::resource_type.eq(resources::resource_type))
-                            .and(resource_versions::id.eq(resources::id))
-                            .and(resource_versions::version_id.eq(resources::version_id))),
-                    )
-                    .filter(resources::deleted.eq(false))
-                    .into_boxed();
-                if let Some((kind, id)) = &after {
-                    query = query.filter(
-                        resources::resource_type
-                            .gt(kind.clone())
-                            .or(resources::resource_type
-                                .eq(kind.clone())
-                                .and(resources::id.gt(id.clone()))),
-                    );
-                }
-                #[allow(clippy::type_complexity)]
-                let rows: Vec<(
-                    (String, String, i64, i64, bool, String, String, Vec<u8>),
-                    (String, i64, Option<String>),
-                )> = query
-                    .order((resources::resource_type, resources::id))
-                    .limit(BATCH)
-                    .select((
-                        (
-                            resource_versions::resource_type,
-                            resource_versions::id,
-                            resource_versions::version_id,
-                            resource_versions::last_updated,
-                            resource_versions::deleted,
-                            resource_versions::method,
-                            resource_versions::key_id,
-                            resource_versions::body,
-                        ),
-                        (resources::patient_id, resources::labels, resources::writer),
-                    ))
-                    .load(conn)?;
-                let count = rows.len() as u64;
-                let mut last = None;
-                for row in rows {
-                    let (
-                        (
-                            resource_type,
-                            id,
-                            version_id,
-                            last_updated,
-                            deleted,
-                            method,
-                            key_id,
-                            body,
-                        ),
-                        (patient_id, labels, writer),
-                    ) = row;
-                    let version = decode_version(VersionRow {
-                        resource_type,
-                        id,
-                        version_id,
-                        last_updated,
-                        deleted,
-                        method,
-                        key_id,
-                        body,
-                        patient_id: Some(patient_id),
-                        labels,
-                        writer,
-                    })?;
-                    let (index, access) = index_of(&version)?;
-                    index::replace(
-                        conn,
-                        self.dialect,
-                        &version.resource_type,
-                        &version.id,
-                        version.patient_id.as_deref(),
-                        &index,
-                    )?;
-                    // Rows that can no longer be derived are kept, never dropped: a directive
-                    // lost here would open what it closed.
-                    if let Some(access) = access {
-                        access::replace(
+        for tables in tables::ALL {
+            let mut after: Option<(String, String)> = None;
+            loop {
+                let mut conn = self.writer.get()?;
+                let indexed = conn.transaction::<_, StoreError, _>(|conn| {
+                    let rows = current_batch(conn, tables, after.as_ref())?;
+                    let count = rows.len() as u64;
+                    let mut last = None;
+                    for row in rows {
+                        let version = decode_version(row)?;
+                        let (index, access) = index_of(&version)?;
+                        index::replace(
                             conn,
                             self.dialect,
                             &version.resource_type,
                             &version.id,
                             version.patient_id.as_deref(),
-                            &access,
+                            &index,
                         )?;
+                        // Rows that can no longer be derived are kept, never dropped: a
+                        // directive lost here would open what it closed.
+                        if let Some(access) = access {
+                            access::replace(
+                                conn,
+                                self.dialect,
+                                &version.resource_type,
+                                &version.id,
+                                version.patient_id.as_deref(),
+                                &access,
+                            )?;
+                        }
+                        last = Some((version.resource_type, version.id));
                     }
-                    last = Some((version.resource_type, version.id));
+                    Ok((count, last))
+                })?;
+                done += indexed.0;
+                match indexed.1 {
+                    Some(last) => after = Some(last),
+                    None => break,
                 }
-                Ok((count, last))
-            })?;
-            done += indexed.0;
-            match indexed.1 {
-                Some(last) => after = Some(last),
-                None => return Ok(done),
             }
         }
+        Ok(done)
     }
+}
+
+/// The next batch of current (not deleted) resources of `tables` after `after` (type, id),
+/// in (type, id) order.
+fn current_batch(
+    conn: &mut db::AnyConnection,
+    tables: &tables::Tables,
+    after: Option<&(String, String)>,
+) -> Result<Vec<VersionRow>, StoreError> {
+    const BATCH: i64 = 500;
+    macro_rules! batch_of {
+        ($resources:ident, $versions:ident) => {{
+            let mut query = $resources::table
+                .inner_join(
+                    $versions::table.on($versions::patient_id
+                        .eq($resources::patient_id)
+                        .and($versions::resource_type.eq($resources::resource_type))
+                        .and($versions::id.eq($resources::id))
+                        .and($versions::version_id.eq($resources::version_id))),
+                )
+                .filter($resources::deleted.eq(false))
+                .into_boxed();
+            if let Some((kind, id)) = after {
+                query = query.filter(
+                    $resources::resource_type
+                        .gt(kind.clone())
+                        .or($resources::resource_type
+                            .eq(kind.clone())
+                            .and($resources::id.gt(id.clone()))),
+                );
+            }
+            #[allow(clippy::type_complexity)]
+            let rows: Vec<(
+                (String, String, i64, i64, bool, String, String, Vec<u8>),
+                (String, i64, Option<String>),
+            )> = query
+                .order(($resources::resource_type, $resources::id))
+                .limit(BATCH)
+                .select((
+                    (
+                        $versions::resource_type,
+                        $versions::id,
+                        $versions::version_id,
+                        $versions::last_updated,
+                        $versions::deleted,
+                        $versions::method,
+                        $versions::key_id,
+                        $versions::body,
+                    ),
+                    (
+                        $resources::patient_id,
+                        $resources::labels,
+                        $resources::writer,
+                    ),
+                ))
+                .load(conn)?;
+            rows
+        }};
+    }
+    let rows = match tables.is_directory() {
+        true => batch_of!(directory_resources, directory_versions),
+        false => batch_of!(resources, resource_versions),
+    };
+    Ok(rows
+        .into_iter()
+        .map(
+            |(
+                (resource_type, id, version_id, last_updated, deleted, method, key_id, body),
+                (patient_id, labels, writer),
+            )| VersionRow {
+                resource_type,
+                id,
+                version_id,
+                last_updated,
+                deleted,
+                method,
+                key_id,
+                body,
+                patient_id: Some(patient_id),
+                labels,
+                writer,
+            },
+        )
+        .collect())
 }
 
 /// The in-process queue of writers of `resource_type/id` (see [`Store::locked`]): one of a
@@ -588,20 +614,59 @@ fn install(
     let encoded = codec::encode(new.body);
     let content = new.content.map(codec::encode);
     let record = record_key(new.patient_id.as_deref());
+    // The directory's rows go to its own tables (see `tables`), the same columns.
+    macro_rules! install_into {
+        ($resources:ident, $versions:ident) => {{
+            diesel::insert_into($versions::table)
+                .values((
+                    $versions::resource_type.eq(&new.resource_type),
+                    $versions::id.eq(&new.id),
+                    $versions::version_id.eq(new.version_id),
+                    $versions::last_updated.eq(new.last_updated),
+                    $versions::deleted.eq(new.deleted),
+                    $versions::method.eq(new.method),
+                    $versions::patient_id.eq(record),
+                    $versions::key_id.eq(&encoded.key_id),
+                    $versions::body.eq(&encoded.bytes),
+                ))
+                .execute(conn)?;
+            let installed = match expected {
+                None => diesel::insert_into($resources::table)
+                    .values((
+                        $resources::resource_type.eq(&new.resource_type),
+                        $resources::id.eq(&new.id),
+                        $resources::version_id.eq(new.version_id),
+                        $resources::last_updated.eq(new.last_updated),
+                        $resources::deleted.eq(new.deleted),
+                        $resources::patient_id.eq(record),
+                        $resources::labels.eq(new.labels.bits()),
+                        $resources::writer.eq(new.writer.as_ref().map(Writer::key)),
+                    ))
+                    .execute(conn)?,
+                Some(version) => diesel::update(
+                    $resources::table
+                        .find((record, &new.resource_type, &new.id))
+                        .filter($resources::version_id.eq(version)),
+                )
+                // Neither the patient id (the future distribution key) nor the writer ever
+                // change: the write path refuses a move to another patient before it gets here.
+                .set((
+                    $resources::version_id.eq(new.version_id),
+                    $resources::last_updated.eq(new.last_updated),
+                    $resources::deleted.eq(new.deleted),
+                    $resources::labels.eq(new.labels.bits()),
+                ))
+                .execute(conn)?,
+            };
+            if installed == 1 && new.revives {
+                diesel::update($resources::table.find((record, &new.resource_type, &new.id)))
+                    .set($resources::writer.eq(new.writer.as_ref().map(Writer::key)))
+                    .execute(conn)?;
+            }
+            installed
+        }};
+    }
     let result = (|| -> Result<(), StoreError> {
-        diesel::insert_into(resource_versions::table)
-            .values((
-                resource_versions::resource_type.eq(&new.resource_type),
-                resource_versions::id.eq(&new.id),
-                resource_versions::version_id.eq(new.version_id),
-                resource_versions::last_updated.eq(new.last_updated),
-                resource_versions::deleted.eq(new.deleted),
-                resource_versions::method.eq(new.method),
-                resource_versions::patient_id.eq(record),
-                resource_versions::key_id.eq(&encoded.key_id),
-                resource_versions::body.eq(&encoded.bytes),
-            ))
-            .execute(conn)?;
         if let Some(content) = &content {
             diesel::insert_into(binary_contents::table)
                 .values((
@@ -613,49 +678,20 @@ fn install(
                 ))
                 .execute(conn)?;
         }
-        let installed = match expected {
-            None => {
-                // Ids are unique by type across records; a taken one is a lost race.
-                diesel::insert_into(resource_ids::table)
-                    .values((
-                        resource_ids::resource_type.eq(&new.resource_type),
-                        resource_ids::id.eq(&new.id),
-                        resource_ids::patient_id.eq(record),
-                    ))
-                    .execute(conn)?;
-                diesel::insert_into(resources::table)
-                    .values((
-                        resources::resource_type.eq(&new.resource_type),
-                        resources::id.eq(&new.id),
-                        resources::version_id.eq(new.version_id),
-                        resources::last_updated.eq(new.last_updated),
-                        resources::deleted.eq(new.deleted),
-                        resources::patient_id.eq(record),
-                        resources::labels.eq(new.labels.bits()),
-                        resources::writer.eq(new.writer.as_ref().map(Writer::key)),
-                    ))
-                    .execute(conn)?
-            }
-            Some(version) => diesel::update(
-                resources::table
-                    .find((record, &new.resource_type, &new.id))
-                    .filter(resources::version_id.eq(version)),
-            )
-            // Neither the patient id (the future distribution key) nor the writer ever change:
-            // the write path refuses a move to another patient before it gets here.
-            .set((
-                resources::version_id.eq(new.version_id),
-                resources::last_updated.eq(new.last_updated),
-                resources::deleted.eq(new.deleted),
-                resources::labels.eq(new.labels.bits()),
-            ))
-            .execute(conn)?,
-        };
-        if installed == 1 && new.revives {
-            diesel::update(resources::table.find((record, &new.resource_type, &new.id)))
-                .set(resources::writer.eq(new.writer.as_ref().map(Writer::key)))
+        if expected.is_none() {
+            // Ids are unique by type across records; a taken one is a lost race.
+            diesel::insert_into(resource_ids::table)
+                .values((
+                    resource_ids::resource_type.eq(&new.resource_type),
+                    resource_ids::id.eq(&new.id),
+                    resource_ids::patient_id.eq(record),
+                ))
                 .execute(conn)?;
         }
+        let installed = match tables::is_directory(&new.resource_type) {
+            true => install_into!(directory_resources, directory_versions),
+            false => install_into!(resources, resource_versions),
+        };
         if installed != 1 {
             return Err(StoreError::Conflict);
         }

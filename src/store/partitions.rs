@@ -12,9 +12,9 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 
 /// The tables that hold a record's data, each with a NOT NULL `patient_id` leading its keys:
-/// partitioned here, distributed by patient id on Citus. Every other table is a lookup keyed
-/// by what it looks up (`resource_ids`, `guardians`) or the server's own (`server_secrets`,
-/// migrations).
+/// partitioned here, distributed by patient id on Citus. Every other table is the directory's,
+/// a lookup keyed by what it looks up (`resource_ids`, `guardians`) or the server's own
+/// (`server_secrets`, migrations).
 pub const RECORD_TABLES: [&str; 11] = [
     "resources",
     "resource_versions",
@@ -30,7 +30,15 @@ pub const RECORD_TABLES: [&str; 11] = [
 ];
 
 /// The tables of the schema that are not [`RECORD_TABLES`], and why each may be.
-pub const OTHER_TABLES: [&str; 4] = [
+pub const OTHER_TABLES: [&str; 11] = [
+    // The directory, in no record (`store::tables`): reference tables on Citus.
+    "directory_resources",
+    "directory_versions",
+    "directory_tokens",
+    "directory_strings",
+    "directory_dates",
+    "directory_references",
+    "directory_uris",
     // Which record holds `type/id`: keyed by what a read by bare id knows.
     "resource_ids",
     // Which minor a RelatedPerson represents: keyed by what a guardian's token names.

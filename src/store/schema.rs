@@ -28,6 +28,35 @@ diesel::table! {
 }
 
 diesel::table! {
+    /// The directory's current rows (see `store::tables`): the columns of `resources`.
+    directory_resources (patient_id, resource_type, id) {
+        resource_type -> Text,
+        id -> Text,
+        version_id -> BigInt,
+        last_updated -> BigInt,
+        deleted -> Bool,
+        patient_id -> Text,
+        labels -> BigInt,
+        writer -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    /// The directory's versions: the columns of `resource_versions`.
+    directory_versions (patient_id, resource_type, id, version_id) {
+        resource_type -> Text,
+        id -> Text,
+        version_id -> BigInt,
+        last_updated -> BigInt,
+        deleted -> Bool,
+        method -> Text,
+        patient_id -> Text,
+        key_id -> Text,
+        body -> Binary,
+    }
+}
+
+diesel::table! {
     binary_contents (patient_id, id, version_id) {
         patient_id -> Text,
         id -> Text,
@@ -46,6 +75,8 @@ diesel::table! {
 }
 
 diesel::allow_tables_to_appear_in_same_query!(
+    directory_resources,
+    directory_versions,
     resources,
     resource_ids,
     resource_versions,
