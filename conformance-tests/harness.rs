@@ -543,10 +543,13 @@ impl Server {
         reply.json()
     }
 
-    /// How many versions the whole server holds (to prove a refused request changed nothing),
-    /// read from the database: no caller sees every record.
+    /// How many versions the whole server holds, the records' and the directory's (to prove a
+    /// refused request changed nothing), read from the database: no caller sees every record.
     pub fn version_count(&self) -> i64 {
-        let count = self.select_texts("SELECT CAST(COUNT(*) AS TEXT) AS v FROM resource_versions");
+        let count = self.select_texts(
+            "SELECT CAST((SELECT COUNT(*) FROM resource_versions) \
+             + (SELECT COUNT(*) FROM directory_versions) AS TEXT) AS v",
+        );
         count[0].as_deref().unwrap().parse().unwrap()
     }
 }

@@ -33,6 +33,7 @@ mod review4_consent;
 mod review5_consent;
 mod review6_consent;
 mod review7_scale_out;
+mod review8_directory;
 mod review_consent;
 mod scale_out;
 mod search;

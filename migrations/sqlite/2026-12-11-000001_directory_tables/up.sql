@@ -87,6 +87,7 @@ CREATE INDEX directory_references_url ON directory_references (resource_type, pa
 CREATE INDEX directory_references_reverse ON directory_references (target_type, target_id);
 CREATE INDEX directory_references_resource
     ON directory_references (patient_id, resource_type, id, param);
+CREATE INDEX directory_references_source ON directory_references (resource_type, id, param);
 
 CREATE TABLE directory_uris (
     patient_id TEXT NOT NULL CHECK (patient_id = ''),
