@@ -156,17 +156,15 @@ impl WriteContext {
     ) -> Result<Vec<Version>, WriteError> {
         let (restriction, dialect) = (&self.grant.restriction, self.store.dialect());
         Ok(self.store.unit(|unit| {
-            let sql = match condition {
+            let filed;
+            let criteria = match condition {
                 Condition::Id(id) => {
-                    let filed = unit.filed(kind.name, id)?;
-                    let criteria = sql::Criteria::Id(id, &filed);
-                    sql::conditional(restriction, kind.name, criteria, 2, dialect)
+                    filed = unit.filed(kind.name, id)?;
+                    sql::Criteria::Id(id, &filed)
                 }
-                Condition::Token(query) => {
-                    let criteria = sql::Criteria::Token(query);
-                    sql::conditional(restriction, kind.name, criteria, 2, dialect)
-                }
+                Condition::Token(query) => sql::Criteria::Token(query),
             };
+            let sql = sql::conditional(restriction, kind.name, criteria, 2, dialect);
             unit.versions(&sql)
         })?)
     }
