@@ -331,8 +331,9 @@ const R_OF_VERSION: &str =
     "r.patient_id = v.patient_id AND r.resource_type = v.resource_type AND r.id = v.id";
 
 /// The patient id of the record holding the resource of type `kind` and id `id` (SQL
-/// expressions): a read by bare id finds its record with one probe of `resource_ids`, then
-/// reads that record's rows only (one partition or shard).
+/// expressions), probed in `resource_ids` while the statement runs: for a List's entries,
+/// many targets in one statement. A read by id looks its record up first instead and names it
+/// as a value (see [`Filed`]), which prunes when planning.
 fn record_of(kind: &str, id: &str) -> String {
     format!(
         "(SELECT i.patient_id FROM resource_ids i WHERE i.resource_type = {kind} AND i.id = {id})"
