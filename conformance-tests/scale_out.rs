@@ -434,3 +434,106 @@ fn a_compartment_search_is_the_patient_s_record() {
         only(&asserted)
     );
 }
+
+/// A search that names its patient by identifier finds the record through the identifier
+/// lookup (`patient_identifiers`), which follows the Patient's identifiers as they are written,
+/// changed, shared by two records and reindexed; an identifier too long to be a key
+/// is not looked up, and is still found.
+#[test]
+fn an_identifier_search_finds_the_record_the_lookup_names() {
+    let s = Server::start();
+    let lookup = || -> BTreeSet<String> {
+        s.select_texts(
+            "SELECT system || '|' || value || ' ' || patient_id AS v FROM patient_identifiers",
+        )
+        .into_iter()
+        .flatten()
+        .collect()
+    };
+    let documents_of = |identifier: &str| -> BTreeSet<String> {
+        let query = serde_urlencoded::to_string([("patient.identifier", identifier)]).unwrap();
+        let reply = s.get(&format!("/DocumentReference?{query}"));
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply.json()["entry"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| e["resource"]["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let set =
+        |items: &[&str]| -> BTreeSet<String> { items.iter().map(|i| i.to_string()).collect() };
+
+    let mut holder = harness::patient("2840275123401");
+    let p = s.create(&holder)["id"].as_str().unwrap().to_owned();
+    let d = s.create(&document(&p, "11488-4", "11", &[], None, None))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(lookup(), set(&[&format!("{NIR}|2840275123401 {p}")]));
+    assert_eq!(documents_of(&format!("{NIR}|2840275123401")), set(&[&d]));
+
+    // A new INS replaces the old one; an identifier without a system is not looked up.
+    holder["id"] = json!(p);
+    holder["identifier"] = json!([
+        {"system": NIR, "value": "2840275123402"},
+        {"value": "local-7"}
+    ]);
+    let reply = s.send("PUT", &format!("/Patient/{p}"), &holder, &[]);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(lookup(), set(&[&format!("{NIR}|2840275123402 {p}")]));
+    assert!(documents_of(&format!("{NIR}|2840275123401")).is_empty());
+    assert_eq!(documents_of(&format!("{NIR}|2840275123402")), set(&[&d]));
+
+    // Two records with one identifier: the search is not pinned, and finds both.
+    let q = s.create(&harness::patient("2840275123402"))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let e = s.create(&document(&q, "34133-9", "11", &[], None, None))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(lookup().len(), 2);
+    assert_eq!(
+        documents_of(&format!("{NIR}|2840275123402")),
+        set(&[&d, &e])
+    );
+    // A Patient is closed, never deleted: the second one's INS is corrected instead.
+    let mut second = harness::patient("2840275123409");
+    second["id"] = json!(q);
+    let reply = s.send("PUT", &format!("/Patient/{q}"), &second, &[]);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(documents_of(&format!("{NIR}|2840275123409")), set(&[&e]));
+    let both = set(&[
+        &format!("{NIR}|2840275123402 {p}"),
+        &format!("{NIR}|2840275123409 {q}"),
+    ]);
+    assert_eq!(lookup(), both);
+    assert_eq!(documents_of(&format!("{NIR}|2840275123402")), set(&[&d]));
+
+    // Too long for an index key (and for a B-tree entry, 4 bytes a character): not looked up.
+    let long = "𝄞".repeat(800);
+    let mut far = harness::patient("2840275123403");
+    far["identifier"] = json!([{"system": NIR, "value": long}]);
+    let r = s.create(&far)["id"].as_str().unwrap().to_owned();
+    let f = s.create(&document(&r, "11488-4", "11", &[], None, None))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(lookup(), both);
+    assert_eq!(documents_of(&format!("{NIR}|{long}")), set(&[&f]));
+
+    // `carnet reindex` rebuilds the lookup from the bodies, whatever the index and the lookup
+    // hold: here a lost index, a lost lookup row and a stale one.
+    s.execute_sql("DELETE FROM search_tokens");
+    s.execute_sql(&format!(
+        "DELETE FROM patient_identifiers WHERE patient_id = '{q}'"
+    ));
+    s.execute_sql(&format!(
+        "INSERT INTO patient_identifiers VALUES ('{NIR}', '2840275123400', '{p}')"
+    ));
+    let (ok, _, stderr) = s.carnet(&["reindex"]);
+    assert!(ok, "{stderr}");
+    assert_eq!(lookup(), both);
+}

@@ -368,8 +368,8 @@ impl Engine {
     }
 
     /// [`Engine::in_record`] for the record of the one current Patient with the identifier
-    /// `system|value`, found in the same query as its facts; `None` when not exactly one
-    /// Patient has it (the search then runs unpinned).
+    /// `system|value`, found by the identifier lookup first (one probe, not one per record);
+    /// `None` when not exactly one Patient has it (the search then runs unpinned).
     pub fn in_record_of_identifier(
         &self,
         store: &crate::store::Store,
@@ -377,19 +377,13 @@ impl Engine {
         (system, value): (&str, &str),
         through_header: bool,
     ) -> Result<Option<(String, Restriction)>, crate::store::StoreError> {
-        let sql = crate::search::sql::record_facts_by_identifier(
-            restriction,
-            system,
-            value,
-            store.dialect(),
-        );
-        Ok(match store.ids_and_counts(&sql)?.as_slice() {
-            [(patient_id, facts)] => Some((
-                patient_id.clone(),
-                restriction.pinned(patient_id, *facts, through_header),
-            )),
-            _ => None,
-        })
+        match store.patients_with_identifier(system, value)?.as_slice() {
+            [patient_id] => {
+                let pinned = self.in_record(store, restriction, patient_id, through_header)?;
+                Ok(Some((patient_id.clone(), pinned)))
+            }
+            _ => Ok(None),
+        }
     }
 }
 

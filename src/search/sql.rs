@@ -835,35 +835,6 @@ pub fn record_facts(
     Some(b.finish(format!("SELECT {facts} AS n")))
 }
 
-/// [`record_facts`] of each current Patient (two at most, `id` and `n`) with the identifier
-/// `system|code`: a search that names a patient by identifier is pinned to the record when
-/// exactly one has it. Not a read: what the caller may see of it is decided by the pinned
-/// search itself.
-pub fn record_facts_by_identifier(
-    restriction: &Restriction,
-    system: &str,
-    code: &str,
-    dialect: Dialect,
-) -> ReadSql {
-    let mut b = Builder::new(dialect);
-    let token = token_condition(
-        &mut b,
-        &TokenMatch {
-            system: SystemMatch::Is(system.to_owned()),
-            code: Some(code.to_owned()),
-        },
-    );
-    let facts = visibility::record_facts(&mut b, restriction, "q.id".to_owned())
-        .unwrap_or_else(|| "CAST(0 AS BIGINT)".to_owned());
-    b.finish(format!(
-        "SELECT q.id, {facts} AS n FROM (SELECT DISTINCT x.id FROM search_tokens x \
-         JOIN resources p ON p.patient_id = x.patient_id \
-         AND p.resource_type = x.resource_type AND p.id = x.id \
-         WHERE x.resource_type = 'Patient' AND x.param = 'identifier' AND {token} \
-         AND p.deleted = FALSE ORDER BY x.id LIMIT 2) q"
-    ))
-}
-
 /// Criteria that narrow a search to a few resources (a patient, an identifier, an id): one of
 /// them drives the query as `id IN (…)`, and every other criterion is checked per candidate
 /// with an `EXISTS` probe on (type, id, param). Materialising `IN` lists for broad criteria

@@ -116,6 +116,16 @@ pub type Owned<'a> = (&'a str, &'a str, Option<&'a str>, &'a IndexRows);
 /// Writes the rows of every resource of `owned`, one multi-row statement per table (and per
 /// bind limit) rather than a statement per row, in the tables of each resource's type.
 pub fn insert(conn: &mut AnyConnection, dialect: Dialect, owned: &[Owned]) -> QueryResult<()> {
+    let patients: Vec<(&str, &IndexRows)> = owned
+        .iter()
+        .filter_map(
+            |(resource_type, _, patient_id, rows)| match (*resource_type, patient_id) {
+                ("Patient", Some(record)) => Some((*record, *rows)),
+                _ => None,
+            },
+        )
+        .collect();
+    super::identifiers::insert(conn, dialect, &patients)?;
     for set in tables::ALL {
         let of_set: Vec<Owned> = owned
             .iter()
@@ -238,6 +248,17 @@ pub fn insert_values(
     into: &str,
     rows: Vec<Vec<Bind>>,
 ) -> QueryResult<()> {
+    insert_values_then(conn, dialect, into, rows, "")
+}
+
+/// [`insert_values`], each statement ending with `then` (`ON CONFLICT …`).
+pub fn insert_values_then(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    into: &str,
+    rows: Vec<Vec<Bind>>,
+    then: &str,
+) -> QueryResult<()> {
     let Some(width) = rows.first().map(Vec::len) else {
         return Ok(());
     };
@@ -258,6 +279,7 @@ pub fn insert_values(
             }
             sql.text.push(')');
         }
+        sql.text.push_str(then);
         execute!(conn, sql)?;
     }
     Ok(())
@@ -271,6 +293,9 @@ fn remove(
     id: &str,
     record: &str,
 ) -> QueryResult<()> {
+    if resource_type == "Patient" && record != super::OUTSIDE_RECORDS {
+        super::identifiers::remove(conn, record, id)?;
+    }
     let set = tables::of(resource_type);
     for table in [set.tokens, set.strings, set.dates, set.references, set.uris] {
         let sql = Sql {

@@ -9,6 +9,7 @@
 pub mod access;
 pub mod codec;
 pub mod db;
+mod identifiers;
 pub mod import;
 pub mod index;
 pub mod partitions;
@@ -351,6 +352,13 @@ impl Store {
                     for row in rows {
                         let version = decode_version(row)?;
                         let (index, access) = index_of(&version)?;
+                        if let ("Patient", Some(record)) = (
+                            version.resource_type.as_str(),
+                            version.patient_id.as_deref(),
+                        ) {
+                            // Rebuilt from the body, not from index rows that may be lost.
+                            identifiers::forget(conn, record)?;
+                        }
                         index::replace(
                             conn,
                             self.dialect,

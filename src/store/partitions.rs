@@ -30,7 +30,7 @@ pub const RECORD_TABLES: [&str; 11] = [
 ];
 
 /// The tables of the schema that are not [`RECORD_TABLES`], and why each may be.
-pub const OTHER_TABLES: [&str; 11] = [
+pub const OTHER_TABLES: [&str; 12] = [
     // The directory, in no record (`store::tables`): reference tables on Citus.
     "directory_resources",
     "directory_versions",
@@ -41,6 +41,8 @@ pub const OTHER_TABLES: [&str; 11] = [
     "directory_uris",
     // Which record holds `type/id`: keyed by what a read by bare id knows.
     "resource_ids",
+    // Which record holds a Patient with `system|value`: keyed by what an INS search knows.
+    "patient_identifiers",
     // Which minor a RelatedPerson represents: keyed by what a guardian's token names.
     "guardians",
     // The server's secrets (paging cursors' key).

@@ -74,6 +74,14 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    patient_identifiers (system, value, patient_id) {
+        system -> Text,
+        value -> Text,
+        patient_id -> Text,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     directory_resources,
     directory_versions,

@@ -211,11 +211,6 @@ impl Store {
         load_count(&mut *self.reader.get()?, sql)
     }
 
-    /// The rows `sql` selects (an `id` and an `n` column).
-    pub fn ids_and_counts(&self, sql: &ReadSql) -> Result<Vec<(String, i64)>, StoreError> {
-        load_ids_and_counts(&mut *self.reader.get()?, sql)
-    }
-
     /// The bytes `sql` selects (a Binary's content), if any.
     pub fn content(&self, sql: &ReadSql) -> Result<Option<Vec<u8>>, StoreError> {
         load_content(&mut *self.reader.get()?, sql)
@@ -294,24 +289,6 @@ pub(super) fn load_count(conn: &mut AnyConnection, sql: &ReadSql) -> Result<i64,
     let sql = sql.sql();
     let rows = load!(conn, sql, CountRow)?;
     Ok(rows.first().map_or(0, |r| r.n))
-}
-
-/// Runs `sql` (an `id` and an `n` column) on `conn`.
-pub(super) fn load_ids_and_counts(
-    conn: &mut AnyConnection,
-    sql: &ReadSql,
-) -> Result<Vec<(String, i64)>, StoreError> {
-    let sql = sql.sql();
-    let rows = load!(conn, sql, IdCountRow)?;
-    Ok(rows.into_iter().map(|r| (r.id, r.n)).collect())
-}
-
-#[derive(QueryableByName)]
-struct IdCountRow {
-    #[diesel(sql_type = Text)]
-    id: String,
-    #[diesel(sql_type = BigInt)]
-    n: i64,
 }
 
 /// Runs `sql` (a `key_id` and a `content` column) on `conn` and decodes the content.
