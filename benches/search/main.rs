@@ -20,8 +20,12 @@
 //! ```text
 //! ```
 
+// Shared with the workload bench, which uses other parts of them.
+#[allow(dead_code)]
 mod measure;
+#[allow(dead_code)]
 mod population;
+#[allow(dead_code)]
 mod server;
 
 use measure::{entries, get, percentiles, reads, Pick, Throughput};

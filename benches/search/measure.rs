@@ -70,6 +70,60 @@ pub fn reads<'a>(
     seed: u64,
     pick: &Pick<'a>,
 ) -> Throughput {
+    drive(url, connections, duration, seed, &|agent, url, rng| {
+        let (token, path) = pick(rng);
+        let answer = agent
+            .get(&format!("{url}/{path}"))
+            .set("Authorization", &format!("Bearer {token}"))
+            .call();
+        accepted(answer, 200)
+    })
+}
+
+/// Chooses a creation: the token, the type's path and the body.
+pub type PickCreate<'a> = dyn Fn(&mut Rng) -> (&'a str, String, String) + Sync + 'a;
+
+/// [`reads`] for creations: POST the body `pick` chooses; answers other than 201 count as
+/// errors.
+pub fn creates<'a>(
+    url: &str,
+    connections: usize,
+    duration: Duration,
+    seed: u64,
+    pick: &PickCreate<'a>,
+) -> Throughput {
+    drive(url, connections, duration, seed, &|agent, url, rng| {
+        let (token, path, body) = pick(rng);
+        let answer = agent
+            .post(&format!("{url}/{path}"))
+            .set("Authorization", &format!("Bearer {token}"))
+            .set("Content-Type", "application/fhir+json")
+            .send_string(&body);
+        accepted(answer, 201)
+    })
+}
+
+/// Whether `answer` has the status `expected`; its body is read so the connection is reused.
+fn accepted(answer: Result<ureq::Response, ureq::Error>, expected: u16) -> bool {
+    match answer {
+        Ok(reply) => {
+            let status = reply.status();
+            let _ = reply.into_string();
+            status == expected
+        }
+        Err(_) => false,
+    }
+}
+
+/// `connections` threads, each with its own keep-alive connection, sending what `send` sends
+/// (true when answered as expected) for `duration`.
+fn drive(
+    url: &str,
+    connections: usize,
+    duration: Duration,
+    seed: u64,
+    send: &(dyn Fn(&ureq::Agent, &str, &mut Rng) -> bool + Sync),
+) -> Throughput {
     let started = Instant::now();
     let deadline = started + duration;
     let results: Vec<Throughput> = std::thread::scope(|scope| {
@@ -80,21 +134,13 @@ pub fn reads<'a>(
                     let mut rng = Rng(seed ^ (0x9e37_79b9_7f4a_7c15u64.wrapping_mul(t as u64 + 1)));
                     let mut done = Throughput::default();
                     while Instant::now() < deadline {
-                        let (token, path) = pick(&mut rng);
-                        let url = format!("{url}/{path}");
                         let sent = Instant::now();
-                        let answer = agent
-                            .get(&url)
-                            .set("Authorization", &format!("Bearer {token}"))
-                            .call();
-                        match answer {
-                            Ok(reply) if reply.status() == 200 => {
-                                // Read the body so the connection is reused.
-                                let _ = reply.into_string();
+                        match send(&agent, url, &mut rng) {
+                            true => {
                                 done.latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
                                 done.requests += 1;
                             }
-                            _ => done.errors += 1,
+                            false => done.errors += 1,
                         }
                     }
                     done

@@ -110,7 +110,8 @@ fn patient(i: usize, sizes: &Sizes, rng: &mut Rng) -> Value {
     })
 }
 
-fn document(j: usize, sizes: &Sizes, rng: &mut Rng) -> Value {
+/// Document `j` (of patient `sizes.owner_of(j)`), without id.
+pub fn document(j: usize, sizes: &Sizes, rng: &mut Rng) -> Value {
     let (code, display) = TYPES[rng.below(TYPES.len())];
     let status = match rng.below(20) {
         0 => "entered-in-error",

@@ -15,7 +15,7 @@ pub const BASE: &str = "http://127.0.0.1:18090/fhir";
 /// patients' portal.
 const CLIENTS: &str = "[[clients]]\nclient_id = \"bench\"\nkind = \"feeder\"\n\
     organization = \"https://finess.esante.gouv.fr|750000001\"\n\
-    scopes = \"system/*.rs user/*.rs\"\n\n\
+    scopes = \"system/*.crs user/*.rs\"\n\n\
     [[clients]]\nclient_id = \"portal\"\nkind = \"portal\"\nscopes = \"patient/*.rs\"\n";
 
 /// The per-run folder: configuration and the local issuer's key, shared by both servers.
@@ -128,6 +128,15 @@ pub struct Server {
     pub url: String,
 }
 
+impl Server {
+    /// The server process's resident memory, in KiB (Linux), if it can be read.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -152,6 +161,15 @@ impl Minter {
         self.mint(Claims {
             client_id: Some("bench".to_owned()),
             scope: "system/*.rs".to_owned(),
+            ..Claims::default()
+        })
+    }
+
+    /// The feeding system, creating documents.
+    pub fn writer(&self) -> String {
+        self.mint(Claims {
+            client_id: Some("bench".to_owned()),
+            scope: "system/DocumentReference.c".to_owned(),
             ..Claims::default()
         })
     }
