@@ -111,22 +111,19 @@ pub fn execute_all(
         None => matches!(position, Position::Start),
         Some(total) => total != Total::None,
     };
-    let total = match counted || first.count_only {
-        false => None,
-        _ => {
-            let mut total = 0;
-            for (search, restriction) in searches {
-                total += store.count(&sql::count(search, restriction, base_url, dialect))?;
-            }
-            Some(total)
+    let count = || -> Result<i64, StoreError> {
+        let mut total = 0;
+        for (search, restriction) in searches {
+            total += store.count(&sql::count(search, restriction, base_url, dialect))?;
         }
+        Ok(total)
     };
     if first.count_only {
         return Ok(Page {
             versions: Vec::new(),
             included: Vec::new(),
             truncated: false,
-            total,
+            total: Some(count()?),
             next: None,
             previous: None,
         });
@@ -170,6 +167,13 @@ pub fn execute_all(
         }
     }
     let more = found.len() > limit;
+    // A first page that holds every match (every search was read from its start, and fewer
+    // rows came than it asked for) is its own total: no second statement to count them.
+    let total = match (counted, position, more) {
+        (false, ..) => None,
+        (true, Position::Start, false) => Some(found.len() as i64),
+        (true, ..) => Some(count()?),
+    };
     found.truncate(limit);
     if backwards {
         found.reverse();
