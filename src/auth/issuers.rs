@@ -76,6 +76,27 @@ impl TrustedIssuers {
         })
     }
 
+    /// Which keys `token`'s issuer has now, as a number that changes when they are replaced
+    /// (fetched again): this server's own never change; an external issuer's are `None` once
+    /// old enough to be fetched again, or if the issuer is not trusted.
+    pub fn key_generation(&self, token: &Unverified) -> Option<u64> {
+        if self.is_local(token) {
+            return Some(0);
+        }
+        let issuer = token.issuer().ok()?;
+        let external = self.external.iter().find(|e| e.url == issuer)?;
+        external.keys.fresh_generation()
+    }
+
+    /// Whether the keys of `token`'s issuer are this server's own, so that checking its
+    /// signature fetches nothing.
+    pub fn is_local(&self, token: &Unverified) -> bool {
+        match (&self.local, token.issuer()) {
+            (Some((url, _)), Ok(issuer)) => url == issuer,
+            _ => false,
+        }
+    }
+
     /// Verifies the token's signature with the keys of the issuer it names. May block on the
     /// network (discovery, JWKS), so call it off the async executor.
     pub fn verify_signature(&self, token: &Unverified) -> Result<(), TokenError> {

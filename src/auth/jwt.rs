@@ -249,7 +249,7 @@ fn same_audience(claimed: &str, audience: &str) -> bool {
 
 /// Seconds since the epoch, between 1970 and 9999. Fractional values are allowed by RFC 7519
 /// and truncated; negative, huge (`1e300`) and non-numeric values are refused.
-fn numeric_date(
+pub(crate) fn numeric_date(
     claims: &Map<String, Value>,
     name: &'static str,
 ) -> Result<Option<i64>, TokenError> {

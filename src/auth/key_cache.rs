@@ -40,6 +40,9 @@ struct State<M> {
     keys: Vec<CoreJsonWebKey>,
     metadata: Option<M>,
     last_fetch: Option<Instant>,
+    /// Successful fetches so far: a signature verified with the keys of one generation is
+    /// verified again once others replace them.
+    generation: u64,
 }
 
 /// A fetch: the keys and what came with them, or why it failed (logged by the caller).
@@ -54,6 +57,7 @@ impl<M: Clone> KeyCache<M> {
                 keys: Vec::new(),
                 metadata: None,
                 last_fetch: None,
+                generation: 0,
             }),
             fetching: Mutex::new(()),
         }
@@ -92,6 +96,16 @@ impl<M: Clone> KeyCache<M> {
         self.state().metadata.clone()
     }
 
+    /// The generation of the keys held, while they are young enough to be trusted without
+    /// fetching them again; `None` once they are old (or were never fetched).
+    pub fn fresh_generation(&self) -> Option<u64> {
+        let state = self.state();
+        let fresh = state
+            .last_fetch
+            .is_some_and(|at| at.elapsed() < MAX_KEY_AGE);
+        (fresh && state.generation > 0).then_some(state.generation)
+    }
+
     fn state(&self) -> MutexGuard<'_, State<M>> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -121,6 +135,7 @@ impl<M: Clone> KeyCache<M> {
             let mut state = self.state();
             state.keys = keys;
             state.metadata = Some(metadata);
+            state.generation += 1;
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod key_cache;
 pub mod local_issuer;
 pub mod principal;
 pub mod scopes;
+pub mod verified;
 
 use principal::{AuthError, Claims, Client, Principal};
 use scopes::{Interaction, Scopes};
@@ -61,6 +62,10 @@ pub struct Authenticator {
     /// The longest a token may live, whoever issued it.
     max_lifetime: i64,
     failures: AtomicU64,
+    /// Tokens whose signature was verified (the check is not made again until they expire).
+    verified: verified::VerifiedTokens,
+    /// Signatures checked since start.
+    signature_checks: AtomicU64,
 }
 
 impl Authenticator {
@@ -78,6 +83,8 @@ impl Authenticator {
             clients,
             max_lifetime,
             failures: AtomicU64::new(0),
+            verified: verified::VerifiedTokens::default(),
+            signature_checks: AtomicU64::new(0),
         }
     }
 
@@ -91,10 +98,32 @@ impl Authenticator {
         self.failures.load(Ordering::Relaxed)
     }
 
+    /// How many token signatures were checked since start (a token verified once is not
+    /// checked again until it expires).
+    pub fn signature_checks(&self) -> u64 {
+        self.signature_checks.load(Ordering::Relaxed)
+    }
+
     /// Authenticates the `Authorization` header value at time `now` (seconds since the epoch).
     /// May block while an issuer's keys are fetched. Every refusal is logged and counted.
     pub fn authenticate(&self, authorization: Option<&str>, now: i64) -> Result<Access, Denial> {
-        let result = self.check(authorization, now);
+        let result = self.check(authorization, now, true);
+        self.counted(result.expect("a check that may fetch keys always decides"))
+    }
+
+    /// [`Authenticator::authenticate`] when it needs no network: the token's signature was
+    /// verified before, or its issuer is this server; `None` when checking it could fetch an
+    /// issuer's keys (call [`Authenticator::authenticate`] off the async executor then).
+    pub fn authenticate_at_once(
+        &self,
+        authorization: Option<&str>,
+        now: i64,
+    ) -> Option<Result<Access, Denial>> {
+        self.check(authorization, now, false)
+            .map(|r| self.counted(r))
+    }
+
+    fn counted(&self, result: Result<Access, Denial>) -> Result<Access, Denial> {
         if let Err(denial) = &result {
             let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
             let (status, reason) = match denial {
@@ -107,26 +136,58 @@ impl Authenticator {
         result
     }
 
-    fn check(&self, authorization: Option<&str>, now: i64) -> Result<Access, Denial> {
+    /// `None` when the signature is to be checked with keys that may have to be fetched and
+    /// `may_fetch` is false.
+    fn check(
+        &self,
+        authorization: Option<&str>,
+        now: i64,
+        may_fetch: bool,
+    ) -> Option<Result<Access, Denial>> {
         let Some(header) = authorization else {
-            return Err(Denial::Unauthenticated {
+            return Some(Err(Denial::Unauthenticated {
                 error: None,
                 message: "this request needs an access token: send Authorization: Bearer <token>"
                     .to_owned(),
-            });
+            }));
         };
-        let token = bearer_token(header).ok_or_else(|| Denial::Unauthenticated {
-            error: Some("invalid_request"),
-            message: "the Authorization header must be `Bearer <token>`".to_owned(),
-        })?;
-        let invalid = |e: jwt::TokenError| Denial::Unauthenticated {
-            error: Some("invalid_token"),
-            message: e.to_string(),
+        let Some(token) = bearer_token(header) else {
+            return Some(Err(Denial::Unauthenticated {
+                error: Some("invalid_request"),
+                message: "the Authorization header must be `Bearer <token>`".to_owned(),
+            }));
         };
-        let unverified = jwt::decode(token).map_err(invalid)?;
-        self.issuers
-            .verify_signature(&unverified)
-            .map_err(invalid)?;
+        let unverified = match jwt::decode(token) {
+            Ok(unverified) => unverified,
+            Err(e) => return Some(Err(invalid(e))),
+        };
+        let key = verified::key(token);
+        let before = self.issuers.key_generation(&unverified);
+        let held = before.is_some_and(|generation| self.verified.holds(&key, now, generation));
+        if !held {
+            if !may_fetch && !self.issuers.is_local(&unverified) {
+                return None;
+            }
+            self.signature_checks.fetch_add(1, Ordering::Relaxed);
+            if let Err(e) = self.issuers.verify_signature(&unverified) {
+                return Some(Err(invalid(e)));
+            }
+            // Remembered with the keys it was checked with: the check may have fetched new
+            // ones, and another request may have meanwhile, so only if they did not change.
+            let after = self.issuers.key_generation(&unverified);
+            let exp = jwt::numeric_date(&unverified.claims, "exp");
+            if let (Some(generation), Ok(Some(exp))) = (after, exp) {
+                if before == after {
+                    self.verified.remember(key, exp, generation, now);
+                }
+            }
+        }
+        Some(self.authorize(unverified, now))
+    }
+
+    /// The caller a token with a verified signature names, if its claims hold at `now` and
+    /// this server serves it.
+    fn authorize(&self, unverified: jwt::Unverified, now: i64) -> Result<Access, Denial> {
         jwt::check_claims(&unverified.claims, &self.audience, now, self.max_lifetime)
             .map_err(invalid)?;
         let claims: Claims = serde_json::from_value(serde_json::Value::Object(unverified.claims))
@@ -137,6 +198,14 @@ impl Authenticator {
         let (principal, scopes) = principal::derive(&claims, &self.clients).map_err(refusal_of)?;
         refuse_scope_parameters(&scopes).map_err(|message| Denial::Forbidden { message })?;
         Ok(Access { principal, scopes })
+    }
+}
+
+/// A token refused for what it is (malformed, badly signed, expired…).
+fn invalid(error: jwt::TokenError) -> Denial {
+    Denial::Unauthenticated {
+        error: Some("invalid_token"),
+        message: error.to_string(),
     }
 }
 
@@ -350,5 +419,83 @@ scopes = "system/*.cruds"
         assert!(
             matches!(denial, Denial::Forbidden { ref message } if message.contains("parameters"))
         );
+    }
+
+    /// A token's signature is checked once; its claims and its client on every request, so
+    /// that it is refused once expired, and a token with another signature is checked anew.
+    #[test]
+    fn a_verified_signature_is_remembered_but_nothing_else_is() {
+        let f = fixture();
+        let token = f.issuer.mint(&lab_claims(), AUDIENCE, 1000, 60).unwrap();
+        let header = format!("Bearer {token}");
+        for now in [1000, 1010, 1020] {
+            assert!(f.authenticator.authenticate(Some(&header), now).is_ok());
+        }
+        assert!(f
+            .authenticator
+            .authenticate_at_once(Some(&header), 1030)
+            .unwrap()
+            .is_ok());
+        assert_eq!(f.authenticator.signature_checks(), 1);
+        // Past its expiry (and the leeway), refused though its signature was remembered.
+        let late = f
+            .authenticator
+            .authenticate(Some(&header), 1000 + 60 + 3600);
+        assert!(
+            matches!(late, Err(Denial::Unauthenticated { .. })),
+            "{late:?}"
+        );
+        let checks = f.authenticator.signature_checks();
+        // Another token's signature on these claims makes another token, checked and refused,
+        // as often as it comes.
+        let other = f.issuer.mint(&lab_claims(), AUDIENCE, 1001, 60).unwrap();
+        let mut parts: Vec<&str> = token.split('.').collect();
+        parts[2] = other.split('.').nth(2).unwrap();
+        let forged = format!("Bearer {}", parts.join("."));
+        for round in 1..=2 {
+            let denial = f
+                .authenticator
+                .authenticate(Some(&forged), 1010)
+                .unwrap_err();
+            assert!(format!("{denial:?}").contains("signature"), "{denial:?}");
+            assert_eq!(f.authenticator.signature_checks(), checks + round);
+        }
+    }
+
+    /// Without the network: a local token is decided at once; one from an external issuer
+    /// whose signature was never verified is left to the blocking path.
+    #[test]
+    fn only_an_external_issuer_s_new_token_needs_the_blocking_path() {
+        let dir =
+            std::env::temp_dir().join(format!("carnet-auth-{}", uuid::Uuid::new_v4().simple()));
+        let issuer =
+            LocalIssuer::open(format!("{AUDIENCE}/local-issuer"), &dir.join("key.p8")).unwrap();
+        let external = "https://idp.invalid/realms/carnet".to_owned();
+        let trusted = issuers::TrustedIssuers::new(
+            Some(&issuer),
+            std::slice::from_ref(&external),
+            Duration::from_secs(10),
+        );
+        let authenticator = Authenticator::new(trusted, AUDIENCE.to_owned(), Vec::new(), 86_400);
+        let local = issuer.mint(&lab_claims(), AUDIENCE, 1000, 60).unwrap();
+        assert!(authenticator
+            .authenticate_at_once(Some(&format!("Bearer {local}")), 1000)
+            .is_some());
+        let b64 = |v: serde_json::Value| {
+            base64::Engine::encode(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                v.to_string(),
+            )
+        };
+        let foreign = format!(
+            "{}.{}.c2ln",
+            b64(serde_json::json!({"alg": "ES256", "typ": "JWT"})),
+            b64(serde_json::json!({"iss": external, "aud": AUDIENCE, "exp": 1060}))
+        );
+        assert!(authenticator
+            .authenticate_at_once(Some(&format!("Bearer {foreign}")), 1000)
+            .is_none());
+        assert_eq!(authenticator.signature_checks(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -29,8 +29,17 @@ pub async fn require_token(
         (Some(_), Some(_)) => Some(String::new()),
     };
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let result = web::block(move || state.authenticator.authenticate(header.as_deref(), now)).await;
-    match result.map_err(ApiError::from)? {
+    // Off the executor only when the issuer's keys may have to be fetched.
+    let decided = match state
+        .authenticator
+        .authenticate_at_once(header.as_deref(), now)
+    {
+        Some(decided) => decided,
+        None => web::block(move || state.authenticator.authenticate(header.as_deref(), now))
+            .await
+            .map_err(ApiError::from)?,
+    };
+    match decided {
         Ok(access) => {
             req.extensions_mut().insert(access);
             Ok(next.call(req).await?.map_into_left_body())
