@@ -70,18 +70,27 @@ pub fn searchset(
     links: &[(&str, String)],
     outcome: Option<Value>,
 ) -> Value {
+    // The resource is moved into its entry: `json!` would copy it whole (it serialises
+    // what it is given), which cost more than the rest of the Bundle.
     let entry = |resource: Value, mode: &str| {
         let full_url = format!(
             "{base_url}/{}/{}",
             resource["resourceType"].as_str().unwrap_or_default(),
             resource["id"].as_str().unwrap_or_default()
         );
-        json!({"fullUrl": full_url, "resource": resource, "search": {"mode": mode}})
+        let mut entry = Map::new();
+        entry.insert("fullUrl".into(), Value::String(full_url));
+        entry.insert("resource".into(), resource);
+        entry.insert("search".into(), json!({"mode": mode}));
+        Value::Object(entry)
     };
     let mut entries: Vec<Value> = matches.into_iter().map(|r| entry(r, "match")).collect();
     entries.extend(included.into_iter().map(|r| entry(r, "include")));
     if let Some(outcome) = outcome {
-        entries.push(json!({"resource": outcome, "search": {"mode": "outcome"}}));
+        let mut entry = Map::new();
+        entry.insert("resource".into(), outcome);
+        entry.insert("search".into(), json!({"mode": "outcome"}));
+        entries.push(Value::Object(entry));
     }
     let mut bundle = Map::new();
     bundle.insert("resourceType".into(), json!("Bundle"));
