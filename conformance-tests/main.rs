@@ -34,6 +34,7 @@ mod review5_consent;
 mod review6_consent;
 mod review7_scale_out;
 mod review8_directory;
+mod review9_session;
 mod review_consent;
 mod scale_out;
 mod search;
