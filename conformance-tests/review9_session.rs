@@ -248,3 +248,45 @@ fn review9_the_first_page_s_total_counts_matches_only() {
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.json()["total"], json!(5));
 }
+
+/// COVERAGE (passes at f957d0d): a token whose signature was remembered (seen twice with the
+/// same keys) is checked again once the external issuer's keys are replaced, and refused when
+/// its key is gone; one with a changed payload (same signature) is refused although the
+/// original is remembered.
+#[test]
+fn review9_a_remembered_signature_does_not_outlive_its_key() {
+    use crate::oidc_issuer::OidcIssuer;
+    let dir = std::env::temp_dir().join(format!("carnet_rv9_{}", uuid::Uuid::new_v4().simple()));
+    let mut issuer = OidcIssuer::start(dir.join("keys.json"), &["test-feeder"]);
+    let s = Server::start_configured(
+        &format!("[[auth.issuers]]\nurl = \"{}\"\n", issuer.url),
+        &[("CARNET_AUTH__JWKS_MIN_REFRESH_SECONDS", "1")],
+    );
+    let before = issuer.token("test-feeder", "system/*.rs", &s.base, &[]);
+    for _ in 0..3 {
+        assert_eq!(s.get_as(&before, "/Patient/_history").status, 200);
+    }
+    // The same signature over other claims (another client) is refused.
+    let parts: Vec<&str> = before.split('.').collect();
+    let payload =
+        base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, parts[1])
+            .unwrap();
+    let mut claims: Value = serde_json::from_slice(&payload).unwrap();
+    claims["scope"] = json!("system/*.cruds");
+    let tampered = format!(
+        "{}.{}.{}",
+        parts[0],
+        base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            claims.to_string()
+        ),
+        parts[2]
+    );
+    s.get_as(&tampered, "/Patient/_history").outcome(401);
+
+    issuer.restart(|keys| std::fs::remove_file(keys).unwrap());
+    let after = issuer.token("test-feeder", "system/*.rs", &s.base, &[]);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(s.get_as(&after, "/Patient/_history").status, 200);
+    s.get_as(&before, "/Patient/_history").outcome(401);
+}
