@@ -44,17 +44,16 @@ fn id_of(v: &Value) -> String {
     v["id"].as_str().unwrap().to_owned()
 }
 
-/// FINDING (PostgreSQL): `carnet reindex` runs while the server serves, and its batch reads the
-/// current bodies without locking them. A Patient whose identifier is changed (PUT) after the
-/// batch was read and before the reindex writes its rows gets the OLD identifier back in the
-/// lookup (and the index): `forget` deletes the row the write just committed, and the rows of
-/// the stale body are inserted. A search by the old identifier is then pinned to this
-/// patient's record (`record::by_id` replaces the chain) and returns the documents of a
-/// patient who no longer has that identifier; a search by the current one finds nothing.
-/// The `index_of` callback is where the concurrent write is made to happen, deterministically.
+/// Finding, fixed: `carnet reindex` runs while the server serves, and its batch reads the
+/// current bodies before writing their rows. A Patient whose identifier was changed (PUT)
+/// between the two got the OLD identifier back in the lookup and the index, so a search by the
+/// old identifier was pinned to this patient's record (`record::by_id` replaces the chain) and
+/// returned the documents of a patient who no longer has it. The reindex now writes a
+/// resource's rows under its write lock and only if the body read is still current. The
+/// `index_of` callback is where the concurrent write is made to happen, deterministically.
 /// (SQLite serialises the two writers: skipped there.)
 #[test]
-fn review9_a_write_during_reindex_leaves_a_stale_identifier_lookup() {
+fn review9_a_write_during_reindex_keeps_the_identifier_lookup_current() {
     let s = Server::start();
     if !s.database_url().starts_with("postgres") {
         eprintln!("PostgreSQL only (CARNET_TEST_DATABASE_URL)");

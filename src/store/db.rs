@@ -174,14 +174,21 @@ pub fn lock_condition(conn: &mut AnyConnection, condition: &str) -> QueryResult<
 /// invalidating what this transaction read.
 pub fn lock_resource(conn: &mut AnyConnection, resource_type: &str, id: &str) -> QueryResult<()> {
     match conn {
-        AnyConnection::Sqlite(sqlite) => {
-            diesel::sql_query("UPDATE resources SET version_id = version_id WHERE 0")
-                .execute(sqlite)?;
-            Ok(())
-        }
+        AnyConnection::Sqlite(_) => lock_writes(conn),
         // The separator cannot occur in a type or an id, so no condition key names a resource.
         _ => lock_condition(conn, &format!("resource\u{1f}{resource_type}\u{1f}{id}")),
     }
+}
+
+/// On SQLite, takes the database's write lock now, before the transaction reads (see
+/// [`lock_resource`]): nothing is written by anyone else until it ends. Nothing on PostgreSQL,
+/// where writers lock each resource.
+pub fn lock_writes(conn: &mut AnyConnection) -> QueryResult<()> {
+    if let AnyConnection::Sqlite(sqlite) = conn {
+        diesel::sql_query("UPDATE resources SET version_id = version_id WHERE 0")
+            .execute(sqlite)?;
+    }
+    Ok(())
 }
 
 /// A stable 64-bit hash (FNV-1a): the advisory lock key of a condition.

@@ -334,8 +334,11 @@ impl Store {
 
 impl Store {
     /// Rebuilds the index rows and the consent engine's rows of every current resource with
-    /// `index_of` (its body in, its rows out; no consent rows: keep the stored ones), a batch of resources per transaction, and returns how many were indexed.
-    /// Runs while the server serves: a resource written meanwhile gets its rows from its write.
+    /// `index_of` (its body in, its rows out; no consent rows: keep the stored ones), a batch
+    /// of resources per transaction, and returns how many were indexed. Runs while the server
+    /// serves: each resource's rows are written under its write lock, and only if the body
+    /// they come from is still its current version; one written meanwhile has the rows of its
+    /// own write.
     pub fn reindex(
         &self,
         index_of: impl Fn(&Version) -> Result<(IndexRows, Option<AccessRows>), StoreError>,
@@ -346,12 +349,21 @@ impl Store {
             loop {
                 let mut conn = self.writer.get()?;
                 let indexed = conn.transaction::<_, StoreError, _>(|conn| {
+                    db::lock_writes(conn)?;
                     let rows = current_batch(conn, tables, after.as_ref())?;
-                    let count = rows.len() as u64;
+                    let mut count = 0;
                     let mut last = None;
                     for row in rows {
                         let version = decode_version(row)?;
                         let (index, access) = index_of(&version)?;
+                        last = Some((version.resource_type.clone(), version.id.clone()));
+                        db::lock_resource(conn, &version.resource_type, &version.id)?;
+                        if !search::is_current(conn, self.dialect, tables, &version)? {
+                            // Written (or deleted) since the batch was read: its write
+                            // replaced its rows from its own body.
+                            continue;
+                        }
+                        count += 1;
                         if let ("Patient", Some(record)) = (
                             version.resource_type.as_str(),
                             version.patient_id.as_deref(),
@@ -379,7 +391,6 @@ impl Store {
                                 &access,
                             )?;
                         }
-                        last = Some((version.resource_type, version.id));
                     }
                     Ok((count, last))
                 })?;

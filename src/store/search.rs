@@ -284,6 +284,36 @@ pub(super) fn load_found(
         .collect()
 }
 
+/// Whether `version` is still the current, undeleted version of its resource (in `tables`):
+/// read again by a rebuild that holds the resource's lock, in case a write came between.
+pub(super) fn is_current(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    tables: &super::tables::Tables,
+    version: &Version,
+) -> Result<bool, StoreError> {
+    let p = |n| dialect.placeholder(n);
+    let sql = Sql {
+        text: format!(
+            "SELECT COUNT(*) AS n FROM {} WHERE patient_id = {} AND resource_type = {} \
+             AND id = {} AND version_id = {} AND deleted = FALSE",
+            tables.resources,
+            p(1),
+            p(2),
+            p(3),
+            p(4)
+        ),
+        binds: vec![
+            Bind::Text(super::record_key(version.patient_id.as_deref()).to_owned()),
+            Bind::Text(version.resource_type.clone()),
+            Bind::Text(version.id.clone()),
+            Bind::BigInt(version.version_id),
+        ],
+    };
+    let rows = load!(conn, sql, CountRow)?;
+    Ok(rows.first().is_some_and(|r| r.n == 1))
+}
+
 /// Runs `sql` (one `n` column) on `conn`.
 pub(super) fn load_count(conn: &mut AnyConnection, sql: &ReadSql) -> Result<i64, StoreError> {
     let sql = sql.sql();
