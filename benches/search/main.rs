@@ -223,21 +223,11 @@ fn main() {
         return;
     }
     let setup = Setup::new(&options.database, options.partitions);
-    // This build first: it creates the local issuer's key the other one then reads.
-    let current = setup.start(
+    let (current, baseline) = setup.start_both(
         "consent",
-        env!("CARGO_BIN_EXE_carnet").as_ref(),
-        18090,
-        None,
+        options.baseline.as_deref(),
+        options.baseline_database.as_deref(),
     );
-    let baseline = options.baseline.as_ref().map(|binary| {
-        setup.start(
-            "baseline",
-            binary,
-            18091,
-            options.baseline_database.as_deref(),
-        )
-    });
     let minter = Minter::new(&setup);
     let mut rng = Rng(0x5eed_0000_beef_0002);
 

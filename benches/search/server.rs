@@ -108,6 +108,21 @@ impl Setup {
         server
     }
 
+    /// This build's server (called `name`), then the baseline's when `baseline` names its
+    /// binary (on `baseline_database` when its schema differs). This build first: it creates
+    /// the local issuer's key the other one then reads.
+    pub fn start_both(
+        &self,
+        name: &'static str,
+        baseline: Option<&Path>,
+        baseline_database: Option<&str>,
+    ) -> (Server, Option<Server>) {
+        let current = self.start(name, env!("CARGO_BIN_EXE_carnet").as_ref(), 18090, None);
+        let baseline =
+            baseline.map(|binary| self.start("baseline", binary, 18091, baseline_database));
+        (current, baseline)
+    }
+
     /// The configuration the server reads, for minting tokens in process.
     pub fn config(&self) -> Config {
         Config::load(Some(self.dir.join("carnet.toml").as_path()), self.env())

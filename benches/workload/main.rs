@@ -128,21 +128,11 @@ fn main() {
         return;
     }
     let setup = Setup::new(&options.database, 0);
-    // This build first: it creates the local issuer's key the other one then reads.
-    let current = setup.start(
+    let (current, baseline) = setup.start_both(
         "current",
-        env!("CARGO_BIN_EXE_carnet").as_ref(),
-        18090,
-        None,
+        options.baseline.as_deref(),
+        options.baseline_database.as_deref(),
     );
-    let baseline = options.baseline.as_ref().map(|binary| {
-        setup.start(
-            "baseline",
-            binary,
-            18091,
-            options.baseline_database.as_deref(),
-        )
-    });
     let minter = Minter::new(&setup);
     let professionals: Vec<String> = (0..sizes.practitioners)
         .map(|k| minter.professional(k))
