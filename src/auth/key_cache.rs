@@ -45,6 +45,13 @@ struct State<M> {
     generation: u64,
 }
 
+impl<M> State<M> {
+    /// Whether the keys were fetched recently enough to be trusted without fetching again.
+    fn fresh(&self) -> bool {
+        self.last_fetch.is_some_and(|at| at.elapsed() < MAX_KEY_AGE)
+    }
+}
+
 /// A fetch: the keys and what came with them, or why it failed (logged by the caller).
 pub type Fetched<M> = Result<(Vec<CoreJsonWebKey>, M), String>;
 
@@ -72,10 +79,7 @@ impl<M: Clone> KeyCache<M> {
     ) -> Vec<CoreJsonWebKey> {
         let wanted = {
             let state = self.state();
-            let fresh = state
-                .last_fetch
-                .is_some_and(|at| at.elapsed() < MAX_KEY_AGE);
-            !(fresh && jwt::has_key(token, &state.keys)) && self.may_fetch(&state)
+            !(state.fresh() && jwt::has_key(token, &state.keys)) && self.may_fetch(&state)
         };
         if wanted {
             self.try_refresh(fetch);
@@ -100,10 +104,7 @@ impl<M: Clone> KeyCache<M> {
     /// fetching them again; `None` once they are old (or were never fetched).
     pub fn fresh_generation(&self) -> Option<u64> {
         let state = self.state();
-        let fresh = state
-            .last_fetch
-            .is_some_and(|at| at.elapsed() < MAX_KEY_AGE);
-        (fresh && state.generation > 0).then_some(state.generation)
+        (state.fresh() && state.generation > 0).then_some(state.generation)
     }
 
     fn state(&self) -> MutexGuard<'_, State<M>> {
