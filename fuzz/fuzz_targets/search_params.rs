@@ -94,18 +94,15 @@ fuzz_target!(|data: &[u8]| {
                 dialect,
             );
             let _ = sql::count(&search, &restriction, BASE_URL, dialect);
-            // A search naming one record: its patient found (by id or identifier) with the
-            // record's facts, and the search rewritten to that patient.
+            // A search naming one record: its patient found (by id, or by identifier through
+            // the lookup table, which then names an id) with the record's facts, and the search
+            // rewritten to that patient.
             if let Some((index, named)) = record::named(&search) {
-                match &named {
-                    record::Named::Id(id) => {
-                        let _ = sql::record_facts(&restriction, id, dialect);
-                    }
-                    record::Named::Identifier { system, value, .. } => {
-                        let _ =
-                            sql::record_facts_by_identifier(&restriction, system, value, dialect);
-                    }
-                }
+                let id = match &named {
+                    record::Named::Id(id) => id.as_str(),
+                    record::Named::Identifier { .. } => "p1",
+                };
+                let _ = sql::record_facts(&restriction, id, dialect);
                 let pinned = record::by_id(search.clone(), index, "p1");
                 let _ = sql::count(&pinned, &restriction, BASE_URL, dialect);
             }
