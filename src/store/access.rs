@@ -5,10 +5,10 @@
 
 use super::db::AnyConnection;
 use super::index::insert_values;
-use super::search::{bind_all, execute, load, Bind, Dialect, Sql};
+use super::search::{execute, load, Bind, Dialect, Sql};
 use crate::consent::model::{Actor, Directive, Guardianship, Period};
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Binary, Bool, Nullable, Text};
+use diesel::sql_types::{BigInt, Bool, Nullable, Text};
 
 /// What one resource contributes (see `consent::facts::access_rows`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

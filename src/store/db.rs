@@ -1,14 +1,17 @@
 //! Database connections: the two backends behind one connection type, their durability
 //! settings, and embedded migrations. Backend differences live here and nowhere else.
 
-use diesel::connection::SimpleConnection;
+use diesel::connection::{Instrumentation, InstrumentationEvent, SimpleConnection};
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use diesel::r2d2::{self, R2D2Connection};
+use diesel::result::DatabaseErrorKind;
 use diesel::sql_types::Text;
 use diesel::sqlite::SqliteConnection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
@@ -201,15 +204,70 @@ fn fnv1a(text: &str) -> i64 {
     hash as i64
 }
 
-/// Builds pooled connections for one target.
-pub struct Manager(pub Target);
+/// How many statements one pooled connection keeps prepared before it is replaced. The
+/// builder's shapes in steady use are far fewer; a client that sends many distinct shapes
+/// costs reconnections, never unbounded memory (diesel's cache has no eviction, and
+/// PostgreSQL keeps a session's prepared statements until it ends).
+pub const KEPT_STATEMENTS: usize = 256;
+
+/// What a pooled connection's own events say about it: how many statements it keeps
+/// prepared, whether it was lost (the server closed it, or it could not be written to), and
+/// the pool's loss count when it was last known to work.
+#[derive(Debug, Default)]
+struct Health {
+    kept: usize,
+    lost: bool,
+    known_good_at: u64,
+}
+
+impl Instrumentation for Health {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        match event {
+            InstrumentationEvent::CacheQuery { .. } => self.kept += 1,
+            InstrumentationEvent::FinishQuery { error: Some(e), .. } if is_lost(e) => {
+                self.lost = true
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Whether `error` says the connection itself is gone (the statement may never have reached
+/// the server), rather than that a statement failed.
+pub fn is_lost(error: &diesel::result::Error) -> bool {
+    matches!(
+        error,
+        diesel::result::Error::DatabaseError(
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+            _
+        )
+    )
+}
+
+fn health(conn: &mut AnyConnection) -> Option<&mut Health> {
+    conn.instrumentation().downcast_mut::<Health>()
+}
+
+/// Builds pooled connections for one target, and retires those that were lost or keep too
+/// many statements.
+pub struct Manager {
+    target: Target,
+    /// How many lost connections the pool has seen: a connection last known to work before
+    /// the latest loss (the database restarted, say) is checked once before it is handed out.
+    losses: Arc<AtomicU64>,
+}
 
 impl r2d2::ManageConnection for Manager {
     type Connection = AnyConnection;
     type Error = OpenError;
 
     fn connect(&self) -> Result<AnyConnection, OpenError> {
-        self.0.connect()
+        let mut conn = self.target.connect()?;
+        conn.set_instrumentation(Health {
+            known_good_at: self.losses.load(Ordering::Acquire),
+            ..Health::default()
+        });
+        Ok(conn)
     }
 
     fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), OpenError> {
@@ -217,25 +275,139 @@ impl r2d2::ManageConnection for Manager {
     }
 
     fn has_broken(&self, conn: &mut AnyConnection) -> bool {
-        conn.is_broken()
+        let (lost, kept) = health(conn).map_or((false, 0), |h| (h.lost, h.kept));
+        if lost {
+            self.losses.fetch_add(1, Ordering::AcqRel);
+        }
+        lost || kept > KEPT_STATEMENTS || conn.is_broken()
     }
 }
 
-/// A pool of connections to one target.
-pub type Pool = r2d2::Pool<Manager>;
+/// A connection lent by a [`Pool`].
+pub type Pooled = r2d2::PooledConnection<Manager>;
+
+/// A pool of connections to one target. Connections are not tested on the way out (a
+/// round trip per checkout); one that fails as lost is retired when it comes back, and
+/// after such a loss every other connection is checked once before its next use.
+#[derive(Clone)]
+pub struct Pool {
+    pool: r2d2::Pool<Manager>,
+    /// The manager's count of lost connections.
+    losses: Arc<AtomicU64>,
+}
+
+impl Pool {
+    /// A connection, waiting for one to be free (up to the pool's timeout).
+    pub fn get(&self) -> Result<Pooled, r2d2::PoolError> {
+        let losses = self.losses.load(Ordering::Acquire);
+        for _ in 0..=self.pool.max_size() {
+            let mut conn = self.pool.get()?;
+            if health(&mut conn).is_none_or(|h| h.known_good_at >= losses) {
+                return Ok(conn);
+            }
+            let works = conn.ping().is_ok();
+            if let Some(h) = health(&mut conn) {
+                h.known_good_at = losses;
+                h.lost = !works;
+            }
+            if works {
+                return Ok(conn);
+            }
+        }
+        self.pool.get()
+    }
+}
 
 /// Builds a pool; `size` connections at most.
 pub fn pool(target: &Target, size: u32) -> Result<Pool, OpenError> {
-    r2d2::Pool::builder()
+    let losses = Arc::new(AtomicU64::new(0));
+    let pool = r2d2::Pool::builder()
         .max_size(size)
         .connection_timeout(Duration::from_secs(30))
-        .build(Manager(target.clone()))
-        .map_err(|e| OpenError::Connect(e.to_string()))
+        .test_on_check_out(false)
+        .build(Manager {
+            target: target.clone(),
+            losses: losses.clone(),
+        })
+        .map_err(|e| OpenError::Connect(e.to_string()))?;
+    Ok(Pool { pool, losses })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(QueryableByName)]
+    struct Number {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+
+    fn number(conn: &mut AnyConnection, text: &str) -> i64 {
+        use crate::store::search::{Prepared, Sql};
+        let sql = Sql {
+            text: text.to_owned(),
+            binds: vec![],
+        };
+        let rows = match conn {
+            AnyConnection::Sqlite(c) => Prepared(&sql).load::<Number>(c),
+            AnyConnection::Postgresql(c) => Prepared(&sql).load::<Number>(c),
+        };
+        rows.unwrap()[0].n
+    }
+
+    fn scratch_pool(size: u32) -> (Pool, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("carnet-pool-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pool = pool(&Target::Sqlite(dir.join("carnet.db")), size).unwrap();
+        (pool, dir)
+    }
+
+    #[test]
+    fn a_builder_statement_is_prepared_once_per_connection() {
+        let (pool, dir) = scratch_pool(1);
+        let mut conn = pool.get().unwrap();
+        assert_eq!(number(&mut conn, "SELECT 7 AS n"), 7);
+        assert_eq!(number(&mut conn, "SELECT 7 AS n"), 7);
+        assert_eq!(
+            health(&mut conn).unwrap().kept,
+            1,
+            "the same text is kept once"
+        );
+        assert_eq!(number(&mut conn, "SELECT 8 AS n"), 8);
+        assert_eq!(health(&mut conn).unwrap().kept, 2);
+        // Text written at run time through diesel::sql_query is never kept.
+        diesel::sql_query("SELECT 9").execute(&mut *conn).unwrap();
+        assert_eq!(health(&mut conn).unwrap().kept, 2);
+        drop(conn);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_connection_keeping_too_many_statements_is_replaced() {
+        let (pool, dir) = scratch_pool(1);
+        let mut conn = pool.get().unwrap();
+        for i in 0..KEPT_STATEMENTS {
+            number(&mut conn, &format!("SELECT {i} AS n"));
+        }
+        drop(conn);
+        let mut conn = pool.get().unwrap();
+        assert_eq!(
+            health(&mut conn).unwrap().kept,
+            KEPT_STATEMENTS,
+            "at the bound, the connection stays"
+        );
+        number(&mut conn, "SELECT -1 AS n");
+        drop(conn);
+        let mut conn = pool.get().unwrap();
+        assert_eq!(
+            health(&mut conn).unwrap().kept,
+            0,
+            "past it, a new connection"
+        );
+        drop(conn);
+        let _ = std::fs::remove_dir_all(dir);
+    }
 
     #[test]
     fn the_sqlite_resource_lock_is_the_write_lock() {

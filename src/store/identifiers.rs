@@ -101,12 +101,14 @@ impl Store {
         if !kept(system, value) {
             return Ok(Vec::new());
         }
-        Ok(patient_identifiers::table
-            .filter(patient_identifiers::system.eq(system))
-            .filter(patient_identifiers::value.eq(value))
-            .select(patient_identifiers::patient_id)
-            .order(patient_identifiers::patient_id)
-            .limit(2)
-            .load(&mut *self.reader.get()?)?)
+        self.reading(|conn| {
+            Ok(patient_identifiers::table
+                .filter(patient_identifiers::system.eq(system))
+                .filter(patient_identifiers::value.eq(value))
+                .select(patient_identifiers::patient_id)
+                .order(patient_identifiers::patient_id)
+                .limit(2)
+                .load(conn)?)
+        })
     }
 }

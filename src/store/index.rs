@@ -2,7 +2,7 @@
 //! the transaction that writes the resource.
 
 use super::db::AnyConnection;
-use super::search::{bind_all, execute, Bind, Dialect, Sql};
+use super::search::{bind_all, execute, execute_once, Bind, Dialect, Sql};
 use super::tables::{self, Tables};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Binary, Bool, Nullable, Text};
@@ -280,7 +280,7 @@ pub fn insert_values_then(
             sql.text.push(')');
         }
         sql.text.push_str(then);
-        execute!(conn, sql)?;
+        execute_once!(conn, sql)?;
     }
     Ok(())
 }

@@ -297,18 +297,36 @@ impl Store {
         &self,
         work: impl FnOnce(&mut Unit<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        let mut conn = self.writer.get().map_err(StoreError::from)?;
-        let result = conn.transaction::<T, Failure<E>, _>(|conn| {
-            let mut unit = Unit {
-                conn,
-                dialect: self.dialect,
-            };
-            work(&mut unit).map_err(Failure::Work)
-        });
-        result.map_err(|failure| match failure {
-            Failure::Store(e) => E::from(e),
-            Failure::Work(e) => e,
-        })
+        let mut pending = Some(work);
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let mut conn = self.writer.get().map_err(StoreError::from)?;
+            let result = conn.transaction::<T, Failure<E>, _>(|conn| {
+                let mut unit = Unit {
+                    conn,
+                    dialect: self.dialect,
+                };
+                // The transaction runs its closure once, after BEGIN succeeded.
+                let work = pending.take().ok_or(Failure::Store(StoreError::Conflict))?;
+                work(&mut unit).map_err(Failure::Work)
+            });
+            match result {
+                // BEGIN failed on a lost connection (the database restarted since it was last
+                // used): nothing ran, so the unit runs once more on another connection.
+                Err(Failure::Store(StoreError::Database(e)))
+                    if pending.is_some() && attempts == 1 && db::is_lost(&e) =>
+                {
+                    continue
+                }
+                result => {
+                    return result.map_err(|failure| match failure {
+                        Failure::Store(e) => E::from(e),
+                        Failure::Work(e) => e,
+                    })
+                }
+            }
+        }
     }
 
     /// Runs `work` as a unit of work holding the write lock of `resource_type/id`: writes to

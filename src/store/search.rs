@@ -5,8 +5,11 @@ use super::db::AnyConnection;
 use super::schema::server_secrets;
 use super::{decode_version, Filed, Store, StoreError, Version};
 use crate::search::sql::ReadSql;
+use diesel::backend::Backend;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Binary, Bool, Nullable, Text};
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::serialize::ToSql;
+use diesel::sql_types::{BigInt, Binary, Bool, HasSqlType, Nullable, Text, Untyped};
 use serde::{Deserialize, Serialize};
 
 /// Which placeholder syntax the SQL must use.
@@ -120,6 +123,60 @@ struct ContentRow {
     content: Vec<u8>,
 }
 
+/// A statement of the builder, run so that the connection keeps it prepared: the text is the
+/// cache key (with the binds' types), and the builder's shapes are few once the client's values
+/// are bound, so a repeated search or read skips parsing and planning (SQLite's
+/// `sqlite3_prepare`, PostgreSQL's parse and plan). `diesel::sql_query` is never cached
+/// (it may carry text written at run time); this is the same fragment without that mark. How
+/// many statements one connection keeps is bounded in `db` (a connection past the bound is
+/// replaced).
+pub(crate) struct Prepared<'a>(pub &'a Sql);
+
+impl<DB> QueryFragment<DB> for Prepared<'_>
+where
+    DB: Backend
+        + HasSqlType<Text>
+        + HasSqlType<BigInt>
+        + HasSqlType<Nullable<Text>>
+        + HasSqlType<Nullable<BigInt>>
+        + HasSqlType<Bool>
+        + HasSqlType<Binary>,
+    String: ToSql<Text, DB>,
+    i64: ToSql<BigInt, DB>,
+    Option<String>: ToSql<Nullable<Text>, DB>,
+    Option<i64>: ToSql<Nullable<BigInt>, DB>,
+    bool: ToSql<Bool, DB>,
+    Vec<u8>: ToSql<Binary, DB>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        // The text already holds the numbered placeholders (`?N`, `$N`): the binds are
+        // values only, in placeholder order.
+        out.push_sql(&self.0.text);
+        for bind in &self.0.binds {
+            match bind {
+                Bind::Text(v) => out.push_bind_param_value_only::<Text, _>(v)?,
+                Bind::BigInt(v) => out.push_bind_param_value_only::<BigInt, _>(v)?,
+                Bind::OptText(v) => out.push_bind_param_value_only::<Nullable<Text>, _>(v)?,
+                Bind::OptBigInt(v) => out.push_bind_param_value_only::<Nullable<BigInt>, _>(v)?,
+                Bind::Bool(v) => out.push_bind_param_value_only::<Bool, _>(v)?,
+                Bind::Bytes(v) => out.push_bind_param_value_only::<Binary, _>(v)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl QueryId for Prepared<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl Query for Prepared<'_> {
+    type SqlType = Untyped;
+}
+
+impl<Conn> RunQueryDsl<Conn> for Prepared<'_> {}
+
 /// Binds every value of `binds` to the boxed query, in order.
 macro_rules! bind_all {
     ($query:ident, $binds:expr) => {
@@ -137,8 +194,10 @@ macro_rules! bind_all {
 }
 pub(crate) use bind_all;
 
-/// Runs the statement `sql` on the connection's own backend; returns the rows affected.
-macro_rules! execute {
+/// Runs the statement `sql` once, without keeping it prepared: for text that varies with the
+/// data (an insert of as many rows as a resource has index values), which would only crowd
+/// the connection's statements out.
+macro_rules! execute_once {
     ($conn:expr, $sql:expr) => {
         match $conn {
             AnyConnection::Postgresql(conn) => {
@@ -155,6 +214,17 @@ macro_rules! execute {
         }
     };
 }
+pub(crate) use execute_once;
+
+/// Runs the statement `sql` on the connection's own backend; returns the rows affected.
+macro_rules! execute {
+    ($conn:expr, $sql:expr) => {
+        match $conn {
+            AnyConnection::Postgresql(conn) => $crate::store::search::Prepared(&$sql).execute(conn),
+            AnyConnection::Sqlite(conn) => $crate::store::search::Prepared(&$sql).execute(conn),
+        }
+    };
+}
 pub(crate) use execute;
 
 /// Loads the rows of `sql` on the connection's own backend.
@@ -162,15 +232,10 @@ macro_rules! load {
     ($conn:expr, $sql:expr, $row:ty) => {
         match $conn {
             AnyConnection::Postgresql(conn) => {
-                let mut query = diesel::sql_query(&$sql.text).into_boxed::<diesel::pg::Pg>();
-                bind_all!(query, $sql.binds);
-                query.load::<$row>(conn)
+                $crate::store::search::Prepared(&$sql).load::<$row>(conn)
             }
             AnyConnection::Sqlite(conn) => {
-                let mut query =
-                    diesel::sql_query(&$sql.text).into_boxed::<diesel::sqlite::Sqlite>();
-                bind_all!(query, $sql.binds);
-                query.load::<$row>(conn)
+                $crate::store::search::Prepared(&$sql).load::<$row>(conn)
             }
         }
     };
@@ -185,7 +250,7 @@ impl Store {
 
     /// The versions `sql` selects (see `search::sql`), in its order, with their sort keys.
     pub fn found(&self, sql: &ReadSql) -> Result<Vec<Found>, StoreError> {
-        load_found(&mut *self.reader.get()?, sql)
+        self.reading(|conn| load_found(conn, sql))
     }
 
     /// The versions `read` selects of `resource_type/id` once it knows where the resource is
@@ -194,26 +259,44 @@ impl Store {
         &self,
         resource_type: &str,
         id: &str,
-        read: impl FnOnce(&Filed) -> ReadSql,
+        read: impl Fn(&Filed) -> ReadSql,
     ) -> Result<Vec<Found>, StoreError> {
-        let mut conn = self.reader.get()?;
-        let filed = super::filed(&mut conn, resource_type, id)?;
-        load_found(&mut conn, &read(&filed))
+        self.reading(|conn| {
+            let filed = super::filed(conn, resource_type, id)?;
+            load_found(conn, &read(&filed))
+        })
     }
 
     /// Where `resource_type/id` is filed (see [`Filed`]).
     pub fn filed(&self, resource_type: &str, id: &str) -> Result<Filed, StoreError> {
-        super::filed(&mut *self.reader.get()?, resource_type, id)
+        self.reading(|conn| super::filed(conn, resource_type, id))
     }
 
     /// The count `sql` computes (a single `n` column).
     pub fn count(&self, sql: &ReadSql) -> Result<i64, StoreError> {
-        load_count(&mut *self.reader.get()?, sql)
+        self.reading(|conn| load_count(conn, sql))
     }
 
     /// The bytes `sql` selects (a Binary's content), if any.
     pub fn content(&self, sql: &ReadSql) -> Result<Option<Vec<u8>>, StoreError> {
-        load_content(&mut *self.reader.get()?, sql)
+        self.reading(|conn| load_content(conn, sql))
+    }
+
+    /// Runs the read `work` on a pooled connection, and once more on another if the first
+    /// turned out lost (the database restarted since it was last used): a read changes
+    /// nothing, so repeating it is safe, and the pool checks its other connections first.
+    pub(super) fn reading<T>(
+        &self,
+        work: impl Fn(&mut AnyConnection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        // The first connection goes back to the pool (and is retired) before the second.
+        let first = work(&mut *self.reader.get()?);
+        match first {
+            Err(StoreError::Database(e)) if super::db::is_lost(&e) => {
+                work(&mut *self.reader.get()?)
+            }
+            other => other,
+        }
     }
 
     /// Refreshes the planner's statistics (after a bulk load or a reindex): SQLite only picks
