@@ -129,7 +129,7 @@ fn write_container<'a>(
 
 /// A JSON string literal: `"` and `\\` escaped, every control character (U+0000–U+001F) as
 /// `\n`-style or `\u00XX` escapes; everything else, U+2028/U+2029 included, is valid as is.
-fn write_string(out: &mut String, s: &str) {
+pub fn write_string(out: &mut String, s: &str) {
     out.reserve(s.len() + 2);
     out.push('"');
     let mut last = 0;

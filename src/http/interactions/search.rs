@@ -350,15 +350,16 @@ pub(super) async fn respond_with_links(
     }
     let mut matches = Vec::with_capacity(page.versions.len());
     for version in &page.versions {
-        let mut resource = stored(version)?;
-        subset::apply(&mut resource, &subset);
-        matches.push(resource);
+        matches.push(match subset {
+            Subset::Full => bundle::Entry::stored(version),
+            _ => {
+                let mut resource = stored(version)?;
+                subset::apply(&mut resource, &subset);
+                bundle::Entry::changed(version, &resource)
+            }
+        });
     }
-    let included = page
-        .included
-        .iter()
-        .map(stored)
-        .collect::<Result<Vec<_>>>()?;
+    let included = page.included.iter().map(bundle::Entry::stored).collect();
     let mut warnings: Vec<OutcomeIssue> = ignored
         .iter()
         .map(|name| {
@@ -380,7 +381,10 @@ pub(super) async fn respond_with_links(
     let bundle = bundle::searchset(base, matches, included, page.total, &links, outcome);
     Ok(HttpResponse::Ok()
         .content_type(format.content_type)
-        .body(json::to_text(&bundle, format.pretty)))
+        .body(match format.pretty {
+            true => json::pretty(&bundle),
+            false => bundle,
+        }))
 }
 
 fn stored(version: &Version) -> Result<serde_json::Value> {
