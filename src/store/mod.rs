@@ -9,6 +9,7 @@
 pub mod access;
 pub mod codec;
 pub mod db;
+mod group_commit;
 mod identifiers;
 pub mod import;
 pub mod index;
@@ -44,6 +45,10 @@ pub enum StoreError {
     /// A stored body could not be read back.
     #[error("stored body: {0}")]
     Corrupt(String),
+    /// The transaction a write shared with others (group commit) could not be committed:
+    /// nothing of it was kept.
+    #[error("{0}")]
+    Uncommitted(String),
 }
 
 impl StoreError {
@@ -250,6 +255,9 @@ pub struct Store {
     /// SQLite allows one writer at a time: a one-connection pool queues writers instead of
     /// letting their transactions fail on lock upgrades. PostgreSQL shares the reader pool.
     writer: db::Pool,
+    /// SQLite's writes, batched into shared commits; none on PostgreSQL, whose units each
+    /// commit on their own connection.
+    group_commit: Option<group_commit::GroupCommit>,
     dialect: search::Dialect,
 }
 
@@ -283,9 +291,14 @@ impl Store {
             Target::Sqlite(_) => search::Dialect::Sqlite,
             Target::Postgres(_) => search::Dialect::Postgres,
         };
+        let group_commit = match target {
+            Target::Sqlite(_) => Some(group_commit::GroupCommit::default()),
+            Target::Postgres(_) => None,
+        };
         Ok(Store {
             reader,
             writer,
+            group_commit,
             dialect,
         })
     }
@@ -297,6 +310,9 @@ impl Store {
         &self,
         work: impl FnOnce(&mut Unit<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
+        if let Some(group) = &self.group_commit {
+            return group.run(&self.writer, self.dialect, work);
+        }
         let mut pending = Some(work);
         let mut attempts = 0;
         loop {
