@@ -103,12 +103,14 @@ impl GroupCommit {
                 let durable = durable.clone();
                 batch.outcomes.insert(number, Outcome { durable, unread });
             }
+            drop(batch);
             self.committed.notify_all();
             durable
         } else if joined {
             wait_for(&self.committed, batch, number)
         } else {
             // Nothing of this unit stays, committed or not: its answer need not wait.
+            drop(batch);
             Ok(())
         };
         let result = match ran {
