@@ -27,6 +27,7 @@ mod hardening_search;
 mod history;
 mod negotiation;
 mod patch;
+mod review10_session;
 mod review2_consent;
 mod review3_consent;
 mod review4_consent;

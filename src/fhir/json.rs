@@ -48,6 +48,64 @@ pub fn to_text(value: &Value, pretty: bool) -> String {
     out
 }
 
+/// JSON text indented as [`to_text`] indents a value (two spaces a level, `": "` after a
+/// key, empty containers kept as `{}`/`[]`), written from the text itself: one pass, no
+/// parsing, so a Bundle the server wrote around stored resources is indented whatever its
+/// depth (a parser stops at [`MAX_DEPTH`], and the Bundle nests deeper than its resources).
+/// Whitespace outside strings is dropped; strings are copied as they are.
+pub fn indent(text: &str) -> String {
+    fn newline(out: &mut String, level: usize) {
+        out.push('\n');
+        out.extend(std::iter::repeat_n("  ", level));
+    }
+    let mut out = String::with_capacity(text.len() * 2);
+    let mut level = 0usize;
+    let mut chars = text.chars().peekable();
+    let (mut in_string, mut escaped) = (false, false);
+    while let Some(c) = chars.next() {
+        if in_string {
+            out.push(c);
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => {
+                in_string = true;
+                out.push(c);
+            }
+            '{' | '[' => {
+                out.push(c);
+                while chars.next_if(|c| c.is_ascii_whitespace()).is_some() {}
+                match chars.next_if(|&next| next == if c == '{' { '}' } else { ']' }) {
+                    Some(close) => out.push(close),
+                    None => {
+                        level += 1;
+                        newline(&mut out, level);
+                    }
+                }
+            }
+            '}' | ']' => {
+                level = level.saturating_sub(1);
+                newline(&mut out, level);
+                out.push(c);
+            }
+            ',' => {
+                out.push(',');
+                newline(&mut out, level);
+            }
+            ':' => out.push_str(": "),
+            c if c.is_ascii_whitespace() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Deepest nesting of arrays and objects in any document the server builds from client
 /// input; the same as serde_json's parser recursion limit (128 levels, counting the root).
 pub const MAX_DEPTH: usize = 127;
@@ -381,6 +439,24 @@ mod tests {
         assert!(pretty_text.contains("\"a\": 1.50"));
         let reparsed: Value = serde_json::from_str(&pretty_text).unwrap();
         assert_eq!(reparsed["s"], "1.50 \\\" é");
+    }
+
+    #[test]
+    fn indenting_text_gives_what_indenting_its_value_gives() {
+        let texts = [
+            r#"{"resourceType":"Patient","a":1.50,"e":[],"o":{},"s":"x\"{[,:]}\\","n":[[],[{}],{"k":[1,2]}]}"#,
+            r#"[]"#,
+            r#"{"k":"\u0000\n"}"#,
+            r#"{ "spaced" : [ 1 , { } ] }"#,
+        ];
+        for text in texts {
+            let value = parse_lossless(text).unwrap();
+            assert_eq!(indent(text), to_text(&value, true), "{text}");
+        }
+        // Deeper than any parser here accepts, still indented.
+        let deep = format!("{}{}", "[".repeat(300), "]".repeat(300));
+        let indented = indent(&deep);
+        assert!(indented.contains(&format!("\n{}[]", "  ".repeat(299))));
     }
 
     #[test]

@@ -91,11 +91,13 @@ impl GroupCommit {
             // diesel leaves the savepoint open when the closure panics.
             let _ = Transactions::rollback_transaction(&mut **conn);
         }
+        let intact = intact(conn);
         let joined = matches!(ran, Ok(Ok(_)));
         if joined {
             batch.members += 1;
         }
-        let last = self.arriving.load(Ordering::SeqCst) == 0 || batch.members >= MAX_BATCH;
+        let last =
+            self.arriving.load(Ordering::SeqCst) == 0 || batch.members >= MAX_BATCH || !intact;
         let durable = if last {
             let durable = commit(&mut batch);
             let unread = batch.members - usize::from(joined);
@@ -126,11 +128,27 @@ impl GroupCommit {
     }
 }
 
-/// A connection of `pool` with a transaction begun on it.
+/// A connection of `pool` with a transaction begun on it, holding the database's write lock
+/// from the start: a batch is one long transaction, and a read made in it before the lock
+/// was taken could not become a write once another process (`carnet reindex`, an import)
+/// committed meanwhile (SQLite refuses such an upgrade at once). Taking the lock first
+/// waits for such a writer instead (busy_timeout), as each unit's own transaction did.
 fn open(pool: &db::Pool) -> Result<Pooled, StoreError> {
     let mut conn = pool.get()?;
     Transactions::begin_transaction(&mut *conn)?;
+    if let Err(e) = db::lock_writes(&mut conn) {
+        let _ = Transactions::rollback_transaction(&mut *conn);
+        return Err(e.into());
+    }
     Ok(conn)
+}
+
+/// Whether the batch's transaction is still the one open at the batch's level: a unit that
+/// failed may have ended it (SQLite rolls a whole transaction back on some errors, and the
+/// savepoint is then gone), and a unit joining after that would run outside any batch.
+fn intact(conn: &mut db::AnyConnection) -> bool {
+    let status = Transactions::transaction_manager_status_mut(conn);
+    matches!(status.transaction_depth(), Ok(Some(depth)) if depth.get() == 1)
 }
 
 /// Commits the open batch and gives its connection back to the pool.
@@ -351,6 +369,29 @@ mod tests {
         group
             .run(&pool, Dialect::Sqlite, |unit| insert(unit, 2))
             .unwrap();
+        assert_eq!(rows(&dir), [2]);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_unit_that_ends_the_transaction_ends_the_batch() {
+        let (pool, dir) = scratch();
+        let group = Arc::new(GroupCommit::default());
+        let two = two_in_one_batch(
+            &group,
+            &pool,
+            |unit| {
+                insert(unit, 1)?;
+                // As SQLite does on some errors (a full disk): the whole transaction is gone.
+                diesel::sql_query("ROLLBACK").execute(unit.conn)?;
+                Err(StoreError::Conflict)
+            },
+            |unit| insert(unit, 2),
+        );
+        assert!(two.first.is_err());
+        // The unit waiting behind it runs in a batch of its own, not outside any.
+        two.second.unwrap();
+        assert_eq!(two.batches, 2);
         assert_eq!(rows(&dir), [2]);
         let _ = std::fs::remove_dir_all(dir);
     }

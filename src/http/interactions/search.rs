@@ -382,7 +382,7 @@ pub(super) async fn respond_with_links(
     Ok(HttpResponse::Ok()
         .content_type(format.content_type)
         .body(match format.pretty {
-            true => json::pretty(&bundle),
+            true => json::indent(&bundle),
             false => bundle,
         }))
 }
