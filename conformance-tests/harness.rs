@@ -286,6 +286,15 @@ impl Server {
         }
     }
 
+    /// On PostgreSQL, ends every other session on the server's database, as a restart or an
+    /// administrator would: the server's pooled connections are lost.
+    pub fn drop_database_connections(&self) {
+        self.execute_sql(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        );
+    }
+
     /// The text column `v` of every row `statement` selects, read directly from the server's
     /// database (to check what is stored beside the bodies).
     pub fn select_texts(&self, statement: &str) -> Vec<Option<String>> {

@@ -410,13 +410,9 @@ fn review10_acknowledged_creates_of_shared_batches_survive_kill_9() {
 /// create, update, delete, `$everything`, a search with `_include` and a count, a Binary read.
 #[test]
 fn review10_other_interactions_after_the_database_drops_every_connection() {
-    use diesel::{Connection, PgConnection, RunQueryDsl};
     let s = Server::start();
-    let Ok(admin) = std::env::var("CARNET_TEST_DATABASE_URL") else {
-        return;
-    };
-    if !admin.starts_with("postgres") {
-        return;
+    if !s.database_url().starts_with("postgres") {
+        return; // SQLite: no server to drop connections.
     }
     let p = id_of(&s.create(&harness::patient("2840275123404")));
     let d = id_of(&s.create(&document(&p, "11488-4", "11", &[], None, None)));
@@ -424,16 +420,6 @@ fn review10_other_interactions_after_the_database_drops_every_connection() {
         &json!({"resourceType": "Binary", "contentType": "text/plain",
         "data": "Ym9uam91cg=="}),
     ));
-    let name = s.dir().file_name().unwrap().to_str().unwrap().to_owned();
-    let mut other = PgConnection::establish(&admin).unwrap();
-    let mut drop_all = || {
-        diesel::sql_query(format!(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE datname = '{name}' AND pid <> pg_backend_pid()"
-        ))
-        .execute(&mut other)
-        .unwrap();
-    };
     std::thread::scope(|scope| {
         for _ in 0..6 {
             scope.spawn(|| assert_eq!(s.get(&format!("/Patient/{p}")).status, 200));
@@ -486,7 +472,7 @@ fn review10_other_interactions_after_the_database_drops_every_connection() {
         ),
     ];
     for (method, path, body, headers, status) in checks {
-        drop_all();
+        s.drop_database_connections();
         let reply = match &body {
             Some(body) => s.send(method, &path, body, &headers),
             None => s.request(method, &path, &headers, None),
