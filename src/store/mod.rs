@@ -305,7 +305,9 @@ impl Store {
 
     /// Runs `work` as one unit of work: one transaction that everything it reads and installs
     /// shares (a write, its index rows, and every entry of a transaction Bundle). Nothing
-    /// `work` installed stays when it fails.
+    /// `work` installed stays when it fails, and it returns only once what it installed is
+    /// committed. On SQLite the transaction may be a savepoint of a batch that other units
+    /// share (`group_commit`): `work` then also sees what earlier units of the batch wrote.
     pub fn unit<T, E: From<StoreError>>(
         &self,
         work: impl FnOnce(&mut Unit<'_>) -> Result<T, E>,
