@@ -2,7 +2,7 @@
 //!
 //! FHIR decimals keep their exact text (`1.50` is not `1.5`), but `serde_json::Value` stores
 //! numbers as binary floats. Every JSON document the server rewrites (stamping `id`/`meta`,
-//! `_elements`, pretty printing) therefore goes through [`parse_lossless`] and [`to_text`]:
+//! `_elements`) therefore goes through [`parse_lossless`] and [`to_text`]:
 //! numbers travel as marked strings in between and are written back verbatim.
 //! Validation rejects control characters in client strings, so the marker cannot collide with
 //! a client's value; [`to_text`] writes any other string starting with it as a plain string.
@@ -50,9 +50,9 @@ pub fn to_text(value: &Value, pretty: bool) -> String {
 
 /// JSON text indented as [`to_text`] indents a value (two spaces a level, `": "` after a
 /// key, empty containers kept as `{}`/`[]`), written from the text itself: one pass, no
-/// parsing, so a Bundle the server wrote around stored resources is indented whatever its
-/// depth (a parser stops at [`MAX_DEPTH`], and the Bundle nests deeper than its resources).
-/// Whitespace outside strings is dropped; strings are copied as they are.
+/// parsing, so numbers and strings keep their exact text (`_pretty` on stored bodies and on
+/// the Bundles written around them), whatever the depth (a parser stops at [`MAX_DEPTH`],
+/// and a Bundle nests deeper than its resources). Whitespace outside strings is dropped.
 pub fn indent(text: &str) -> String {
     fn newline(out: &mut String, level: usize) {
         out.push('\n');
@@ -213,14 +213,6 @@ pub fn write_string(out: &mut String, s: &str) {
     }
     out.push_str(&s[last..]);
     out.push('"');
-}
-
-/// Re-indents JSON text without reinterpreting any value.
-pub fn pretty(text: &str) -> String {
-    match parse_lossless(text) {
-        Ok(value) => to_text(&value, true),
-        Err(_) => text.to_owned(),
-    }
 }
 
 /// The first key that appears twice in one JSON object, with its location (`name[0].given`);
@@ -435,7 +427,7 @@ mod tests {
     #[test]
     fn pretty_printing_keeps_numbers_and_strings() {
         let text = r#"{"a":1.50,"s":"1.50 \\\" \u00e9"}"#;
-        let pretty_text = pretty(text);
+        let pretty_text = indent(text);
         assert!(pretty_text.contains("\"a\": 1.50"));
         let reparsed: Value = serde_json::from_str(&pretty_text).unwrap();
         assert_eq!(reparsed["s"], "1.50 \\\" é");

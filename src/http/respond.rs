@@ -85,7 +85,7 @@ pub fn version_number(text: &str) -> Option<i64> {
 /// The body of a stored version, rendered in `format`.
 pub fn render_body(version: &Version, format: Format) -> Vec<u8> {
     if format.pretty {
-        json::pretty(&String::from_utf8_lossy(&version.body)).into_bytes()
+        json::indent(&String::from_utf8_lossy(&version.body)).into_bytes()
     } else {
         version.body.clone()
     }
