@@ -7,12 +7,18 @@ use std::time::Duration;
 
 #[test]
 fn acknowledged_creates_survive_kill_9_byte_for_byte() {
+    creates_survive_kill_9(2, Duration::from_millis(1500));
+}
+
+/// `writers` clients create resources for `running`, then the server is killed (`kill -9`)
+/// and restarted: every create it acknowledged is there, byte for byte.
+pub fn creates_survive_kill_9(writers: usize, running: Duration) {
     let mut s = Server::start();
     let acknowledged = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let base = s.base.clone();
     let authorization = format!("Bearer {}", s.default_token);
-    let writers: Vec<_> = (0..2)
+    let writers: Vec<_> = (0..writers)
         .map(|w| {
             let (acknowledged, stop, base) = (acknowledged.clone(), stop.clone(), base.clone());
             let authorization = authorization.clone();
@@ -40,7 +46,7 @@ fn acknowledged_creates_survive_kill_9_byte_for_byte() {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(1500));
+    std::thread::sleep(running);
     s.crash_and_restart();
     stop.store(true, Ordering::Relaxed);
     writers.into_iter().for_each(|t| t.join().unwrap());

@@ -353,56 +353,7 @@ fn review10_racing_conditional_creates_and_patches_in_batches() {
 /// every acknowledged create survives `kill -9` byte for byte.
 #[test]
 fn review10_acknowledged_creates_of_shared_batches_survive_kill_9() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    let mut s = Server::start();
-    let acknowledged = Arc::new(Mutex::new(Vec::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let authorization = format!("Bearer {}", s.default_token);
-    let writers: Vec<_> = (0..8)
-        .map(|w| {
-            let (acknowledged, stop, base) = (acknowledged.clone(), stop.clone(), s.base.clone());
-            let authorization = authorization.clone();
-            std::thread::spawn(move || {
-                let agent = ureq::AgentBuilder::new()
-                    .timeout(Duration::from_secs(10))
-                    .build();
-                let mut i = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    i += 1;
-                    let body = harness::allergy(&format!("rv10-{w}-{i}")).to_string();
-                    if let Ok(r) = agent
-                        .post(&format!("{base}/AllergyIntolerance"))
-                        .set("Content-Type", "application/fhir+json")
-                        .set("Authorization", &authorization)
-                        .send_string(&body)
-                    {
-                        if r.status() == 201 {
-                            acknowledged.lock().unwrap().push(r.into_string().unwrap());
-                        }
-                    }
-                }
-            })
-        })
-        .collect();
-    std::thread::sleep(Duration::from_millis(2000));
-    s.crash_and_restart();
-    stop.store(true, Ordering::Relaxed);
-    writers.into_iter().for_each(|t| t.join().unwrap());
-    let acknowledged = acknowledged.lock().unwrap();
-    assert!(
-        acknowledged.len() > 10,
-        "only {} acknowledged",
-        acknowledged.len()
-    );
-    for body in acknowledged.iter() {
-        let id = serde_json::from_str::<Value>(body).unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let read = s.get(&format!("/AllergyIntolerance/{id}"));
-        assert_eq!(read.status, 200, "lost {id}");
-        assert_eq!(&read.body, body);
-    }
+    crate::crash::creates_survive_kill_9(8, Duration::from_millis(2000));
 }
 
 /// Coverage (passes; PostgreSQL only): after the database drops every connection, the
