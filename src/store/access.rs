@@ -48,11 +48,19 @@ pub fn replace(
     patient_id: Option<&str>,
     rows: &AccessRows,
 ) -> QueryResult<()> {
-    let text = |v: &str| Bind::Text(v.to_owned());
-    let optional = |v: Option<&str>| Bind::OptText(v.map(str::to_owned));
-    let number = Bind::OptBigInt;
+    remove(conn, dialect, resource_type, id, patient_id)?;
+    insert(conn, dialect, resource_type, id, patient_id, rows)
+}
+
+/// Takes back what `resource_type/id` contributed, in its record.
+pub fn remove(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    resource_type: &str,
+    id: &str,
+    patient_id: Option<&str>,
+) -> QueryResult<()> {
     let record = super::record_key(patient_id);
-    // What this resource contributed before, in its record.
     delete(
         conn,
         dialect,
@@ -79,6 +87,22 @@ pub fn replace(
     if resource_type == "RelatedPerson" {
         delete(conn, dialect, "guardians", &[("related_person_id", id)])?;
     }
+    Ok(())
+}
+
+/// Writes what `resource_type/id` contributes (it must have nothing written yet).
+pub fn insert(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    resource_type: &str,
+    id: &str,
+    patient_id: Option<&str>,
+    rows: &AccessRows,
+) -> QueryResult<()> {
+    let text = |v: &str| Bind::Text(v.to_owned());
+    let optional = |v: Option<&str>| Bind::OptText(v.map(str::to_owned));
+    let number = Bind::OptBigInt;
+    let record = super::record_key(patient_id);
     if let Some(record) = rows.record {
         insert_values(
             conn,

@@ -244,6 +244,15 @@ pub fn is_lost(error: &diesel::result::Error) -> bool {
     )
 }
 
+/// How many statements `conn` keeps prepared (for tests of what is kept).
+#[cfg(test)]
+pub fn kept_statements(conn: &mut AnyConnection) -> usize {
+    if health(conn).is_none() {
+        conn.set_instrumentation(Health::default());
+    }
+    health(conn).map_or(0, |h| h.kept)
+}
+
 fn health(conn: &mut AnyConnection) -> Option<&mut Health> {
     conn.instrumentation().downcast_mut::<Health>()
 }
@@ -252,6 +261,8 @@ fn health(conn: &mut AnyConnection) -> Option<&mut Health> {
 /// many statements.
 pub struct Manager {
     target: Target,
+    /// Whether the pool's connections are SQLite's writer (see [`writer_pool`]).
+    writer: bool,
     /// How many lost connections the pool has seen: a connection last known to work before
     /// the latest loss (the database restarted, say) is checked once before it is handed out.
     losses: Arc<AtomicU64>,
@@ -263,6 +274,14 @@ impl r2d2::ManageConnection for Manager {
 
     fn connect(&self) -> Result<AnyConnection, OpenError> {
         let mut conn = self.target.connect()?;
+        if let (true, AnyConnection::Sqlite(sqlite)) = (self.writer, &mut conn) {
+            sqlite
+                .batch_execute(&format!(
+                    "PRAGMA wal_autocheckpoint = {}; PRAGMA cache_size = -{WRITER_CACHE_KIB}",
+                    super::checkpoint::WRITER_CHECKPOINT_PAGES
+                ))
+                .map_err(|e| OpenError::Connect(e.to_string()))?;
+        }
         conn.set_instrumentation(Health {
             known_good_at: self.losses.load(Ordering::Acquire),
             ..Health::default()
@@ -320,6 +339,22 @@ impl Pool {
 
 /// Builds a pool; `size` connections at most.
 pub fn pool(target: &Target, size: u32) -> Result<Pool, OpenError> {
+    build(target, size, false)
+}
+
+/// Page cache of SQLite's writer, in KiB (SQLite's default is 2,000). Writes land in index
+/// pages all over the database: with the default, a third of a create's page reads went to
+/// the file (docs/performance.md, session 11). One connection, so bounded.
+const WRITER_CACHE_KIB: u32 = 32 * 1024;
+
+/// The pool of SQLite's one writer connection: its own page cache, and it checkpoints only
+/// as a backstop (`store::checkpoint` does it off the write path). The same as [`pool`] on
+/// PostgreSQL.
+pub fn writer_pool(target: &Target) -> Result<Pool, OpenError> {
+    build(target, 1, true)
+}
+
+fn build(target: &Target, size: u32, writer: bool) -> Result<Pool, OpenError> {
     let losses = Arc::new(AtomicU64::new(0));
     let pool = r2d2::Pool::builder()
         .max_size(size)
@@ -327,6 +362,7 @@ pub fn pool(target: &Target, size: u32) -> Result<Pool, OpenError> {
         .test_on_check_out(false)
         .build(Manager {
             target: target.clone(),
+            writer,
             losses: losses.clone(),
         })
         .map_err(|e| OpenError::Connect(e.to_string()))?;
@@ -361,6 +397,35 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let pool = pool(&Target::Sqlite(dir.join("carnet.db")), size).unwrap();
         (pool, dir)
+    }
+
+    #[test]
+    fn sqlite_is_built_as_the_server_relies_on() {
+        #[derive(QueryableByName)]
+        struct Option_ {
+            #[diesel(sql_type = Text)]
+            compile_options: String,
+        }
+        let (pool, dir) = scratch_pool(1);
+        let mut conn = pool.get().unwrap();
+        let AnyConnection::Sqlite(sqlite) = &mut *conn else {
+            unreachable!("a SQLite pool")
+        };
+        let options: Vec<String> = diesel::sql_query("PRAGMA compile_options")
+            .load::<Option_>(sqlite)
+            .unwrap()
+            .into_iter()
+            .map(|o| o.compile_options)
+            .collect();
+        // See `.cargo/config.toml`: kept statements are not compiled again on each use, and a
+        // unit's savepoint journal stays in memory.
+        assert!(options.iter().any(|o| o == "ENABLE_QPSG"), "{options:?}");
+        assert!(
+            options.iter().any(|o| o == "STMTJRNL_SPILL=8388608"),
+            "{options:?}"
+        );
+        drop(conn);
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! waiting to run leaves the transaction open for them and waits; the unit after which
 //! nobody is waiting (or the [`MAX_BATCH`]th) commits and wakes the batch.
 
+use super::checkpoint::Checkpointer;
 use super::db::{self, Pooled};
 use super::{Failure, StoreError, Unit};
 use crate::store::search::Dialect;
@@ -35,6 +36,8 @@ pub(super) struct GroupCommit {
     /// Callers about to take the batch's mutex: while there are some, a finished unit leaves
     /// the commit to them.
     arriving: AtomicUsize,
+    /// Told of every commit: it copies the log into the database off the write path.
+    checkpointer: Option<Checkpointer>,
 }
 
 #[derive(Default)]
@@ -56,6 +59,13 @@ struct Outcome {
 }
 
 impl GroupCommit {
+    pub(super) fn new(checkpointer: Option<Checkpointer>) -> GroupCommit {
+        GroupCommit {
+            checkpointer,
+            ..GroupCommit::default()
+        }
+    }
+
     /// Runs `work` as a unit of work in the open batch (opening one on a connection of
     /// `pool` if none is open) and answers once the batch is committed.
     pub(super) fn run<T, E: From<StoreError>>(
@@ -100,6 +110,9 @@ impl GroupCommit {
             self.arriving.load(Ordering::SeqCst) == 0 || batch.members >= MAX_BATCH || !intact;
         let durable = if last {
             let durable = commit(&mut batch);
+            if let Some(checkpointer) = &self.checkpointer {
+                checkpointer.committed();
+            }
             let unread = batch.members - usize::from(joined);
             if unread > 0 {
                 let durable = durable.clone();

@@ -7,6 +7,7 @@
 //! [`StoreError::Conflict`], on both backends, so versions never skip or repeat.
 
 pub mod access;
+mod checkpoint;
 pub mod codec;
 pub mod db;
 mod group_commit;
@@ -284,7 +285,7 @@ impl Store {
         target.prepare(partitions)?;
         let reader = db::pool(&target, 8)?;
         let writer = match target {
-            Target::Sqlite(_) => db::pool(&target, 1)?,
+            Target::Sqlite(_) => db::writer_pool(&target)?,
             Target::Postgres(_) => reader.clone(),
         };
         let dialect = match target {
@@ -292,7 +293,9 @@ impl Store {
             Target::Postgres(_) => search::Dialect::Postgres,
         };
         let group_commit = match target {
-            Target::Sqlite(_) => Some(group_commit::GroupCommit::default()),
+            Target::Sqlite(_) => Some(group_commit::GroupCommit::new(Some(
+                checkpoint::Checkpointer::start(&target)?,
+            ))),
             Target::Postgres(_) => None,
         };
         Ok(Store {
@@ -750,22 +753,15 @@ fn install(
         if installed != 1 {
             return Err(StoreError::Conflict);
         }
-        index::replace(
-            conn,
-            dialect,
-            &new.resource_type,
-            &new.id,
-            new.patient_id.as_deref(),
-            &new.index,
-        )?;
-        access::replace(
-            conn,
-            dialect,
-            &new.resource_type,
-            &new.id,
-            new.patient_id.as_deref(),
-            &new.access,
-        )?;
+        let (kind, id, patient_id) = (&new.resource_type, &new.id, new.patient_id.as_deref());
+        // A first version's id was free (`resource_ids` took it above): nothing was indexed
+        // under it, and six statements that would delete nothing are not run.
+        if expected.is_some() {
+            index::remove(conn, dialect, kind, id, record)?;
+            access::remove(conn, dialect, kind, id, patient_id)?;
+        }
+        index::insert(conn, dialect, &[(kind, id, patient_id, &new.index)])?;
+        access::insert(conn, dialect, kind, id, patient_id, &new.access)?;
         Ok(())
     })();
     match result {
