@@ -4,7 +4,7 @@
 //! same unit of work, like the search index.
 
 use super::db::AnyConnection;
-use super::index::insert_values;
+use super::inserts::Inserts;
 use super::search::{execute, load, Bind, Dialect, Sql};
 use crate::consent::model::{Actor, Directive, Guardianship, Period};
 use diesel::prelude::*;
@@ -49,7 +49,9 @@ pub fn replace(
     rows: &AccessRows,
 ) -> QueryResult<()> {
     remove(conn, dialect, resource_type, id, patient_id)?;
-    insert(conn, dialect, resource_type, id, patient_id, rows)
+    let mut inserts = Inserts::default();
+    add(&mut inserts, resource_type, id, patient_id, rows);
+    inserts.write(conn, dialect)
 }
 
 /// Takes back what `resource_type/id` contributed, in its record.
@@ -90,30 +92,27 @@ pub fn remove(
     Ok(())
 }
 
-/// Writes what `resource_type/id` contributes (it must have nothing written yet).
-pub fn insert(
-    conn: &mut AnyConnection,
-    dialect: Dialect,
+/// Adds what `resource_type/id` contributes to `inserts` (it must have nothing written yet).
+pub fn add(
+    inserts: &mut Inserts,
     resource_type: &str,
     id: &str,
     patient_id: Option<&str>,
     rows: &AccessRows,
-) -> QueryResult<()> {
+) {
     let text = |v: &str| Bind::Text(v.to_owned());
     let optional = |v: Option<&str>| Bind::OptText(v.map(str::to_owned));
     let number = Bind::OptBigInt;
     let record = super::record_key(patient_id);
     if let Some(record) = rows.record {
-        insert_values(
-            conn,
-            dialect,
+        inserts.add(
             "records (patient_id, active, adult_at)",
             vec![vec![
                 text(id),
                 Bind::Bool(record.active),
                 number(record.adult_at),
             ]],
-        )?;
+        );
     }
     if let (Some(patient_id), false) = (patient_id, rows.directives.is_empty()) {
         let directives =
@@ -147,18 +146,14 @@ pub fn insert(
                     ]
                 })
                 .collect();
-        insert_values(
-            conn,
-            dialect,
+        inserts.add(
             "directives (patient_id, source_type, source_id, kind, actor_type, actor_id, \
              period_start, period_end)",
             directives,
-        )?;
+        );
     }
     if let Some(guardianship) = &rows.guardian_of {
-        insert_values(
-            conn,
-            dialect,
+        inserts.add(
             "guardians (related_person_id, patient_id, period_start, period_end)",
             vec![vec![
                 text(id),
@@ -166,7 +161,7 @@ pub fn insert(
                 number(guardianship.period.start),
                 number(guardianship.period.end),
             ]],
-        )?;
+        );
     }
     let mut terms: Vec<&(&'static str, String)> = rows.terms.iter().collect();
     terms.sort();
@@ -183,12 +178,10 @@ pub fn insert(
             ]
         })
         .collect();
-    insert_values(
-        conn,
-        dialect,
+    inserts.add(
         "access_terms (resource_type, id, patient_id, kind, value)",
         terms,
-    )
+    );
 }
 
 /// `DELETE FROM {table} WHERE` each column equals its value.

@@ -6,9 +6,10 @@
 //! rows and are rewritten with them, in the same transaction.
 
 use super::db::AnyConnection;
-use super::index::{cut, insert_values_then, IndexRows};
+use super::index::{cut, IndexRows};
+use super::inserts::Inserts;
 use super::schema::{patient_identifiers, search_tokens};
-use super::search::{Bind, Dialect};
+use super::search::Bind;
 use super::{Store, StoreError};
 use diesel::prelude::*;
 use std::collections::BTreeSet;
@@ -33,13 +34,9 @@ fn of(rows: &IndexRows) -> BTreeSet<(&str, &str)> {
         .collect()
 }
 
-/// Adds the lookup rows of the Patients `patients` (their record and index rows). A row
-/// already there stays: it says what is to be said.
-pub(super) fn insert(
-    conn: &mut AnyConnection,
-    dialect: Dialect,
-    patients: &[(&str, &IndexRows)],
-) -> QueryResult<()> {
+/// Adds the lookup rows of the Patients `patients` (their record and index rows) to
+/// `inserts`. A row already there stays: it says what is to be said.
+pub(super) fn add(inserts: &mut Inserts, patients: &[(&str, &IndexRows)]) {
     let text = |v: &str| Bind::Text(v.to_owned());
     let rows = patients
         .iter()
@@ -49,13 +46,11 @@ pub(super) fn insert(
                 .map(|(system, value)| vec![text(system), text(value), text(record)])
         })
         .collect();
-    insert_values_then(
-        conn,
-        dialect,
+    inserts.add_then(
         "patient_identifiers (system, value, patient_id)",
         rows,
         " ON CONFLICT DO NOTHING",
-    )
+    );
 }
 
 /// Removes the lookup rows of the Patient `id` filed in `record`, as its index rows (not yet

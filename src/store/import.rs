@@ -4,7 +4,8 @@
 //! resources must be new (first versions) and already valid: nothing here checks them.
 
 use super::db::AnyConnection;
-use super::index::{self, insert_values};
+use super::index;
+use super::inserts::insert_values;
 use super::search::{Bind, Dialect};
 use super::tables::{self, Tables};
 use super::{codec, NewVersion, Store, StoreError};

@@ -10,10 +10,12 @@ pub mod access;
 mod checkpoint;
 pub mod codec;
 pub mod db;
+mod filings;
 mod group_commit;
 mod identifiers;
 pub mod import;
 pub mod index;
+pub mod inserts;
 pub mod partitions;
 mod schema;
 pub mod search;
@@ -104,12 +106,21 @@ impl Filed {
 
 /// Where `resource_type/id` is filed (see [`Filed`]).
 fn filed(conn: &mut db::AnyConnection, resource_type: &str, id: &str) -> Result<Filed, StoreError> {
+    Ok(looked_up(conn, resource_type, id)?.unwrap_or_else(Filed::outside_records))
+}
+
+/// Where `resource_type/id` is filed, if it exists.
+fn looked_up(
+    conn: &mut db::AnyConnection,
+    resource_type: &str,
+    id: &str,
+) -> Result<Option<Filed>, StoreError> {
     let key: Option<String> = resource_ids::table
         .find((resource_type, id))
         .select(resource_ids::patient_id)
         .first(conn)
         .optional()?;
-    Ok(key.map_or_else(Filed::outside_records, Filed))
+    Ok(key.map(Filed))
 }
 
 /// Which systems a token query accepts.
@@ -259,6 +270,8 @@ pub struct Store {
     /// SQLite's writes, batched into shared commits; none on PostgreSQL, whose units each
     /// commit on their own connection.
     group_commit: Option<group_commit::GroupCommit>,
+    /// Where resources read by id were found filed.
+    filings: filings::Filings,
     dialect: search::Dialect,
 }
 
@@ -302,6 +315,7 @@ impl Store {
             reader,
             writer,
             group_commit,
+            filings: filings::Filings::default(),
             dialect,
         })
     }
@@ -760,8 +774,10 @@ fn install(
             index::remove(conn, dialect, kind, id, record)?;
             access::remove(conn, dialect, kind, id, patient_id)?;
         }
-        index::insert(conn, dialect, &[(kind, id, patient_id, &new.index)])?;
-        access::insert(conn, dialect, kind, id, patient_id, &new.access)?;
+        let mut inserts = inserts::Inserts::default();
+        index::add(&mut inserts, &[(kind, id, patient_id, &new.index)]);
+        access::add(&mut inserts, kind, id, patient_id, &new.access);
+        inserts.write(conn, dialect)?;
         Ok(())
     })();
     match result {

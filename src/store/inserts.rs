@@ -1,0 +1,378 @@
+//! Rows bound for several tables in one unit of work, written together: a resource's search
+//! index rows, the consent engine's rows, the identifier lookup.
+//!
+//! Each table's rows travel as one JSON array bound to one placeholder and are unpacked by the
+//! database (`json_each` on SQLite, `json_array_elements` on PostgreSQL): a statement's text is
+//! the same whatever the number of rows, so each connection prepares it once and keeps it (a
+//! `VALUES` list grows with the rows, and PostgreSQL parsed and planned each one anew). On
+//! PostgreSQL every table's insert goes in one statement (data-modifying `WITH` clauses), one
+//! round trip where a create of a document took six. Rows carrying bytes, or text that JSON
+//! cannot carry to both databases (NUL), go as a `VALUES` list.
+
+use super::db::AnyConnection;
+use super::search::{bind_all, execute, execute_once, Bind, Dialect, Sql};
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Binary, Bool, Nullable, Text};
+
+/// Binds per `VALUES` statement, under SQLite's and PostgreSQL's limits.
+const MAX_BINDS: usize = 30_000;
+
+/// The rows to insert, table by table (see the module's documentation).
+#[derive(Debug, Default)]
+pub struct Inserts {
+    tables: Vec<Table>,
+}
+
+#[derive(Debug)]
+struct Table {
+    /// `table (column, …)`.
+    into: String,
+    rows: Vec<Vec<Bind>>,
+    /// What ends the statement (`ON CONFLICT …`), or nothing.
+    then: &'static str,
+}
+
+impl Inserts {
+    /// Adds `rows` for `into` (`table (column, …)`, one bind per column in each row).
+    pub fn add(&mut self, into: impl Into<String>, rows: Vec<Vec<Bind>>) {
+        self.add_then(into, rows, "");
+    }
+
+    /// [`Inserts::add`], the table's statement ending with `then` (`ON CONFLICT …`).
+    pub fn add_then(&mut self, into: impl Into<String>, rows: Vec<Vec<Bind>>, then: &'static str) {
+        if !rows.is_empty() {
+            self.tables.push(Table {
+                into: into.into(),
+                rows,
+                then,
+            });
+        }
+    }
+
+    /// Writes every row added.
+    pub fn write(self, conn: &mut AnyConnection, dialect: Dialect) -> QueryResult<()> {
+        let (as_json, listed): (Vec<Table>, Vec<Table>) =
+            self.tables.into_iter().partition(Table::fits_json);
+        for table in listed {
+            insert_listed_values(conn, dialect, table)?;
+        }
+        match dialect {
+            Dialect::Sqlite => {
+                for table in as_json {
+                    execute!(conn, statement(dialect, &[table]))?;
+                }
+            }
+            Dialect::Postgres if !as_json.is_empty() => {
+                execute!(conn, statement(dialect, &as_json))?;
+            }
+            Dialect::Postgres => {}
+        }
+        Ok(())
+    }
+}
+
+impl Table {
+    fn fits_json(&self) -> bool {
+        self.rows.iter().flatten().all(|value| match value {
+            Bind::Bytes(_) => false,
+            Bind::Text(text) | Bind::OptText(Some(text)) => !text.contains('\0'),
+            _ => true,
+        })
+    }
+
+    /// `INSERT INTO … SELECT … FROM` the rows bound as JSON to placeholder `n`.
+    fn insert_from_json(&self, dialect: Dialect, n: usize) -> String {
+        let columns: Vec<String> = self.rows[0]
+            .iter()
+            .enumerate()
+            .map(|(i, value)| match (dialect, value) {
+                (Dialect::Sqlite, _) => format!("value ->> {i}"),
+                (Dialect::Postgres, Bind::BigInt(_) | Bind::OptBigInt(_)) => {
+                    format!("(value ->> {i})::bigint")
+                }
+                (Dialect::Postgres, Bind::Bool(_)) => format!("(value ->> {i})::boolean"),
+                (Dialect::Postgres, _) => format!("value ->> {i}"),
+            })
+            .collect();
+        let elements = match dialect {
+            Dialect::Sqlite => format!("json_each(?{n})"),
+            Dialect::Postgres => format!("json_array_elements(${n}::json) AS value"),
+        };
+        // `WHERE true`: SQLite would read `ON CONFLICT` after a bare `FROM …` as a join's.
+        format!(
+            "INSERT INTO {} SELECT {} FROM {elements} WHERE true{}",
+            self.into,
+            columns.join(", "),
+            self.then
+        )
+    }
+}
+
+/// One statement inserting the rows of `tables` (several only on PostgreSQL: each but the last
+/// in a `WITH` clause of its own).
+fn statement(dialect: Dialect, tables: &[Table]) -> Sql {
+    let inserts: Vec<String> = tables
+        .iter()
+        .enumerate()
+        .map(|(i, table)| table.insert_from_json(dialect, i + 1))
+        .collect();
+    let text = match inserts.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, before)) => {
+            let clauses: Vec<String> = before
+                .iter()
+                .enumerate()
+                .map(|(i, insert)| format!("w{i} AS ({insert})"))
+                .collect();
+            format!("WITH {} {last}", clauses.join(", "))
+        }
+        None => unreachable!("a statement for no table is never asked for"),
+    };
+    let binds = tables
+        .iter()
+        .map(|table| {
+            let rows = table
+                .rows
+                .iter()
+                .map(|row| row.iter().map(json_value).collect())
+                .collect();
+            Bind::Text(serde_json::Value::Array(rows).to_string())
+        })
+        .collect();
+    Sql { text, binds }
+}
+
+/// A bound value as a JSON value (never bytes: see [`Table::fits_json`]).
+fn json_value(value: &Bind) -> serde_json::Value {
+    match value {
+        Bind::Text(text) | Bind::OptText(Some(text)) => text.as_str().into(),
+        Bind::BigInt(n) | Bind::OptBigInt(Some(n)) => (*n).into(),
+        Bind::Bool(b) => (*b).into(),
+        Bind::OptText(None) | Bind::OptBigInt(None) | Bind::Bytes(_) => serde_json::Value::Null,
+    }
+}
+
+/// `INSERT INTO {into} VALUES (…), (…)…{then}` in as few statements as the bind limits allow.
+fn insert_listed_values(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    table: Table,
+) -> QueryResult<()> {
+    let Some(width) = table.rows.first().map(Vec::len) else {
+        return Ok(());
+    };
+    for chunk in table.rows.chunks((MAX_BINDS / width).max(1)) {
+        let mut sql = Sql {
+            text: format!("INSERT INTO {} VALUES ", table.into),
+            binds: Vec::with_capacity(chunk.len() * width),
+        };
+        for (i, row) in chunk.iter().enumerate() {
+            sql.text.push_str(if i == 0 { "(" } else { ", (" });
+            for (j, value) in row.iter().enumerate() {
+                if j > 0 {
+                    sql.text.push_str(", ");
+                }
+                sql.binds.push(value.clone());
+                let n = sql.binds.len();
+                sql.text.push_str(&dialect.placeholder(n));
+            }
+            sql.text.push(')');
+        }
+        sql.text.push_str(table.then);
+        execute_once!(conn, sql)?;
+    }
+    Ok(())
+}
+
+/// Inserts `rows` into `into` at once (see [`Inserts`]).
+pub fn insert_values(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    into: &str,
+    rows: Vec<Vec<Bind>>,
+) -> QueryResult<()> {
+    let mut inserts = Inserts::default();
+    inserts.add(into, rows);
+    inserts.write(conn, dialect)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::search::load;
+
+    #[derive(diesel::QueryableByName, Debug, PartialEq)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        t: String,
+        #[diesel(sql_type = Nullable<Text>)]
+        o: Option<String>,
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+        #[diesel(sql_type = Nullable<BigInt>)]
+        m: Option<i64>,
+        #[diesel(sql_type = Bool)]
+        b: bool,
+    }
+
+    fn rows_back(conn: &mut AnyConnection) -> Vec<Row> {
+        let sql = Sql {
+            text: "SELECT t, o, n, m, b FROM kinds ORDER BY n".to_owned(),
+            binds: vec![],
+        };
+        load!(conn, sql, Row).unwrap()
+    }
+
+    /// Each database, when the tests are given one (SQLite always).
+    fn each_backend(test: impl Fn(&mut AnyConnection, Dialect)) {
+        let dir = std::env::temp_dir().join(format!("carnet-index-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let target = crate::store::db::Target::Sqlite(dir.join("carnet.db"));
+        test(&mut target.connect().unwrap(), Dialect::Sqlite);
+        let _ = std::fs::remove_dir_all(dir);
+        if let Ok(url) = std::env::var("CARNET_TEST_DATABASE_URL") {
+            let target = crate::store::db::Target::Postgres(url);
+            let mut conn = target.connect().unwrap();
+            conn.begin_test_transaction().unwrap();
+            test(&mut conn, Dialect::Postgres);
+        }
+    }
+
+    #[test]
+    fn rows_of_any_count_go_through_one_kept_statement_and_come_back_as_they_were() {
+        each_backend(|conn, dialect| {
+            let create = Sql {
+                text: "CREATE TABLE kinds (t TEXT NOT NULL, o TEXT, n BIGINT NOT NULL, m BIGINT, \
+                       b BOOLEAN NOT NULL)"
+                    .to_owned(),
+                binds: vec![],
+            };
+            execute_once!(conn, create).unwrap();
+            let row = |t: &str, o: Option<&str>, n: i64, m: Option<i64>, b: bool| {
+                vec![
+                    Bind::Text(t.to_owned()),
+                    Bind::OptText(o.map(str::to_owned)),
+                    Bind::BigInt(n),
+                    Bind::OptBigInt(m),
+                    Bind::Bool(b),
+                ]
+            };
+            let kept = crate::store::db::kept_statements(conn);
+            let into = "kinds (t, o, n, m, b)";
+            insert_values(conn, dialect, into, vec![row("0012", None, 1, None, true)]).unwrap();
+            insert_values(
+                conn,
+                dialect,
+                into,
+                vec![
+                    row(
+                        "é \"ễ\" \\ \n",
+                        Some("null"),
+                        i64::MIN,
+                        Some(i64::MAX),
+                        false,
+                    ),
+                    row("", Some(""), 3, Some(-1), true),
+                ],
+            )
+            .unwrap();
+            // A NUL cannot travel in JSON to PostgreSQL: only SQLite takes it, as a list.
+            if dialect == Dialect::Sqlite {
+                insert_values(conn, dialect, into, vec![row("a\0b", None, 4, None, false)])
+                    .unwrap();
+            }
+            assert_eq!(crate::store::db::kept_statements(conn), kept + 1);
+            let mut expected = vec![
+                Row {
+                    t: "é \"ễ\" \\ \n".into(),
+                    o: Some("null".into()),
+                    n: i64::MIN,
+                    m: Some(i64::MAX),
+                    b: false,
+                },
+                Row {
+                    t: "0012".into(),
+                    o: None,
+                    n: 1,
+                    m: None,
+                    b: true,
+                },
+                Row {
+                    t: "".into(),
+                    o: Some("".into()),
+                    n: 3,
+                    m: Some(-1),
+                    b: true,
+                },
+            ];
+            if dialect == Dialect::Sqlite {
+                expected.push(Row {
+                    t: "a\0b".into(),
+                    o: None,
+                    n: 4,
+                    m: None,
+                    b: false,
+                });
+            }
+            assert_eq!(rows_back(conn), expected);
+        });
+    }
+
+    #[test]
+    fn several_tables_take_one_statement_on_postgresql_and_one_each_on_sqlite() {
+        each_backend(|conn, dialect| {
+            for table in ["one", "two"] {
+                let create = Sql {
+                    text: format!("CREATE TABLE {table} (t TEXT NOT NULL, n BIGINT)"),
+                    binds: vec![],
+                };
+                execute_once!(conn, create).unwrap();
+            }
+            let kept = crate::store::db::kept_statements(conn);
+            let mut inserts = Inserts::default();
+            inserts.add(
+                "one (t, n)",
+                vec![vec![Bind::Text("a".into()), Bind::OptBigInt(Some(1))]],
+            );
+            inserts.add("two (t, n)", vec![]);
+            inserts.add_then(
+                "two (t, n)",
+                vec![
+                    vec![Bind::Text("b".into()), Bind::OptBigInt(None)],
+                    vec![Bind::Text("c".into()), Bind::OptBigInt(Some(3))],
+                ],
+                "",
+            );
+            inserts.write(conn, dialect).unwrap();
+            let statements = match dialect {
+                Dialect::Sqlite => 2,
+                Dialect::Postgres => 1,
+            };
+            assert_eq!(crate::store::db::kept_statements(conn), kept + statements);
+            #[derive(diesel::QueryableByName, Debug, PartialEq)]
+            struct Both {
+                #[diesel(sql_type = Text)]
+                t: String,
+                #[diesel(sql_type = Nullable<BigInt>)]
+                n: Option<i64>,
+            }
+            let sql = Sql {
+                text: "SELECT t, n FROM one UNION ALL SELECT t, n FROM two ORDER BY t".into(),
+                binds: vec![],
+            };
+            let found: Vec<(String, Option<i64>)> = load!(conn, sql, Both)
+                .unwrap()
+                .into_iter()
+                .map(|b| (b.t, b.n))
+                .collect();
+            assert_eq!(
+                found,
+                [
+                    ("a".into(), Some(1)),
+                    ("b".into(), None),
+                    ("c".into(), Some(3))
+                ]
+            );
+        });
+    }
+}
