@@ -28,6 +28,7 @@ mod history;
 mod negotiation;
 mod patch;
 mod review10_session;
+mod review11_session;
 mod review2_consent;
 mod review3_consent;
 mod review4_consent;

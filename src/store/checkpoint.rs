@@ -4,17 +4,19 @@
 //! stream of creates cost a sixth of the writer's time (docs/performance.md, session 11),
 //! while every other write waited. Here a thread of its own, on its own connection,
 //! checkpoints passively (never waiting for, nor blocking, readers or the writer) shortly
-//! after commits; the writer's own checkpoint stays as a backstop should the log outgrow
-//! [`WRITER_CHECKPOINT_PAGES`] all the same. Durability does not depend on checkpoints: a
-//! commit is durable once the log is flushed (`synchronous = FULL`).
+//! after commits. SQLite starts the log over only when a write begins with every page of it
+//! copied, which a passive checkpoint running beside a stream of writes rarely leaves: under
+//! sustained writes the log grows to [`WRITER_CHECKPOINT_PAGES`] (40 MB), where the writer's
+//! own checkpoint copies what little is left and the log starts over. Durability does not
+//! depend on checkpoints: a commit is durable once the log is flushed (`synchronous = FULL`).
 
 use super::db::{AnyConnection, OpenError, Target};
 use diesel::connection::SimpleConnection;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::time::Duration;
 
-/// Log pages past which the writer checkpoints in its own commit: only reached when the
-/// checkpointer fell behind (or could not copy past a long-running reader).
+/// Log pages past which the writer checkpoints in its own commit (and, once it copied every
+/// page, the log starts over): the bound on the log's size.
 pub const WRITER_CHECKPOINT_PAGES: u32 = 10_000;
 
 /// How long the checkpointer lets commits accumulate after the first one it hears of: one

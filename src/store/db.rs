@@ -343,9 +343,10 @@ pub fn pool(target: &Target, size: u32) -> Result<Pool, OpenError> {
 }
 
 /// Page cache of SQLite's writer, in KiB (SQLite's default is 2,000). Writes land in index
-/// pages all over the database: with the default, a third of a create's page reads went to
-/// the file (docs/performance.md, session 11). One connection, so bounded.
-const WRITER_CACHE_KIB: u32 = 32 * 1024;
+/// pages all over the database: with the default, page reads from the file took a tenth of
+/// the writer's time under concurrent creates (docs/performance.md, session 11); 32 MiB did
+/// no better than 8 and cost 25 MiB more resident memory. One connection, so bounded.
+const WRITER_CACHE_KIB: u32 = 8 * 1024;
 
 /// The pool of SQLite's one writer connection: its own page cache, and it checkpoints only
 /// as a backstop (`store::checkpoint` does it off the write path). The same as [`pool`] on

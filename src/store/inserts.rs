@@ -375,4 +375,149 @@ mod tests {
             );
         });
     }
+
+    #[derive(diesel::QueryableByName, Debug, PartialEq)]
+    struct EdgeRow {
+        #[diesel(sql_type = BigInt)]
+        k: i64,
+        #[diesel(sql_type = Text)]
+        t: String,
+        #[diesel(sql_type = Nullable<Text>)]
+        o: Option<String>,
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+        #[diesel(sql_type = Nullable<BigInt>)]
+        m: Option<i64>,
+        #[diesel(sql_type = Bool)]
+        b: bool,
+        #[diesel(sql_type = Text)]
+        kind: String,
+    }
+
+    /// Review 11 (coverage): the JSON path against the values binding them one by one took:
+    /// text that looks like numbers, JSON or escapes, control and astral characters, a
+    /// megabyte of text, numbers at and near the bounds of i64 and of a double's integers,
+    /// NULLs first then values, both booleans. Each comes back as written and with the type
+    /// it was written with (SQLite's `typeof`: no text stored as a number, nor the reverse).
+    #[test]
+    fn review11_edge_values_come_back_as_written_through_json() {
+        each_backend(|conn, dialect| {
+            let create = Sql {
+                text: "CREATE TABLE edges (k BIGINT NOT NULL, t TEXT NOT NULL, o TEXT, \
+                       n BIGINT NOT NULL, m BIGINT, b BOOLEAN NOT NULL)"
+                    .to_owned(),
+                binds: vec![],
+            };
+            execute_once!(conn, create).unwrap();
+            let texts: Vec<String> = vec![
+                "1e5".into(),
+                "-0".into(),
+                " 12".into(),
+                "0012".into(),
+                "9223372036854775808".into(),
+                "-9223372036854775809".into(),
+                "1.0".into(),
+                "true".into(),
+                "false".into(),
+                "null".into(),
+                "[1,2]".into(),
+                "{\"a\":1}".into(),
+                "\"quoted\"".into(),
+                "\\u0000".into(),
+                "\\ud800".into(),
+                "\\".into(),
+                "\u{1}\u{8}\u{9}\u{a}\u{c}\u{d}\u{1f}\u{7f}".into(),
+                "\u{80}\u{9f}\u{a0}\u{ad}".into(),
+                "\u{2028}\u{2029}\u{feff}\u{fffe}\u{ffff}".into(),
+                "\u{10000}\u{1f600}\u{10ffff}".into(),
+                "e\u{301} ễ 中文 العربية".into(),
+                "'; DROP TABLE edges; --".into(),
+                "?1 $1 :a @a".into(),
+                "é".repeat(500_000),
+                "x".repeat(1_000_001),
+            ];
+            let numbers = [
+                i64::MIN,
+                i64::MIN + 1,
+                i64::MAX,
+                i64::MAX - 1,
+                (1 << 53) + 1,
+                -((1 << 53) + 1),
+                1_000_000_000_000_000_001,
+                0,
+                -1,
+            ];
+            let mut rows = Vec::new();
+            let mut expected = Vec::new();
+            let mut k = 0;
+            for (i, t) in texts.iter().enumerate() {
+                let n = numbers[i % numbers.len()];
+                // The first row's optional columns are NULL, later ones alternate.
+                let some = i % 2 == 1;
+                let o = some.then(|| t.clone());
+                let m = some.then_some(numbers[(i + 3) % numbers.len()]);
+                rows.push(vec![
+                    Bind::BigInt(k),
+                    Bind::Text(t.clone()),
+                    Bind::OptText(o.clone()),
+                    Bind::BigInt(n),
+                    Bind::OptBigInt(m),
+                    Bind::Bool(i % 3 == 0),
+                ]);
+                expected.push(EdgeRow {
+                    k,
+                    t: t.clone(),
+                    o,
+                    n,
+                    m,
+                    b: i % 3 == 0,
+                    kind: String::new(),
+                });
+                k += 1;
+            }
+            for &n in &numbers {
+                rows.push(vec![
+                    Bind::BigInt(k),
+                    Bind::Text(n.to_string()),
+                    Bind::OptText(Some(n.to_string())),
+                    Bind::BigInt(n),
+                    Bind::OptBigInt(Some(n)),
+                    Bind::Bool(n > 0),
+                ]);
+                expected.push(EdgeRow {
+                    k,
+                    t: n.to_string(),
+                    o: Some(n.to_string()),
+                    n,
+                    m: Some(n),
+                    b: n > 0,
+                    kind: String::new(),
+                });
+                k += 1;
+            }
+            insert_values(conn, dialect, "edges (k, t, o, n, m, b)", rows).unwrap();
+            let kinds = match dialect {
+                Dialect::Sqlite => {
+                    "typeof(t) || ',' || typeof(o) || ',' || typeof(n) || ',' || typeof(m)"
+                }
+                Dialect::Postgres => "''",
+            };
+            let sql = Sql {
+                text: format!("SELECT k, t, o, n, m, b, {kinds} AS kind FROM edges ORDER BY k"),
+                binds: vec![],
+            };
+            let back = load!(conn, sql, EdgeRow).unwrap();
+            assert_eq!(back.len(), expected.len());
+            for (got, mut want) in back.into_iter().zip(expected) {
+                if dialect == Dialect::Sqlite {
+                    want.kind = format!(
+                        "text,{},integer,{}",
+                        if want.o.is_some() { "text" } else { "null" },
+                        if want.m.is_some() { "integer" } else { "null" }
+                    );
+                }
+                assert_eq!(got, want, "{dialect:?}, row {}", want.k);
+            }
+        });
+    }
 }
