@@ -10,7 +10,6 @@ pub mod access;
 mod checkpoint;
 pub mod codec;
 pub mod db;
-mod filings;
 mod group_commit;
 mod identifiers;
 pub mod import;
@@ -106,21 +105,12 @@ impl Filed {
 
 /// Where `resource_type/id` is filed (see [`Filed`]).
 fn filed(conn: &mut db::AnyConnection, resource_type: &str, id: &str) -> Result<Filed, StoreError> {
-    Ok(looked_up(conn, resource_type, id)?.unwrap_or_else(Filed::outside_records))
-}
-
-/// Where `resource_type/id` is filed, if it exists.
-fn looked_up(
-    conn: &mut db::AnyConnection,
-    resource_type: &str,
-    id: &str,
-) -> Result<Option<Filed>, StoreError> {
     let key: Option<String> = resource_ids::table
         .find((resource_type, id))
         .select(resource_ids::patient_id)
         .first(conn)
         .optional()?;
-    Ok(key.map(Filed))
+    Ok(key.map_or_else(Filed::outside_records, Filed))
 }
 
 /// Which systems a token query accepts.
@@ -270,8 +260,6 @@ pub struct Store {
     /// SQLite's writes, batched into shared commits; none on PostgreSQL, whose units each
     /// commit on their own connection.
     group_commit: Option<group_commit::GroupCommit>,
-    /// Where resources read by id were found filed.
-    filings: filings::Filings,
     dialect: search::Dialect,
 }
 
@@ -315,7 +303,6 @@ impl Store {
             reader,
             writer,
             group_commit,
-            filings: filings::Filings::default(),
             dialect,
         })
     }

@@ -262,34 +262,14 @@ impl Store {
         read: impl Fn(&Filed) -> ReadSql,
     ) -> Result<Vec<Found>, StoreError> {
         self.reading(|conn| {
-            let filed = self.filed_on(conn, resource_type, id)?;
+            let filed = super::filed(conn, resource_type, id)?;
             load_found(conn, &read(&filed))
         })
     }
 
     /// Where `resource_type/id` is filed (see [`Filed`]).
     pub fn filed(&self, resource_type: &str, id: &str) -> Result<Filed, StoreError> {
-        self.reading(|conn| self.filed_on(conn, resource_type, id))
-    }
-
-    /// Where `resource_type/id` is filed: as remembered, or looked up on `conn` (outside a
-    /// unit of work: what it finds is committed, so it is remembered).
-    fn filed_on(
-        &self,
-        conn: &mut AnyConnection,
-        resource_type: &str,
-        id: &str,
-    ) -> Result<Filed, StoreError> {
-        if let Some(record) = self.filings.get(resource_type, id) {
-            return Ok(Filed(record));
-        }
-        match super::looked_up(conn, resource_type, id)? {
-            Some(filed) => {
-                self.filings.found(resource_type, id, filed.key());
-                Ok(filed)
-            }
-            None => Ok(Filed::outside_records()),
-        }
+        self.reading(|conn| super::filed(conn, resource_type, id))
     }
 
     /// The count `sql` computes (a single `n` column).
