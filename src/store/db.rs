@@ -403,7 +403,7 @@ mod tests {
     #[test]
     fn sqlite_is_built_as_the_server_relies_on() {
         #[derive(QueryableByName)]
-        struct Option_ {
+        struct CompileOption {
             #[diesel(sql_type = Text)]
             compile_options: String,
         }
@@ -413,7 +413,7 @@ mod tests {
             unreachable!("a SQLite pool")
         };
         let options: Vec<String> = diesel::sql_query("PRAGMA compile_options")
-            .load::<Option_>(sqlite)
+            .load::<CompileOption>(sqlite)
             .unwrap()
             .into_iter()
             .map(|o| o.compile_options)
