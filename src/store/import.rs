@@ -5,7 +5,7 @@
 
 use super::db::AnyConnection;
 use super::index;
-use super::inserts::insert_values;
+use super::inserts::{insert_values, Inserts};
 use super::search::{Bind, Dialect};
 use super::tables::{self, Tables};
 use super::{codec, NewVersion, Store, StoreError};
@@ -26,6 +26,9 @@ impl Store {
                     .collect();
                 insert_resources(conn, dialect, set, &of_set)?;
             }
+            // The resources are new: their ids, index and consent rows are only added, all in
+            // one set of statements.
+            let mut inserts = Inserts::default();
             let ids = versions
                 .iter()
                 .map(|v| {
@@ -36,12 +39,7 @@ impl Store {
                     ]
                 })
                 .collect();
-            insert_values(
-                conn,
-                dialect,
-                "resource_ids (resource_type, id, patient_id)",
-                ids,
-            )?;
+            inserts.add("resource_ids (resource_type, id, patient_id)", ids);
             let owned: Vec<index::Owned> = versions
                 .iter()
                 .map(|v| {
@@ -53,17 +51,12 @@ impl Store {
                     )
                 })
                 .collect();
-            index::insert(conn, dialect, &owned)?;
-            for v in versions.iter().filter(|v| v.access != Default::default()) {
-                super::access::replace(
-                    conn,
-                    dialect,
-                    &v.resource_type,
-                    &v.id,
-                    v.patient_id.as_deref(),
-                    &v.access,
-                )?;
+            index::add(&mut inserts, &owned);
+            for v in versions {
+                let patient_id = v.patient_id.as_deref();
+                super::access::add(&mut inserts, &v.resource_type, &v.id, patient_id, &v.access);
             }
+            inserts.write(conn, dialect)?;
             Ok(())
         })
     }

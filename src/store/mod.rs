@@ -756,7 +756,7 @@ fn install(
         }
         let (kind, id, patient_id) = (&new.resource_type, &new.id, new.patient_id.as_deref());
         // A first version's id was free (`resource_ids` took it above): nothing was indexed
-        // under it, and six statements that would delete nothing are not run.
+        // under it, so the deletes that could find nothing (seven for a document) are not run.
         if expected.is_some() {
             index::remove(conn, dialect, kind, id, record)?;
             access::remove(conn, dialect, kind, id, patient_id)?;
