@@ -352,11 +352,7 @@ fn author_include(s: &Server, text: &str, from: &[String]) -> carnet::store::sea
     let engine = Engine::default();
     let (search, restriction) = engine.decide_search(&feeder, search).unwrap();
     let restriction = match record::named(&search) {
-        Some((_, record::Named::Id(id))) => {
-            let store =
-                carnet::store::Store::open(s.database_url(), harness::partitions()).unwrap();
-            engine.in_record(&store, &restriction, &id, false).unwrap()
-        }
+        Some((_, record::Named::Id(id))) => restriction.in_record(&id, false),
         _ => restriction,
     };
     let include = search

@@ -168,7 +168,7 @@ fn pinned_search(
     let (search, restriction) = engine.decide_search(access, search).unwrap();
     match record::named(&search) {
         Some((_, record::Named::Id(id))) => {
-            let pinned = engine.in_record(store, &restriction, &id, false).unwrap();
+            let pinned = restriction.in_record(&id, false);
             (search, pinned)
         }
         Some((
@@ -318,17 +318,6 @@ fn a_query_about_one_patient_reads_one_partition() {
                 let included = sql::included(include, &restriction, kind, &from, 100, dialect);
                 check(&format!("{shape} (include)"), included.sql());
             }
-        }
-        let named = vec![("patient".to_owned(), format!("Patient/{patient}"))];
-        let decided = engine
-            .decide_search(
-                caller,
-                query::parse("DocumentReference", &named, true, 20, 100).unwrap(),
-            )
-            .unwrap()
-            .1;
-        if let Some(facts) = sql::record_facts(&decided, patient, dialect) {
-            check(&format!("{who}: record facts"), facts.sql());
         }
         let kind = carnet::fhir::registry::lookup("DocumentReference").unwrap();
         let reading = engine.decide(caller, kind, &[Interaction::Read]).unwrap();

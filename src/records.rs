@@ -177,9 +177,7 @@ impl Records {
         };
         match named {
             Named::Id(id) => {
-                let pinned = self
-                    .engine
-                    .in_record(&self.store, restriction, &id, false)?;
+                let pinned = restriction.in_record(&id, false);
                 Ok((search, pinned))
             }
             Named::Identifier {

@@ -102,9 +102,10 @@ fuzz_target!(|data: &[u8]| {
                     record::Named::Id(id) => id.as_str(),
                     record::Named::Identifier { .. } => "p1",
                 };
-                let _ = sql::record_facts(&restriction, id, dialect);
                 let pinned = record::by_id(search.clone(), index, "p1");
-                let _ = sql::count(&pinned, &restriction, BASE_URL, dialect);
+                let in_record = restriction.in_record(id, false);
+                let _ = sql::count(&pinned, &in_record, BASE_URL, dialect);
+                let _ = sql::page(&pinned, &in_record, BASE_URL, &Position::Start, 20, dialect);
             }
         }
     }

@@ -42,18 +42,18 @@ pub struct Restriction {
     /// How far record headers reach for those who read headers of records they have no
     /// business in (see [`Headers`]).
     headers: Headers,
-    /// A search pinned to one record: that record's facts, read once (see [`InRecord`]).
+    /// A search pinned to one record (see [`InRecord`]).
     record: Option<InRecord>,
 }
 
-/// A search that names one patient reaches that patient's record only (its rows carry that
-/// compartment patient id), and the facts of the record the rules depend on are read once,
-/// before the search, by [`Engine::in_record`]: the query then asks per row only what differs
-/// between rows (labels, type, class, writer).
+/// A search that names one patient reaches that patient's record only: its rows carry that
+/// compartment patient id, and the facts of the record the rules depend on (opposition,
+/// blocks, authorizations…) are asked of that id as a value, in the search's own statement —
+/// uncorrelated subqueries both engines evaluate once — so the search is one round trip and
+/// the query asks per row only what differs between rows (labels, type, class, writer).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InRecord {
     patient_id: String,
-    facts: RecordFacts,
     through_header: bool,
 }
 
@@ -63,42 +63,10 @@ impl InRecord {
         &self.patient_id
     }
 
-    /// What was read of the record.
-    pub fn facts(&self) -> RecordFacts {
-        self.facts
-    }
-
     /// The search named the record by its header (a chain on the patient's identifier): the
     /// header must be one the caller may list, as the chain would have required.
     pub fn through_header(&self) -> bool {
         self.through_header
-    }
-}
-
-/// The facts of one record a restriction depends on, at its instant: one bit each, as the
-/// query `search::sql::record_facts` computes them. Made only by [`Engine::in_record`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RecordFacts(u32);
-
-impl RecordFacts {
-    /// An opposition is in force (§2).
-    pub const OPPOSED: u32 = 1;
-    /// Open and not opposed.
-    pub const ACTIVE: u32 = 2;
-    /// A block names the caller or its organization (§4).
-    pub const BLOCKED: u32 = 4;
-    /// An authorization names the professional (§4).
-    pub const AUTHORIZED: u32 = 8;
-    /// Break-glass declared and not refused (§4).
-    pub const EMERGENCY: u32 = 16;
-    /// The caller wrote into the record.
-    pub const FED: u32 = 32;
-    /// The caller is a guardian of the record's minor (§8).
-    pub const GUARDED: u32 = 64;
-
-    /// Whether the fact `bit` holds.
-    pub fn has(self, bit: u32) -> bool {
-        self.0 & bit != 0
     }
 }
 
@@ -203,11 +171,18 @@ impl Restriction {
         self.record.as_ref()
     }
 
-    /// This restriction pinned to the record of `patient_id` with these facts, as
-    /// [`Engine::in_record`] makes it from the database (for the query builder's tests).
-    #[cfg(test)]
-    pub fn pinned_to(&self, patient_id: &str, facts: u32) -> Restriction {
-        self.pinned(patient_id, i64::from(facts), true)
+    /// This restriction pinned to the record of `patient_id`, a search naming it by id (see
+    /// [`InRecord`]): narrower, never wider — the same rules, for that record's rows only.
+    /// `through_header`: the search named the record by its header (see
+    /// [`InRecord::through_header`]).
+    pub fn in_record(&self, patient_id: &str, through_header: bool) -> Restriction {
+        Restriction {
+            record: Some(InRecord {
+                patient_id: patient_id.to_owned(),
+                through_header,
+            }),
+            ..self.clone()
+        }
     }
 
     /// The restriction a conditional interaction's match on `param` of `resource_type` runs
@@ -348,26 +323,7 @@ impl Engine {
         }
     }
 
-    /// `restriction` (a search's) pinned to the record of `patient_id`: the record's facts
-    /// are read now, once, with the same SQL that would ask them per row. `through_header`:
-    /// the search named the record by its header (see [`InRecord::through_header`]).
-    pub fn in_record(
-        &self,
-        store: &crate::store::Store,
-        restriction: &Restriction,
-        patient_id: &str,
-        through_header: bool,
-    ) -> Result<Restriction, crate::store::StoreError> {
-        let facts = match crate::search::sql::record_facts(restriction, patient_id, store.dialect())
-        {
-            Some(sql) => store.count(&sql)?,
-            // The rule depends on no fact of the record: nothing to ask.
-            None => 0,
-        };
-        Ok(restriction.pinned(patient_id, facts, through_header))
-    }
-
-    /// [`Engine::in_record`] for the record of the one current Patient with the identifier
+    /// [`Restriction::in_record`] for the record of the one current Patient with the identifier
     /// `system|value`, found by the identifier lookup first (one probe, not one per record);
     /// `None` when not exactly one Patient has it (the search then runs unpinned).
     pub fn in_record_of_identifier(
@@ -379,25 +335,10 @@ impl Engine {
     ) -> Result<Option<(String, Restriction)>, crate::store::StoreError> {
         match store.patients_with_identifier(system, value)?.as_slice() {
             [patient_id] => {
-                let pinned = self.in_record(store, restriction, patient_id, through_header)?;
+                let pinned = restriction.in_record(patient_id, through_header);
                 Ok(Some((patient_id.clone(), pinned)))
             }
             _ => Ok(None),
-        }
-    }
-}
-
-impl Restriction {
-    /// Pinned to the record of `patient_id`, whose facts (as `search::sql::record_facts`
-    /// computes them) are `facts`.
-    fn pinned(&self, patient_id: &str, facts: i64, through_header: bool) -> Restriction {
-        Restriction {
-            record: Some(InRecord {
-                patient_id: patient_id.to_owned(),
-                facts: RecordFacts(u32::try_from(facts).unwrap_or(0)),
-                through_header,
-            }),
-            ..self.clone()
         }
     }
 }

@@ -822,19 +822,6 @@ fn visible_header(
     )
 }
 
-/// The facts of the record of `patient_id` that `restriction` depends on, as one number `n`
-/// (see [`crate::consent::RecordFacts`]); `None` when its rule depends on none.
-pub fn record_facts(
-    restriction: &Restriction,
-    patient_id: &str,
-    dialect: Dialect,
-) -> Option<ReadSql> {
-    let mut b = Builder::new(dialect);
-    let patient = b.text(patient_id);
-    let facts = visibility::record_facts(&mut b, restriction, patient)?;
-    Some(b.finish(format!("SELECT {facts} AS n")))
-}
-
 /// Criteria that narrow a search to a few resources (a patient, an identifier, an id): one of
 /// them drives the query as `id IN (…)`, and every other criterion is checked per candidate
 /// with an `EXISTS` probe on (type, id, param). Materialising `IN` lists for broad criteria
@@ -1250,12 +1237,11 @@ mod tests {
             .unwrap()
     }
 
-    /// Pinned to one record whose facts were read beforehand, a professional's ITI-67 search
-    /// asks nothing of the record per row: no directive, record or guardian lookup is left in
-    /// the statement.
+    /// Pinned to one record, a professional's ITI-67 search asks the record's facts of the
+    /// pinned id, not of each row: every directive and record lookup names the id as a value,
+    /// as unpinned searches name the row's column.
     #[test]
-    fn a_search_pinned_to_one_record_asks_no_record_fact_per_row() {
-        use crate::consent::RecordFacts;
+    fn a_search_pinned_to_one_record_asks_its_facts_of_the_pinned_id() {
         let iti67 = search(&[("patient", "Patient/p"), ("status", "current")]);
         let general = page(
             &iti67,
@@ -1265,9 +1251,9 @@ mod tests {
             20,
             Dialect::Postgres,
         );
-        assert!(general.sql().text.contains("FROM directives"));
-        let facts = RecordFacts::ACTIVE | RecordFacts::AUTHORIZED;
-        let restriction = professional().pinned_to("p", facts);
+        let text = &general.sql().text;
+        assert!(text.contains("r_b.patient_id = r.patient_id"), "{text}");
+        let restriction = professional().in_record("p", false);
         let pinned = page(
             &iti67,
             &restriction,
@@ -1276,16 +1262,50 @@ mod tests {
             20,
             Dialect::Postgres,
         );
-        let text = &pinned.sql().text;
-        for table in ["directives", "records", "guardians"] {
-            assert!(!text.contains(&format!("FROM {table}")), "{table}: {text}");
+        let sql = pinned.sql();
+        let text = &sql.text;
+        let id = sql.binds.iter().position(|b| *b == Bind::Text("p".into()));
+        let id = format!("${}", id.expect("the pinned id is bound") + 1);
+        let names_id = |alias: &str| {
+            let equals = format!("{alias}.patient_id = {id}");
+            text.match_indices(&equals).any(|(at, _)| {
+                !text[..at].ends_with(|c: char| c.is_alphanumeric() || c == '_')
+                    && !text[at + equals.len()..].starts_with(|c: char| c.is_ascii_digit())
+            })
+        };
+        assert!(names_id("r"), "{text}");
+        // Blocks, authorizations, the record's state, oppositions.
+        for fact in ["r_b", "r_p", "r_s", "r_o"] {
+            assert!(names_id(fact), "{fact}: {text}");
+            assert!(
+                !text.contains(&format!("{fact}.patient_id = r.")),
+                "{fact}: {text}"
+            );
         }
-        assert!(text.contains("r.patient_id = $"), "{text}");
-        // A blocked professional's pinned search matches nothing, by construction.
-        let blocked = professional().pinned_to("p", facts | RecordFacts::BLOCKED);
-        let none = count(&iti67, &blocked, "http://h/fhir", Dialect::Postgres);
-        let text = &none.sql().text;
+    }
+
+    /// A patient's search pinned to another patient's record matches nothing, by
+    /// construction: the ids are compared before any SQL is written.
+    #[test]
+    fn a_patient_search_pinned_to_another_record_matches_nothing() {
+        let iti67 = search(&[("patient", "Patient/q"), ("status", "current")]);
+        let restriction = all();
+        let other = count(
+            &iti67,
+            &restriction.in_record("q", false),
+            "http://h/fhir",
+            Dialect::Postgres,
+        );
+        let text = &other.sql().text;
         assert!(text.contains("r.deleted = FALSE AND FALSE AND"), "{text}");
+        let own = count(
+            &iti67,
+            &restriction.in_record("p", false),
+            "http://h/fhir",
+            Dialect::Postgres,
+        );
+        let text = &own.sql().text;
+        assert!(!text.contains("AND FALSE"), "{text}");
     }
 
     /// Every table a search pinned to one record reads — the resource, its versions, its index
@@ -1294,9 +1314,7 @@ mod tests {
     /// which is what lets a database distributed by patient run the query on one shard.
     #[test]
     fn a_search_pinned_to_one_record_reads_every_table_in_that_record() {
-        use crate::consent::RecordFacts;
-        let restriction =
-            professional().pinned_to("p", RecordFacts::ACTIVE | RecordFacts::AUTHORIZED);
+        let restriction = professional().in_record("p", false);
         let iti67 = search(&[
             ("patient", "Patient/p"),
             ("status", "current"),
@@ -1376,7 +1394,7 @@ mod tests {
     /// left are numbered in the order the text uses them.
     #[test]
     fn binds_of_decided_conditions_are_dropped() {
-        let restriction = professional().pinned_to("p", 0);
+        let restriction = professional().in_record("p", false);
         let sql = count(
             &search(&[("patient", "Patient/p")]),
             &restriction,

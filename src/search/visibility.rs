@@ -3,15 +3,16 @@
 //! twin of a branch of `consent::policy::may_read`, which the property test holds it to.
 //!
 //! What a query already fixes is not asked again per row: the resource type of an alias the
-//! query holds to one type, and, for a search pinned to one record, the facts of that record
-//! (opposition, blocks, authorizations…), which the consent engine reads once beforehand
-//! with [`record_facts`] — the very SQL rendered here, for one patient id. What is left per
-//! row is a few column predicates, which keeps statements small to prepare and plan.
+//! query holds to one type, and, for a search pinned to one record, the record itself: the
+//! facts of that record (opposition, blocks, authorizations…) are asked of the pinned id as a
+//! value — subqueries that depend on no row, which both engines evaluate once per statement —
+//! and the rules that name a patient compare ids before writing any SQL. What is left per row
+//! is a few column predicates.
 
 use super::sql::Builder;
 use crate::consent::matrix::Visible;
 use crate::consent::policy::{DIRECTORY_TYPES, PROVISIONING_TYPES};
-use crate::consent::{Headers, InRecord, RecordFacts, Restriction, Rule};
+use crate::consent::{Headers, InRecord, Restriction, Rule};
 use crate::store::tables::DIRECTORY;
 use crate::store::{Filed, OUTSIDE_RECORDS};
 
@@ -34,7 +35,7 @@ pub(super) fn restricted_as(
 
 /// The rows of alias `a`, of `resource_type`, that a search pinned to one record may return:
 /// in that record (`a.patient_id` is `patient`, the placeholder of the pinned id) and visible
-/// by the rules with the record's facts already known.
+/// by the rules, the record's facts asked of the pinned id.
 pub(super) fn pinned(
     b: &mut Builder,
     restriction: &Restriction,
@@ -43,15 +44,16 @@ pub(super) fn pinned(
     a: &str,
     resource_type: &str,
 ) -> String {
-    // The record's facts not known beforehand are asked of the pinned id itself, not of the
-    // row's column: a value the planner sees prunes every table they read when planning.
+    // The record's facts are asked of the pinned id itself, not of the row's column: a value
+    // the planner sees prunes every table they read when planning, and the subqueries depend
+    // on no row.
     let record_row = Record {
         a,
         patient: patient.to_owned(),
         now: restriction.now(),
         headers: restriction.headers(),
         resource_type: Some(resource_type),
-        known: Some(record),
+        pinned: Some(record),
     };
     Cond::Sql(format!("{a}.patient_id = {patient}"))
         .and(b, |b| in_record(b, restriction, &record_row))
@@ -80,7 +82,7 @@ pub(super) fn filed(
         now: restriction.now(),
         headers: restriction.headers(),
         resource_type: Some(resource_type),
-        known: None,
+        pinned: None,
     };
     Cond::Sql(format!("{a}.patient_id = {patient}"))
         .and(b, |b| in_record(b, restriction, &record))
@@ -94,7 +96,7 @@ fn render(b: &mut Builder, restriction: &Restriction, a: &str, t: Option<&str>) 
         now: restriction.now(),
         headers: restriction.headers(),
         resource_type: t,
-        known: None,
+        pinned: None,
     };
     // Rows outside any record carry the empty patient id (`store::OUTSIDE_RECORDS`).
     let inside =
@@ -112,8 +114,8 @@ fn in_record(b: &mut Builder, restriction: &Restriction, record: &Record) -> Con
     let patient = &record.patient;
     let labels_clear = |mask: u8| Cond::Sql(format!("({a}.labels & {mask}) = 0"));
     match restriction.rule() {
-        Rule::Patient { id, .. } => match record.known {
-            Some(known) if known.patient_id() != id => Cond::Const(false),
+        Rule::Patient { id, .. } => match record.pinned {
+            Some(pinned) if pinned.patient_id() != id => Cond::Const(false),
             Some(_) => labels_clear(2),
             None => {
                 Cond::Sql(format!("{a}.patient_id = {}", b.text(id))).and(b, |_| labels_clear(2))
@@ -124,8 +126,8 @@ fn in_record(b: &mut Builder, restriction: &Restriction, record: &Record) -> Con
         } => record
             .guarded(b, related_person_id)
             .and(b, |_| labels_clear(6)),
-        Rule::App { patient_id, .. } => match record.known {
-            Some(known) if known.patient_id() != patient_id => Cond::Const(false),
+        Rule::App { patient_id, .. } => match record.pinned {
+            Some(pinned) if pinned.patient_id() != patient_id => Cond::Const(false),
             Some(_) => record.active(b).and(b, |_| labels_clear(2)),
             None => Cond::Sql(format!("{a}.patient_id = {}", b.text(patient_id)))
                 .and(b, |b| record.active(b))
@@ -301,75 +303,6 @@ fn binary_through_document(b: &mut Builder, restriction: &Restriction, a: &str) 
     )
 }
 
-/// The facts of the record whose patient id is the SQL `patient` that `restriction`'s rule
-/// depends on, judged at its instant, as one BIGINT (one bit per fact: see [`RecordFacts`]):
-/// the same SQL that [`restricted`] renders per row, asked once. `None` for a rule that
-/// depends on none.
-pub(super) fn record_facts(
-    b: &mut Builder,
-    restriction: &Restriction,
-    patient: String,
-) -> Option<String> {
-    let record = Record {
-        a: "f",
-        patient,
-        now: restriction.now(),
-        headers: restriction.headers(),
-        resource_type: None,
-        known: None,
-    };
-    let mut facts: Vec<(u32, Cond)> = Vec::new();
-    match restriction.rule() {
-        // Their rules depend on no fact of the record.
-        Rule::Patient { .. } | Rule::Provisioning { .. } => return None,
-        _ => {
-            facts.push((RecordFacts::OPPOSED, record.opposed(b)));
-            facts.push((RecordFacts::ACTIVE, record.active(b)));
-        }
-    }
-    match restriction.rule() {
-        Rule::Patient { .. } | Rule::Provisioning { .. } => {}
-        Rule::Guardian {
-            related_person_id, ..
-        } => facts.push((RecordFacts::GUARDED, record.guarded(b, related_person_id))),
-        Rule::App { .. } => {}
-        Rule::Feeder {
-            writer,
-            organization,
-        } => {
-            facts.push((
-                RecordFacts::BLOCKED,
-                record.organization_blocked(b, organization),
-            ));
-            facts.push((RecordFacts::FED, record.fed_by(b, writer)));
-        }
-        Rule::Professional {
-            practitioner_id,
-            organization_id,
-            writer,
-            break_glass,
-            ..
-        } => {
-            facts.push((
-                RecordFacts::BLOCKED,
-                record.professional_blocked(b, practitioner_id, organization_id),
-            ));
-            facts.push((
-                RecordFacts::AUTHORIZED,
-                record.authorized(b, practitioner_id),
-            ));
-            facts.push((RecordFacts::EMERGENCY, record.emergency(b, *break_glass)));
-            facts.push((RecordFacts::FED, record.fed_by(b, writer)));
-        }
-    }
-    let bits: Vec<String> = facts
-        .into_iter()
-        .map(|(bit, fact)| format!("(CASE WHEN {} THEN {bit} ELSE 0 END)", fact.text()))
-        .collect();
-    // A sum of integers is a 4-byte integer on PostgreSQL; the column read is a BIGINT.
-    Some(format!("CAST({} AS BIGINT)", bits.join(" + ")))
-}
-
 /// A condition as it is written: a constant where what the query fixes already decides it,
 /// else SQL. Combining folds constants, so a decided branch leaves nothing in the statement
 /// (binds it made are dropped with it: see `Builder::finish`).
@@ -419,8 +352,8 @@ impl Cond {
     }
 }
 
-/// The record facts of the row `a` belongs to (whose patient id is the SQL `patient`), judged
-/// at `now`; constants where they are `known` (a search pinned to one record).
+/// The record facts of the row `a` belongs to (whose patient id is the SQL `patient`: the
+/// row's column, or a value where the query names the record), judged at `now`.
 struct Record<'a> {
     a: &'a str,
     patient: String,
@@ -428,42 +361,30 @@ struct Record<'a> {
     headers: Headers,
     /// The type of `a`'s rows, when the query holds the alias to one.
     resource_type: Option<&'a str>,
-    known: Option<&'a InRecord>,
+    /// The record a search is pinned to (`patient` is then its id's placeholder).
+    pinned: Option<&'a InRecord>,
 }
 
 impl Record<'_> {
-    /// A fact of the pinned record, or `sql` asked per row.
-    fn fact(&self, bit: u32, sql: impl FnOnce() -> Cond) -> Cond {
-        match self.known {
-            Some(known) => Cond::Const(known.facts().has(bit)),
-            None => sql(),
-        }
-    }
-
     /// An opposition in force (§2).
     fn opposed(&self, b: &mut Builder) -> Cond {
         let (a, patient) = (self.a, &self.patient);
-        self.fact(RecordFacts::OPPOSED, || {
-            Cond::Sql(format!(
-                "EXISTS (SELECT 1 FROM directives {a}_o WHERE {a}_o.patient_id = {patient} \
-                 AND {a}_o.kind = 'opposition' AND {})",
-                in_force(b, &format!("{a}_o"), self.now)
-            ))
-        })
+        Cond::Sql(format!(
+            "EXISTS (SELECT 1 FROM directives {a}_o WHERE {a}_o.patient_id = {patient} \
+             AND {a}_o.kind = 'opposition' AND {})",
+            in_force(b, &format!("{a}_o"), self.now)
+        ))
     }
 
     /// Open and not opposed. A record without its Patient resource counts as open: nothing
     /// closed it.
     fn active(&self, b: &mut Builder) -> Cond {
         let (a, patient) = (self.a, &self.patient);
-        match self.known {
-            Some(known) => Cond::Const(known.facts().has(RecordFacts::ACTIVE)),
-            None => Cond::Sql(format!(
-                "COALESCE((SELECT {a}_s.active FROM records {a}_s \
-                 WHERE {a}_s.patient_id = {patient}), TRUE)"
-            ))
-            .and(b, |b| self.opposed(b).not()),
-        }
+        Cond::Sql(format!(
+            "COALESCE((SELECT {a}_s.active FROM records {a}_s \
+             WHERE {a}_s.patient_id = {patient}), TRUE)"
+        ))
+        .and(b, |b| self.opposed(b).not())
     }
 
     /// The record header (the Patient itself) of a record that is not opposed; in a listing,
@@ -488,30 +409,26 @@ impl Record<'_> {
     /// `writer` wrote something into the record (a deleted entry counts: it fed it).
     fn fed_by(&self, b: &mut Builder, writer: &str) -> Cond {
         let (a, patient) = (self.a, &self.patient);
-        self.fact(RecordFacts::FED, || {
-            Cond::Sql(format!(
-                "EXISTS (SELECT 1 FROM resources {a}_w WHERE {a}_w.patient_id = {patient} \
-                 AND {a}_w.writer = {})",
-                b.text(writer)
-            ))
-        })
+        Cond::Sql(format!(
+            "EXISTS (SELECT 1 FROM resources {a}_w WHERE {a}_w.patient_id = {patient} \
+             AND {a}_w.writer = {})",
+            b.text(writer)
+        ))
     }
 
     /// A guardianship of `related_person_id` over the record in force, its minor not yet
     /// of age (§8).
     fn guarded(&self, b: &mut Builder, related_person_id: &str) -> Cond {
         let (a, patient) = (self.a, &self.patient);
-        self.fact(RecordFacts::GUARDED, || {
-            Cond::Sql(format!(
-                "EXISTS (SELECT 1 FROM guardians {a}_g JOIN records {a}_m \
-                 ON {a}_m.patient_id = {a}_g.patient_id \
-                 WHERE {a}_g.related_person_id = {} AND {a}_g.patient_id = {patient} \
-                 AND {} AND {a}_m.adult_at IS NOT NULL AND {} < {a}_m.adult_at)",
-                b.text(related_person_id),
-                in_force(b, &format!("{a}_g"), self.now),
-                b.int(self.now)
-            ))
-        })
+        Cond::Sql(format!(
+            "EXISTS (SELECT 1 FROM guardians {a}_g JOIN records {a}_m \
+             ON {a}_m.patient_id = {a}_g.patient_id \
+             WHERE {a}_g.related_person_id = {} AND {a}_g.patient_id = {patient} \
+             AND {} AND {a}_m.adult_at IS NOT NULL AND {} < {a}_m.adult_at)",
+            b.text(related_person_id),
+            in_force(b, &format!("{a}_g"), self.now),
+            b.int(self.now)
+        ))
     }
 
     /// A block in force names the professional or their organization (§4).
@@ -522,30 +439,26 @@ impl Record<'_> {
         organization_id: &str,
     ) -> Cond {
         let (a, patient) = (self.a, &self.patient);
-        self.fact(RecordFacts::BLOCKED, || {
-            Cond::Sql(format!(
-                "EXISTS (SELECT 1 FROM directives {a}_b WHERE {a}_b.patient_id = {patient} \
-                 AND {a}_b.kind = 'block' AND {} \
-                 AND (({a}_b.actor_type = 'Practitioner' AND {a}_b.actor_id = {}) \
-                 OR ({a}_b.actor_type = 'Organization' AND {a}_b.actor_id = {})))",
-                in_force(b, &format!("{a}_b"), self.now),
-                b.text(practitioner_id),
-                b.text(organization_id)
-            ))
-        })
+        Cond::Sql(format!(
+            "EXISTS (SELECT 1 FROM directives {a}_b WHERE {a}_b.patient_id = {patient} \
+             AND {a}_b.kind = 'block' AND {} \
+             AND (({a}_b.actor_type = 'Practitioner' AND {a}_b.actor_id = {}) \
+             OR ({a}_b.actor_type = 'Organization' AND {a}_b.actor_id = {})))",
+            in_force(b, &format!("{a}_b"), self.now),
+            b.text(practitioner_id),
+            b.text(organization_id)
+        ))
     }
 
     /// An authorization in force names the professional (§4).
     fn authorized(&self, b: &mut Builder, practitioner_id: &str) -> Cond {
         let (a, patient) = (self.a, &self.patient);
-        self.fact(RecordFacts::AUTHORIZED, || {
-            Cond::Sql(format!(
-                "EXISTS (SELECT 1 FROM directives {a}_p WHERE {a}_p.patient_id = {patient} \
-                 AND {a}_p.kind = 'authorize' AND {a}_p.actor_id = {} AND {})",
-                b.text(practitioner_id),
-                in_force(b, &format!("{a}_p"), self.now)
-            ))
-        })
+        Cond::Sql(format!(
+            "EXISTS (SELECT 1 FROM directives {a}_p WHERE {a}_p.patient_id = {patient} \
+             AND {a}_p.kind = 'authorize' AND {a}_p.actor_id = {} AND {})",
+            b.text(practitioner_id),
+            in_force(b, &format!("{a}_p"), self.now)
+        ))
     }
 
     /// Break-glass declared and no refusal of it in force (§4).
@@ -554,13 +467,11 @@ impl Record<'_> {
         if !break_glass {
             return Cond::Const(false);
         }
-        self.fact(RecordFacts::EMERGENCY, || {
-            Cond::Sql(format!(
-                "NOT EXISTS (SELECT 1 FROM directives {a}_r WHERE {a}_r.patient_id = {patient} \
-                 AND {a}_r.kind = 'refuse-break-glass' AND {})",
-                in_force(b, &format!("{a}_r"), self.now)
-            ))
-        })
+        Cond::Sql(format!(
+            "NOT EXISTS (SELECT 1 FROM directives {a}_r WHERE {a}_r.patient_id = {patient} \
+             AND {a}_r.kind = 'refuse-break-glass' AND {})",
+            in_force(b, &format!("{a}_r"), self.now)
+        ))
     }
 
     /// A block in force names an Organization with this identifier (a feeding system's
@@ -571,22 +482,20 @@ impl Record<'_> {
         (system, value): &(Option<String>, String),
     ) -> Cond {
         let (a, patient) = (self.a, &self.patient);
-        self.fact(RecordFacts::BLOCKED, || {
-            let system = match system {
-                Some(system) => format!("{a}_i.system = {}", b.text(system)),
-                None => "TRUE".to_owned(),
-            };
-            Cond::Sql(format!(
-                "EXISTS (SELECT 1 FROM directives {a}_k WHERE {a}_k.patient_id = {patient} \
-                 AND {a}_k.kind = 'block' AND {a}_k.actor_type = 'Organization' AND {} \
-                 AND {a}_k.actor_id IN (SELECT {a}_i.id FROM {} {a}_i \
-                 WHERE {a}_i.resource_type = 'Organization' AND {a}_i.param = 'identifier' \
-                 AND {system} AND {a}_i.code = {}))",
-                in_force(b, &format!("{a}_k"), self.now),
-                DIRECTORY.tokens,
-                b.text(value)
-            ))
-        })
+        let system = match system {
+            Some(system) => format!("{a}_i.system = {}", b.text(system)),
+            None => "TRUE".to_owned(),
+        };
+        Cond::Sql(format!(
+            "EXISTS (SELECT 1 FROM directives {a}_k WHERE {a}_k.patient_id = {patient} \
+             AND {a}_k.kind = 'block' AND {a}_k.actor_type = 'Organization' AND {} \
+             AND {a}_k.actor_id IN (SELECT {a}_i.id FROM {} {a}_i \
+             WHERE {a}_i.resource_type = 'Organization' AND {a}_i.param = 'identifier' \
+             AND {system} AND {a}_i.code = {}))",
+            in_force(b, &format!("{a}_k"), self.now),
+            DIRECTORY.tokens,
+            b.text(value)
+        ))
     }
 }
 
