@@ -196,12 +196,23 @@ fn delete(
     Ok(())
 }
 
+/// A record's row beside one of its directives (see [`record`]): each side may be missing.
 #[derive(QueryableByName)]
-struct RecordColumns {
-    #[diesel(sql_type = Bool)]
-    active: bool,
+struct RecordDirectiveColumns {
+    #[diesel(sql_type = Nullable<Bool>)]
+    active: Option<bool>,
     #[diesel(sql_type = Nullable<BigInt>)]
     adult_at: Option<i64>,
+    #[diesel(sql_type = Nullable<Text>)]
+    kind: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    actor_type: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    actor_id: Option<String>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    period_start: Option<i64>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    period_end: Option<i64>,
 }
 
 #[derive(QueryableByName)]
@@ -247,23 +258,42 @@ fn statement(dialect: Dialect, head: &str, equal: &[(&str, &str)]) -> Sql {
     }
 }
 
-/// The stored record of `patient_id` (from its Patient), if any.
+/// The stored record of `patient_id` (from its Patient), if any, and its directives: what a
+/// write decision reads of a record, in one statement (one row per directive, or one row).
 pub fn record(
     conn: &mut AnyConnection,
     dialect: Dialect,
     patient_id: &str,
-) -> QueryResult<Option<RecordRow>> {
-    let sql = select(
-        dialect,
-        "active, adult_at",
-        "records",
-        &[("patient_id", patient_id)],
-    );
-    let rows = load!(conn, sql, RecordColumns)?;
-    Ok(rows.into_iter().next().map(|r| RecordRow {
-        active: r.active,
-        adult_at: r.adult_at,
-    }))
+) -> QueryResult<(Option<RecordRow>, Vec<Directive>)> {
+    let p = dialect.placeholder(1);
+    let sql = Sql {
+        text: format!(
+            "SELECT r.active, r.adult_at, d.kind, d.actor_type, d.actor_id, d.period_start, \
+             d.period_end FROM (SELECT 1 AS one) k LEFT JOIN records r ON r.patient_id = {p} \
+             LEFT JOIN directives d ON d.patient_id = {p}"
+        ),
+        binds: vec![Bind::Text(patient_id.to_owned())],
+    };
+    let rows = load!(conn, sql, RecordDirectiveColumns)?;
+    let record = rows.first().and_then(|r| {
+        Some(RecordRow {
+            active: r.active?,
+            adult_at: r.adult_at,
+        })
+    });
+    let directives = rows
+        .into_iter()
+        .filter_map(|r| {
+            directive(DirectiveColumns {
+                kind: r.kind?,
+                actor_type: r.actor_type,
+                actor_id: r.actor_id,
+                period_start: r.period_start,
+                period_end: r.period_end,
+            })
+        })
+        .collect();
+    Ok((record, directives))
 }
 
 /// The directives stored for `patient_id` (`source`: only those of one resource).
@@ -288,30 +318,30 @@ pub fn directives(
         &equal,
     );
     let rows = load!(conn, sql, DirectiveColumns)?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|r| {
-            let period = Period {
-                start: r.period_start,
-                end: r.period_end,
-            };
-            let actor = match (r.actor_type.as_deref(), r.actor_id) {
-                (Some("Practitioner"), Some(id)) => Some(Actor::Practitioner(id)),
-                (Some("Organization"), Some(id)) => Some(Actor::Organization(id)),
-                _ => None,
-            };
-            Some(match (r.kind.as_str(), actor) {
-                ("opposition", _) => Directive::Opposition { period },
-                ("refuse-break-glass", _) => Directive::RefuseBreakGlass { period },
-                ("block", Some(actor)) => Directive::Block { actor, period },
-                ("authorize", Some(Actor::Practitioner(practitioner))) => Directive::Authorize {
-                    practitioner,
-                    period,
-                },
-                _ => return None,
-            })
-        })
-        .collect())
+    Ok(rows.into_iter().filter_map(directive).collect())
+}
+
+/// A stored directive row as the engine reads it (`None`: a kind it does not know).
+fn directive(r: DirectiveColumns) -> Option<Directive> {
+    let period = Period {
+        start: r.period_start,
+        end: r.period_end,
+    };
+    let actor = match (r.actor_type.as_deref(), r.actor_id) {
+        (Some("Practitioner"), Some(id)) => Some(Actor::Practitioner(id)),
+        (Some("Organization"), Some(id)) => Some(Actor::Organization(id)),
+        _ => None,
+    };
+    Some(match (r.kind.as_str(), actor) {
+        ("opposition", _) => Directive::Opposition { period },
+        ("refuse-break-glass", _) => Directive::RefuseBreakGlass { period },
+        ("block", Some(actor)) => Directive::Block { actor, period },
+        ("authorize", Some(Actor::Practitioner(practitioner))) => Directive::Authorize {
+            practitioner,
+            period,
+        },
+        _ => return None,
+    })
 }
 
 #[derive(QueryableByName)]

@@ -218,12 +218,15 @@ struct Health {
     kept: usize,
     lost: bool,
     known_good_at: u64,
+    /// Statements started (for tests of how many round trips a path takes).
+    started: usize,
 }
 
 impl Instrumentation for Health {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
         match event {
             InstrumentationEvent::CacheQuery { .. } => self.kept += 1,
+            InstrumentationEvent::StartQuery { .. } => self.started += 1,
             InstrumentationEvent::FinishQuery { error: Some(e), .. } if is_lost(e) => {
                 self.lost = true
             }
@@ -251,6 +254,12 @@ pub fn kept_statements(conn: &mut AnyConnection) -> usize {
         conn.set_instrumentation(Health::default());
     }
     health(conn).map_or(0, |h| h.kept)
+}
+
+/// How many statements `conn` has started since it was opened (for tests of round trips).
+#[cfg(test)]
+pub fn statements_started(conn: &mut AnyConnection) -> usize {
+    health(conn).map_or(0, |h| h.started)
 }
 
 fn health(conn: &mut AnyConnection) -> Option<&mut Health> {

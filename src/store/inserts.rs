@@ -7,7 +7,9 @@
 //! `VALUES` list grows with the rows, and PostgreSQL parsed and planned each one anew). On
 //! PostgreSQL every table's insert goes in one statement (data-modifying `WITH` clauses), one
 //! round trip where a create of a document took six. Rows carrying bytes, or text that JSON
-//! cannot carry to both databases (NUL), go as a `VALUES` list.
+//! cannot carry to both databases (NUL), go as a `VALUES` list; a table's single row (a
+//! version and its body, say) goes as `VALUES` of typed placeholders, whose text is fixed too,
+//! and on PostgreSQL in the same statement as the rest.
 
 use super::db::AnyConnection;
 use super::search::{bind_all, execute, execute_once, Bind, Dialect, Sql};
@@ -30,6 +32,8 @@ struct Table {
     rows: Vec<Vec<Bind>>,
     /// What ends the statement (`ON CONFLICT …`), or nothing.
     then: &'static str,
+    /// One row, each value its own placeholder ([`Inserts::add_row`]).
+    single: bool,
 }
 
 impl Inserts {
@@ -45,25 +49,40 @@ impl Inserts {
                 into: into.into(),
                 rows,
                 then,
+                single: false,
             });
         }
     }
 
-    /// Writes every row added.
+    /// Adds one row for `into`, its values bound as they are (bytes too): for a table that
+    /// gets one row per write (a version, its id), in the same statement as the rest on
+    /// PostgreSQL.
+    pub fn add_row(&mut self, into: impl Into<String>, row: Vec<Bind>) {
+        self.tables.push(Table {
+            into: into.into(),
+            rows: vec![row],
+            then: "",
+            single: true,
+        });
+    }
+
+    /// Writes every row added. A row that breaks a unique key fails the whole write.
     pub fn write(self, conn: &mut AnyConnection, dialect: Dialect) -> QueryResult<()> {
-        let (as_json, listed): (Vec<Table>, Vec<Table>) =
-            self.tables.into_iter().partition(Table::fits_json);
+        let (together, listed): (Vec<Table>, Vec<Table>) = self
+            .tables
+            .into_iter()
+            .partition(|table| table.single || table.fits_json());
         for table in listed {
             insert_listed_values(conn, dialect, table)?;
         }
         match dialect {
             Dialect::Sqlite => {
-                for table in as_json {
+                for table in together {
                     execute!(conn, statement(dialect, &[table]))?;
                 }
             }
-            Dialect::Postgres if !as_json.is_empty() => {
-                execute!(conn, statement(dialect, &as_json))?;
+            Dialect::Postgres if !together.is_empty() => {
+                execute!(conn, statement(dialect, &together))?;
             }
             Dialect::Postgres => {}
         }
@@ -80,8 +99,8 @@ impl Table {
         })
     }
 
-    /// `INSERT INTO … SELECT … FROM` the rows bound as JSON to placeholder `n`.
-    fn insert_from_json(&self, dialect: Dialect, n: usize) -> String {
+    /// `INSERT INTO … SELECT … FROM` the rows bound as JSON to the next placeholder.
+    fn insert_from_json(&self, dialect: Dialect, binds: &mut Vec<Bind>) -> String {
         let columns: Vec<String> = self.rows[0]
             .iter()
             .enumerate()
@@ -94,9 +113,16 @@ impl Table {
                 (Dialect::Postgres, _) => format!("value ->> {i}"),
             })
             .collect();
+        let rows = self
+            .rows
+            .iter()
+            .map(|row| row.iter().map(json_value).collect())
+            .collect();
+        binds.push(Bind::Text(serde_json::Value::Array(rows).to_string()));
+        let n = dialect.placeholder(binds.len());
         let elements = match dialect {
-            Dialect::Sqlite => format!("json_each(?{n})"),
-            Dialect::Postgres => format!("json_array_elements(${n}::json) AS value"),
+            Dialect::Sqlite => format!("json_each({n})"),
+            Dialect::Postgres => format!("json_array_elements({n}::json) AS value"),
         };
         // `WHERE true`: SQLite would read `ON CONFLICT` after a bare `FROM …` as a join's.
         format!(
@@ -106,15 +132,35 @@ impl Table {
             self.then
         )
     }
+
+    /// `INSERT INTO … VALUES` the one row, each value at the next placeholder.
+    fn insert_row(&self, dialect: Dialect, binds: &mut Vec<Bind>) -> String {
+        let values: Vec<String> = self.rows[0]
+            .iter()
+            .map(|value| {
+                binds.push(value.clone());
+                dialect.placeholder(binds.len())
+            })
+            .collect();
+        format!(
+            "INSERT INTO {} VALUES ({}){}",
+            self.into,
+            values.join(", "),
+            self.then
+        )
+    }
 }
 
 /// One statement inserting the rows of `tables` (several only on PostgreSQL: each but the last
 /// in a `WITH` clause of its own).
 fn statement(dialect: Dialect, tables: &[Table]) -> Sql {
+    let mut binds = Vec::new();
     let inserts: Vec<String> = tables
         .iter()
-        .enumerate()
-        .map(|(i, table)| table.insert_from_json(dialect, i + 1))
+        .map(|table| match table.single {
+            true => table.insert_row(dialect, &mut binds),
+            false => table.insert_from_json(dialect, &mut binds),
+        })
         .collect();
     let text = match inserts.split_last() {
         Some((last, [])) => last.clone(),
@@ -128,17 +174,6 @@ fn statement(dialect: Dialect, tables: &[Table]) -> Sql {
         }
         None => unreachable!("a statement for no table is never asked for"),
     };
-    let binds = tables
-        .iter()
-        .map(|table| {
-            let rows = table
-                .rows
-                .iter()
-                .map(|row| row.iter().map(json_value).collect())
-                .collect();
-            Bind::Text(serde_json::Value::Array(rows).to_string())
-        })
-        .collect();
     Sql { text, binds }
 }
 
@@ -372,6 +407,72 @@ mod tests {
                     ("b".into(), None),
                     ("c".into(), Some(3))
                 ]
+            );
+        });
+    }
+
+    /// Single rows (bytes and all) join the other tables' rows: one statement on PostgreSQL,
+    /// one per table on SQLite, each kept; a key a single row breaks fails the write as a
+    /// unique violation (what `store::install` answers as a conflict).
+    #[test]
+    fn single_rows_with_bytes_join_the_statement_and_fail_it_on_a_taken_key() {
+        each_backend(|conn, dialect| {
+            let bytes = match dialect {
+                Dialect::Sqlite => "BLOB",
+                Dialect::Postgres => "BYTEA",
+            };
+            for create in [
+                "CREATE TABLE one (t TEXT NOT NULL, n BIGINT)".to_owned(),
+                format!("CREATE TABLE blobs (k BIGINT PRIMARY KEY, body {bytes} NOT NULL)"),
+            ] {
+                let create = Sql {
+                    text: create,
+                    binds: vec![],
+                };
+                execute_once!(conn, create).unwrap();
+            }
+            let body: Vec<u8> = (0..=255).chain([0, 0]).collect();
+            let write = |conn: &mut AnyConnection, t: &str| {
+                let mut inserts = Inserts::default();
+                inserts.add_row(
+                    "blobs (k, body)",
+                    vec![Bind::BigInt(1), Bind::Bytes(body.clone())],
+                );
+                inserts.add(
+                    "one (t, n)",
+                    vec![vec![Bind::Text(t.into()), Bind::OptBigInt(Some(2))]],
+                );
+                inserts.write(conn, dialect)
+            };
+            let kept = crate::store::db::kept_statements(conn);
+            write(conn, "a").unwrap();
+            let statements = match dialect {
+                Dialect::Sqlite => 2,
+                Dialect::Postgres => 1,
+            };
+            assert_eq!(crate::store::db::kept_statements(conn), kept + statements);
+            #[derive(diesel::QueryableByName)]
+            struct Blob {
+                #[diesel(sql_type = Binary)]
+                body: Vec<u8>,
+            }
+            let sql = Sql {
+                text: "SELECT body FROM blobs WHERE k = 1".into(),
+                binds: vec![],
+            };
+            let back = load!(conn, sql, Blob).unwrap();
+            assert_eq!(back.len(), 1);
+            assert_eq!(back[0].body, body);
+            let taken = write(conn, "b").unwrap_err();
+            assert!(
+                matches!(
+                    taken,
+                    diesel::result::Error::DatabaseError(
+                        diesel::result::DatabaseErrorKind::UniqueViolation,
+                        _
+                    )
+                ),
+                "{taken:?}"
             );
         });
     }
