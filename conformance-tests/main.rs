@@ -29,6 +29,8 @@ mod negotiation;
 mod patch;
 mod review10_session;
 mod review11_session;
+mod review12_fold;
+mod review12_plans;
 mod review2_consent;
 mod review3_consent;
 mod review4_consent;
