@@ -1,9 +1,9 @@
 //! Searches that name one patient's record: `DocumentReference?patient=Patient/…`,
 //! `…?patient.identifier=system|value`, `Patient?_id=…`, `Patient?identifier=system|value`,
 //! and the compartment searches `Patient/{id}/{type}` (of which `$everything` is made). Such a
-//! search is pinned to that record (`resources.patient_id`), so that the consent engine reads
-//! the record's facts once rather than per row (see `consent::InRecord`), and, sharded by
-//! patient, the query runs on one shard (docs/scale-out.md).
+//! search is pinned to that record (`resources.patient_id`), so that the record's facts are
+//! asked once, of the pinned id, rather than per row (see `consent::InRecord`), and, sharded
+//! by patient, the query runs on one shard (docs/scale-out.md).
 //!
 //! Pinning a search by a parameter changes no result: a record's patient id is the first
 //! Patient reference found along the compartment's paths in order

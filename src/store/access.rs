@@ -196,7 +196,7 @@ fn delete(
     Ok(())
 }
 
-/// A record's row beside one of its directives (see [`record`]): each side may be missing.
+/// A record's row (`active` set) or one of its directives (`kind` set), see [`record`].
 #[derive(QueryableByName)]
 struct RecordDirectiveColumns {
     #[diesel(sql_type = Nullable<Bool>)]
@@ -259,7 +259,8 @@ fn statement(dialect: Dialect, head: &str, equal: &[(&str, &str)]) -> Sql {
 }
 
 /// The stored record of `patient_id` (from its Patient), if any, and its directives: what a
-/// write decision reads of a record, in one statement (one row per directive, or one row).
+/// write decision reads of a record, in one statement — each table asked of the patient id as
+/// a value (one shard), their rows one after the other (`UNION ALL`).
 pub fn record(
     conn: &mut AnyConnection,
     dialect: Dialect,
@@ -268,31 +269,33 @@ pub fn record(
     let p = dialect.placeholder(1);
     let sql = Sql {
         text: format!(
-            "SELECT r.active, r.adult_at, d.kind, d.actor_type, d.actor_id, d.period_start, \
-             d.period_end FROM (SELECT 1 AS one) k LEFT JOIN records r ON r.patient_id = {p} \
-             LEFT JOIN directives d ON d.patient_id = {p}"
+            "SELECT active, adult_at, NULL AS kind, NULL AS actor_type, NULL AS actor_id, \
+             NULL AS period_start, NULL AS period_end FROM records WHERE patient_id = {p} \
+             UNION ALL SELECT NULL, NULL, kind, actor_type, actor_id, period_start, period_end \
+             FROM directives WHERE patient_id = {p}"
         ),
         binds: vec![Bind::Text(patient_id.to_owned())],
     };
-    let rows = load!(conn, sql, RecordDirectiveColumns)?;
-    let record = rows.first().and_then(|r| {
-        Some(RecordRow {
-            active: r.active?,
-            adult_at: r.adult_at,
-        })
-    });
-    let directives = rows
-        .into_iter()
-        .filter_map(|r| {
-            directive(DirectiveColumns {
-                kind: r.kind?,
-                actor_type: r.actor_type,
-                actor_id: r.actor_id,
-                period_start: r.period_start,
-                period_end: r.period_end,
-            })
-        })
-        .collect();
+    let mut record = None;
+    let mut directives = Vec::new();
+    for row in load!(conn, sql, RecordDirectiveColumns)? {
+        match (row.active, row.kind) {
+            (Some(active), _) => {
+                record = Some(RecordRow {
+                    active,
+                    adult_at: row.adult_at,
+                })
+            }
+            (None, Some(kind)) => directives.extend(directive(DirectiveColumns {
+                kind,
+                actor_type: row.actor_type,
+                actor_id: row.actor_id,
+                period_start: row.period_start,
+                period_end: row.period_end,
+            })),
+            (None, None) => {}
+        }
+    }
     Ok((record, directives))
 }
 
