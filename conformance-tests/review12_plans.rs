@@ -7,55 +7,14 @@
 
 use crate::consent::{document, guardian_link, id_of, paris_date, patient};
 use crate::harness::{self, Server};
+use crate::scale_out::partitions_of;
 use carnet::auth::principal::Principal;
 use carnet::auth::scopes::parse_scopes;
 use carnet::auth::Access;
 use carnet::consent::Engine;
 use carnet::search::{query, record, sql, Position};
-use carnet::store::partitions::RECORD_TABLES;
-use carnet::store::search::{Dialect, Sql};
+use carnet::store::search::Dialect;
 use carnet::store::Store;
-use diesel::prelude::*;
-use serde_json::Value;
-use std::collections::BTreeSet;
-
-fn partitions_of(database_url: &str, sql: &Sql, analyze: bool) -> BTreeSet<u32> {
-    #[derive(QueryableByName)]
-    struct Plan {
-        #[diesel(sql_type = diesel::sql_types::Text, column_name = "QUERY PLAN")]
-        json: String,
-    }
-    let mut conn = PgConnection::establish(database_url).unwrap();
-    let query = harness::bind_pg(
-        diesel::sql_query(format!(
-            "EXPLAIN (ANALYZE {analyze}, FORMAT JSON) {}",
-            sql.text
-        ))
-        .into_boxed(),
-        &sql.binds,
-    );
-    let plans: Vec<Plan> = query
-        .load(&mut conn)
-        .unwrap_or_else(|e| panic!("{e}: {}", sql.text));
-    let plan: Value = serde_json::from_str(&plans[0].json).unwrap();
-    let mut read = BTreeSet::new();
-    collect(&plan[0]["Plan"], analyze, &mut read);
-    read
-}
-
-fn collect(node: &Value, analyze: bool, read: &mut BTreeSet<u32>) {
-    let executed = !analyze || node["Actual Loops"].as_u64().unwrap_or(0) > 0;
-    if let (true, Some(relation)) = (executed, node["Relation Name"].as_str()) {
-        if let Some((table, remainder)) = relation.rsplit_once("_p") {
-            if RECORD_TABLES.contains(&table) {
-                read.insert(remainder.parse().unwrap());
-            }
-        }
-    }
-    for child in node["Plans"].as_array().into_iter().flatten() {
-        collect(child, analyze, read);
-    }
-}
 
 #[test]
 fn a_guardian_s_and_an_app_s_pinned_searches_are_planned_on_one_partition() {

@@ -107,7 +107,8 @@ fn partitions_planned(database_url: &str, sql: &Sql) -> BTreeSet<u32> {
     partitions_of(database_url, sql, false)
 }
 
-fn partitions_of(database_url: &str, sql: &Sql, analyze: bool) -> BTreeSet<u32> {
+/// The partitions of record tables `sql` plans (or, with `analyze`, reads).
+pub(crate) fn partitions_of(database_url: &str, sql: &Sql, analyze: bool) -> BTreeSet<u32> {
     #[derive(QueryableByName)]
     struct Plan {
         #[diesel(sql_type = diesel::sql_types::Text, column_name = "QUERY PLAN")]

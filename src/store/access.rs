@@ -203,22 +203,15 @@ struct RecordDirectiveColumns {
     active: Option<bool>,
     #[diesel(sql_type = Nullable<BigInt>)]
     adult_at: Option<i64>,
-    #[diesel(sql_type = Nullable<Text>)]
-    kind: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    actor_type: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    actor_id: Option<String>,
-    #[diesel(sql_type = Nullable<BigInt>)]
-    period_start: Option<i64>,
-    #[diesel(sql_type = Nullable<BigInt>)]
-    period_end: Option<i64>,
+    #[diesel(embed)]
+    directive: DirectiveColumns,
 }
 
+/// A directive's row; `kind` NULL: the record's own row in [`record`]'s `UNION ALL`.
 #[derive(QueryableByName)]
 struct DirectiveColumns {
-    #[diesel(sql_type = Text)]
-    kind: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    kind: Option<String>,
     #[diesel(sql_type = Nullable<Text>)]
     actor_type: Option<String>,
     #[diesel(sql_type = Nullable<Text>)]
@@ -279,21 +272,14 @@ pub fn record(
     let mut record = None;
     let mut directives = Vec::new();
     for row in load!(conn, sql, RecordDirectiveColumns)? {
-        match (row.active, row.kind) {
-            (Some(active), _) => {
+        match row.active {
+            Some(active) => {
                 record = Some(RecordRow {
                     active,
                     adult_at: row.adult_at,
                 })
             }
-            (None, Some(kind)) => directives.extend(directive(DirectiveColumns {
-                kind,
-                actor_type: row.actor_type,
-                actor_id: row.actor_id,
-                period_start: row.period_start,
-                period_end: row.period_end,
-            })),
-            (None, None) => {}
+            None => directives.extend(directive(row.directive)),
         }
     }
     Ok((record, directives))
@@ -335,7 +321,7 @@ fn directive(r: DirectiveColumns) -> Option<Directive> {
         (Some("Organization"), Some(id)) => Some(Actor::Organization(id)),
         _ => None,
     };
-    Some(match (r.kind.as_str(), actor) {
+    Some(match (r.kind?.as_str(), actor) {
         ("opposition", _) => Directive::Opposition { period },
         ("refuse-break-glass", _) => Directive::RefuseBreakGlass { period },
         ("block", Some(actor)) => Directive::Block { actor, period },
