@@ -7,12 +7,12 @@
 
 use crate::consent::{document, guardian_link, id_of, paris_date, patient};
 use crate::harness::{self, Server};
-use crate::scale_out::partitions_of;
+use crate::scale_out::{partitions_of, pinned_search};
 use carnet::auth::principal::Principal;
 use carnet::auth::scopes::parse_scopes;
 use carnet::auth::Access;
 use carnet::consent::Engine;
-use carnet::search::{query, record, sql, Position};
+use carnet::search::{sql, Position};
 use carnet::store::search::Dialect;
 use carnet::store::Store;
 
@@ -81,30 +81,7 @@ fn a_guardian_s_and_an_app_s_pinned_searches_are_planned_on_one_partition() {
             scopes: parse_scopes(scopes).unwrap(),
         };
         for (kind, text) in &searches {
-            let params: Vec<(String, String)> = serde_urlencoded::from_str(text).unwrap();
-            let search = query::parse(kind, &params, true, 20, 100).unwrap();
-            let (search, restriction) = engine.decide_search(&access, search).unwrap();
-            let (search, pinned) = match record::named(&search) {
-                Some((_, record::Named::Id(id))) => {
-                    let pinned = restriction.in_record(&id, false);
-                    (search, pinned)
-                }
-                Some((
-                    index,
-                    record::Named::Identifier {
-                        system,
-                        value,
-                        chained,
-                    },
-                )) => {
-                    let (id, pinned) = engine
-                        .in_record_of_identifier(&store, &restriction, (&system, &value), chained)
-                        .unwrap()
-                        .expect("one patient has the identifier");
-                    (record::by_id(search, index, &id), pinned)
-                }
-                None => panic!("{kind}?{text} names no record"),
-            };
+            let (search, pinned) = pinned_search(&engine, &store, &access, (kind, text, None));
             let mut statements = vec![
                 (
                     "page",

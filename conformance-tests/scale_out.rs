@@ -155,7 +155,7 @@ fn access(principal: Principal, scopes: &str) -> Access {
 
 /// A search as `Records::search` runs it: decided, then pinned to the record it names.
 /// `compartment`: the search runs in that patient's compartment (`Patient/{id}/{kind}`).
-fn pinned_search(
+pub(crate) fn pinned_search(
     engine: &Engine,
     store: &Store,
     access: &Access,

@@ -481,16 +481,8 @@ mod tests {
     struct EdgeRow {
         #[diesel(sql_type = BigInt)]
         k: i64,
-        #[diesel(sql_type = Text)]
-        t: String,
-        #[diesel(sql_type = Nullable<Text>)]
-        o: Option<String>,
-        #[diesel(sql_type = BigInt)]
-        n: i64,
-        #[diesel(sql_type = Nullable<BigInt>)]
-        m: Option<i64>,
-        #[diesel(sql_type = Bool)]
-        b: bool,
+        #[diesel(embed)]
+        values: Row,
         #[diesel(sql_type = Text)]
         kind: String,
     }
@@ -567,11 +559,13 @@ mod tests {
                 ]);
                 expected.push(EdgeRow {
                     k,
-                    t: t.clone(),
-                    o,
-                    n,
-                    m,
-                    b: i % 3 == 0,
+                    values: Row {
+                        t: t.clone(),
+                        o,
+                        n,
+                        m,
+                        b: i % 3 == 0,
+                    },
                     kind: String::new(),
                 });
                 k += 1;
@@ -587,11 +581,13 @@ mod tests {
                 ]);
                 expected.push(EdgeRow {
                     k,
-                    t: n.to_string(),
-                    o: Some(n.to_string()),
-                    n,
-                    m: Some(n),
-                    b: n > 0,
+                    values: Row {
+                        t: n.to_string(),
+                        o: Some(n.to_string()),
+                        n,
+                        m: Some(n),
+                        b: n > 0,
+                    },
                     kind: String::new(),
                 });
                 k += 1;
@@ -613,8 +609,16 @@ mod tests {
                 if dialect == Dialect::Sqlite {
                     want.kind = format!(
                         "text,{},integer,{}",
-                        if want.o.is_some() { "text" } else { "null" },
-                        if want.m.is_some() { "integer" } else { "null" }
+                        if want.values.o.is_some() {
+                            "text"
+                        } else {
+                            "null"
+                        },
+                        if want.values.m.is_some() {
+                            "integer"
+                        } else {
+                            "null"
+                        }
                     );
                 }
                 assert_eq!(got, want, "{dialect:?}, row {}", want.k);
