@@ -39,21 +39,6 @@ pub fn kind_of(directive: &Directive) -> &'static str {
     }
 }
 
-/// Replaces what `resource_type/id` contributed with `rows` (none for a deletion).
-pub fn replace(
-    conn: &mut AnyConnection,
-    dialect: Dialect,
-    resource_type: &str,
-    id: &str,
-    patient_id: Option<&str>,
-    rows: &AccessRows,
-) -> QueryResult<()> {
-    remove(conn, dialect, resource_type, id, patient_id)?;
-    let mut inserts = Inserts::default();
-    add(&mut inserts, resource_type, id, patient_id, rows);
-    inserts.write(conn, dialect)
-}
-
 /// Takes back what `resource_type/id` contributed, in its record.
 pub fn remove(
     conn: &mut AnyConnection,

@@ -91,34 +91,8 @@ pub fn cut(value: &str) -> (&str, Option<&str>) {
     }
 }
 
-/// Removes the resource's rows and writes `rows` (none for a deletion).
-pub fn replace(
-    conn: &mut AnyConnection,
-    dialect: Dialect,
-    resource_type: &str,
-    id: &str,
-    patient_id: Option<&str>,
-    rows: &IndexRows,
-) -> QueryResult<()> {
-    remove(
-        conn,
-        dialect,
-        resource_type,
-        id,
-        super::record_key(patient_id),
-    )?;
-    insert(conn, dialect, &[(resource_type, id, patient_id, rows)])
-}
-
 /// The index rows of one resource, with whose they are: type, id and compartment patient.
 pub type Owned<'a> = (&'a str, &'a str, Option<&'a str>, &'a IndexRows);
-
-/// Writes the rows of every resource of `owned` (see [`add`]).
-pub fn insert(conn: &mut AnyConnection, dialect: Dialect, owned: &[Owned]) -> QueryResult<()> {
-    let mut inserts = Inserts::default();
-    add(&mut inserts, owned);
-    inserts.write(conn, dialect)
-}
 
 /// Adds the rows of every resource of `owned` to `inserts`, in the tables of each resource's
 /// type: one statement per table, not per row.

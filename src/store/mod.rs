@@ -409,26 +409,18 @@ impl Store {
                             // Rebuilt from the body, not from index rows that may be lost.
                             identifiers::forget(conn, record)?;
                         }
-                        index::replace(
-                            conn,
-                            self.dialect,
-                            &version.resource_type,
-                            &version.id,
-                            version.patient_id.as_deref(),
-                            &index,
-                        )?;
+                        let (kind, id) = (&version.resource_type, &version.id);
+                        let patient_id = version.patient_id.as_deref();
+                        let mut inserts = inserts::Inserts::default();
+                        index::remove(conn, self.dialect, kind, id, record_key(patient_id))?;
+                        index::add(&mut inserts, &[(kind, id, patient_id, &index)]);
                         // Rows that can no longer be derived are kept, never dropped: a
                         // directive lost here would open what it closed.
                         if let Some(access) = access {
-                            access::replace(
-                                conn,
-                                self.dialect,
-                                &version.resource_type,
-                                &version.id,
-                                version.patient_id.as_deref(),
-                                &access,
-                            )?;
+                            access::remove(conn, self.dialect, kind, id, patient_id)?;
+                            access::add(&mut inserts, kind, id, patient_id, &access);
                         }
+                        inserts.write(conn, self.dialect)?;
                     }
                     Ok((count, last))
                 })?;
