@@ -22,12 +22,45 @@ pub use crate::store::search::{Bind, Dialect, Sql};
 /// can reach. The store runs nothing else: only this module makes one, and each of its
 /// functions takes the [`Restriction`] that only the consent engine makes.
 #[derive(Debug, Clone)]
-pub struct ReadSql(Sql);
+pub struct ReadSql {
+    sql: Sql,
+    planning: Planning,
+}
 
 impl ReadSql {
     /// The statement and its binds (to run it, or to `EXPLAIN` it in tests).
     pub fn sql(&self) -> &Sql {
-        &self.0
+        &self.sql
+    }
+
+    /// Whether the statement's plan may be kept for any values (see [`Planning`]).
+    pub fn planning(&self) -> Planning {
+        self.planning
+    }
+}
+
+/// Whether one plan of a statement serves all its values, so that a connection may keep it
+/// prepared (PostgreSQL switches a kept statement to a generic plan, made without the values,
+/// from its sixth execution on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Planning {
+    /// Its rows are bounded by one record or by the ids it is given: every plan of its shape
+    /// reads a few rows.
+    Kept,
+    /// Across records: how many rows a condition matches depends on its value (a feeder's
+    /// `status=current` matches most documents, `type=…` a few), and a generic plan made for
+    /// the average value read 2,000,000 rows for a 20-row page (docs/performance.md, session
+    /// 13). Planned anew for its values on each execution.
+    ForItsValues,
+}
+
+impl Planning {
+    /// How a statement under `restriction` is planned: kept when pinned to one record.
+    fn of(restriction: &Restriction) -> Planning {
+        match restriction.record() {
+            Some(_) => Planning::Kept,
+            None => Planning::ForItsValues,
+        }
     }
 }
 
@@ -62,7 +95,7 @@ impl Builder {
     /// The statement: binds numbered in the order the text first uses them (numbered, since
     /// keyset conditions use a bind twice), those the text no longer uses dropped — a
     /// condition that its constants decided leaves its binds behind.
-    pub(super) fn finish(self, text: String) -> ReadSql {
+    pub(super) fn finish(self, text: String, planning: Planning) -> ReadSql {
         let mut pending: Vec<Option<Bind>> = self.binds.into_iter().map(Some).collect();
         let mut slots: Vec<Option<usize>> = vec![None; pending.len()];
         let mut binds = Vec::new();
@@ -82,7 +115,10 @@ impl Builder {
             out.push_str(&self.dialect.placeholder(slot));
             out.push_str(rest);
         }
-        ReadSql(Sql { text: out, binds })
+        ReadSql {
+            sql: Sql { text: out, binds },
+            planning,
+        }
     }
 }
 
@@ -185,8 +221,9 @@ pub fn page_from(
     let order = order.join(", ");
     let set = tables::of(&search.resource_type);
     let (resources, versions) = (set.resources, set.versions);
-    b.finish(format!(
-        "SELECT {}, m.k0_t, m.k0_n, m.k1_t, m.k1_n, m.k2_t, m.k2_n \
+    b.finish(
+        format!(
+            "SELECT {}, m.k0_t, m.k0_n, m.k1_t, m.k1_n, m.k2_t, m.k2_n \
          FROM (SELECT * FROM (SELECT r.patient_id, r.resource_type, r.id, r.version_id, \
          r.labels, r.writer, {} FROM {resources} r WHERE {}) m \
          WHERE {keyset} ORDER BY {order} LIMIT {limit}) m \
@@ -194,10 +231,12 @@ pub fn page_from(
          AND v.resource_type = m.resource_type AND v.id = m.id \
          AND v.version_id = m.version_id{versions_in_record} \
          ORDER BY {order}",
-        version_columns("m"),
-        columns.join(", "),
-        conditions.join(" AND "),
-    ))
+            version_columns("m"),
+            columns.join(", "),
+            conditions.join(" AND "),
+        ),
+        Planning::of(restriction),
+    )
 }
 
 fn null_text() -> String {
@@ -428,19 +467,22 @@ pub fn included(
         ));
     }
     let limit = b.int(limit);
-    b.finish(match parts.as_slice() {
-        // An include reaching no type reaches nothing.
-        [] => format!(
-            "SELECT {}, {NO_KEYS} FROM resources r JOIN resource_versions v ON {VERSION_OF_R} \
+    b.finish(
+        match parts.as_slice() {
+            // An include reaching no type reaches nothing.
+            [] => format!(
+                "SELECT {}, {NO_KEYS} FROM resources r JOIN resource_versions v ON {VERSION_OF_R} \
              WHERE FALSE LIMIT {limit}",
-            version_columns("r")
-        ),
-        [one] => format!("{one} LIMIT {limit}"),
-        _ => format!(
-            "SELECT * FROM ({}) i LIMIT {limit}",
-            parts.join(" UNION ALL ")
-        ),
-    })
+                version_columns("r")
+            ),
+            [one] => format!("{one} LIMIT {limit}"),
+            _ => format!(
+                "SELECT * FROM ({}) i LIMIT {limit}",
+                parts.join(" UNION ALL ")
+            ),
+        },
+        Planning::Kept,
+    )
 }
 
 /// Direct access: the current version of `resource_type/id`, filed in `filed`, deleted or
@@ -457,12 +499,15 @@ pub fn current(
     let visible = visibility::filed(&mut b, restriction, filed, "r", resource_type);
     let set = tables::of(resource_type);
     let (resources, versions) = (set.resources, set.versions);
-    b.finish(format!(
-        "SELECT {}, {NO_KEYS} FROM {resources} r \
+    b.finish(
+        format!(
+            "SELECT {}, {NO_KEYS} FROM {resources} r \
          JOIN {versions} v ON {VERSION_OF_R} \
          WHERE r.resource_type = {kind} AND r.id = {id} AND {visible}",
-        version_columns("r")
-    ))
+            version_columns("r")
+        ),
+        Planning::Kept,
+    )
 }
 
 /// Which of `targets` (type, id) are current resources the caller may see, as a listing: a
@@ -501,14 +546,17 @@ pub fn visible_among(
             pairs.join(" OR ")
         ));
     }
-    b.finish(match parts.is_empty() {
-        true => format!(
-            "SELECT {}, {NO_KEYS} FROM resources r JOIN resource_versions v ON {VERSION_OF_R} \
+    b.finish(
+        match parts.is_empty() {
+            true => format!(
+                "SELECT {}, {NO_KEYS} FROM resources r JOIN resource_versions v ON {VERSION_OF_R} \
              WHERE FALSE",
-            version_columns("r")
-        ),
-        false => parts.join(" UNION ALL "),
-    })
+                version_columns("r")
+            ),
+            false => parts.join(" UNION ALL "),
+        },
+        Planning::Kept,
+    )
 }
 
 /// Direct access: version `version_id` of `resource_type/id`, filed in `filed`, if its
@@ -528,13 +576,16 @@ pub fn version(
     let surviving = visibility::surviving("v", Some(resource_type), &record);
     let set = tables::of(resource_type);
     let (resources, versions) = (set.resources, set.versions);
-    b.finish(format!(
-        "SELECT {}, {NO_KEYS} FROM {versions} v \
+    b.finish(
+        format!(
+            "SELECT {}, {NO_KEYS} FROM {versions} v \
          JOIN {resources} r ON {R_OF_VERSION} \
          WHERE v.patient_id = {record} AND v.resource_type = {kind} AND v.id = {id} \
          AND v.version_id = {number} AND {visible} AND {surviving}",
-        version_columns("r")
-    ))
+            version_columns("r")
+        ),
+        Planning::Kept,
+    )
 }
 
 /// The bytes of `binary` (a version of a Binary read from the store, which says where it is
@@ -545,13 +596,16 @@ pub fn binary_content(restriction: &Restriction, binary: &Version, dialect: Dial
     let filed = Filed::of(binary);
     let record = b.text(filed.key());
     let visible = visibility::filed(&mut b, restriction, &filed, "r", "Binary");
-    b.finish(format!(
-        "SELECT c.key_id, c.content FROM binary_contents c \
+    b.finish(
+        format!(
+            "SELECT c.key_id, c.content FROM binary_contents c \
          JOIN resources r ON r.patient_id = c.patient_id AND r.resource_type = 'Binary' \
          AND r.id = c.id \
          WHERE c.patient_id = {record} AND c.id = {id} AND c.version_id = {number} \
          AND {visible}"
-    ))
+        ),
+        Planning::Kept,
+    )
 }
 
 /// The versions of `scope` its visible resources had, written at or after `since`
@@ -623,6 +677,14 @@ fn history_sets(scope: &HistoryScope) -> Vec<&'static Tables> {
     }
 }
 
+/// How a history statement is planned: an instance's is bounded by its id.
+fn history_planning(restriction: &Restriction, scope: &HistoryScope) -> Planning {
+    match scope {
+        HistoryScope::Instance(..) => Planning::Kept,
+        HistoryScope::System | HistoryScope::Type(_) => Planning::of(restriction),
+    }
+}
+
 /// One page of history, newest first (see [`HistoryPosition`]), `limit` versions at most,
 /// from just after `before`.
 pub fn history(
@@ -653,7 +715,7 @@ pub fn history(
             parts.join(" UNION ALL ")
         ),
     };
-    b.finish(text)
+    b.finish(text, history_planning(restriction, scope))
 }
 
 /// How many versions a history covers, all pages together.
@@ -671,10 +733,10 @@ pub fn history_count(
             format!("(SELECT COUNT(*) {rows})")
         })
         .collect();
-    b.finish(format!(
-        "SELECT CAST({} AS BIGINT) AS n",
-        counts.join(" + ")
-    ))
+    b.finish(
+        format!("SELECT CAST({} AS BIGINT) AS n", counts.join(" + ")),
+        history_planning(restriction, scope),
+    )
 }
 
 /// What a conditional interaction's criteria select: an id (filed where its lookup says), or
@@ -696,6 +758,11 @@ pub fn conditional(
 ) -> ReadSql {
     let mut b = Builder::new(dialect);
     let kind = b.text(resource_type);
+    // An id names one resource; a token value may match any number, in any record.
+    let planning = match criteria {
+        Criteria::Id(..) => Planning::Kept,
+        Criteria::Token(_) => Planning::of(restriction),
+    };
     let (selection, visible) = match criteria {
         Criteria::Id(id, filed) => {
             let matching = restriction.matching(resource_type, None);
@@ -717,13 +784,16 @@ pub fn conditional(
     let limit = b.int(limit);
     let set = tables::of(resource_type);
     let (resources, versions) = (set.resources, set.versions);
-    b.finish(format!(
-        "SELECT {}, {NO_KEYS} FROM {resources} r \
+    b.finish(
+        format!(
+            "SELECT {}, {NO_KEYS} FROM {resources} r \
          JOIN {versions} v ON {VERSION_OF_R} \
          WHERE r.resource_type = {kind} AND r.deleted = FALSE AND {selection} AND {visible} \
          ORDER BY r.id LIMIT {limit}",
-        version_columns("r")
-    ))
+            version_columns("r")
+        ),
+        planning,
+    )
 }
 
 /// `r` has the token value of `query` (long values compared whole, see `store::index::cut`).
@@ -762,11 +832,14 @@ pub fn count(
     };
     let patient = restriction.record().map(|r| b.text(r.patient_id()));
     let conditions = matching(&mut b, search, restriction, patient.as_deref(), base_url);
-    b.finish(format!(
-        "SELECT COUNT(*) AS n FROM {} r WHERE {}",
-        tables::of(&search.resource_type).resources,
-        conditions.join(" AND ")
-    ))
+    b.finish(
+        format!(
+            "SELECT COUNT(*) AS n FROM {} r WHERE {}",
+            tables::of(&search.resource_type).resources,
+            conditions.join(" AND ")
+        ),
+        Planning::of(restriction),
+    )
 }
 
 /// The conditions every match meets: its type, not deleted, visible, and each criterion.
@@ -1185,7 +1258,7 @@ fn uri_condition(b: &mut Builder, mode: UriMode, value: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::search::query::parse;
 
@@ -1221,7 +1294,7 @@ mod tests {
     }
 
     /// A general practitioner's restriction (a médecin, not in break-glass).
-    fn professional() -> Restriction {
+    pub(crate) fn professional() -> Restriction {
         let access = crate::auth::Access {
             principal: crate::auth::principal::Principal::Professional {
                 practitioner_id: "pr".into(),
@@ -1282,6 +1355,71 @@ mod tests {
                 "{fact}: {text}"
             );
         }
+    }
+
+    /// Statements across records are planned for their values; those bounded by one record or
+    /// by ids may be kept (see [`Planning`]).
+    #[test]
+    fn statements_across_records_are_planned_for_their_values() {
+        let feeder = search(&[("status", "current"), ("type", "http://loinc.org|11502-2")]);
+        let across = professional();
+        let pinned = professional().in_record("p", false);
+        let page_of = |restriction: &Restriction| {
+            page(
+                &feeder,
+                restriction,
+                "http://h/fhir",
+                &Position::Start,
+                20,
+                Dialect::Postgres,
+            )
+            .planning()
+        };
+        let count_of = |restriction: &Restriction| {
+            count(&feeder, restriction, "http://h/fhir", Dialect::Postgres).planning()
+        };
+        assert_eq!(page_of(&across), Planning::ForItsValues);
+        assert_eq!(count_of(&across), Planning::ForItsValues);
+        assert_eq!(page_of(&pinned), Planning::Kept);
+        assert_eq!(count_of(&pinned), Planning::Kept);
+        let token = TokenQuery {
+            resource_type: "DocumentReference".into(),
+            param: "identifier".into(),
+            system: Systems::Any,
+            code: "x".into(),
+        };
+        let by_token = conditional(
+            &across,
+            "DocumentReference",
+            Criteria::Token(&token),
+            2,
+            Dialect::Postgres,
+        );
+        assert_eq!(by_token.planning(), Planning::ForItsValues);
+        let filed = Filed::outside_records();
+        let by_id = conditional(
+            &across,
+            "DocumentReference",
+            Criteria::Id("d", &filed),
+            2,
+            Dialect::Postgres,
+        );
+        assert_eq!(by_id.planning(), Planning::Kept);
+        let history_of = |scope: &HistoryScope| {
+            history(&across, scope, None, None, 20, Dialect::Postgres).planning()
+        };
+        assert_eq!(history_of(&HistoryScope::System), Planning::ForItsValues);
+        assert_eq!(
+            history_of(&HistoryScope::Type("DocumentReference".into())),
+            Planning::ForItsValues
+        );
+        let instance =
+            HistoryScope::Instance("DocumentReference".into(), "d".into(), filed.clone());
+        assert_eq!(history_of(&instance), Planning::Kept);
+        assert_eq!(
+            current(&across, "DocumentReference", "d", &filed, Dialect::Postgres).planning(),
+            Planning::Kept
+        );
     }
 
     /// A patient's search pinned to another patient's record matches nothing, by
@@ -1412,7 +1550,8 @@ mod tests {
         assert!(!sql.text.contains(&format!("${}", sql.binds.len() + 1)));
     }
 
-    fn search(pairs: &[(&str, &str)]) -> Search {
+    /// A DocumentReference search of `pairs`.
+    pub(crate) fn search(pairs: &[(&str, &str)]) -> Search {
         let params: Vec<(String, String)> = pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -885,6 +885,48 @@ mod tests {
         });
     }
 
+    /// A search across records is never kept prepared on PostgreSQL: kept, its sixth execution
+    /// on a connection got a generic plan that read 2,000,000 rows for a page of 20 (a feeder
+    /// paging `status=current&type=…`, docs/performance.md session 13). A pinned one is kept.
+    #[test]
+    fn a_search_across_records_is_not_kept_on_postgresql() {
+        use crate::search::sql::tests::{professional, search};
+        use crate::search::{sql, Position};
+        let feeder = search(&[("status", "current"), ("type", "http://loinc.org|11502-2")]);
+        each_store(|store| {
+            let page = |restriction: &crate::consent::Restriction| {
+                let start = Position::Start;
+                sql::page(
+                    &feeder,
+                    restriction,
+                    "http://h",
+                    &start,
+                    20,
+                    store.dialect(),
+                )
+            };
+            let across = page(&professional());
+            let pinned = page(&professional().in_record("p", false));
+            store
+                .unit(|unit| -> Result<(), StoreError> {
+                    let kept = db::kept_statements(unit.conn);
+                    for _ in 0..6 {
+                        unit.versions(&across)?;
+                    }
+                    let expected = match store.dialect() {
+                        // Its plan never depends on values (QPSG): kept, parsed once.
+                        search::Dialect::Sqlite => kept + 1,
+                        search::Dialect::Postgres => kept,
+                    };
+                    assert_eq!(db::kept_statements(unit.conn), expected);
+                    unit.versions(&pinned)?;
+                    assert_eq!(db::kept_statements(unit.conn), expected + 1);
+                    Ok(())
+                })
+                .unwrap();
+        });
+    }
+
     #[test]
     fn a_history_position_survives_its_cursor_and_nothing_else_is_one() {
         let position = HistoryPosition {

@@ -4,7 +4,7 @@
 use super::db::AnyConnection;
 use super::schema::server_secrets;
 use super::{decode_version, Filed, Store, StoreError, Version};
-use crate::search::sql::ReadSql;
+use crate::search::sql::{Planning, ReadSql};
 use diesel::backend::Backend;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
@@ -242,6 +242,24 @@ macro_rules! load {
 }
 pub(crate) use load;
 
+/// Loads the rows of the builder's statement `read`: kept prepared unless its plan must be
+/// made for its values ([`Planning`]); PostgreSQL then gets it unnamed, planned with the values
+/// bound. SQLite keeps every statement: its plans never depend on values (QPSG, see
+/// `.cargo/config.toml`).
+macro_rules! load_read {
+    ($conn:expr, $read:expr, $row:ty) => {{
+        let sql = $read.sql();
+        match ($conn, $read.planning()) {
+            (AnyConnection::Postgresql(conn), Planning::ForItsValues) => {
+                let mut query = diesel::sql_query(&sql.text).into_boxed::<diesel::pg::Pg>();
+                bind_all!(query, sql.binds);
+                query.load::<$row>(conn)
+            }
+            (conn, _) => load!(conn, sql, $row),
+        }
+    }};
+}
+
 impl Store {
     /// The placeholder syntax of this store's backend.
     pub fn dialect(&self) -> Dialect {
@@ -338,8 +356,7 @@ pub(super) fn load_found(
     conn: &mut AnyConnection,
     sql: &ReadSql,
 ) -> Result<Vec<Found>, StoreError> {
-    let sql = sql.sql();
-    let rows = load!(conn, sql, VersionRow)?;
+    let rows = load_read!(conn, sql, VersionRow)?;
     rows.into_iter()
         .map(|r| {
             let version = decode_version(super::VersionRow {
@@ -399,8 +416,7 @@ pub(super) fn is_current(
 
 /// Runs `sql` (one `n` column) on `conn`.
 pub(super) fn load_count(conn: &mut AnyConnection, sql: &ReadSql) -> Result<i64, StoreError> {
-    let sql = sql.sql();
-    let rows = load!(conn, sql, CountRow)?;
+    let rows = load_read!(conn, sql, CountRow)?;
     Ok(rows.first().map_or(0, |r| r.n))
 }
 
@@ -409,8 +425,7 @@ pub(super) fn load_content(
     conn: &mut AnyConnection,
     sql: &ReadSql,
 ) -> Result<Option<Vec<u8>>, StoreError> {
-    let sql = sql.sql();
-    let rows = load!(conn, sql, ContentRow)?;
+    let rows = load_read!(conn, sql, ContentRow)?;
     match rows.into_iter().next() {
         None => Ok(None),
         Some(row) => Ok(Some(super::codec::decode(&row.key_id, row.content)?)),
