@@ -67,13 +67,15 @@ impl Planning {
 /// Collects binds while the text is written.
 pub(super) struct Builder {
     dialect: Dialect,
+    planning: Planning,
     binds: Vec<Bind>,
 }
 
 impl Builder {
-    fn new(dialect: Dialect) -> Builder {
+    fn new(dialect: Dialect, planning: Planning) -> Builder {
         Builder {
             dialect,
+            planning,
             binds: Vec::new(),
         }
     }
@@ -95,7 +97,7 @@ impl Builder {
     /// The statement: binds numbered in the order the text first uses them (numbered, since
     /// keyset conditions use a bind twice), those the text no longer uses dropped — a
     /// condition that its constants decided leaves its binds behind.
-    pub(super) fn finish(self, text: String, planning: Planning) -> ReadSql {
+    pub(super) fn finish(self, text: String) -> ReadSql {
         let mut pending: Vec<Option<Bind>> = self.binds.into_iter().map(Some).collect();
         let mut slots: Vec<Option<usize>> = vec![None; pending.len()];
         let mut binds = Vec::new();
@@ -117,7 +119,7 @@ impl Builder {
         }
         ReadSql {
             sql: Sql { text: out, binds },
-            planning,
+            planning: self.planning,
         }
     }
 }
@@ -165,10 +167,7 @@ pub fn page_from(
     limit: i64,
     dialect: Dialect,
 ) -> ReadSql {
-    let mut b = Builder {
-        dialect,
-        binds: Vec::new(),
-    };
+    let mut b = Builder::new(dialect, Planning::of(restriction));
     let keys: Vec<Key> = search.sort.iter().map(Key::of).collect();
     // A search pinned to one record reads its rows in that record only, every table.
     let patient = restriction.record().map(|r| b.text(r.patient_id()));
@@ -221,9 +220,8 @@ pub fn page_from(
     let order = order.join(", ");
     let set = tables::of(&search.resource_type);
     let (resources, versions) = (set.resources, set.versions);
-    b.finish(
-        format!(
-            "SELECT {}, m.k0_t, m.k0_n, m.k1_t, m.k1_n, m.k2_t, m.k2_n \
+    b.finish(format!(
+        "SELECT {}, m.k0_t, m.k0_n, m.k1_t, m.k1_n, m.k2_t, m.k2_n \
          FROM (SELECT * FROM (SELECT r.patient_id, r.resource_type, r.id, r.version_id, \
          r.labels, r.writer, {} FROM {resources} r WHERE {}) m \
          WHERE {keyset} ORDER BY {order} LIMIT {limit}) m \
@@ -231,12 +229,10 @@ pub fn page_from(
          AND v.resource_type = m.resource_type AND v.id = m.id \
          AND v.version_id = m.version_id{versions_in_record} \
          ORDER BY {order}",
-            version_columns("m"),
-            columns.join(", "),
-            conditions.join(" AND "),
-        ),
-        Planning::of(restriction),
-    )
+        version_columns("m"),
+        columns.join(", "),
+        conditions.join(" AND "),
+    ))
 }
 
 fn null_text() -> String {
@@ -395,10 +391,7 @@ pub fn included(
     limit: i64,
     dialect: Dialect,
 ) -> ReadSql {
-    let mut b = Builder {
-        dialect,
-        binds: Vec::new(),
-    };
+    let mut b = Builder::new(dialect, Planning::Kept);
     let source = b.text(&include.source_type);
     let param = b.text(&include.param);
     let references = tables::of(&include.source_type).references;
@@ -467,22 +460,19 @@ pub fn included(
         ));
     }
     let limit = b.int(limit);
-    b.finish(
-        match parts.as_slice() {
-            // An include reaching no type reaches nothing.
-            [] => format!(
-                "SELECT {}, {NO_KEYS} FROM resources r JOIN resource_versions v ON {VERSION_OF_R} \
+    b.finish(match parts.as_slice() {
+        // An include reaching no type reaches nothing.
+        [] => format!(
+            "SELECT {}, {NO_KEYS} FROM resources r JOIN resource_versions v ON {VERSION_OF_R} \
              WHERE FALSE LIMIT {limit}",
-                version_columns("r")
-            ),
-            [one] => format!("{one} LIMIT {limit}"),
-            _ => format!(
-                "SELECT * FROM ({}) i LIMIT {limit}",
-                parts.join(" UNION ALL ")
-            ),
-        },
-        Planning::Kept,
-    )
+            version_columns("r")
+        ),
+        [one] => format!("{one} LIMIT {limit}"),
+        _ => format!(
+            "SELECT * FROM ({}) i LIMIT {limit}",
+            parts.join(" UNION ALL ")
+        ),
+    })
 }
 
 /// Direct access: the current version of `resource_type/id`, filed in `filed`, deleted or
@@ -494,20 +484,17 @@ pub fn current(
     filed: &Filed,
     dialect: Dialect,
 ) -> ReadSql {
-    let mut b = Builder::new(dialect);
+    let mut b = Builder::new(dialect, Planning::Kept);
     let (kind, id) = (b.text(resource_type), b.text(id));
     let visible = visibility::filed(&mut b, restriction, filed, "r", resource_type);
     let set = tables::of(resource_type);
     let (resources, versions) = (set.resources, set.versions);
-    b.finish(
-        format!(
-            "SELECT {}, {NO_KEYS} FROM {resources} r \
+    b.finish(format!(
+        "SELECT {}, {NO_KEYS} FROM {resources} r \
          JOIN {versions} v ON {VERSION_OF_R} \
          WHERE r.resource_type = {kind} AND r.id = {id} AND {visible}",
-            version_columns("r")
-        ),
-        Planning::Kept,
-    )
+        version_columns("r")
+    ))
 }
 
 /// Which of `targets` (type, id) are current resources the caller may see, as a listing: a
@@ -517,7 +504,7 @@ pub fn visible_among(
     targets: &[(String, String)],
     dialect: Dialect,
 ) -> ReadSql {
-    let mut b = Builder::new(dialect);
+    let mut b = Builder::new(dialect, Planning::Kept);
     let listing = restriction.listing();
     let mut parts = Vec::new();
     for set in tables::ALL {
@@ -546,17 +533,14 @@ pub fn visible_among(
             pairs.join(" OR ")
         ));
     }
-    b.finish(
-        match parts.is_empty() {
-            true => format!(
-                "SELECT {}, {NO_KEYS} FROM resources r JOIN resource_versions v ON {VERSION_OF_R} \
+    b.finish(match parts.is_empty() {
+        true => format!(
+            "SELECT {}, {NO_KEYS} FROM resources r JOIN resource_versions v ON {VERSION_OF_R} \
              WHERE FALSE",
-                version_columns("r")
-            ),
-            false => parts.join(" UNION ALL "),
-        },
-        Planning::Kept,
-    )
+            version_columns("r")
+        ),
+        false => parts.join(" UNION ALL "),
+    })
 }
 
 /// Direct access: version `version_id` of `resource_type/id`, filed in `filed`, if its
@@ -569,43 +553,37 @@ pub fn version(
     filed: &Filed,
     dialect: Dialect,
 ) -> ReadSql {
-    let mut b = Builder::new(dialect);
+    let mut b = Builder::new(dialect, Planning::Kept);
     let (kind, id, number) = (b.text(resource_type), b.text(id), b.int(version_id));
     let record = b.text(filed.key());
     let visible = visibility::filed(&mut b, restriction, filed, "r", resource_type);
     let surviving = visibility::surviving("v", Some(resource_type), &record);
     let set = tables::of(resource_type);
     let (resources, versions) = (set.resources, set.versions);
-    b.finish(
-        format!(
-            "SELECT {}, {NO_KEYS} FROM {versions} v \
+    b.finish(format!(
+        "SELECT {}, {NO_KEYS} FROM {versions} v \
          JOIN {resources} r ON {R_OF_VERSION} \
          WHERE v.patient_id = {record} AND v.resource_type = {kind} AND v.id = {id} \
          AND v.version_id = {number} AND {visible} AND {surviving}",
-            version_columns("r")
-        ),
-        Planning::Kept,
-    )
+        version_columns("r")
+    ))
 }
 
 /// The bytes of `binary` (a version of a Binary read from the store, which says where it is
 /// filed), if the Binary is visible.
 pub fn binary_content(restriction: &Restriction, binary: &Version, dialect: Dialect) -> ReadSql {
-    let mut b = Builder::new(dialect);
+    let mut b = Builder::new(dialect, Planning::Kept);
     let (id, number) = (b.text(&binary.id), b.int(binary.version_id));
     let filed = Filed::of(binary);
     let record = b.text(filed.key());
     let visible = visibility::filed(&mut b, restriction, &filed, "r", "Binary");
-    b.finish(
-        format!(
-            "SELECT c.key_id, c.content FROM binary_contents c \
+    b.finish(format!(
+        "SELECT c.key_id, c.content FROM binary_contents c \
          JOIN resources r ON r.patient_id = c.patient_id AND r.resource_type = 'Binary' \
          AND r.id = c.id \
          WHERE c.patient_id = {record} AND c.id = {id} AND c.version_id = {number} \
          AND {visible}"
-        ),
-        Planning::Kept,
-    )
+    ))
 }
 
 /// The versions of `scope` its visible resources had, written at or after `since`
@@ -695,7 +673,7 @@ pub fn history(
     limit: i64,
     dialect: Dialect,
 ) -> ReadSql {
-    let mut b = Builder::new(dialect);
+    let mut b = Builder::new(dialect, history_planning(restriction, scope));
     let parts: Vec<String> = history_sets(scope)
         .into_iter()
         .map(|set| {
@@ -715,7 +693,7 @@ pub fn history(
             parts.join(" UNION ALL ")
         ),
     };
-    b.finish(text, history_planning(restriction, scope))
+    b.finish(text)
 }
 
 /// How many versions a history covers, all pages together.
@@ -725,7 +703,7 @@ pub fn history_count(
     since: Option<i64>,
     dialect: Dialect,
 ) -> ReadSql {
-    let mut b = Builder::new(dialect);
+    let mut b = Builder::new(dialect, history_planning(restriction, scope));
     let counts: Vec<String> = history_sets(scope)
         .into_iter()
         .map(|set| {
@@ -733,10 +711,10 @@ pub fn history_count(
             format!("(SELECT COUNT(*) {rows})")
         })
         .collect();
-    b.finish(
-        format!("SELECT CAST({} AS BIGINT) AS n", counts.join(" + ")),
-        history_planning(restriction, scope),
-    )
+    b.finish(format!(
+        "SELECT CAST({} AS BIGINT) AS n",
+        counts.join(" + ")
+    ))
 }
 
 /// What a conditional interaction's criteria select: an id (filed where its lookup says), or
@@ -756,13 +734,13 @@ pub fn conditional(
     limit: i64,
     dialect: Dialect,
 ) -> ReadSql {
-    let mut b = Builder::new(dialect);
-    let kind = b.text(resource_type);
     // An id names one resource; a token value may match any number, in any record.
     let planning = match criteria {
         Criteria::Id(..) => Planning::Kept,
         Criteria::Token(_) => Planning::of(restriction),
     };
+    let mut b = Builder::new(dialect, planning);
+    let kind = b.text(resource_type);
     let (selection, visible) = match criteria {
         Criteria::Id(id, filed) => {
             let matching = restriction.matching(resource_type, None);
@@ -784,16 +762,13 @@ pub fn conditional(
     let limit = b.int(limit);
     let set = tables::of(resource_type);
     let (resources, versions) = (set.resources, set.versions);
-    b.finish(
-        format!(
-            "SELECT {}, {NO_KEYS} FROM {resources} r \
+    b.finish(format!(
+        "SELECT {}, {NO_KEYS} FROM {resources} r \
          JOIN {versions} v ON {VERSION_OF_R} \
          WHERE r.resource_type = {kind} AND r.deleted = FALSE AND {selection} AND {visible} \
          ORDER BY r.id LIMIT {limit}",
-            version_columns("r")
-        ),
-        planning,
-    )
+        version_columns("r")
+    ))
 }
 
 /// `r` has the token value of `query` (long values compared whole, see `store::index::cut`).
@@ -826,20 +801,14 @@ pub fn count(
     base_url: &str,
     dialect: Dialect,
 ) -> ReadSql {
-    let mut b = Builder {
-        dialect,
-        binds: Vec::new(),
-    };
+    let mut b = Builder::new(dialect, Planning::of(restriction));
     let patient = restriction.record().map(|r| b.text(r.patient_id()));
     let conditions = matching(&mut b, search, restriction, patient.as_deref(), base_url);
-    b.finish(
-        format!(
-            "SELECT COUNT(*) AS n FROM {} r WHERE {}",
-            tables::of(&search.resource_type).resources,
-            conditions.join(" AND ")
-        ),
-        Planning::of(restriction),
-    )
+    b.finish(format!(
+        "SELECT COUNT(*) AS n FROM {} r WHERE {}",
+        tables::of(&search.resource_type).resources,
+        conditions.join(" AND ")
+    ))
 }
 
 /// The conditions every match meets: its type, not deleted, visible, and each criterion.
