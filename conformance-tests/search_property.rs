@@ -241,7 +241,9 @@ fn search(s: &Server, query: &str) -> BTreeSet<String> {
     let mut ids = BTreeSet::new();
     let mut url = query.to_owned();
     loop {
-        let bundle = s.get(&url).json();
+        let reply = s.get(&url);
+        assert_eq!(reply.status, 200, "{url}: {}", reply.body);
+        let bundle = reply.json();
         for entry in bundle["entry"].as_array().into_iter().flatten() {
             assert!(ids.insert(entry["resource"]["id"].as_str().unwrap().to_owned()));
         }
