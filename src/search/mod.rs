@@ -61,6 +61,22 @@ impl Position {
     }
 }
 
+/// How many matches the first page of a search across records counts when the client did not
+/// ask for a total: past this many it carries none (FHIR leaves `Bundle.total` optional), and
+/// `_total=accurate` counts them all. Counting every match, the consent restriction checked on
+/// each, took 15 s for the 267,500 of a feeding system's `status=current&type=…` among
+/// 2,000,000 documents (docs/performance.md, session 13).
+pub const COUNTED_UNASKED: i64 = 1000;
+
+/// Whether a page carries the search's total.
+#[derive(Debug, Clone, Copy)]
+enum Counting {
+    No,
+    All,
+    /// Only when there are this many matches or fewer.
+    UpTo(i64),
+}
+
 /// Most resources `_include`/`_revinclude` add to one page; past it the page says so.
 pub const MAX_INCLUDED: usize = 1000;
 
@@ -107,23 +123,34 @@ pub fn execute_all(
             previous: None,
         });
     };
-    let counted = match first.total {
-        None => matches!(position, Position::Start),
-        Some(total) => total != Total::None,
+    let within_one_record = searches.iter().all(|(_, r)| r.record().is_some());
+    let counting = match (first.total, position) {
+        (Some(Total::None), _) => Counting::No,
+        (Some(_), _) => Counting::All,
+        (None, Position::Start) if within_one_record || first.count_only => Counting::All,
+        (None, Position::Start) => Counting::UpTo(COUNTED_UNASKED),
+        (None, _) => Counting::No,
     };
-    let count = || -> Result<i64, StoreError> {
+    // The total, or `None` past `at_most` matches.
+    let count = |at_most: Option<i64>| -> Result<Option<i64>, StoreError> {
         let mut total = 0;
         for (search, restriction) in searches {
-            total += store.count(&sql::count(search, restriction, base_url, dialect))?;
+            // One more than is left, to tell "exactly at the bound" from "past it".
+            let left = at_most.map(|at_most| at_most - total + 1);
+            let sql = sql::count_up_to(search, restriction, base_url, left, dialect);
+            total += store.count(&sql)?;
+            if at_most.is_some_and(|at_most| total > at_most) {
+                return Ok(None);
+            }
         }
-        Ok(total)
+        Ok(Some(total))
     };
     if first.count_only {
         return Ok(Page {
             versions: Vec::new(),
             included: Vec::new(),
             truncated: false,
-            total: Some(count()?),
+            total: count(None)?,
             next: None,
             previous: None,
         });
@@ -169,10 +196,11 @@ pub fn execute_all(
     let more = found.len() > limit;
     // A first page that holds every match (every search was read from its start, and fewer
     // rows came than it asked for) is its own total: no second statement to count them.
-    let total = match (counted, position, more) {
-        (false, ..) => None,
-        (true, Position::Start, false) => Some(found.len() as i64),
-        (true, ..) => Some(count()?),
+    let total = match (counting, position, more) {
+        (Counting::No, ..) => None,
+        (_, Position::Start, false) => Some(found.len() as i64),
+        (Counting::All, ..) => count(None)?,
+        (Counting::UpTo(at_most), ..) => count(Some(at_most))?,
     };
     found.truncate(limit);
     if backwards {

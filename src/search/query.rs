@@ -15,7 +15,8 @@ pub struct Search {
     pub criteria: Vec<Criterion>,
     pub count: u64,
     /// `_total`; when absent, the first page counts and the next ones do not (a count over a
-    /// large result costs more than the page itself).
+    /// large result costs more than the page itself); across records, the first page counts
+    /// up to [`super::COUNTED_UNASKED`] matches.
     pub total: Option<Total>,
     /// The opaque position of a next page, as the client sent it.
     pub cursor: Option<String>,

@@ -801,14 +801,33 @@ pub fn count(
     base_url: &str,
     dialect: Dialect,
 ) -> ReadSql {
+    count_up_to(search, restriction, base_url, None, dialect)
+}
+
+/// How many resources match, counting `at_most` at most (`None`: all of them).
+pub fn count_up_to(
+    search: &Search,
+    restriction: &Restriction,
+    base_url: &str,
+    at_most: Option<i64>,
+    dialect: Dialect,
+) -> ReadSql {
     let mut b = Builder::new(dialect, Planning::of(restriction));
     let patient = restriction.record().map(|r| b.text(r.patient_id()));
     let conditions = matching(&mut b, search, restriction, patient.as_deref(), base_url);
-    b.finish(format!(
-        "SELECT COUNT(*) AS n FROM {} r WHERE {}",
-        tables::of(&search.resource_type).resources,
-        conditions.join(" AND ")
-    ))
+    let resources = tables::of(&search.resource_type).resources;
+    let conditions = conditions.join(" AND ");
+    let text = match at_most {
+        None => format!("SELECT COUNT(*) AS n FROM {resources} r WHERE {conditions}"),
+        Some(at_most) => {
+            let limit = b.int(at_most);
+            format!(
+                "SELECT COUNT(*) AS n FROM (SELECT r.id FROM {resources} r WHERE {conditions} \
+                 LIMIT {limit}) c"
+            )
+        }
+    };
+    b.finish(text)
 }
 
 /// The conditions every match meets: its type, not deleted, visible, and each criterion.
