@@ -819,11 +819,14 @@ pub fn count_up_to(
     let conditions = conditions.join(" AND ");
     let text = match at_most {
         None => format!("SELECT COUNT(*) AS n FROM {resources} r WHERE {conditions}"),
+        // In id order, like a page: PostgreSQL then walks the type's ids and stops at the
+        // bound, where without an order it read and sorted every row of the rarest criterion
+        // first (2.2 s against 0.16 s for 1,001 of 267,500 matches, session 13).
         Some(at_most) => {
             let limit = b.int(at_most);
             format!(
                 "SELECT COUNT(*) AS n FROM (SELECT r.id FROM {resources} r WHERE {conditions} \
-                 LIMIT {limit}) c"
+                 ORDER BY r.id LIMIT {limit}) c"
             )
         }
     };
