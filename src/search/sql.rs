@@ -655,11 +655,12 @@ fn history_sets(scope: &HistoryScope) -> Vec<&'static Tables> {
     }
 }
 
-/// How a history statement is planned: an instance's is bounded by its id.
-fn history_planning(restriction: &Restriction, scope: &HistoryScope) -> Planning {
+/// How a history statement is planned: an instance's is bounded by its id; a type's or the
+/// system's reads across records (its rows are never narrowed to a pinned record).
+fn history_planning(scope: &HistoryScope) -> Planning {
     match scope {
         HistoryScope::Instance(..) => Planning::Kept,
-        HistoryScope::System | HistoryScope::Type(_) => Planning::of(restriction),
+        HistoryScope::System | HistoryScope::Type(_) => Planning::ForItsValues,
     }
 }
 
@@ -673,7 +674,7 @@ pub fn history(
     limit: i64,
     dialect: Dialect,
 ) -> ReadSql {
-    let mut b = Builder::new(dialect, history_planning(restriction, scope));
+    let mut b = Builder::new(dialect, history_planning(scope));
     let parts: Vec<String> = history_sets(scope)
         .into_iter()
         .map(|set| {
@@ -703,7 +704,7 @@ pub fn history_count(
     since: Option<i64>,
     dialect: Dialect,
 ) -> ReadSql {
-    let mut b = Builder::new(dialect, history_planning(restriction, scope));
+    let mut b = Builder::new(dialect, history_planning(scope));
     let counts: Vec<String> = history_sets(scope)
         .into_iter()
         .map(|set| {
@@ -734,10 +735,11 @@ pub fn conditional(
     limit: i64,
     dialect: Dialect,
 ) -> ReadSql {
-    // An id names one resource; a token value may match any number, in any record.
+    // An id names one resource; a token value may match any number, in any record (the match
+    // runs under `restriction.matching`, never pinned).
     let planning = match criteria {
         Criteria::Id(..) => Planning::Kept,
-        Criteria::Token(_) => Planning::of(restriction),
+        Criteria::Token(_) => Planning::ForItsValues,
     };
     let mut b = Builder::new(dialect, planning);
     let kind = b.text(resource_type);

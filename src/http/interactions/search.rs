@@ -7,7 +7,7 @@ use crate::search::{self, cursor, query, Position};
 #[utoipa::path(get, path = "/fhir/{type}", tag = "type",
     params(("type" = String, Path, description = "Resource type, e.g. Patient, DocumentReference"),
         ("_count" = Option<u64>, Query, description = "Page size (capped by search.max_count; 0 = count only)"),
-        ("_total" = Option<String>, Query, description = "none, estimate or accurate; when absent, the first page carries the total, unless the search spans records and matches over 1,000 resources"),
+        ("_total" = Option<String>, Query, description = "none, estimate or accurate; when absent, the first page carries the total, unless the search is not pinned to one record and its matches are over 1,000 and more than the page holds"),
         ("_summary" = Option<String>, Query, description = "true, text, data, count or false"),
         ("_elements" = Option<String>, Query, description = "Comma-separated top-level elements to return"),
         ("_cursor" = Option<String>, Query, description = "Opaque position, from a next link"),
