@@ -5,6 +5,8 @@ pub mod config;
 pub mod consent;
 pub mod docs;
 pub mod fhir;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod http;
 pub mod records;
 pub mod search;

@@ -1,27 +1,5 @@
-//! Conditional criteria: an `If-None-Exist` header (`[type]?…` or a bare query), parsed as
-//! the create handler does.
+//! Fuzzes `carnet::fuzzing::conditional_criteria` (what it runs is documented there, and replayed on the
+//! committed corpus by `cargo test`).
 #![no_main]
 
-use carnet::fhir::conditional;
-use libfuzzer_sys::fuzz_target;
-
-#[path = "common.rs"]
-mod common;
-
-/// Parameters every interaction accepts and that are not criteria.
-const FORMAT_PARAMS: [&str; 2] = ["_format", "_pretty"];
-
-fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else {
-        return;
-    };
-    let (kind, query) = common::split_type(text);
-    let Ok(criteria) = serde_urlencoded::from_str::<Vec<(String, String)>>(query) else {
-        return;
-    };
-    let criteria: Vec<(String, String)> = criteria
-        .into_iter()
-        .filter(|(k, _)| !FORMAT_PARAMS.contains(&k.as_str()))
-        .collect();
-    let _ = conditional::parse(kind, &criteria);
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| carnet::fuzzing::conditional_criteria::run(data));

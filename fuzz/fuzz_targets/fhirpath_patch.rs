@@ -1,35 +1,5 @@
-//! A FHIRPath Patch body (a `Parameters` resource), applied to a stored Patient (or to
-//! `{"resource": …, "patch": …}`), then validated like any write.
+//! Fuzzes `carnet::fuzzing::fhirpath_patch` (what it runs is documented there, and replayed on the
+//! committed corpus by `cargo test`).
 #![no_main]
 
-use carnet::fhir::{json, patch, validate};
-use libfuzzer_sys::fuzz_target;
-
-#[path = "common.rs"]
-mod common;
-
-/// Bound of the patched document's size (the server uses `limits.body_max_bytes`).
-const MAX_BYTES: usize = 1 << 20;
-
-fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else {
-        return;
-    };
-    let Ok(input) = serde_json::from_str::<serde_json::Value>(text) else {
-        return;
-    };
-    let (resource, parameters) = common::target_and_patch(input);
-    let Ok(mut resource) = json::parse_lossless(&resource.to_string()) else {
-        return;
-    };
-    let kind = common::kind(resource["resourceType"].as_str().unwrap_or_default());
-    let outcome = patch::apply_fhirpath_patch(
-        &mut resource,
-        &parameters,
-        &validate::is_repeating,
-        MAX_BYTES,
-    );
-    if outcome.is_ok() {
-        common::intake(&resource, kind);
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| carnet::fuzzing::fhirpath_patch::run(data));

@@ -1,30 +1,5 @@
-//! An RFC 6902 JSON Patch body (`application/json-patch+json`), applied to a stored Patient
-//! (or to `{"resource": …, "patch": …}`), then validated like any write.
+//! Fuzzes `carnet::fuzzing::json_patch` (what it runs is documented there, and replayed on the
+//! committed corpus by `cargo test`).
 #![no_main]
 
-use carnet::fhir::{json, patch};
-use libfuzzer_sys::fuzz_target;
-
-#[path = "common.rs"]
-mod common;
-
-/// Bound of the patched document's size (the server uses `limits.body_max_bytes`).
-const MAX_BYTES: usize = 1 << 20;
-
-fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else {
-        return;
-    };
-    // The server reads the patch with serde_json, the stored resource losslessly.
-    let Ok(input) = serde_json::from_str::<serde_json::Value>(text) else {
-        return;
-    };
-    let (resource, operations) = common::target_and_patch(input);
-    let Ok(mut resource) = json::parse_lossless(&resource.to_string()) else {
-        return;
-    };
-    let kind = common::kind(resource["resourceType"].as_str().unwrap_or_default());
-    if patch::apply_json_patch(&mut resource, &operations, MAX_BYTES).is_ok() {
-        common::intake(&resource, kind);
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| carnet::fuzzing::json_patch::run(data));

@@ -1,17 +1,5 @@
-//! A narrative `text.div` (XHTML) checked against txt-1, alone and inside a body (Organization: no profile of its own).
+//! Fuzzes `carnet::fuzzing::narrative` (what it runs is documented there, and replayed on the
+//! committed corpus by `cargo test`).
 #![no_main]
 
-use carnet::fhir::{incoming, narrative};
-use libfuzzer_sys::fuzz_target;
-
-fuzz_target!(|data: &[u8]| {
-    let Ok(div) = std::str::from_utf8(data) else {
-        return;
-    };
-    let _ = narrative::problem(div);
-    let body = serde_json::json!({
-        "resourceType": "Organization",
-        "text": {"status": "generated", "div": div},
-    });
-    let _ = incoming::parse(body.to_string().as_bytes(), "Organization");
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| carnet::fuzzing::narrative::run(data));

@@ -61,11 +61,12 @@ impl Position {
     }
 }
 
-/// How many matches the first page of a search across records counts when the client did not
-/// ask for a total: past this many it carries none (FHIR leaves `Bundle.total` optional), and
-/// `_total=accurate` counts them all. Counting every match, the consent restriction checked on
-/// each, took 15 s for the 267,500 of a feeding system's `status=current&type=…` among
-/// 2,000,000 documents (docs/performance.md, session 13).
+/// How many matches the first page of a search not pinned to one record (by `patient=`, a
+/// compartment…) counts when the client did not ask for a total: past this many it carries
+/// none (FHIR leaves `Bundle.total` optional), and `_total=accurate` counts them all. Counting
+/// every match, the consent restriction checked on each, took 15 s for the 267,500 of a
+/// feeding system's `status=current&type=…` among 2,000,000 documents (docs/performance.md,
+/// session 13).
 pub const COUNTED_UNASKED: i64 = 1000;
 
 /// Whether a page carries the search's total.

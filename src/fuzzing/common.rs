@@ -1,12 +1,11 @@
 //! What several targets share: picking the resource type an input is about, and the intake
 //! pipeline a patched document goes through before it is stored (as `fhir::writes` does).
 
-#![allow(dead_code)] // each target uses part of it
-use carnet::fhir::{incoming, json, registry};
+use crate::fhir::{incoming, json, registry};
 use serde_json::Value;
 
 /// The served type named by `name`, else Patient (the type most inputs are about).
-pub fn kind(name: &str) -> &'static registry::ResourceKind {
+pub(super) fn kind(name: &str) -> &'static registry::ResourceKind {
     registry::lookup(name)
         .or_else(|| registry::lookup("Patient"))
         .expect("Patient is served")
@@ -14,7 +13,7 @@ pub fn kind(name: &str) -> &'static registry::ResourceKind {
 
 /// Splits `Type?query` (the form of an `If-None-Exist` header, or a seed naming its type)
 /// into the served type and the query; without a known type, Patient and the whole text.
-pub fn split_type(text: &str) -> (&'static registry::ResourceKind, &str) {
+pub(super) fn split_type(text: &str) -> (&'static registry::ResourceKind, &str) {
     match text.split_once('?') {
         Some((name, query)) if registry::lookup(name).is_some() => (kind(name), query),
         _ => (kind("Patient"), text),
@@ -22,7 +21,7 @@ pub fn split_type(text: &str) -> (&'static registry::ResourceKind, &str) {
 }
 
 /// Every document the server writes back is valid JSON (issue 11, item 6).
-pub fn assert_renders(document: &Value) {
+pub(super) fn assert_renders(document: &Value) {
     let text = json::to_text(document, false);
     if let Err(e) = serde_json::from_str::<Value>(&text) {
         panic!("rendered document is not JSON ({e}): {text:?}");
@@ -30,7 +29,7 @@ pub fn assert_renders(document: &Value) {
 }
 
 /// A patched resource goes through the same intake as a body: render, parse, validate.
-pub fn intake(document: &Value, kind: &registry::ResourceKind) {
+pub(super) fn intake(document: &Value, kind: &registry::ResourceKind) {
     assert_renders(document);
     let text = json::to_text(document, false);
     if let Ok(accepted) = incoming::parse(text.as_bytes(), kind.name) {
@@ -40,7 +39,7 @@ pub fn intake(document: &Value, kind: &registry::ResourceKind) {
 
 /// The patched resource the patch targets start from, or the one the input brings with
 /// `{"resource": …, "patch": …}`.
-pub fn target_and_patch(input: Value) -> (Value, Value) {
+pub(super) fn target_and_patch(input: Value) -> (Value, Value) {
     match input {
         Value::Object(mut fields) if fields.contains_key("patch") => {
             let patch = fields.remove("patch").unwrap_or_default();
