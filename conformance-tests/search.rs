@@ -930,6 +930,17 @@ fn a_search_across_records_counts_up_to_a_thousand_matches_unless_asked() {
     let total = |query: &str| s.get(query).json().get("total").cloned();
     create(0, 1000);
     assert_eq!(total("/AllergyIntolerance?_count=5"), Some(json!(1000)));
+    // A search over several types counts them all against the one bound, in either order.
+    let both = "/?_type=AllergyIntolerance,DocumentReference&_count=5";
+    assert_eq!(total(both), Some(json!(1000)));
+    let report = crate::consent::document("p-allergy", "count", "11", &[], None, None);
+    s.create(&report);
+    assert_eq!(total(both), None);
+    assert_eq!(
+        total("/?_type=DocumentReference,AllergyIntolerance&_count=5"),
+        None
+    );
+    assert_eq!(total(&format!("{both}&_total=accurate")), Some(json!(1001)));
     create(1000, 1001);
     assert_eq!(total("/AllergyIntolerance?_count=5"), None);
     assert_eq!(
