@@ -17,8 +17,7 @@ const ISSUER_CLIENTS: [&str; 5] = [
 ];
 
 fn start() -> (OidcIssuer, Server) {
-    let dir = std::env::temp_dir().join(format!("carnet_oidc_{}", uuid::Uuid::new_v4().simple()));
-    let issuer = OidcIssuer::start(dir.join("keys.json"), &ISSUER_CLIENTS);
+    let issuer = OidcIssuer::start(&ISSUER_CLIENTS);
     let server = Server::start_configured(
         &format!("[[auth.issuers]]\nurl = \"{}\"\n", issuer.url),
         &[("CARNET_AUTH__JWKS_MIN_REFRESH_SECONDS", "1")],

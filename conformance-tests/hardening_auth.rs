@@ -154,8 +154,7 @@ fn the_lifetime_cap_is_configurable_and_binds_carnet_token() {
 
 #[test]
 fn the_lifetime_cap_applies_to_external_issuers_too() {
-    let dir = std::env::temp_dir().join(format!("carnet_oidc_{}", uuid::Uuid::new_v4().simple()));
-    let issuer = OidcIssuer::start_with_ttl(dir.join("keys.json"), &["test-feeder"], Some(7200));
+    let issuer = OidcIssuer::start_with_ttl(&["test-feeder"], Some(7200));
     let s = Server::start_configured(
         &format!("[[auth.issuers]]\nurl = \"{}\"\n", issuer.url),
         &[("CARNET_AUTH__MAX_TOKEN_LIFETIME_SECONDS", "3600")],

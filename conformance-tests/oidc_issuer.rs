@@ -33,6 +33,8 @@ pub const SECRET: &str = "test-secret";
 pub struct OidcIssuer {
     pub url: String,
     port: u16,
+    /// A folder of its own, holding its key file; removed when it is dropped.
+    dir: PathBuf,
     keys_file: PathBuf,
     clients: String,
     /// Lifetime of its access tokens in seconds (its default, 300, when `None`).
@@ -42,15 +44,17 @@ pub struct OidcIssuer {
 }
 
 impl OidcIssuer {
-    /// Starts an issuer knowing `client_ids` (all with [`SECRET`]), its keys in `keys_file`
-    /// (generated when absent).
-    pub fn start(keys_file: PathBuf, client_ids: &[&str]) -> OidcIssuer {
-        OidcIssuer::start_with_ttl(keys_file, client_ids, None)
+    /// Starts an issuer knowing `client_ids` (all with [`SECRET`]), its keys generated into
+    /// a key file of its own.
+    pub fn start(client_ids: &[&str]) -> OidcIssuer {
+        OidcIssuer::start_with_ttl(client_ids, None)
     }
 
     /// [`OidcIssuer::start`], its access tokens living `ttl` seconds.
-    pub fn start_with_ttl(keys_file: PathBuf, client_ids: &[&str], ttl: Option<u64>) -> OidcIssuer {
+    pub fn start_with_ttl(client_ids: &[&str], ttl: Option<u64>) -> OidcIssuer {
         LazyLock::force(&INSTALLED);
+        let dir =
+            std::env::temp_dir().join(format!("carnet_oidc_{}", uuid::Uuid::new_v4().simple()));
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -63,7 +67,8 @@ impl OidcIssuer {
         let mut issuer = OidcIssuer {
             url: format!("http://127.0.0.1:{port}"),
             port,
-            keys_file,
+            keys_file: dir.join("keys.json"),
+            dir,
             clients: serde_json::Value::from(clients).to_string(),
             ttl,
             child: None,
@@ -145,5 +150,8 @@ impl OidcIssuer {
 impl Drop for OidcIssuer {
     fn drop(&mut self) {
         self.stop();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }

@@ -255,8 +255,7 @@ fn review9_the_first_page_s_total_counts_matches_only() {
 #[test]
 fn review9_a_remembered_signature_does_not_outlive_its_key() {
     use crate::oidc_issuer::OidcIssuer;
-    let dir = std::env::temp_dir().join(format!("carnet_rv9_{}", uuid::Uuid::new_v4().simple()));
-    let mut issuer = OidcIssuer::start(dir.join("keys.json"), &["test-feeder"]);
+    let mut issuer = OidcIssuer::start(&["test-feeder"]);
     let s = Server::start_configured(
         &format!("[[auth.issuers]]\nurl = \"{}\"\n", issuer.url),
         &[("CARNET_AUTH__JWKS_MIN_REFRESH_SECONDS", "1")],
