@@ -37,9 +37,24 @@ pub(super) fn intake(document: &Value, kind: &registry::ResourceKind) {
     }
 }
 
-/// The patched resource the patch targets start from, or the one the input brings with
-/// `{"resource": …, "patch": …}`.
-pub(super) fn target_and_patch(input: Value) -> (Value, Value) {
+/// Bound of a patched document's size (the server uses `limits.body_max_bytes`).
+pub(super) const MAX_PATCHED_BYTES: usize = 1 << 20;
+
+/// What a patch target reads of its input: the resource to patch, read losslessly as the
+/// server reads a stored body (a stored Patient, or the one the input brings with
+/// `{"resource": …, "patch": …}`), its served type, and the patch (read with serde_json, as
+/// the server reads a patch body); `None` for input that is not JSON.
+pub(super) fn patch_input(data: &[u8]) -> Option<(Value, &'static registry::ResourceKind, Value)> {
+    let text = std::str::from_utf8(data).ok()?;
+    let input = serde_json::from_str::<Value>(text).ok()?;
+    let (resource, patch) = target_and_patch(input);
+    let resource = json::parse_lossless(&resource.to_string()).ok()?;
+    let kind = kind(resource["resourceType"].as_str().unwrap_or_default());
+    Some((resource, kind, patch))
+}
+
+/// The resource to patch and the patch.
+fn target_and_patch(input: Value) -> (Value, Value) {
     match input {
         Value::Object(mut fields) if fields.contains_key("patch") => {
             let patch = fields.remove("patch").unwrap_or_default();
