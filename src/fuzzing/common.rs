@@ -1,5 +1,6 @@
-//! What several targets share: picking the resource type an input is about, and the intake
-//! pipeline a patched document goes through before it is stored (as `fhir::writes` does).
+//! What several targets share: picking the resource type an input is about, reading a patch
+//! target's input, and the intake pipeline a patched document goes through before it is
+//! stored (as `fhir::writes` does).
 
 use crate::fhir::{incoming, json, registry};
 use serde_json::Value;
