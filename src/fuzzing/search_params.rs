@@ -1,13 +1,14 @@
 //! A search query string (`[type]?…`, or the form body of `POST [type]/_search`): decoded,
 //! parsed into a typed query (strict and lenient), its cursor opened, decided by the consent
 //! engine for a professional (the most elaborate restriction) and compiled to SQL for both
-//! backends, with the record it names (if any) looked up and the search rewritten to it. A
-//! `_cursor` is also opened as a history page's position and compiled into that page.
+//! backends (its page, its count, and its count bounded as an unasked total's), with the
+//! record it names (if any) looked up and the search rewritten to it. A `_cursor` is also
+//! opened as a history page's position and compiled into that page.
 
 use crate::auth::principal::{Principal, Purpose};
 use crate::auth::{scopes, Access};
 use crate::consent::Engine;
-use crate::search::{cursor, query, record, sql, Position};
+use crate::search::{cursor, query, record, sql, Position, COUNTED_UNASKED};
 use crate::store::search::Dialect;
 use crate::store::{HistoryPosition, HistoryScope};
 
@@ -91,7 +92,10 @@ pub fn run(data: &[u8]) {
                 21,
                 dialect,
             );
-            let _ = sql::count(&search, &restriction, BASE_URL, dialect);
+            // Every match (`_total`), or up to the bound a first page counts when not asked.
+            for at_most in [None, Some(COUNTED_UNASKED + 1)] {
+                let _ = sql::count_up_to(&search, &restriction, BASE_URL, at_most, dialect);
+            }
             // A search naming one record: its patient found (by id, or by identifier through
             // the lookup table, which then names an id) with the record's facts, and the search
             // rewritten to that patient.
