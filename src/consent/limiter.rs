@@ -5,7 +5,7 @@
 //! the last hour. The audit trail (its own issue) will keep the durable record and turn the
 //! flag below into an AuditEvent.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 /// One hour, in seconds.
@@ -15,9 +15,43 @@ const WINDOW: i64 = 3600;
 #[derive(Debug)]
 pub struct PatientsPerHour {
     limit: usize,
+    window: Mutex<Window>,
+}
+
+#[derive(Debug, Default)]
+struct Window {
     /// Practitioner id → patient id → when it was first read in the window (seconds since the
     /// epoch): a patient counts for the hour after it was read.
-    seen: Mutex<HashMap<String, HashMap<String, i64>>>,
+    seen: HashMap<String, HashMap<String, i64>>,
+    /// Every entry of `seen` as it was recorded, oldest first: what leaves the window next.
+    /// Forgetting from its front costs what is forgotten, where a sweep of `seen` on every
+    /// read cost every professional's hour of reading, under the one lock all their reads
+    /// take.
+    recorded: VecDeque<(i64, String, String)>,
+    /// The latest time seen: a clock stepped back does not reorder `recorded` (see `touch`).
+    latest: i64,
+}
+
+impl Window {
+    /// Forgets the entries recorded an hour or more before `now`, in the order they were
+    /// recorded.
+    fn forget_before(&mut self, now: i64) {
+        while let Some((at, _, _)) = self.recorded.front() {
+            if now - *at < WINDOW {
+                break;
+            }
+            let (at, practitioner, patient) = self.recorded.pop_front().expect("a front entry");
+            if let Some(patients) = self.seen.get_mut(&practitioner) {
+                // A later entry for the same patient (after this one left the window) stays.
+                if patients.get(&patient) == Some(&at) {
+                    patients.remove(&patient);
+                }
+                if patients.is_empty() {
+                    self.seen.remove(&practitioner);
+                }
+            }
+        }
+    }
 }
 
 /// Over the limit: retry after this many seconds, when the oldest patient leaves the window.
@@ -30,7 +64,7 @@ impl PatientsPerHour {
     pub fn new(limit: u32) -> PatientsPerHour {
         PatientsPerHour {
             limit: limit.max(1) as usize,
-            seen: Mutex::new(HashMap::new()),
+            window: Mutex::new(Window::default()),
         }
     }
 
@@ -44,13 +78,14 @@ impl PatientsPerHour {
     ) -> Result<(), Slowed> {
         let patients: Vec<&str> = patients.into_iter().collect();
         let answered_known = !patients.is_empty();
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        // Forget hours that have passed, for everyone: the map stays as large as the last
-        // hour's activity.
-        seen.retain(|_, patients| {
-            patients.retain(|_, at| now - *at < WINDOW);
-            !patients.is_empty()
-        });
+        let mut window = self.window.lock().unwrap_or_else(|e| e.into_inner());
+        // Were the clock stepped back, entries would be recorded out of order and could
+        // outlive their hour unseen: time here never goes back, so a step back only keeps
+        // patients counted that much longer.
+        let now = now.max(window.latest);
+        window.latest = now;
+        window.forget_before(now);
+        let Window { seen, recorded, .. } = &mut *window;
         let known = seen.entry(practitioner.to_owned()).or_default();
         let mut new: Vec<&str> = patients
             .into_iter()
@@ -71,10 +106,17 @@ impl PatientsPerHour {
                 limit = self.limit,
                 "a professional read more patients' records this hour than allowed: slowed down"
             );
+            if known.is_empty() {
+                seen.remove(practitioner);
+            }
             return Err(Slowed { retry_after });
         }
         for patient in new {
             known.insert(patient.to_owned(), now);
+            recorded.push_back((now, practitioner.to_owned(), patient.to_owned()));
+        }
+        if known.is_empty() {
+            seen.remove(practitioner);
         }
         Ok(())
     }
@@ -83,6 +125,7 @@ impl PatientsPerHour {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
 
     #[test]
     fn distinct_patients_are_counted_over_a_sliding_hour() {
@@ -119,5 +162,50 @@ mod tests {
         let limiter = PatientsPerHour::new(1);
         assert!(limiter.touch("dr", ["a", "b"], 0).is_err());
         assert_eq!(limiter.touch("dr", ["b"], 1), Ok(()));
+    }
+
+    #[test]
+    fn a_patient_read_again_after_its_hour_counts_from_the_new_read() {
+        let limiter = PatientsPerHour::new(1);
+        assert_eq!(limiter.touch("dr", ["a"], 0), Ok(()));
+        assert_eq!(limiter.touch("dr", ["a"], 3600), Ok(()));
+        assert_eq!(
+            limiter.touch("dr", ["b"], 3700),
+            Err(Slowed { retry_after: 3500 })
+        );
+        assert_eq!(limiter.touch("dr", ["b"], 7200), Ok(()));
+    }
+
+    #[test]
+    fn a_clock_stepped_back_keeps_patients_counted() {
+        let limiter = PatientsPerHour::new(1);
+        assert_eq!(limiter.touch("dr", ["a"], 1000), Ok(()));
+        // The clock steps back 500 s: `a` still counts, for its hour from the latest time.
+        assert_eq!(
+            limiter.touch("dr", ["b"], 500),
+            Err(Slowed { retry_after: 3600 })
+        );
+        // Back on time an hour after `a` was read, it is forgotten, and `b` recorded then.
+        assert_eq!(limiter.touch("dr", ["b"], 4600), Ok(()));
+        assert!(limiter.touch("dr", ["c"], 4601).is_err());
+    }
+
+    #[test]
+    fn professionals_who_stopped_reading_are_forgotten_after_the_hour() {
+        let limiter = PatientsPerHour::new(10);
+        for (i, practitioner) in ["x", "y", "z"].iter().enumerate() {
+            let at = i as i64 * 100;
+            assert_eq!(limiter.touch(practitioner, ["a", "b"], at), Ok(()));
+        }
+        // An hour after x's and y's reads, someone else's read forgets them (and only them).
+        assert_eq!(limiter.touch("w", ["c"], 3700), Ok(()));
+        let window = limiter.window.lock().unwrap();
+        let practitioners: BTreeSet<&str> = window.seen.keys().map(String::as_str).collect();
+        assert_eq!(practitioners, BTreeSet::from(["w", "z"]));
+        assert_eq!(window.recorded.len(), 3);
+        // Nothing found records no professional.
+        drop(window);
+        assert_eq!(limiter.touch("v", std::iter::empty(), 3701), Ok(()));
+        assert!(!limiter.window.lock().unwrap().seen.contains_key("v"));
     }
 }
