@@ -7,6 +7,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
+use std::time::Instant;
 
 /// One hour, in seconds.
 const WINDOW: i64 = 3600;
@@ -15,21 +16,23 @@ const WINDOW: i64 = 3600;
 #[derive(Debug)]
 pub struct PatientsPerHour {
     limit: usize,
+    /// The window's clock. Monotonic: a step of the system clock neither shortens anyone's
+    /// hour nor, stepped back, holds entries recorded "later" in front of the queue below,
+    /// which would keep everyone's reads counted until the clock caught up.
+    started: Instant,
     window: Mutex<Window>,
 }
 
 #[derive(Debug, Default)]
 struct Window {
-    /// Practitioner id → patient id → when it was first read in the window (seconds since the
-    /// epoch): a patient counts for the hour after it was read.
+    /// Practitioner id → patient id → when it was first read in the window (seconds on the
+    /// limiter's clock): a patient counts for the hour after it was read.
     seen: HashMap<String, HashMap<String, i64>>,
-    /// Every entry of `seen` as it was recorded, oldest first: what leaves the window next.
-    /// Forgetting from its front costs what is forgotten, where a sweep of `seen` on every
-    /// read cost every professional's hour of reading, under the one lock all their reads
-    /// take.
+    /// Every entry of `seen`, once, in the order recorded (so oldest first): what leaves the
+    /// window next. Forgetting from its front costs what is forgotten, where a sweep of
+    /// `seen` on every read cost every professional's hour of reading, under the one lock
+    /// all their reads take.
     recorded: VecDeque<(i64, String, String)>,
-    /// The latest time seen: a clock stepped back does not reorder `recorded` (see `touch`).
-    latest: i64,
 }
 
 impl Window {
@@ -40,12 +43,9 @@ impl Window {
             if now - *at < WINDOW {
                 break;
             }
-            let (at, practitioner, patient) = self.recorded.pop_front().expect("a front entry");
+            let (_, practitioner, patient) = self.recorded.pop_front().expect("a front entry");
             if let Some(patients) = self.seen.get_mut(&practitioner) {
-                // A later entry for the same patient (after this one left the window) stays.
-                if patients.get(&patient) == Some(&at) {
-                    patients.remove(&patient);
-                }
+                patients.remove(&patient);
                 if patients.is_empty() {
                     self.seen.remove(&practitioner);
                 }
@@ -64,13 +64,24 @@ impl PatientsPerHour {
     pub fn new(limit: u32) -> PatientsPerHour {
         PatientsPerHour {
             limit: limit.max(1) as usize,
+            started: Instant::now(),
             window: Mutex::new(Window::default()),
         }
     }
 
-    /// Records that `practitioner` reads `patients` at `now`, unless it would take them over
-    /// the limit: then nothing is recorded and the read must not be answered.
+    /// Records that `practitioner` reads `patients` now, unless it would take them over the
+    /// limit: then nothing is recorded and the read must not be answered.
     pub fn touch<'a>(
+        &self,
+        practitioner: &str,
+        patients: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), Slowed> {
+        let now = self.started.elapsed().as_secs() as i64;
+        self.touch_at(practitioner, patients, now)
+    }
+
+    /// [`PatientsPerHour::touch`] at `now`, in seconds on a clock that never goes back.
+    fn touch_at<'a>(
         &self,
         practitioner: &str,
         patients: impl IntoIterator<Item = &'a str>,
@@ -79,13 +90,8 @@ impl PatientsPerHour {
         let patients: Vec<&str> = patients.into_iter().collect();
         let answered_known = !patients.is_empty();
         let mut window = self.window.lock().unwrap_or_else(|e| e.into_inner());
-        // Were the clock stepped back, entries would be recorded out of order and could
-        // outlive their hour unseen: time here never goes back, so a step back only keeps
-        // patients counted that much longer.
-        let now = now.max(window.latest);
-        window.latest = now;
         window.forget_before(now);
-        let Window { seen, recorded, .. } = &mut *window;
+        let Window { seen, recorded } = &mut *window;
         let known = seen.entry(practitioner.to_owned()).or_default();
         let mut new: Vec<&str> = patients
             .into_iter()
@@ -130,64 +136,127 @@ mod tests {
     #[test]
     fn distinct_patients_are_counted_over_a_sliding_hour() {
         let limiter = PatientsPerHour::new(2);
-        assert_eq!(limiter.touch("dr", ["a", "a"], 0), Ok(()));
-        assert_eq!(limiter.touch("dr", ["a", "b"], 10), Ok(()));
+        assert_eq!(limiter.touch_at("dr", ["a", "a"], 0), Ok(()));
+        assert_eq!(limiter.touch_at("dr", ["a", "b"], 10), Ok(()));
         // A third patient within the hour: refused until `a` leaves the window.
         assert_eq!(
-            limiter.touch("dr", ["c"], 100),
+            limiter.touch_at("dr", ["c"], 100),
             Err(Slowed { retry_after: 3500 })
         );
         // Patients already read stay readable.
-        assert_eq!(limiter.touch("dr", ["b", "a"], 200), Ok(()));
+        assert_eq!(limiter.touch_at("dr", ["b", "a"], 200), Ok(()));
         // Another professional has their own count.
-        assert_eq!(limiter.touch("other", ["c", "d"], 200), Ok(()));
+        assert_eq!(limiter.touch_at("other", ["c", "d"], 200), Ok(()));
         // An hour after `a` was first read, it leaves the window; `b` ten seconds later.
-        assert_eq!(limiter.touch("dr", ["c"], 3600), Ok(()));
-        assert!(limiter.touch("dr", ["d"], 3601).is_err());
-        assert_eq!(limiter.touch("dr", ["d"], 3610), Ok(()));
-        assert!(limiter.touch("dr", ["e"], 3611).is_err());
+        assert_eq!(limiter.touch_at("dr", ["c"], 3600), Ok(()));
+        assert!(limiter.touch_at("dr", ["d"], 3601).is_err());
+        assert_eq!(limiter.touch_at("dr", ["d"], 3610), Ok(()));
+        assert!(limiter.touch_at("dr", ["e"], 3611).is_err());
     }
 
     #[test]
     fn at_the_limit_nothing_found_is_answered_like_a_new_patient() {
         let limiter = PatientsPerHour::new(1);
-        assert_eq!(limiter.touch("dr", std::iter::empty(), 0), Ok(()));
-        assert_eq!(limiter.touch("dr", ["a"], 1), Ok(()));
-        assert!(limiter.touch("dr", std::iter::empty(), 2).is_err());
-        assert_eq!(limiter.touch("dr", ["a"], 3), Ok(()));
+        assert_eq!(limiter.touch_at("dr", std::iter::empty(), 0), Ok(()));
+        assert_eq!(limiter.touch_at("dr", ["a"], 1), Ok(()));
+        assert!(limiter.touch_at("dr", std::iter::empty(), 2).is_err());
+        assert_eq!(limiter.touch_at("dr", ["a"], 3), Ok(()));
     }
 
     #[test]
     fn a_refused_read_records_nothing() {
         let limiter = PatientsPerHour::new(1);
-        assert!(limiter.touch("dr", ["a", "b"], 0).is_err());
-        assert_eq!(limiter.touch("dr", ["b"], 1), Ok(()));
+        assert!(limiter.touch_at("dr", ["a", "b"], 0).is_err());
+        assert_eq!(limiter.touch_at("dr", ["b"], 1), Ok(()));
     }
 
     #[test]
     fn a_patient_read_again_after_its_hour_counts_from_the_new_read() {
         let limiter = PatientsPerHour::new(1);
-        assert_eq!(limiter.touch("dr", ["a"], 0), Ok(()));
-        assert_eq!(limiter.touch("dr", ["a"], 3600), Ok(()));
+        assert_eq!(limiter.touch_at("dr", ["a"], 0), Ok(()));
+        assert_eq!(limiter.touch_at("dr", ["a"], 3600), Ok(()));
         assert_eq!(
-            limiter.touch("dr", ["b"], 3700),
+            limiter.touch_at("dr", ["b"], 3700),
             Err(Slowed { retry_after: 3500 })
         );
-        assert_eq!(limiter.touch("dr", ["b"], 7200), Ok(()));
+        assert_eq!(limiter.touch_at("dr", ["b"], 7200), Ok(()));
     }
 
     #[test]
-    fn a_clock_stepped_back_keeps_patients_counted() {
+    fn touch_refuses_past_the_limit_within_the_hour() {
         let limiter = PatientsPerHour::new(1);
-        assert_eq!(limiter.touch("dr", ["a"], 1000), Ok(()));
-        // The clock steps back 500 s: `a` still counts, for its hour from the latest time.
-        assert_eq!(
-            limiter.touch("dr", ["b"], 500),
-            Err(Slowed { retry_after: 3600 })
-        );
-        // Back on time an hour after `a` was read, it is forgotten, and `b` recorded then.
-        assert_eq!(limiter.touch("dr", ["b"], 4600), Ok(()));
-        assert!(limiter.touch("dr", ["c"], 4601).is_err());
+        assert_eq!(limiter.touch("dr", ["a"]), Ok(()));
+        // Within the hour of `a`: refused until it leaves the window, an hour after it was read.
+        let Err(Slowed { retry_after }) = limiter.touch("dr", ["b"]) else {
+            panic!("a second patient within the hour is refused");
+        };
+        assert!((3590..=3600).contains(&retry_after), "{retry_after}");
+    }
+
+    /// The limiter as it was first written: every read sweeps every professional's window.
+    /// Plain enough to be the reference the queue is held to.
+    fn swept(
+        seen: &mut HashMap<String, HashMap<String, i64>>,
+        limit: usize,
+        practitioner: &str,
+        patients: &[&str],
+        now: i64,
+    ) -> Result<(), Slowed> {
+        seen.retain(|_, patients| {
+            patients.retain(|_, at| now - *at < WINDOW);
+            !patients.is_empty()
+        });
+        let known = seen.entry(practitioner.to_owned()).or_default();
+        let new: BTreeSet<&str> = patients
+            .iter()
+            .copied()
+            .filter(|p| !known.contains_key(*p))
+            .collect();
+        let empty_at_limit = new.is_empty() && known.len() >= limit && patients.is_empty();
+        if known.len() + new.len() > limit || empty_at_limit {
+            let oldest = known.values().min().copied().unwrap_or(now);
+            return Err(Slowed {
+                retry_after: (oldest + WINDOW - now).max(1) as u64,
+            });
+        }
+        for patient in new {
+            known.insert(patient.to_owned(), now);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn the_queue_answers_as_a_sweep_of_the_whole_window_would() {
+        let mut state = 0x5eed_0f11_u64;
+        let mut next = |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        const PATIENTS: [&str; 6] = ["a", "b", "c", "d", "e", "f"];
+        const STEPS: [i64; 7] = [0, 0, 1, 100, 3599, 3600, 3601];
+        for _ in 0..200 {
+            let limit = 1 + next(4) as usize;
+            let limiter = PatientsPerHour::new(limit as u32);
+            let mut reference = HashMap::new();
+            let mut now = 0;
+            for _ in 0..300 {
+                now += STEPS[next(STEPS.len() as u64) as usize];
+                let practitioner = ["x", "y", "z"][next(3) as usize];
+                let patients: Vec<&str> = (0..next(4))
+                    .map(|_| PATIENTS[next(PATIENTS.len() as u64) as usize])
+                    .collect();
+                assert_eq!(
+                    limiter.touch_at(practitioner, patients.iter().copied(), now),
+                    swept(&mut reference, limit, practitioner, &patients, now),
+                    "{practitioner} reads {patients:?} at {now}, limit {limit}"
+                );
+                let window = limiter.window.lock().unwrap();
+                let held: usize = window.seen.values().map(HashMap::len).sum();
+                assert_eq!(window.recorded.len(), held, "each entry queued once");
+            }
+        }
     }
 
     #[test]
@@ -195,17 +264,17 @@ mod tests {
         let limiter = PatientsPerHour::new(10);
         for (i, practitioner) in ["x", "y", "z"].iter().enumerate() {
             let at = i as i64 * 100;
-            assert_eq!(limiter.touch(practitioner, ["a", "b"], at), Ok(()));
+            assert_eq!(limiter.touch_at(practitioner, ["a", "b"], at), Ok(()));
         }
         // An hour after x's and y's reads, someone else's read forgets them (and only them).
-        assert_eq!(limiter.touch("w", ["c"], 3700), Ok(()));
+        assert_eq!(limiter.touch_at("w", ["c"], 3700), Ok(()));
         let window = limiter.window.lock().unwrap();
         let practitioners: BTreeSet<&str> = window.seen.keys().map(String::as_str).collect();
         assert_eq!(practitioners, BTreeSet::from(["w", "z"]));
         assert_eq!(window.recorded.len(), 3);
         // Nothing found records no professional.
         drop(window);
-        assert_eq!(limiter.touch("v", std::iter::empty(), 3701), Ok(()));
+        assert_eq!(limiter.touch_at("v", std::iter::empty(), 3701), Ok(()));
         assert!(!limiter.window.lock().unwrap().seen.contains_key("v"));
     }
 }

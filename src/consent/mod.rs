@@ -239,8 +239,7 @@ impl Engine {
         else {
             return Ok(());
         };
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        self.patients_per_hour.touch(practitioner_id, patients, now)
+        self.patients_per_hour.touch(practitioner_id, patients)
     }
 }
 
