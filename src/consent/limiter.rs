@@ -9,8 +9,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Instant;
 
-/// One hour, in seconds.
-const WINDOW: i64 = 3600;
+/// One hour, in milliseconds: whole seconds would forget a patient read late in a second up to
+/// a second early.
+const WINDOW: i64 = 3_600_000;
 
 /// The patients each professional read in the last hour.
 #[derive(Debug)]
@@ -25,8 +26,8 @@ pub struct PatientsPerHour {
 
 #[derive(Debug, Default)]
 struct Window {
-    /// Practitioner id → patient id → when it was first read in the window (seconds on the
-    /// limiter's clock): a patient counts for the hour after it was read.
+    /// Practitioner id → patient id → when it was first read in the window (milliseconds on
+    /// the limiter's clock): a patient counts for the hour after it was read.
     seen: HashMap<String, HashMap<String, i64>>,
     /// Every entry of `seen`, once, in the order recorded (so oldest first): what leaves the
     /// window next. Forgetting from its front costs what is forgotten, where a sweep of
@@ -76,22 +77,25 @@ impl PatientsPerHour {
         practitioner: &str,
         patients: impl IntoIterator<Item = &'a str>,
     ) -> Result<(), Slowed> {
-        let now = self.started.elapsed().as_secs() as i64;
-        self.touch_at(practitioner, patients, now)
+        let mut window = self.window.lock().unwrap_or_else(|e| e.into_inner());
+        // Read under the lock, so that entries are queued in time order.
+        let now = self.started.elapsed().as_millis() as i64;
+        self.touch_at(&mut window, practitioner, patients, now)
     }
 
-    /// [`PatientsPerHour::touch`] at `now`, in seconds on a clock that never goes back.
+    /// [`PatientsPerHour::touch`] at `now`, in milliseconds on a clock that never goes back,
+    /// no earlier than any entry of `window`.
     fn touch_at<'a>(
         &self,
+        window: &mut Window,
         practitioner: &str,
         patients: impl IntoIterator<Item = &'a str>,
         now: i64,
     ) -> Result<(), Slowed> {
         let patients: Vec<&str> = patients.into_iter().collect();
         let answered_known = !patients.is_empty();
-        let mut window = self.window.lock().unwrap_or_else(|e| e.into_inner());
         window.forget_before(now);
-        let Window { seen, recorded } = &mut *window;
+        let Window { seen, recorded } = window;
         let known = seen.entry(practitioner.to_owned()).or_default();
         let mut new: Vec<&str> = patients
             .into_iter()
@@ -104,7 +108,7 @@ impl PatientsPerHour {
         let empty_at_limit = new.is_empty() && known.len() >= self.limit && !answered_known;
         if known.len() + new.len() > self.limit || empty_at_limit {
             let oldest = known.values().min().copied().unwrap_or(now);
-            let retry_after = (oldest + WINDOW - now).max(1) as u64;
+            let retry_after = ((oldest + WINDOW - now + 999) / 1000).max(1) as u64;
             tracing::warn!(
                 target: "carnet::consent",
                 practitioner,
@@ -132,65 +136,103 @@ impl PatientsPerHour {
 mod tests {
     use super::*;
     use std::collections::BTreeSet;
+    use std::time::Duration;
+
+    impl PatientsPerHour {
+        /// `touch` at `seconds` on the limiter's clock.
+        fn at<'a>(
+            &self,
+            practitioner: &str,
+            patients: impl IntoIterator<Item = &'a str>,
+            seconds: i64,
+        ) -> Result<(), Slowed> {
+            let mut window = self.window.lock().unwrap();
+            self.touch_at(&mut window, practitioner, patients, seconds * 1000)
+        }
+    }
 
     #[test]
     fn distinct_patients_are_counted_over_a_sliding_hour() {
         let limiter = PatientsPerHour::new(2);
-        assert_eq!(limiter.touch_at("dr", ["a", "a"], 0), Ok(()));
-        assert_eq!(limiter.touch_at("dr", ["a", "b"], 10), Ok(()));
+        assert_eq!(limiter.at("dr", ["a", "a"], 0), Ok(()));
+        assert_eq!(limiter.at("dr", ["a", "b"], 10), Ok(()));
         // A third patient within the hour: refused until `a` leaves the window.
         assert_eq!(
-            limiter.touch_at("dr", ["c"], 100),
+            limiter.at("dr", ["c"], 100),
             Err(Slowed { retry_after: 3500 })
         );
         // Patients already read stay readable.
-        assert_eq!(limiter.touch_at("dr", ["b", "a"], 200), Ok(()));
+        assert_eq!(limiter.at("dr", ["b", "a"], 200), Ok(()));
         // Another professional has their own count.
-        assert_eq!(limiter.touch_at("other", ["c", "d"], 200), Ok(()));
+        assert_eq!(limiter.at("other", ["c", "d"], 200), Ok(()));
         // An hour after `a` was first read, it leaves the window; `b` ten seconds later.
-        assert_eq!(limiter.touch_at("dr", ["c"], 3600), Ok(()));
-        assert!(limiter.touch_at("dr", ["d"], 3601).is_err());
-        assert_eq!(limiter.touch_at("dr", ["d"], 3610), Ok(()));
-        assert!(limiter.touch_at("dr", ["e"], 3611).is_err());
+        assert_eq!(limiter.at("dr", ["c"], 3600), Ok(()));
+        assert!(limiter.at("dr", ["d"], 3601).is_err());
+        assert_eq!(limiter.at("dr", ["d"], 3610), Ok(()));
+        assert!(limiter.at("dr", ["e"], 3611).is_err());
     }
 
     #[test]
     fn at_the_limit_nothing_found_is_answered_like_a_new_patient() {
         let limiter = PatientsPerHour::new(1);
-        assert_eq!(limiter.touch_at("dr", std::iter::empty(), 0), Ok(()));
-        assert_eq!(limiter.touch_at("dr", ["a"], 1), Ok(()));
-        assert!(limiter.touch_at("dr", std::iter::empty(), 2).is_err());
-        assert_eq!(limiter.touch_at("dr", ["a"], 3), Ok(()));
+        assert_eq!(limiter.at("dr", std::iter::empty(), 0), Ok(()));
+        assert_eq!(limiter.at("dr", ["a"], 1), Ok(()));
+        assert!(limiter.at("dr", std::iter::empty(), 2).is_err());
+        assert_eq!(limiter.at("dr", ["a"], 3), Ok(()));
     }
 
     #[test]
     fn a_refused_read_records_nothing() {
         let limiter = PatientsPerHour::new(1);
-        assert!(limiter.touch_at("dr", ["a", "b"], 0).is_err());
-        assert_eq!(limiter.touch_at("dr", ["b"], 1), Ok(()));
+        assert!(limiter.at("dr", ["a", "b"], 0).is_err());
+        assert_eq!(limiter.at("dr", ["b"], 1), Ok(()));
     }
 
     #[test]
     fn a_patient_read_again_after_its_hour_counts_from_the_new_read() {
         let limiter = PatientsPerHour::new(1);
-        assert_eq!(limiter.touch_at("dr", ["a"], 0), Ok(()));
-        assert_eq!(limiter.touch_at("dr", ["a"], 3600), Ok(()));
+        assert_eq!(limiter.at("dr", ["a"], 0), Ok(()));
+        assert_eq!(limiter.at("dr", ["a"], 3600), Ok(()));
         assert_eq!(
-            limiter.touch_at("dr", ["b"], 3700),
+            limiter.at("dr", ["b"], 3700),
             Err(Slowed { retry_after: 3500 })
         );
-        assert_eq!(limiter.touch_at("dr", ["b"], 7200), Ok(()));
+        assert_eq!(limiter.at("dr", ["b"], 7200), Ok(()));
     }
 
     #[test]
-    fn touch_refuses_past_the_limit_within_the_hour() {
-        let limiter = PatientsPerHour::new(1);
+    fn touch_counts_milliseconds_since_the_limiter_was_made() {
+        // Made ten seconds ago: `touch` records at about 10,000 ms on the limiter's clock (not
+        // the system's, not in seconds).
+        let limiter = PatientsPerHour {
+            started: Instant::now()
+                .checked_sub(Duration::from_secs(10))
+                .expect("the monotonic clock is past 10 s"),
+            ..PatientsPerHour::new(1)
+        };
         assert_eq!(limiter.touch("dr", ["a"]), Ok(()));
+        let at = limiter.window.lock().unwrap().recorded[0].0;
+        assert!((10_000..70_000).contains(&at), "{at}");
         // Within the hour of `a`: refused until it leaves the window, an hour after it was read.
         let Err(Slowed { retry_after }) = limiter.touch("dr", ["b"]) else {
             panic!("a second patient within the hour is refused");
         };
-        assert!((3590..=3600).contains(&retry_after), "{retry_after}");
+        assert!((3540..=3600).contains(&retry_after), "{retry_after}");
+    }
+
+    #[test]
+    fn a_patient_is_counted_a_whole_hour_to_the_millisecond() {
+        let limiter = PatientsPerHour::new(1);
+        let mut window = limiter.window.lock().unwrap();
+        assert_eq!(limiter.touch_at(&mut window, "dr", ["a"], 999), Ok(()));
+        assert_eq!(
+            limiter.touch_at(&mut window, "dr", ["b"], 3_600_998),
+            Err(Slowed { retry_after: 1 })
+        );
+        assert_eq!(
+            limiter.touch_at(&mut window, "dr", ["b"], 3_600_999),
+            Ok(())
+        );
     }
 
     /// The limiter as it was first written: every read sweeps every professional's window.
@@ -216,7 +258,7 @@ mod tests {
         if known.len() + new.len() > limit || empty_at_limit {
             let oldest = known.values().min().copied().unwrap_or(now);
             return Err(Slowed {
-                retry_after: (oldest + WINDOW - now).max(1) as u64,
+                retry_after: ((oldest + WINDOW - now + 999) / 1000).max(1) as u64,
             });
         }
         for patient in new {
@@ -235,7 +277,10 @@ mod tests {
             state % n
         };
         const PATIENTS: [&str; 6] = ["a", "b", "c", "d", "e", "f"];
-        const STEPS: [i64; 7] = [0, 0, 1, 100, 3599, 3600, 3601];
+        // Milliseconds: the hour's boundary, and either side of it.
+        const STEPS: [i64; 9] = [
+            0, 0, 1, 999, 100_000, 1_800_000, 3_599_999, 3_600_000, 3_600_001,
+        ];
         for _ in 0..200 {
             let limit = 1 + next(4) as usize;
             let limiter = PatientsPerHour::new(limit as u32);
@@ -247,12 +292,12 @@ mod tests {
                 let patients: Vec<&str> = (0..next(4))
                     .map(|_| PATIENTS[next(PATIENTS.len() as u64) as usize])
                     .collect();
+                let mut window = limiter.window.lock().unwrap();
                 assert_eq!(
-                    limiter.touch_at(practitioner, patients.iter().copied(), now),
+                    limiter.touch_at(&mut window, practitioner, patients.iter().copied(), now),
                     swept(&mut reference, limit, practitioner, &patients, now),
-                    "{practitioner} reads {patients:?} at {now}, limit {limit}"
+                    "{practitioner} reads {patients:?} at {now} ms, limit {limit}"
                 );
-                let window = limiter.window.lock().unwrap();
                 let held: usize = window.seen.values().map(HashMap::len).sum();
                 assert_eq!(window.recorded.len(), held, "each entry queued once");
             }
@@ -264,17 +309,17 @@ mod tests {
         let limiter = PatientsPerHour::new(10);
         for (i, practitioner) in ["x", "y", "z"].iter().enumerate() {
             let at = i as i64 * 100;
-            assert_eq!(limiter.touch_at(practitioner, ["a", "b"], at), Ok(()));
+            assert_eq!(limiter.at(practitioner, ["a", "b"], at), Ok(()));
         }
         // An hour after x's and y's reads, someone else's read forgets them (and only them).
-        assert_eq!(limiter.touch_at("w", ["c"], 3700), Ok(()));
+        assert_eq!(limiter.at("w", ["c"], 3700), Ok(()));
         let window = limiter.window.lock().unwrap();
         let practitioners: BTreeSet<&str> = window.seen.keys().map(String::as_str).collect();
         assert_eq!(practitioners, BTreeSet::from(["w", "z"]));
         assert_eq!(window.recorded.len(), 3);
         // Nothing found records no professional.
         drop(window);
-        assert_eq!(limiter.touch_at("v", std::iter::empty(), 3701), Ok(()));
+        assert_eq!(limiter.at("v", std::iter::empty(), 3701), Ok(()));
         assert!(!limiter.window.lock().unwrap().seen.contains_key("v"));
     }
 }
