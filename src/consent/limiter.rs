@@ -233,6 +233,11 @@ mod tests {
             limiter.touch_at(&mut window, "dr", ["b"], 3_600_999),
             Ok(())
         );
+        // Retry-After rounds up: 3,599,999 ms left is 3,600 s, not 3,599.
+        assert_eq!(
+            limiter.touch_at(&mut window, "dr", ["c"], 3_601_000),
+            Err(Slowed { retry_after: 3600 })
+        );
     }
 
     /// The limiter as it was first written: every read sweeps every professional's window.
