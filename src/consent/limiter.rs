@@ -77,6 +77,7 @@ impl PatientsPerHour {
         practitioner: &str,
         patients: impl IntoIterator<Item = &'a str>,
     ) -> Result<(), Slowed> {
+        let patients: Vec<&str> = patients.into_iter().collect();
         let mut window = self.window.lock().unwrap_or_else(|e| e.into_inner());
         // Read under the lock, so that entries are queued in time order.
         let now = self.started.elapsed().as_millis() as i64;
@@ -240,8 +241,9 @@ mod tests {
         );
     }
 
-    /// The limiter as it was first written: every read sweeps every professional's window.
-    /// Plain enough to be the reference the queue is held to.
+    /// The limiter as it was first written (in milliseconds, Retry-After rounded up): every
+    /// read sweeps every professional's window. Plain enough to be the reference the queue
+    /// is held to.
     fn swept(
         seen: &mut HashMap<String, HashMap<String, i64>>,
         limit: usize,
