@@ -1,6 +1,6 @@
-//! What several targets share: picking the resource type an input is about, reading a patch
-//! target's input, and the intake pipeline a patched document goes through before it is
-//! stored (as `fhir::writes` does).
+//! What several targets share: picking the resource type an input is about, reading a query
+//! or a patch target's input, and the intake pipeline a patched document goes through before
+//! it is stored (as `fhir::writes` does).
 
 use crate::fhir::{incoming, json, registry};
 use serde_json::Value;
@@ -12,13 +12,19 @@ pub(super) fn kind(name: &str) -> &'static registry::ResourceKind {
         .expect("Patient is served")
 }
 
-/// Splits `Type?query` (the form of an `If-None-Exist` header, or a seed naming its type)
-/// into the served type and the query; without a known type, Patient and the whole text.
-pub(super) fn split_type(text: &str) -> (&'static registry::ResourceKind, &str) {
-    match text.split_once('?') {
+/// What a query target reads of its input: `Type?query` (the form of an `If-None-Exist`
+/// header, or a seed naming its type) as the served type and the query's pairs, decoded as
+/// the server decodes a query string; without a known type, Patient and the whole text as
+/// the query. `None` for input that is not UTF-8 or not a query string.
+pub(super) fn query_input(
+    data: &[u8],
+) -> Option<(&'static registry::ResourceKind, Vec<(String, String)>)> {
+    let text = std::str::from_utf8(data).ok()?;
+    let (kind, query) = match text.split_once('?') {
         Some((name, query)) if registry::lookup(name).is_some() => (kind(name), query),
         _ => (kind("Patient"), text),
-    }
+    };
+    Some((kind, serde_urlencoded::from_str(query).ok()?))
 }
 
 /// Every document the server writes back is valid JSON (issue 11, item 6).

@@ -10,11 +10,7 @@ const FORMAT_PARAMS: [&str; 2] = ["_format", "_pretty"];
 
 /// One input, run as the fuzz target runs it: panics where the server would misbehave.
 pub fn run(data: &[u8]) {
-    let Ok(text) = std::str::from_utf8(data) else {
-        return;
-    };
-    let (kind, query) = common::split_type(text);
-    let Ok(criteria) = serde_urlencoded::from_str::<Vec<(String, String)>>(query) else {
+    let Some((kind, criteria)) = common::query_input(data) else {
         return;
     };
     let criteria: Vec<(String, String)> = criteria

@@ -45,11 +45,7 @@ fn feeding_system() -> Access {
 
 /// One input, run as the fuzz target runs it: panics where the server would misbehave.
 pub fn run(data: &[u8]) {
-    let Ok(text) = std::str::from_utf8(data) else {
-        return;
-    };
-    let (kind, query_string) = common::split_type(text);
-    let Ok(params) = serde_urlencoded::from_str::<Vec<(String, String)>>(query_string) else {
+    let Some((kind, params)) = common::query_input(data) else {
         return;
     };
     for (_, value) in params.iter().filter(|(key, _)| key == "_cursor") {
