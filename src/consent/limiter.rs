@@ -81,53 +81,52 @@ impl PatientsPerHour {
         let mut window = self.window.lock().unwrap_or_else(|e| e.into_inner());
         // Read under the lock, so that entries are queued in time order.
         let now = self.started.elapsed().as_millis() as i64;
-        self.touch_at(&mut window, practitioner, patients, now)
+        self.touch_at(&mut window, practitioner, &patients, now)
     }
 
     /// [`PatientsPerHour::touch`] at `now`, in milliseconds on a clock that never goes back,
     /// no earlier than any entry of `window`.
-    fn touch_at<'a>(
+    fn touch_at(
         &self,
         window: &mut Window,
         practitioner: &str,
-        patients: impl IntoIterator<Item = &'a str>,
+        patients: &[&str],
         now: i64,
     ) -> Result<(), Slowed> {
-        let patients: Vec<&str> = patients.into_iter().collect();
-        let answered_known = !patients.is_empty();
         window.forget_before(now);
-        let Window { seen, recorded } = window;
-        let known = seen.entry(practitioner.to_owned()).or_default();
+        // Looked up, not entered: a professional is held only while they have patients.
+        let known = window.seen.get(practitioner);
+        let known_count = known.map_or(0, HashMap::len);
         let mut new: Vec<&str> = patients
-            .into_iter()
-            .filter(|p| !known.contains_key(*p))
+            .iter()
+            .copied()
+            .filter(|p| !known.is_some_and(|known| known.contains_key(*p)))
             .collect();
         new.sort_unstable();
         new.dedup();
         // Nothing found is answered like a new patient once the limit is reached: otherwise a
         // 404 would tell a missing record from an existing one the limit holds back.
-        let empty_at_limit = new.is_empty() && known.len() >= self.limit && !answered_known;
-        if known.len() + new.len() > self.limit || empty_at_limit {
-            let oldest = known.values().min().copied().unwrap_or(now);
-            let retry_after = ((oldest + WINDOW - now + 999) / 1000).max(1) as u64;
+        let empty_at_limit = new.is_empty() && known_count >= self.limit && patients.is_empty();
+        if known_count + new.len() > self.limit || empty_at_limit {
+            let oldest = known.and_then(|known| known.values().min().copied());
+            let retry_after = ((oldest.unwrap_or(now) + WINDOW - now + 999) / 1000).max(1) as u64;
             tracing::warn!(
                 target: "carnet::consent",
                 practitioner,
-                patients = known.len() + new.len(),
+                patients = known_count + new.len(),
                 limit = self.limit,
                 "a professional read more patients' records this hour than allowed: slowed down"
             );
-            if known.is_empty() {
-                seen.remove(practitioner);
-            }
             return Err(Slowed { retry_after });
         }
+        if new.is_empty() {
+            return Ok(());
+        }
+        let Window { seen, recorded } = window;
+        let known = seen.entry(practitioner.to_owned()).or_default();
         for patient in new {
             known.insert(patient.to_owned(), now);
             recorded.push_back((now, practitioner.to_owned(), patient.to_owned()));
-        }
-        if known.is_empty() {
-            seen.remove(practitioner);
         }
         Ok(())
     }
@@ -147,8 +146,9 @@ mod tests {
             patients: impl IntoIterator<Item = &'a str>,
             seconds: i64,
         ) -> Result<(), Slowed> {
+            let patients: Vec<&str> = patients.into_iter().collect();
             let mut window = self.window.lock().unwrap();
-            self.touch_at(&mut window, practitioner, patients, seconds * 1000)
+            self.touch_at(&mut window, practitioner, &patients, seconds * 1000)
         }
     }
 
@@ -225,18 +225,18 @@ mod tests {
     fn a_patient_is_counted_a_whole_hour_to_the_millisecond() {
         let limiter = PatientsPerHour::new(1);
         let mut window = limiter.window.lock().unwrap();
-        assert_eq!(limiter.touch_at(&mut window, "dr", ["a"], 999), Ok(()));
+        assert_eq!(limiter.touch_at(&mut window, "dr", &["a"], 999), Ok(()));
         assert_eq!(
-            limiter.touch_at(&mut window, "dr", ["b"], 3_600_998),
+            limiter.touch_at(&mut window, "dr", &["b"], 3_600_998),
             Err(Slowed { retry_after: 1 })
         );
         assert_eq!(
-            limiter.touch_at(&mut window, "dr", ["b"], 3_600_999),
+            limiter.touch_at(&mut window, "dr", &["b"], 3_600_999),
             Ok(())
         );
         // Retry-After rounds up: 3,599,999 ms left is 3,600 s, not 3,599.
         assert_eq!(
-            limiter.touch_at(&mut window, "dr", ["c"], 3_601_000),
+            limiter.touch_at(&mut window, "dr", &["c"], 3_601_000),
             Err(Slowed { retry_after: 3600 })
         );
     }
@@ -301,7 +301,7 @@ mod tests {
                     .collect();
                 let mut window = limiter.window.lock().unwrap();
                 assert_eq!(
-                    limiter.touch_at(&mut window, practitioner, patients.iter().copied(), now),
+                    limiter.touch_at(&mut window, practitioner, &patients, now),
                     swept(&mut reference, limit, practitioner, &patients, now),
                     "{practitioner} reads {patients:?} at {now} ms, limit {limit}"
                 );
